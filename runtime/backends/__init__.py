@@ -1,0 +1,38 @@
+"""Ways of reaching a model, behind one `Backend` protocol.
+
+`load_backend("embedded")` gives the in-process default model; `load_backend("litellm:<model>",
+api_base=...)` any model litellm reaches. Heavy libraries are imported only when used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ConfigError
+from .base import Backend, HiddenStateBackend
+
+
+def load_backend(uri: str = "embedded", **options: Any) -> Backend:
+    """Build a backend from a short URI.
+
+    - ``embedded`` or ``embedded:/path/model.gguf``: llama.cpp in process
+    - ``litellm:<litellm model>``, e.g. ``litellm:hosted_vllm/Qwen/Qwen2.5-7B-Instruct``
+    """
+    kind, _, rest = uri.partition(":")
+    if kind == "embedded":
+        from .embedded import EmbeddedBackend
+
+        return EmbeddedBackend(rest or None, **options)
+    if kind == "litellm":
+        if not rest:
+            raise ConfigError("litellm backend needs a model: litellm:<provider>/<model>")
+        from .litellm import LiteLLMBackend
+
+        return LiteLLMBackend(rest, **options)
+    raise ConfigError(
+        f"Unknown backend {uri!r}.",
+        hint="Use 'embedded', 'embedded:/path/to/model.gguf' or 'litellm:<provider>/<model>'.",
+    )
+
+
+__all__ = ["Backend", "HiddenStateBackend", "load_backend"]

