@@ -1,0 +1,102 @@
+"""The Goodtriever combination (Pozzobon et al. 2023), one pure torch function.
+
+Per decoding step, for each row of the batch:
+
+    l'  = log_softmax(base logits), tokens outside the top-p nucleus set to -inf
+    p_kNN(v) = sum over retrieved neighbours j with next token v of softmax(-d / T)_j
+    s   = log_softmax(l' + alpha * (log p_kNN+ - log p_kNN-))
+
+`+` is the non-toxic datastore, `-` the toxic one. A token no neighbour of a row points to
+gets that row's smallest retrieved log-probability (the original code took the minimum over the
+whole batch, so one sequence's output depended on the others in its batch; here every row is
+computed from its own inputs only). Distances are what the datastore returns (FAISS L2:
+squared Euclidean distances).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    import torch
+
+
+class Neighbours(NamedTuple):
+    """What one datastore retrieved for a batch: distances [B, k] and next-token ids [B, k].
+
+    A token id < 0 marks a missing neighbour (a store with fewer than k keys); it is ignored."""
+
+    distances: torch.Tensor
+    tokens: torch.Tensor
+
+
+def top_p_mask(logprobs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Boolean [B, V]: True for tokens inside each row's nucleus (the smallest set of most
+    likely tokens whose probability reaches top_p; the most likely token is always kept)."""
+    import torch
+
+    if top_p >= 1.0:
+        return torch.ones_like(logprobs, dtype=torch.bool)
+    sorted_lp, order = torch.sort(logprobs, dim=-1, descending=True)
+    cum = sorted_lp.exp().cumsum(dim=-1)
+    # drop a token when the mass strictly before it already reaches top_p
+    drop_sorted = (cum - sorted_lp.exp()) >= top_p
+    drop_sorted[..., 0] = False
+    keep = torch.ones_like(logprobs, dtype=torch.bool)
+    keep.scatter_(-1, order, ~drop_sorted)
+    return keep
+
+
+def knn_logprobs(neighbours: Neighbours, vocab_size: int, temperature: float) -> torch.Tensor:
+    """log p_kNN [B, V]: neighbour weights softmax(-d/T) summed per next token, with each
+    row's unretrieved tokens set to that row's smallest retrieved log-probability."""
+    import torch
+
+    dist = neighbours.distances.to(torch.float32)
+    tok = neighbours.tokens.to(torch.long)
+    valid = tok >= 0
+    scores = torch.where(valid, -dist / temperature, torch.full_like(dist, float("-inf")))
+    weights = torch.softmax(scores, dim=-1)
+    weights = torch.nan_to_num(weights, nan=0.0)  # a row with no neighbour at all
+    probs = torch.zeros(dist.shape[0], vocab_size, dtype=torch.float32, device=dist.device)
+    probs.scatter_add_(-1, tok.clamp(min=0), torch.where(valid, weights, 0.0))
+    retrieved = probs > 0
+    logp = torch.where(retrieved, probs.log(), torch.full_like(probs, float("inf")))
+    floor = logp.min(dim=-1, keepdim=True).values  # per row
+    floor = torch.where(torch.isinf(floor), torch.zeros_like(floor), floor)  # nothing retrieved
+    return torch.where(retrieved, logp, floor.expand_as(logp))
+
+
+def goodtriever_logprobs(
+    base_logits: torch.Tensor,
+    *,
+    toxic: Neighbours | None = None,
+    nontoxic: Neighbours | None = None,
+    alpha: float = 2.0,
+    temperature: float = 100.0,
+    top_p: float = 0.9,
+) -> torch.Tensor:
+    """Next-token log-probs [B, V] from base logits [B, V] and the two datastores' neighbours.
+
+    Either datastore may be absent (its term is then zero): toxic only is the anti-expert
+    alone, as in the paper's ablation. alpha = 0 returns the top-p-filtered base distribution.
+    """
+    import torch
+
+    if base_logits.dim() != 2:
+        raise ValueError(f"base_logits must be [B, V], got {tuple(base_logits.shape)}")
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0")
+    base = torch.log_softmax(base_logits.to(torch.float32), dim=-1)
+    keep = top_p_mask(base, top_p)
+    filtered = torch.where(keep, base, torch.full_like(base, float("-inf")))
+    vocab = base.shape[-1]
+    shift = torch.zeros_like(base)
+    if nontoxic is not None:
+        shift = shift + knn_logprobs(nontoxic, vocab, temperature)
+    if toxic is not None:
+        shift = shift - knn_logprobs(toxic, vocab, temperature)
+    return torch.log_softmax(filtered + alpha * shift, dim=-1)
+
+
+__all__ = ["Neighbours", "goodtriever_logprobs", "knn_logprobs", "top_p_mask"]

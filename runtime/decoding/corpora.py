@@ -1,0 +1,110 @@
+"""Documents for datastores: from text files (plain text, CSV, JSONL) or from the project's
+safety datasets (read through specguard.evals.datasets), and the loop that encodes them."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+from ..errors import ConfigError
+from .datastore import Datastore
+from .encoders import KeyEncoder
+
+
+class Document(NamedTuple):
+    id: str  # the source id keys are removed by
+    text: str
+
+
+def _matches(row: dict, where: dict[str, str] | None) -> bool:
+    return not where or all(str(row.get(k)) == v for k, v in where.items())
+
+
+def read_corpus(
+    path: str | Path,
+    *,
+    column: str = "text",
+    id_column: str | None = None,
+    where: dict[str, str] | None = None,
+) -> Iterator[Document]:
+    """Documents of a file. .txt: one document per non-empty line. .csv / .jsonl: the text in
+    `column`, the id in `id_column` (default: the row number), rows kept when every
+    `where` column equals its value (as a string)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"Corpus file {path} does not exist.")
+    stem = path.stem
+    suffix = path.suffix.lower()
+    if suffix in (".txt", ".text", ".md"):
+        for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+            if line.strip():
+                yield Document(f"{stem}:{i}", line.strip())
+        return
+    if suffix == ".csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            rows: Iterable[dict] = csv.DictReader(f)
+            yield from _rows(rows, stem, column, id_column, where, path)
+        return
+    if suffix in (".jsonl", ".ndjson"):
+        with path.open(encoding="utf-8") as f:
+            rows = (json.loads(line) for line in f if line.strip())
+            yield from _rows(rows, stem, column, id_column, where, path)
+        return
+    raise ConfigError(f"Unknown corpus format {suffix!r} ({path}).", hint="Use .txt, .csv or .jsonl.")
+
+
+def _rows(rows, stem, column, id_column, where, path) -> Iterator[Document]:
+    for i, row in enumerate(rows):
+        if column not in row:
+            raise ConfigError(
+                f"{path} has no column {column!r}.", hint=f"Columns: {', '.join(map(str, row))}"
+            )
+        if not _matches(row, where):
+            continue
+        text = str(row[column] or "").strip()
+        if text:
+            doc_id = f"{stem}:{row[id_column]}" if id_column else f"{stem}:{i}"
+            yield Document(doc_id, text)
+
+
+async def add_documents(
+    store: Datastore,
+    encoder: KeyEncoder,
+    documents: Iterable[Document],
+    *,
+    batch: int = 16,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Encode documents and append their keys. Documents already present are skipped.
+    Calls on_progress(documents_done, keys_added) after each batch. Returns keys added."""
+    present = set(store.documents)
+    total = 0
+    done = 0
+    buf: list[Document] = []
+
+    async def flush() -> None:
+        nonlocal total, done
+        encoded = await encoder.encode([d.text for d in buf])
+        for doc, (keys, toks) in zip(buf, encoded, strict=True):
+            total += store.add(doc.id, keys, toks)
+            present.add(doc.id)
+        done += len(buf)
+        buf.clear()
+        if on_progress:
+            on_progress(done, total)
+
+    for doc in documents:
+        if doc.id in present or any(d.id == doc.id for d in buf):
+            continue
+        buf.append(doc)
+        if len(buf) >= batch:
+            await flush()
+    if buf:
+        await flush()
+    return total
+
+
+__all__ = ["Document", "add_documents", "read_corpus"]

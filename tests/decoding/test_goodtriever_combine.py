@@ -1,0 +1,102 @@
+"""The Goodtriever combination against a hand-computed example, and batch independence."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from specguard.decoding import Neighbours, goodtriever_logprobs, knn_logprobs, top_p_mask  # noqa: E402
+
+
+def _nb(d, t):
+    return Neighbours(torch.as_tensor(d, dtype=torch.float32), torch.as_tensor(t, dtype=torch.long))
+
+
+def test_hand_computed_example():
+    # base distribution [0.5, 0.3, 0.15, 0.05]: the 0.9 nucleus keeps tokens 0, 1, 2
+    # (mass before token 2 is 0.8 < 0.9; before token 3 it is 0.95 >= 0.9)
+    base = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    # non-toxic: distances 1, 2, 3 (T = 1) pointing at tokens 0, 0, 2
+    nontoxic = _nb([[1.0, 2.0, 3.0]], [[0, 0, 2]])
+    # toxic: distances 0, ln 2 pointing at tokens 1, 2 -> weights 2/3, 1/3
+    toxic = _nb([[0.0, math.log(2.0)]], [[1, 2]])
+    out = goodtriever_logprobs(base, toxic=toxic, nontoxic=nontoxic, alpha=2.0, temperature=1.0,
+                               top_p=0.9)
+
+    z = math.exp(-1) + math.exp(-2) + math.exp(-3)
+    lp_plus = {0: math.log((math.exp(-1) + math.exp(-2)) / z), 2: math.log(math.exp(-3) / z)}
+    plus_floor = lp_plus[2]  # the smallest retrieved log-prob of the row
+    lp_minus = {1: math.log(2 / 3), 2: math.log(1 / 3)}
+    minus_floor = lp_minus[2]
+    raw = [
+        math.log(0.5) + 2 * (lp_plus[0] - minus_floor),
+        math.log(0.3) + 2 * (plus_floor - lp_minus[1]),
+        math.log(0.15) + 2 * (lp_plus[2] - lp_minus[2]),
+    ]
+    norm = math.log(sum(math.exp(r) for r in raw))
+    expected = [r - norm for r in raw]
+    assert out.shape == (1, 4)
+    for i in range(3):
+        assert out[0, i].item() == pytest.approx(expected[i], abs=1e-5)
+    assert out[0, 3].item() == float("-inf")  # outside the base nucleus
+    assert torch.exp(out).sum().item() == pytest.approx(1.0, abs=1e-5)
+    # the toxic store's favourite (token 1) lost probability, the non-toxic one's gained
+    assert math.exp(expected[1]) < 0.3 / 0.95 < 0.5 / 0.95 < math.exp(expected[0])
+
+
+def test_alpha_zero_is_the_filtered_base():
+    base = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    out = goodtriever_logprobs(base, toxic=_nb([[0.0]], [[0]]), alpha=0.0, top_p=0.9)
+    expected = torch.log(torch.tensor([0.5, 0.3, 0.15]) / 0.95)
+    assert torch.allclose(out[0, :3], expected, atol=1e-6)
+    assert out[0, 3] == float("-inf")
+
+
+def test_knn_floor_is_per_row_and_missing_neighbours_are_ignored():
+    nb = _nb([[0.0, 0.0, 5.0], [0.0, 1.0, 2.0]], [[3, 3, -1], [0, 1, 2]])
+    lp = knn_logprobs(nb, vocab_size=5, temperature=1.0)
+    # row 0 retrieved only token 3 (prob 1): its floor is log 1 = 0
+    assert torch.allclose(lp[0], torch.zeros(5))
+    w = torch.softmax(torch.tensor([0.0, -1.0, -2.0]), 0)
+    assert lp[1, 0].item() == pytest.approx(math.log(w[0].item()), abs=1e-6)
+    assert lp[1, 3].item() == pytest.approx(math.log(w[2].item()), abs=1e-6)  # row 1's floor
+    assert lp[1, 4].item() == pytest.approx(math.log(w[2].item()), abs=1e-6)
+
+
+def test_top_p_mask_keeps_the_argmax():
+    lp = torch.log_softmax(torch.tensor([[10.0, 0.0, 0.0]]), -1)
+    assert top_p_mask(lp, 0.5).tolist() == [[True, False, False]]
+    assert top_p_mask(lp, 1.0).all()
+
+
+def test_rows_are_independent_of_their_batch():
+    g = torch.Generator().manual_seed(0)
+    B, V, k = 6, 50, 16
+    base = torch.randn(B, V, generator=g) * 3
+    # rows retrieve very different token sets, so a batch-wide floor would couple them
+    tox = _nb(torch.rand(B, k, generator=g) * 50, torch.randint(0, V, (B, k), generator=g))
+    tox.tokens[0] = 7  # row 0: a single retrieved token
+    non = _nb(torch.rand(B, k, generator=g) * 50, torch.randint(0, V, (B, k), generator=g))
+    non.tokens[3, : k // 2] = -1  # row 3: half its neighbours missing
+    kw = dict(alpha=2.0, temperature=10.0, top_p=0.9)
+    batched = goodtriever_logprobs(base, toxic=tox, nontoxic=non, **kw)
+    for i in range(B):
+        alone = goodtriever_logprobs(
+            base[i : i + 1],
+            toxic=Neighbours(tox.distances[i : i + 1], tox.tokens[i : i + 1]),
+            nontoxic=Neighbours(non.distances[i : i + 1], non.tokens[i : i + 1]),
+            **kw,
+        )
+        assert torch.equal(alone[0], batched[i]), f"row {i} depends on its batch"
+    # and reordering the batch permutes the output rows exactly
+    perm = torch.tensor([5, 2, 0, 4, 1, 3])
+    shuffled = goodtriever_logprobs(
+        base[perm],
+        toxic=Neighbours(tox.distances[perm], tox.tokens[perm]),
+        nontoxic=Neighbours(non.distances[perm], non.tokens[perm]),
+        **kw,
+    )
+    assert torch.equal(shuffled, batched[perm])
