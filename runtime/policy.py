@@ -112,6 +112,9 @@ class ApiKey(_Strict):
     tenant: str
     user: str | None = None
     admin: bool = False
+    # A deployment's gateway may name the end user in the server's trusted header; no other
+    # key can, so a client can never pick someone else's profile.
+    trusted_gateway: bool = False
 
 
 class PolicyFile(_Strict):
@@ -157,6 +160,7 @@ class Caller(BaseModel):
     tenant: str
     user: str | None = None
     admin: bool = False
+    trusted_gateway: bool = False
 
 
 class ResolvedPolicy(BaseModel):
@@ -221,7 +225,13 @@ class Policy:
         # compare_digest keeps the final check constant-time anyway.
         if entry is None or not hmac.compare_digest(entry.sha256, hash_key(key)):
             raise AuthenticationError("Invalid API key.", hint="Check the key or ask an admin.")
-        return Caller(key_name=entry.name, tenant=entry.tenant, user=entry.user, admin=entry.admin)
+        return Caller(
+            key_name=entry.name,
+            tenant=entry.tenant,
+            user=entry.user,
+            admin=entry.admin,
+            trusted_gateway=entry.trusted_gateway,
+        )
 
     def resolve(self, tenant: str, user: str | None = None) -> ResolvedPolicy:
         cached = self._cache.get((tenant, user))

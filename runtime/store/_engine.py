@@ -3,10 +3,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.pool import StaticPool
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for `url`; a bare path means a SQLite file."""
+    """An engine for `url`; a bare path means a SQLite file, ":memory:" a private in-memory
+    database (one connection shared, so every caller sees the same data)."""
+    if url in (":memory:", "sqlite://"):
+        engine = create_engine(
+            "sqlite://", connect_args={"check_same_thread": False}, poolclass=StaticPool
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
     if "://" not in url:
         path = Path(url).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)

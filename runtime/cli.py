@@ -1,0 +1,264 @@
+"""The `specguard` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import SpecguardError
+
+app = typer.Typer(no_args_is_help=True, help="specguard: a test-time safety specification runtime.")
+spec_app = typer.Typer(no_args_is_help=True, help="Inspect and manage safety specifications.")
+policy_app = typer.Typer(no_args_is_help=True, help="Validate and explain policy files.")
+app.add_typer(spec_app, name="spec")
+app.add_typer(policy_app, name="policy")
+console = Console()
+err = Console(stderr=True)
+
+BackendOpt = Annotated[str, typer.Option("--backend", "-b", help="embedded | embedded:/path.gguf | litellm:<model>")]
+PolicyOpt = Annotated[Optional[Path], typer.Option("--policy", "-p", help="Policy YAML file.")]
+StoreOpt = Annotated[Optional[str], typer.Option("--store", help="Store URL or SQLite path (default: $SPECGUARD_STORE or specguard.db).")]
+ApiBaseOpt = Annotated[Optional[str], typer.Option("--api-base", help="Upstream URL for litellm backends.")]
+
+
+def _mount_optional(module: str, name: str, help_: str) -> None:
+    """Sub-commands that live with their feature; missing extras only hide them."""
+    import importlib
+
+    try:
+        sub = importlib.import_module(module).app
+    except ImportError:
+        return
+    app.add_typer(sub, name=name, help=help_)
+
+
+def _build_runtime(backend: str, policy: Path | None, store: str | None, api_base: str | None = None):
+    from .backends import load_backend
+    from .config import store_url
+    from .core import Runtime
+    from .policy import Policy
+    from .store import Store
+
+    options = {"api_base": api_base} if api_base else {}
+    be = load_backend(backend, **options)
+    pol = Policy.load(policy) if policy else Policy.default()
+    return Runtime(be, policy=pol, store=Store(store_url(store)))
+
+
+def _load_with_progress(runtime) -> None:
+    load = getattr(runtime.backend, "load", None)
+    if load is None:
+        return
+    with console.status(f"Loading {runtime.backend.name} ...", spinner="dots"):
+        start = time.perf_counter()
+        asyncio.run(load())
+    console.print(f"[green]Loaded[/] {runtime.backend.name} in {time.perf_counter() - start:.1f} s")
+
+
+@app.command()
+def serve(
+    backend: BackendOpt = "embedded",
+    policy: PolicyOpt = None,
+    store: StoreOpt = None,
+    api_base: ApiBaseOpt = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: Annotated[Optional[str], typer.Option(envvar="SPECGUARD_API_KEY", help="Accept this key (tenant 'default').")] = None,
+    rate_limit: Annotated[int, typer.Option(help="Requests per minute per key; 0 = unlimited.")] = 0,
+) -> None:
+    """Run the guarded OpenAI-compatible server."""
+    import uvicorn
+
+    from .server import ServerSettings, create_app
+
+    runtime = _build_runtime(backend, policy, store, api_base)
+    if api_key is None and not runtime.policy.file.api_keys:
+        api_key = "sg-" + secrets.token_urlsafe(24)
+        console.print(f"No API keys configured; generated one for this run: [bold]{api_key}[/]")
+    if api_key:
+        runtime.policy = runtime.policy.with_key(api_key, name="cli")
+    _load_with_progress(runtime)
+    fastapi_app = create_app(runtime, ServerSettings(rate_limit_per_minute=rate_limit))
+    console.print(f"Point an OpenAI client at [bold]http://{host}:{port}/v1[/] (model 'specguard')")
+    uvicorn.run(fastapi_app, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def chat(
+    backend: BackendOpt = "embedded",
+    policy: PolicyOpt = None,
+    store: StoreOpt = None,
+    api_base: ApiBaseOpt = None,
+    tenant: str = "default",
+    user: Optional[str] = None,
+) -> None:
+    """Chat with the guarded model in the terminal (empty line or Ctrl-D to quit)."""
+    from .types import Message, Role
+
+    runtime = _build_runtime(backend, policy, store, api_base)
+    _load_with_progress(runtime)
+    history: list[Message] = []
+
+    async def turn(text: str):
+        history.append(Message(role=Role.USER, content=text))
+        result = await runtime.chat(history, tenant=tenant, user=user)
+        history.append(Message(role=Role.ASSISTANT, content=result.answer))
+        return result
+
+    while True:
+        try:
+            text = console.input("[bold cyan]you> [/]").strip()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not text:
+            break
+        result = asyncio.run(turn(text))
+        console.print(f"[bold]assistant>[/] {result.answer}")
+        r = result.report
+        verdicts = ", ".join(f"{d.stage.value}={d.label}" for d in r.decisions) or "no checks"
+        console.print(f"[dim]{r.action.value} | {verdicts} | {r.model_calls} model calls | {r.total_ms:.0f} ms[/]")
+
+
+@app.command()
+def demo(
+    backend: BackendOpt = "embedded",
+    api_base: ApiBaseOpt = None,
+    port: Annotated[int, typer.Option(help="Port for the demo server; 0 picks a free one.")] = 0,
+) -> None:
+    """Start the guarded server, send benign, harmful and profile-specific requests through it
+    with an OpenAI-style client, and print what happened."""
+    from .demo import run_demo
+
+    try:
+        run_demo(backend=backend, api_base=api_base, port=port or _free_port(), console=console)
+    except SpecguardError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- specs -----------------------------------------------------------------------------------
+
+
+def _store(store: str | None):
+    from .config import store_url
+    from .store import Store
+
+    return Store(store_url(store))
+
+
+@spec_app.command("list")
+def spec_list(store: StoreOpt = None) -> None:
+    """Active specs in every scope."""
+    table = Table("name", "scope", "version", "title", "source")
+    for s in _store(store).specs.list_active():
+        table.add_row(s.name, s.scope, str(s.version), s.title, s.provenance.source)
+    console.print(table)
+
+
+@spec_app.command("show")
+def spec_show(name: str, scope: str = "global", version: Optional[int] = None, store: StoreOpt = None) -> None:
+    """Print a spec (the active version unless --version)."""
+    specs = _store(store).specs
+    s = specs.get(name, scope, version) if version else specs.active(name, scope)
+    console.print(f"[bold]{s.ref}[/] ({s.status.value}) {s.title}")
+    console.print(s.text)
+
+
+@spec_app.command("history")
+def spec_history(name: str, scope: str = "global", store: StoreOpt = None) -> None:
+    """Every version of a spec in a scope, with parents, status and gate results."""
+    table = Table("version", "parent", "status", "source", "created", "metrics")
+    for s in _store(store).specs.history(name, scope):
+        table.add_row(str(s.version), str(s.parent or "-"), s.status.value, s.provenance.source,
+                      s.created_at.strftime("%Y-%m-%d %H:%M:%S"), ", ".join(f"{k}={v}" for k, v in s.metrics.items()))
+    console.print(table)
+
+
+@spec_app.command("diff")
+def spec_diff(name: str, a: int, b: int, scope: str = "global", store: StoreOpt = None) -> None:
+    """Unified diff between two versions."""
+    from .spec import diff_specs
+
+    specs = _store(store).specs
+    console.print(diff_specs(specs.get(name, scope, a), specs.get(name, scope, b)) or "(identical)", markup=False)
+
+
+@spec_app.command("rollback")
+def spec_rollback(name: str, scope: str = "global", store: StoreOpt = None) -> None:
+    """Re-activate the parent of the active version."""
+    s = _store(store).specs.rollback(name, scope, actor="cli")
+    console.print(f"Active now: [bold]{s.ref}[/]")
+
+
+# -- policies --------------------------------------------------------------------------------
+
+
+@policy_app.command("check")
+def policy_check(file: Path) -> None:
+    """Validate a policy file; exit 1 with the field and reason when it is invalid."""
+    from .policy import Policy
+
+    try:
+        p = Policy.load(file)
+    except SpecguardError as exc:
+        err.print(f"[red]invalid:[/] {exc}")
+        raise typer.Exit(1) from exc
+    f = p.file
+    console.print(f"[green]ok[/] {file}: {len(f.tenants)} tenants, {len(f.profiles)} profiles, "
+                  f"{len(f.users)} users, {len(f.api_keys)} API keys")
+
+
+@policy_app.command("explain")
+def policy_explain(file: Path, tenant: str = "default", user: Optional[str] = None) -> None:
+    """Print the resolved settings for a tenant/user and which layer set each one."""
+    from .policy import Policy
+
+    p = Policy.load(file)
+    if user and tenant == "default" and user in p.file.users:
+        tenant = p.file.users[user].tenant
+    resolved = p.resolve(tenant, user)
+    console.print(f"tenant [bold]{tenant}[/], user [bold]{user or '-'}[/], profile [bold]{resolved.profile_id or '-'}[/]")
+    table = Table("setting", "value", "from")
+    for path, value, source in p.explain(tenant, user):
+        table.add_row(path, str(value), source)
+    console.print(table)
+
+
+@app.command("hash-key")
+def hash_key_cmd(key: str) -> None:
+    """Print the SHA-256 to store in a policy file's api_keys for KEY."""
+    from .policy import hash_key
+
+    console.print(hash_key(key))
+
+
+_mount_optional("specguard.evals.cli", "eval", "Offline evaluation: suites, runs, reports.")
+_mount_optional("specguard.guard.cli", "guard", "Train and inspect the guard's fast tier.")
+_mount_optional("specguard.decoding.cli", "datastore", "Goodtriever datastores: build, add, remove, stats.")
+
+
+def main() -> None:
+    try:
+        app()
+    except SpecguardError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

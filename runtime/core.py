@@ -1,0 +1,300 @@
+"""The runtime: resolve the caller's policy, run the guarded chat graph, return the answer with
+its safety report. The server and the Python API both go through here."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from pydantic import BaseModel
+
+from .backends.base import Backend
+from .errors import InvalidRequestError
+from .guard import GuardDecision, Stage, TieredGuard
+from .policy import Policy, ResolvedPolicy, StreamProtection
+from .report import Action, SafetyReport, SpecRef, StageDecision, StepRecord
+from .spec import Spec, scope_for
+from .store import Store
+from .types import GenerationParams, Message, Role, Usage
+
+
+class ChatResult(BaseModel):
+    answer: str
+    action: Action
+    report: SafetyReport
+    finish_reason: str = "stop"
+
+
+class StreamEvent(BaseModel):
+    """A piece of a guarded stream: text to send, or the final report (last event)."""
+
+    text: str = ""
+    report: SafetyReport | None = None
+    finish_reason: str | None = None
+
+
+class Runtime:
+    """A guarded model. Create once per process and share across requests.
+
+    >>> rt = Runtime(load_backend("embedded"))
+    >>> result = rt.chat_sync([user("How do I bake bread?")])
+    >>> result.answer, result.report.action
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        policy: Policy | None = None,
+        store: Store | None = None,
+        guard: TieredGuard | None = None,
+        checkpointer: Any = None,
+        spec_cache_seconds: float = 2.0,
+    ) -> None:
+        from specguard.agents import build_chat_graph
+
+        self.backend = backend
+        self.policy = policy or Policy.default()
+        self.store = store if store is not None else Store(":memory:")
+        if guard is None:
+            from specguard.guard import build_guard
+
+            guard = build_guard(backend, self.policy.resolve("default").settings
+                                if "default" in self.policy.file.tenants else None)
+        self.guard = guard
+        self.graph = build_chat_graph(checkpointer=checkpointer)
+        self._checkpointer = checkpointer
+        self._spec_cache: dict[tuple[str, str], tuple[float, Spec]] = {}
+        self._spec_ttl = spec_cache_seconds
+
+    # -- public API ------------------------------------------------------------------------
+
+    async def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        tenant: str = "default",
+        user: str | None = None,
+        params: GenerationParams | None = None,
+        request_id: str | None = None,
+    ) -> ChatResult:
+        _validate(messages)
+        start = time.perf_counter()
+        resolved = self.policy.resolve(tenant, user)
+        ctx = self._context(resolved, params)
+        request_id = request_id or f"sg-{uuid.uuid4().hex[:16]}"
+        config = {"configurable": {"thread_id": request_id}} if self._checkpointer else None
+        state = await self.graph.ainvoke({"messages": list(messages)}, config, context=ctx)
+        report = self._report(request_id, resolved, ctx, state, start)
+        return ChatResult(answer=state["answer"], action=state["action"], report=report)
+
+    def chat_sync(self, messages: Sequence[Message], **kwargs: Any) -> ChatResult:
+        """Blocking convenience wrapper around `chat` for scripts and notebooks."""
+        return asyncio.run(self.chat(messages, **kwargs))
+
+    async def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        tenant: str = "default",
+        user: str | None = None,
+        params: GenerationParams | None = None,
+        request_id: str | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """Stream a guarded answer. The input check finishes before the first byte; how the
+        output is protected is the policy's choice, and unchecked text never goes out:
+
+        - buffer: the whole guarded answer is computed, then streamed;
+        - chunked: the draft streams as it is generated, each piece released only after the
+          text up to it passed the output check; a flagged draft stops with the refusal;
+        - pass-through (output checks and critique off): tokens stream as generated.
+        """
+        _validate(messages)
+        request_id = request_id or f"sg-{uuid.uuid4().hex[:16]}"
+        resolved = self.policy.resolve(tenant, user)
+        settings = resolved.settings
+        passthrough = not settings.output_check.enabled and settings.critique.value == "off"
+        if settings.stream_protection is StreamProtection.CHUNKED or passthrough:
+            async for event in self._stream_checked(messages, resolved, params, request_id, passthrough):
+                yield event
+            return
+        result = await self.chat(messages, tenant=tenant, user=user, params=params, request_id=request_id)
+        for piece in _pieces(result.answer):
+            yield StreamEvent(text=piece)
+        yield StreamEvent(report=result.report, finish_reason=result.finish_reason)
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+        self.store.close()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _context(self, resolved: ResolvedPolicy, params: GenerationParams | None):
+        from specguard.agents import ChatContext
+
+        params = params or GenerationParams(max_tokens=resolved.settings.max_tokens)
+        scope = scope_for(tenant=resolved.tenant, profile=resolved.profile_id)
+        specs = tuple(self._active_spec(name, scope) for name in resolved.settings.specs)
+        return ChatContext(
+            backend=self.backend, guard=self.guard, policy=resolved, specs=specs, params=params
+        )
+
+    def _active_spec(self, name: str, scope: str) -> Spec:
+        # A short cache keeps the store off the hot path; specs change rarely, and a replica
+        # sees a new version within spec_cache_seconds.
+        now = time.monotonic()
+        hit = self._spec_cache.get((name, scope))
+        if hit is not None and now - hit[0] < self._spec_ttl:
+            return hit[1]
+        spec = self.store.specs.active(name, scope)
+        self._spec_cache[(name, scope)] = (now, spec)
+        return spec
+
+    def _report(self, request_id, resolved: ResolvedPolicy, ctx, state: dict, start: float,
+                extra_steps: Sequence[StepRecord] = ()) -> SafetyReport:
+        steps = [*state.get("steps", []), *extra_steps]
+        decisions = []
+        for stage, key in ((Stage.INPUT, "input_decision"), (Stage.OUTPUT, "output_decision")):
+            d: GuardDecision | None = state.get(key)
+            if d is not None:
+                decisions.append(
+                    StageDecision(
+                        stage=stage,
+                        label=d.label.value,
+                        decided_by=d.decided_by,
+                        escalated=d.escalated,
+                        undecided=d.undecided,
+                        categories=d.categories,
+                    )
+                )
+        verdicts = state.get("verdicts", [])
+        notes = [
+            f"{d.stage.value} check could not decide; the policy's on_undecided applied"
+            for d in decisions
+            if d.undecided
+        ]
+        return SafetyReport(
+            request_id=request_id,
+            tenant=resolved.tenant,
+            user=resolved.user,
+            profile=resolved.profile_id,
+            action=state["action"],
+            decisions=decisions,
+            verdicts=verdicts,
+            checks_run=list(dict.fromkeys(v.checker for v in verdicts)),
+            specs=[SpecRef(name=s.name, scope=s.scope, version=s.version) for s in ctx.specs],
+            critique_rounds=state.get("rounds", 0),
+            stream_protection=resolved.settings.stream_protection.value,
+            model_calls=sum(s.model_calls for s in steps),
+            prompt_tokens=sum(s.prompt_tokens for s in steps),
+            completion_tokens=sum(s.completion_tokens for s in steps),
+            total_ms=(time.perf_counter() - start) * 1000,
+            steps=steps,
+            notes=notes,
+        )
+
+    async def _stream_checked(self, messages, resolved: ResolvedPolicy, params, request_id,
+                              passthrough: bool) -> AsyncIterator[StreamEvent]:
+        from specguard.agents.chat_graph import input_check, refusal_text, with_policy_system_prompt
+
+        start = time.perf_counter()
+        ctx = self._context(resolved, params)
+        rt = _NodeRuntime(ctx)
+        state: dict = {"messages": list(messages), "steps": [], "verdicts": []}
+        _merge(state, await input_check(state, rt))
+        if state.get("input_decision") is not None and state["input_decision"].blocked:
+            state.update(answer=refusal_text(ctx, state), action=Action.REFUSED)
+            yield StreamEvent(text=state["answer"])
+            yield StreamEvent(report=self._report(request_id, resolved, ctx, state, start),
+                              finish_reason="stop")
+            return
+
+        settings = resolved.settings
+        gen_start = time.perf_counter()
+        released = ""  # text already sent: always a prefix that passed the output check
+        draft = ""
+        usage = Usage()
+        finish = "stop"
+        window = max(1, settings.stream_holdback_chars)
+        blocked = False
+        stream = self.backend.stream(with_policy_system_prompt(list(messages), settings.system_prompt),
+                                     ctx.params)
+        try:
+            async for chunk in stream:
+                draft += chunk.text
+                if chunk.usage is not None:
+                    usage = chunk.usage
+                if chunk.finish_reason:
+                    finish = chunk.finish_reason
+                if passthrough:
+                    if chunk.text:
+                        yield StreamEvent(text=chunk.text)
+                    continue
+                if len(draft) - len(released) >= window:
+                    if await self._output_flagged(ctx, state, draft):
+                        blocked = True
+                        break
+                    yield StreamEvent(text=draft[len(released):])
+                    released = draft
+        finally:
+            await stream.aclose()
+        if not passthrough and not blocked:
+            blocked = await self._output_flagged(ctx, state, draft)
+            if not blocked and len(draft) > len(released):
+                yield StreamEvent(text=draft[len(released):])
+        gen_step = StepRecord(
+            name="generate",
+            ms=(time.perf_counter() - gen_start) * 1000,
+            model_calls=1,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+        )
+        if blocked:
+            refusal = refusal_text(ctx, state)
+            state.update(answer=released + ("\n\n" if released else "") + refusal, action=Action.REFUSED)
+            yield StreamEvent(text=("\n\n" if released else "") + refusal)
+            finish = "content_filter"
+        else:
+            state.update(answer=draft, action=Action.ALLOWED)
+        state["steps"] = [gen_step, *state["steps"]]
+        yield StreamEvent(report=self._report(request_id, resolved, ctx, state, start), finish_reason=finish)
+
+    async def _output_flagged(self, ctx, state: dict, draft: str) -> bool:
+        from specguard.agents.chat_graph import output_check
+
+        _merge(state, await output_check({**state, "draft": draft}, _NodeRuntime(ctx)))
+        decision = state.get("output_decision")
+        return decision is not None and decision.blocked
+
+
+class _NodeRuntime:
+    """The one attribute of LangGraph's Runtime the nodes read, for calling a node directly
+    on the streaming path (which runs the same nodes outside the compiled graph)."""
+
+    def __init__(self, context) -> None:
+        self.context = context
+
+
+def _merge(state: dict, update: dict) -> None:
+    for key, value in update.items():
+        if key in ("steps", "verdicts"):
+            state[key] = [*state.get(key, []), *value]
+        else:
+            state[key] = value
+
+
+def _pieces(text: str, size: int = 16):
+    for i in range(0, len(text), size):
+        yield text[i : i + size]
+    if not text:
+        yield ""
+
+
+def _validate(messages: Sequence[Message]) -> None:
+    if not messages:
+        raise InvalidRequestError("messages must not be empty.", hint="Send at least one user message.")
+    if not any(m.role == Role.USER for m in messages):
+        raise InvalidRequestError("messages has no user message.", hint="Add a message with role 'user'.")
