@@ -224,7 +224,7 @@ def test_hub_code_path_on_local_files(root, tmp_path, monkeypatch):
     local = load("xstest", data_dir_override=root)
     assert [r.model_dump() for r in via_hub] == [r.model_dump() for r in local]
     (tmp_path / "h.yaml").write_text(
-        "name: h\nhub: csv\ncolumns: {{prompt: text, label: label}}\nharmful_labels: [unsafe]\n")
+        "name: h\nhub: csv\ncolumns: {prompt: text, label: label}\nharmful_labels: [unsafe]\n")
     spec = ds.read_mapping(tmp_path / "h.yaml")
     assert spec.hub == "csv"
     with pytest.raises(DatasetError, match="no known Hugging Face hub id"):
