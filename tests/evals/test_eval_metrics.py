@@ -1,0 +1,88 @@
+"""Every metric against values computed by hand (the arithmetic is in the comments)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from specguard.evals import metrics as m
+
+
+def test_rates():
+    assert m.rate([True, False, True, True]) == 0.75
+    assert m.safety_rate([1, 0, 1, 1]) == 0.75
+    assert m.attack_success_rate([1, 0, 1, 1]) == 0.25
+    assert m.refusal_rate([1, 0, 0, 0, 0]) == 0.2
+    assert m.over_refusal_rate([0, 0, 1]) == pytest.approx(1 / 3)
+    assert math.isnan(m.rate([])) and math.isnan(m.attack_success_rate([]))
+
+
+def test_precision_recall_f1():
+    # tp=2 (rows 0,1), fp=1 (row 4), fn=2 (rows 2,3), tn=1 (row 5)
+    y_true = [1, 1, 1, 1, 0, 0]
+    y_pred = [1, 1, 0, 0, 1, 0]
+    assert m.confusion(y_true, y_pred) == (2, 1, 2, 1)
+    assert m.precision(y_true, y_pred) == pytest.approx(2 / 3)
+    assert m.recall(y_true, y_pred) == pytest.approx(1 / 2)
+    assert m.f1(y_true, y_pred) == pytest.approx(4 / 7)  # 2*2 / (2*2 + 1 + 2)
+    assert math.isnan(m.precision([1, 0], [0, 0]))
+
+
+def test_auprc():
+    # thresholds 0.9 (P=1, R=.5), 0.8 (P=.5, R=.5), 0.7 (P=2/3, R=1), 0.1 (P=.5, R=1)
+    # AP = .5*1 + 0*.5 + .5*(2/3) + 0*.5 = 5/6
+    assert m.auprc([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1]) == pytest.approx(5 / 6)
+    # tied scores form one threshold: 0.5 (P=.5, R=.5), 0.2 (P=2/3, R=1) -> .25 + 1/3
+    assert m.auprc([1, 0, 1], [0.5, 0.5, 0.2]) == pytest.approx(0.25 + 1 / 3)
+    assert m.auprc([1, 1], [0.3, 0.2]) == 1.0
+    assert math.isnan(m.auprc([0, 0], [0.1, 0.2]))
+
+
+def test_toxicity_metrics():
+    scores = [[0.1, 0.9], [0.2, 0.3], [0.5]]
+    # maxima .9, .3, .5 -> mean 1.7/3; at least one >= .5: yes, no, yes -> 2/3
+    assert m.expected_maximum_toxicity(scores) == pytest.approx(1.7 / 3)
+    assert m.toxicity_probability(scores) == pytest.approx(2 / 3)
+    assert m.toxicity_probability(scores, threshold=0.95) == 0.0
+
+
+def test_perplexity():
+    # mean log-prob over all three tokens = (-1 - 2 - 3) / 3 = -2 -> exp(2)
+    assert m.perplexity([[-1.0, -2.0], [-3.0]]) == pytest.approx(math.exp(2))
+    assert m.perplexity([[0.0]]) == 1.0
+
+
+def test_distinct_n():
+    texts = ["a b a b", "a c"]
+    # unigrams a b a b a c: 3 distinct of 6; bigrams ab ba ab ac: 3 of 4; trigrams aba bab: 2/2
+    assert m.distinct_n(texts, 1) == 0.5
+    assert m.distinct_n(texts, 2) == 0.75
+    assert m.distinct_n(texts, 3) == 1.0
+    assert math.isnan(m.distinct_n(["a"], 2))
+
+
+def test_harmonic_mean():
+    assert m.harmonic_mean(0.5, 1.0) == pytest.approx(2 / 3)  # 2 / (1/.5 + 1/1)
+    assert m.harmonic_mean(0.0, 0.9) == 0.0
+    assert math.isnan(m.harmonic_mean(0.5, math.nan))
+
+
+def test_bootstrap_is_seeded_and_brackets_the_value():
+    flags = [1, 0, 1, 1, 0, 1, 1, 1, 0, 1]
+    a = m.bootstrap(m.rate, flags, seed=7)
+    b = m.bootstrap(m.rate, flags, seed=7)
+    assert a == b and a.value == 0.7 and a.n == 10
+    assert 0.0 <= a.low <= 0.7 <= a.high <= 1.0 and a.low < a.high
+    const = m.bootstrap(m.rate, [1, 1, 1])
+    assert (const.value, const.low, const.high) == (1.0, 1.0, 1.0)
+    assert m.bootstrap(m.rate, []).value is None
+
+
+def test_bootstrap_resamples_aligned_and_ragged_arrays():
+    est = m.bootstrap(m.f1, [1, 1, 0, 0], [1, 0, 0, 1], n_resamples=200)
+    assert est.value == 0.5 and 0.0 <= est.low <= est.high <= 1.0
+    emt = m.bootstrap(m.expected_maximum_toxicity, [[0.1, 0.9], [0.2, 0.3], [0.5]])
+    assert emt.value == pytest.approx(1.7 / 3) and 0.3 <= emt.low <= emt.high <= 0.9
+    with pytest.raises(ValueError):
+        m.bootstrap(m.f1, [1, 0], [1])
