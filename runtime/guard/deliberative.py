@@ -1,69 +1,25 @@
 """The deliberative tier (ThinkGuard-style): a model writes a label, categories and a short
-critique. Works with any chat backend; uses constrained output when the backend has it, and
-otherwise parses the answer with anchored patterns. An unparseable answer is an explicit
-UNDECIDED verdict, never a guess."""
+critique, in that order, so a caller can stop after the label. Works with any chat backend;
+uses constrained output (a JSON schema: llama.cpp grammar, vLLM guided decoding, litellm
+response_format) when the backend and the format allow it, and otherwise parses the answer with
+anchored patterns. An unparseable answer is an explicit UNDECIDED verdict, never a guess. When
+the backend returns logprobs, the score is the label token's probability (unsafe vs safe,
+renormalised over the two)."""
 
 from __future__ import annotations
 
-import json
-import re
 import time
-from importlib import resources
 
 from ..backends.base import Backend
-from ..types import GenerationParams, Message, Role
-from .verdict import CheckRequest, Label, Stage, Tier, Verdict
+from ..errors import BackendError
+from ..types import GenerationParams
+from .formats import GuardFormat, get_format, parse_json_verdict, parse_thinkguard
+from .taxonomy import Taxonomy, load_taxonomy
+from .verdict import CheckRequest, Label, Tier, Verdict
 
-_LABEL = re.compile(r"^\W*Safety Assessment\W*:\s*\**\s*(safe|unsafe)\b", re.I | re.M)
-_CATEGORIES = re.compile(r"^\W*Categories\W*:\s*(.*)$", re.I | re.M)
-_EXPLANATION = re.compile(r"^\W*Explanation\W*:\s*(.*)", re.I | re.M | re.S)
+__all__ = ["DeliberativeChecker", "parse_json_verdict", "parse_thinkguard"]
 
-# Field order matters: the label comes first, so a caller can stop after it.
-VERDICT_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "label": {"type": "string", "enum": ["safe", "unsafe"]},
-        "categories": {"type": "array", "items": {"type": "string"}, "maxItems": 4},
-        "explanation": {"type": "string", "maxLength": 300},
-    },
-    "required": ["label", "categories", "explanation"],
-}
-
-
-def _prompt_template() -> str:
-    return (resources.files("specguard") / "prompts" / "guard_deliberative.txt").read_text()
-
-
-def render_conversation(request: CheckRequest) -> str:
-    lines = [f"{m.role.value.upper()}: {m.content}" for m in request.messages if m.role != Role.SYSTEM]
-    if request.response is not None:
-        lines.append(f"ASSISTANT: {request.response}")
-    return "\n".join(lines)
-
-
-def parse_thinkguard(text: str) -> tuple[Label, list[str], str, bool]:
-    """Parse the ThinkGuard answer format. Returns (label, categories, explanation, parsed)."""
-    m = _LABEL.search(text)
-    if not m:
-        return Label.UNDECIDED, [], "", False
-    cats: list[str] = []
-    c = _CATEGORIES.search(text)
-    if c:
-        cats = [x.strip() for x in c.group(1).split(",") if x.strip() and x.strip().lower() != "none"]
-    e = _EXPLANATION.search(text)
-    return Label(m.group(1).lower()), cats, (e.group(1).strip() if e else ""), True
-
-
-def parse_json_verdict(text: str) -> tuple[Label, list[str], str, bool]:
-    try:
-        data = json.loads(text)
-        label = Label(str(data["label"]).lower())
-    except (ValueError, KeyError, TypeError):
-        return Label.UNDECIDED, [], "", False
-    if label is Label.UNDECIDED:
-        return Label.UNDECIDED, [], "", False
-    cats = [str(c) for c in data.get("categories", []) if str(c).lower() != "none"]
-    return label, cats, str(data.get("explanation", "")), True
+DEFAULT_SPEC = "Be helpful and harmless."
 
 
 class DeliberativeChecker:
@@ -73,54 +29,84 @@ class DeliberativeChecker:
         self,
         backend: Backend,
         *,
-        spec_text: str = "Be helpful and harmless.",
-        categories: list[str] | None = None,
+        spec_text: str = DEFAULT_SPEC,
+        taxonomy: Taxonomy | str | None = None,
+        format: GuardFormat | str = "thinkguard",
         max_tokens: int = 160,
+        logprobs: bool | None = None,
+        top_logprobs: int = 10,
         name: str | None = None,
     ) -> None:
         self.backend = backend
         self.spec_text = spec_text
-        self.categories = categories or []
+        self.taxonomy = load_taxonomy(taxonomy) if isinstance(taxonomy, str) else (
+            taxonomy or load_taxonomy("beavertails")
+        )
+        self.format = get_format(format)
         self.max_tokens = max_tokens
-        self.name = name or f"deliberative:{backend.name}"
-        self._template = _prompt_template()
+        caps = backend.capabilities
+        self.logprobs = caps.logprobs if logprobs is None else logprobs
+        self.top_logprobs = top_logprobs
+        self.constrained = caps.constrained_output and self.format.supports_schema
+        self.name = name or f"deliberative:{self.format.name}:{backend.name}"
+
+    def _taxonomy_for(self, request: CheckRequest) -> Taxonomy:
+        return load_taxonomy(request.taxonomy) if request.taxonomy else self.taxonomy
+
+    def build_messages(self, request: CheckRequest, spec_text: str | None = None):
+        tax = self._taxonomy_for(request)
+        cats = tax.enabled(request.disabled_categories)
+        return self.format.messages(request, tax, cats, spec_text or self.spec_text,
+                                    json_answer=self.constrained)
 
     def build_prompt(self, request: CheckRequest, spec_text: str | None = None) -> str:
-        profile_block = ""
-        if request.profile is not None:
-            profile_block = f"The user describes themself as: \"{request.profile.text}\""
-            if request.guidelines:
-                profile_block += "\nFor this user, decline: " + "; ".join(request.guidelines)
-        return self._template.format(
-            target="assistant's last answer" if request.stage is Stage.OUTPUT else "user's last request",
-            spec=spec_text or self.spec_text,
-            profile_block=profile_block,
-            categories=", ".join(self.categories) or "any serious harm",
-            conversation=render_conversation(request),
-        )
+        return "\n\n".join(m.content for m in self.build_messages(request, spec_text))
 
-    async def check(self, request: CheckRequest, *, spec_text: str | None = None) -> Verdict:
+    async def check(self, request: CheckRequest, *, spec_text: str | None = None,
+                    label_only: bool = False) -> Verdict:
+        """One deliberative verdict. `label_only=True` stops generating after the label (the
+        verdict then has no categories or explanation)."""
         start = time.perf_counter()
-        constrained = self.backend.capabilities.constrained_output
+        tax = self._taxonomy_for(request)
+        cats = tax.enabled(request.disabled_categories)
         params = GenerationParams(
-            max_tokens=self.max_tokens,
+            max_tokens=self.format.label_only_tokens if label_only else self.max_tokens,
             temperature=0.0,
-            json_schema=VERDICT_SCHEMA if constrained else None,
+            json_schema=self.format.schema(cats) if self.constrained else None,
+            logprobs=self.logprobs,
+            top_logprobs=self.top_logprobs if self.logprobs else 0,
         )
-        prompt = self.build_prompt(request, spec_text)
-        completion = await self.backend.complete([Message(role=Role.USER, content=prompt)], params)
-        parse = parse_json_verdict if constrained else parse_thinkguard
-        label, cats, explanation, ok = parse(completion.text)
+        messages = self.format.messages(request, tax, cats, spec_text or self.spec_text,
+                                        json_answer=self.constrained)
+        completion = await self.backend.complete(messages, params)
+        parsed = self.format.parse(completion.text, tax, cats, request, json_answer=self.constrained)
+        score = None
+        if parsed.ok and self.logprobs:
+            score = self.format.score(completion.logprobs, request, json_answer=self.constrained)
         return Verdict(
             stage=request.stage,
-            label=label,
-            categories=cats,
-            explanation=explanation if ok else "the guard's answer could not be parsed",
+            label=parsed.label,
+            categories=parsed.categories,
+            explanation=parsed.explanation if parsed.ok else "the guard's answer could not be parsed",
+            score=score,
             tier=self.tier,
             checker=self.name,
             latency_ms=(time.perf_counter() - start) * 1000,
             tokens=completion.usage.total_tokens,
             model_calls=1,
             raw=completion.text,
-            parse_ok=ok,
+            parse_ok=parsed.ok,
         )
+
+    async def check_safe(self, request: CheckRequest, **kw) -> Verdict:
+        """Like `check`, but a backend failure becomes an UNDECIDED verdict (the policy's
+        on_undecided decides), for callers that must answer anyway."""
+        start = time.perf_counter()
+        try:
+            return await self.check(request, **kw)
+        except BackendError as exc:
+            return Verdict(
+                stage=request.stage, label=Label.UNDECIDED, tier=self.tier, checker=self.name,
+                explanation=f"the guard model failed: {exc.message}", parse_ok=False,
+                latency_ms=(time.perf_counter() - start) * 1000,
+            )

@@ -1,5 +1,14 @@
 """Escalation (SafeRoute-style): the fast tier decides when it is confident; otherwise the
-deliberative tier runs. The decision records every verdict and which tier decided."""
+deliberative tier runs. The decision records every verdict and which tier decided.
+
+Policy settings act here, the same way whichever tier decided:
+- `threshold`: a score at or above it is unsafe;
+- `category_thresholds`: per category, replaces `threshold` for that category's score;
+- `disabled_categories`: those categories never flag (and are left out of deliberative prompts);
+- `escalate_band`: fast-tier scores inside [low, high] go to the deliberative tier;
+- `deliberative`: off means the fast tier always decides;
+- `on_undecided`: what an UNDECIDED verdict becomes (block by default: fail closed).
+"""
 
 from __future__ import annotations
 
@@ -15,12 +24,18 @@ class GuardDecision(BaseModel):
     verdicts: list[Verdict] = Field(default_factory=list)
     decided_by: Tier | None = None
     escalated: bool = False
-    categories: list[str] = Field(default_factory=list)
+    categories: list[str] = Field(default_factory=list)  # enabled categories that flagged
     undecided: bool = False  # the label came from on_undecided, not from a checker
+    score: float | None = None  # the deciding verdict's P(unsafe), when it has one
+    category_scores: dict[str, float] = Field(default_factory=dict)  # enabled categories only
 
     @property
     def blocked(self) -> bool:
         return self.label is Label.UNSAFE
+
+    @property
+    def latency_ms(self) -> float:
+        return sum(v.latency_ms for v in self.verdicts)
 
 
 class TieredGuard:
@@ -35,19 +50,43 @@ class TieredGuard:
         return [c.name for c in (self.fast, self.deliberative) if c is not None]
 
     async def check(self, request: CheckRequest, settings: CheckSettings) -> GuardDecision:
+        if not settings.enabled:
+            return GuardDecision(label=Label.SAFE)
+        if settings.disabled_categories:
+            request = request.model_copy(update={"disabled_categories": list(settings.disabled_categories)})
         verdicts: list[Verdict] = []
         if self.fast is not None:
             v = await self.fast.check(request)
             verdicts.append(v)
-            if _confident(v, settings) or self.deliberative is None or not settings.deliberative:
-                return _decide(v, verdicts, settings, escalated=False)
+            if confident(v, settings) or self.deliberative is None or not settings.deliberative:
+                return decide(v, verdicts, settings, escalated=False)
         assert self.deliberative is not None
         v = await self.deliberative.check(request)
         verdicts.append(v)
-        return _decide(v, verdicts, settings, escalated=self.fast is not None)
+        return decide(v, verdicts, settings, escalated=self.fast is not None)
+
+    async def check_many(self, requests: list[CheckRequest], settings: CheckSettings) -> list[GuardDecision]:
+        """Many requests at once: the fast tier scores them in one batch; only the uncertain
+        ones escalate, one by one."""
+        check_many = getattr(self.fast, "check_many", None)
+        if check_many is None or not settings.enabled:
+            return [await self.check(r, settings) for r in requests]
+        if settings.disabled_categories:
+            requests = [r.model_copy(update={"disabled_categories": list(settings.disabled_categories)})
+                        for r in requests]
+        fast_verdicts = await check_many(requests)
+        out = []
+        for r, v in zip(requests, fast_verdicts, strict=True):
+            if confident(v, settings) or self.deliberative is None or not settings.deliberative:
+                out.append(decide(v, [v], settings, escalated=False))
+            else:
+                d = await self.deliberative.check(r)
+                out.append(decide(d, [v, d], settings, escalated=True))
+        return out
 
 
-def _confident(v: Verdict, settings: CheckSettings) -> bool:
+def confident(v: Verdict, settings: CheckSettings) -> bool:
+    """Whether a fast verdict may decide alone: decided, and its score outside the band."""
     if v.label is Label.UNDECIDED:
         return False
     if v.score is None:
@@ -56,21 +95,34 @@ def _confident(v: Verdict, settings: CheckSettings) -> bool:
     return not (lo <= v.score <= hi)
 
 
-def _decide(v: Verdict, verdicts: list[Verdict], settings: CheckSettings, *, escalated: bool) -> GuardDecision:
-    label = v.label
-    if v.score is not None and label is not Label.UNDECIDED:
-        label = Label.UNSAFE if v.score >= settings.threshold else Label.SAFE
-    categories = [c for c in v.categories if c not in settings.disabled_categories]
-    if label is Label.UNSAFE and v.categories and not categories:
-        label = Label.SAFE  # every category it flagged is switched off by the policy
-    undecided = label is Label.UNDECIDED
-    if undecided:
+def category_scores(v: Verdict) -> dict[str, float]:
+    """Per-category scores: the checker's own, else the verdict's score (1.0 for an unsafe
+    verdict without one) for each category it named."""
+    scores = dict(v.category_scores)
+    base = v.score if v.score is not None else (1.0 if v.label is Label.UNSAFE else 0.0)
+    for c in v.categories:
+        scores.setdefault(c, base)
+    return scores
+
+
+def decide(v: Verdict, verdicts: list[Verdict], settings: CheckSettings, *, escalated: bool) -> GuardDecision:
+    """Apply the policy to the deciding verdict."""
+    common = dict(verdicts=verdicts, decided_by=v.tier, escalated=escalated, score=v.score)
+    if v.label is Label.UNDECIDED:
         label = Label.UNSAFE if settings.on_undecided is OnUndecided.BLOCK else Label.SAFE
-    return GuardDecision(
-        label=label,
-        verdicts=verdicts,
-        decided_by=v.tier,
-        escalated=escalated,
-        categories=categories,
-        undecided=undecided,
-    )
+        return GuardDecision(label=label, undecided=True, **common)
+    off = {c.lower() for c in settings.disabled_categories}
+    scores = {c: s for c, s in category_scores(v).items() if c.lower() not in off}
+    if v.categories or v.category_scores:
+        # The checker said which categories; the content is unsafe iff an enabled category's
+        # score reaches that category's threshold.
+        flagged = [
+            c for c, s in sorted(scores.items(), key=lambda kv: -kv[1])
+            if s >= settings.category_thresholds.get(c, settings.threshold)
+        ]
+        label = Label.UNSAFE if flagged else Label.SAFE
+    else:
+        flagged = []
+        unsafe = v.score >= settings.threshold if v.score is not None else v.label is Label.UNSAFE
+        label = Label.UNSAFE if unsafe else Label.SAFE
+    return GuardDecision(label=label, categories=flagged, category_scores=scores, **common)

@@ -34,6 +34,8 @@ class Verdict(BaseModel):
     explanation: str = ""
     # Probability that the content is unsafe, when the checker has one.
     score: float | None = Field(None, ge=0.0, le=1.0)
+    # Per-category probability, when the checker has one (category id -> score).
+    category_scores: dict[str, float] = Field(default_factory=dict)
     tier: Tier
     checker: str
     latency_ms: float = 0.0
@@ -51,6 +53,10 @@ class CheckRequest(BaseModel):
     response: str | None = None
     profile: Profile | None = None
     guidelines: list[str] = Field(default_factory=list)  # derived per-profile guidelines
+    # The policy's taxonomy (None: the checker's own) and the categories it switched off;
+    # TieredGuard fills disabled_categories from the CheckSettings it is given.
+    taxonomy: str | None = None
+    disabled_categories: list[str] = Field(default_factory=list)
 
     @property
     def last_user_text(self) -> str:

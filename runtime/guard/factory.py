@@ -1,0 +1,36 @@
+"""The default guard for a backend: the shipped fast tier (when it fits the backend) in front
+of the deliberative tier on the same backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..backends.base import Backend
+from ..policy import PolicySettings
+from .deliberative import DeliberativeChecker
+from .fast import load_fast_checker
+from .taxonomy import load_taxonomy
+from .tiered import TieredGuard
+
+
+def build_guard(
+    backend: Backend,
+    settings: PolicySettings | None = None,
+    *,
+    fast_artifact: str | Path | None = None,
+    deliberative_format: str = "thinkguard",
+) -> TieredGuard:
+    """The default guard for `backend`.
+
+    - fast tier: `fast_artifact` if given, else the artifact shipped in specs/guard/ (a TF-IDF
+      classifier works with any backend; a hidden-state probe only with the model it was
+      trained on); none when neither applies, and then every check is deliberative.
+    - deliberative tier: `backend` answering in `deliberative_format` ('thinkguard' by default;
+      'llama_guard_3', 'shieldgemma' or 'wildguard' when the backend *is* that guard model),
+      over the policy's taxonomy (settings.taxonomy; a request may override it).
+    """
+    settings = settings or PolicySettings()
+    taxonomy = load_taxonomy(settings.taxonomy)
+    fast = load_fast_checker(backend, fast_artifact)
+    deliberative = DeliberativeChecker(backend, taxonomy=taxonomy, format=deliberative_format)
+    return TieredGuard(fast=fast, deliberative=deliberative)

@@ -1,0 +1,206 @@
+"""The fast tier: a small trained classifier that scores a request in milliseconds.
+
+An artifact (joblib, built by `specguard guard train`) holds one classifier per stage (input
+prompts; prompt+response pairs for output checks) over TF-IDF features, the local model's
+final hidden states, or both side by side. The score is the classifier's probability that the
+content is unsafe; the escalation band around it decides whether the deliberative tier runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, require
+from .verdict import CheckRequest, Label, Stage, Tier, Verdict
+
+ARTIFACT_FORMAT = 1
+DEFAULT_ARTIFACT = "fast_default"  # specs/guard/fast_default.joblib (+ .json training record)
+
+
+@dataclass
+class HiddenFeatures:
+    """Which hidden states a probe reads: chat-template wrapping, last token or token mean."""
+
+    chat: bool = True
+    last_token: bool = True
+
+
+@dataclass
+class StageModel:
+    """Features and classifier for one stage. `hidden_weight` scales the standardised hidden
+    states relative to the TF-IDF block when both are used."""
+
+    vectorizer: Any | None  # a fitted TfidfVectorizer, or None
+    scaler: Any | None  # a fitted StandardScaler over hidden states, or None
+    classifier: Any  # predict_proba over the stacked features
+    hidden_weight: float = 1.0
+
+
+@dataclass
+class FastArtifact:
+    name: str
+    stages: dict[Stage, StageModel]
+    hidden: HiddenFeatures | None = None  # None: the artifact needs no model
+    model_file: str | None = None  # the GGUF the probe was trained on (file name)
+    record: dict[str, Any] = field(default_factory=dict)
+    format: int = ARTIFACT_FORMAT
+
+    @property
+    def needs_model(self) -> bool:
+        return self.hidden is not None
+
+    def save(self, path: str | Path) -> Path:
+        joblib = require("joblib", "guard")
+        path = Path(path).with_suffix(".joblib")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        joblib.dump(self, path, compress=3)
+        path.with_suffix(".json").write_text(json.dumps(self.record, indent=2, sort_keys=True) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> FastArtifact:
+        joblib = require("joblib", "guard")
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(
+                f"Fast-tier artifact {path} does not exist.",
+                hint="Build one with `specguard guard train`.",
+            )
+        art = joblib.load(path)
+        if not isinstance(art, FastArtifact) or art.format != ARTIFACT_FORMAT:
+            raise ConfigError(
+                f"{path} is not a specguard fast-tier artifact of format {ARTIFACT_FORMAT}.",
+                hint="Rebuild it with `specguard guard train`.",
+            )
+        return art
+
+
+def shipped_artifact_path(name: str = DEFAULT_ARTIFACT) -> Path | None:
+    """The artifact shipped in the package (specs/guard/<name>.joblib), if present."""
+    p = resources.files("specguard.specs") / "guard" / f"{name}.joblib"
+    return Path(str(p)) if p.is_file() else None
+
+
+def stage_text(request: CheckRequest) -> str:
+    """What the fast tier reads: the last user turn, plus the draft on output checks."""
+    prompt = request.last_user_text
+    if request.stage is Stage.OUTPUT and request.response is not None:
+        return pair_text(prompt, request.response)
+    return prompt
+
+
+def pair_text(prompt: str, response: str) -> str:
+    return f"User: {prompt}\nAssistant: {response}"
+
+
+class FastChecker:
+    """The trained fast tier. Needs a hidden-state backend only when its artifact reads hidden
+    states (and then of the model it was trained on)."""
+
+    tier = Tier.FAST
+
+    def __init__(self, artifact: FastArtifact, backend: Any | None = None) -> None:
+        if artifact.needs_model:
+            if backend is None or not getattr(backend.capabilities, "hidden_states", False):
+                raise ConfigError(
+                    f"The fast-tier artifact {artifact.name!r} reads hidden states of "
+                    f"{artifact.model_file}; it needs that model's backend.",
+                    hint="Pass the embedded backend, or train a TF-IDF artifact for this model.",
+                )
+            model_file = Path(getattr(backend, "model_path", "")).name
+            if artifact.model_file and model_file != artifact.model_file:
+                raise ConfigError(
+                    f"The artifact was trained on {artifact.model_file}, not {model_file}.",
+                    hint="Retrain it for this model with `specguard guard train --model PATH`.",
+                )
+        self.artifact = artifact
+        self.backend = backend
+        self.name = f"fast:{artifact.name}"
+
+    @classmethod
+    def from_path(cls, path: str | Path, backend: Any | None = None) -> FastChecker:
+        return cls(FastArtifact.load(path), backend)
+
+    def _model_for(self, stage: Stage) -> StageModel:
+        m = self.artifact.stages.get(stage) or self.artifact.stages.get(Stage.INPUT)
+        if m is None:
+            raise ConfigError(f"The artifact {self.artifact.name!r} has no classifier for {stage}.")
+        return m
+
+    async def features(self, texts: Sequence[str], stage: Stage):
+        """The feature matrix the stage's classifier reads (sparse when TF-IDF is in it)."""
+        import numpy as np
+        from scipy import sparse
+
+        m = self._model_for(stage)
+        blocks = []
+        if m.vectorizer is not None:
+            blocks.append(m.vectorizer.transform(list(texts)))
+        if m.scaler is not None:
+            assert self.artifact.hidden is not None and self.backend is not None
+            h = await _hidden(self.backend, texts, self.artifact.hidden)
+            blocks.append(sparse.csr_matrix(m.scaler.transform(np.asarray(h)) * m.hidden_weight))
+        return blocks[0] if len(blocks) == 1 else sparse.hstack(blocks, format="csr")
+
+    async def scores(self, texts: Sequence[str], stage: Stage = Stage.INPUT) -> list[float]:
+        """P(unsafe) for each text, batched (one hidden-state pass for all of them)."""
+        if not texts:
+            return []
+        x = await self.features(texts, stage)
+        clf = self._model_for(stage).classifier
+        proba = await asyncio.to_thread(clf.predict_proba, x) if x.shape[0] > 64 else clf.predict_proba(x)
+        return [float(p) for p in proba[:, 1]]
+
+    async def check(self, request: CheckRequest) -> Verdict:
+        return (await self.check_many([request]))[0]
+
+    async def check_many(self, requests: Sequence[CheckRequest]) -> list[Verdict]:
+        start = time.perf_counter()
+        out: list[Verdict | None] = [None] * len(requests)
+        for stage in (Stage.INPUT, Stage.OUTPUT):
+            idx = [i for i, r in enumerate(requests) if r.stage is stage]
+            if not idx:
+                continue
+            scores = await self.scores([stage_text(requests[i]) for i in idx], stage)
+            for i, s in zip(idx, scores, strict=True):
+                out[i] = Verdict(
+                    stage=stage,
+                    label=Label.UNSAFE if s >= 0.5 else Label.SAFE,
+                    score=min(1.0, max(0.0, s)),
+                    tier=self.tier,
+                    checker=self.name,
+                )
+        per = (time.perf_counter() - start) * 1000 / max(1, len(requests))
+        return [v.model_copy(update={"latency_ms": per}) for v in out if v is not None]
+
+
+async def _hidden(backend: Any, texts: Sequence[str], cfg: HiddenFeatures) -> list[list[float]]:
+    batched = getattr(backend, "hidden_states_batch", None)
+    if batched is not None:
+        return await batched(list(texts), chat=cfg.chat, last_token=cfg.last_token)
+    return await backend.hidden_states(list(texts), chat=cfg.chat, last_token=cfg.last_token)
+
+
+def load_fast_checker(backend: Any | None = None, path: str | Path | None = None) -> FastChecker | None:
+    """The fast tier from `path`, else the shipped default; None when neither exists or the
+    shipped one reads hidden states of a model other than `backend`'s."""
+    if path is not None:
+        return FastChecker.from_path(path, backend)
+    shipped = shipped_artifact_path()
+    if shipped is None:
+        return None
+    art = FastArtifact.load(shipped)
+    if art.needs_model:
+        model_file = Path(getattr(backend, "model_path", "") or "").name
+        if not getattr(getattr(backend, "capabilities", None), "hidden_states", False) or (
+            art.model_file and model_file != art.model_file
+        ):
+            return None
+    return FastChecker(art, backend)
