@@ -116,6 +116,30 @@ def route_output(state: ChatState, runtime: Runtime[ChatContext]) -> Literal["cr
     return "respond"
 
 
+_CRITIQUE_LOOP = build_critique_loop()
+
+
+async def critique_loop(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
+    """Run the critique/revise subgraph on its own copy of the state and return only what it
+    added (a subgraph sharing our reducers would otherwise re-append the whole lists)."""
+    seen = len(state.get("transcript", []))
+    out = await _CRITIQUE_LOOP.ainvoke(
+        {
+            "messages": state["messages"],
+            "draft": state["draft"],
+            "transcript": state.get("transcript", []),
+            "rounds": state.get("rounds", 0),
+        },
+        context=runtime.context,
+    )
+    return {
+        "draft": out["draft"],
+        "rounds": out["rounds"],
+        "transcript": out["transcript"][seen:],
+        "steps": out.get("steps", []),
+    }
+
+
 def refuse(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
     return {"answer": refusal_text(runtime.context, state), "action": Action.REFUSED}
 
@@ -138,7 +162,7 @@ def build_chat_graph(checkpointer=None):
     g.add_node("input_check", input_check)
     g.add_node("generate", generate)
     g.add_node("output_check", output_check)
-    g.add_node("critique_loop", build_critique_loop())
+    g.add_node("critique_loop", critique_loop)
     g.add_node("refuse", refuse)
     g.add_node("respond", respond)
     g.add_edge(START, "input_check")

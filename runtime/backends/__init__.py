@@ -29,6 +29,10 @@ def load_backend(uri: str = "embedded", **options: Any) -> Backend:
         from .litellm import LiteLLMBackend
 
         return LiteLLMBackend(rest, **options)
+    if kind == "scripted":
+        from .scripted import ScriptedBackend
+
+        return ScriptedBackend(options.pop("script", [rest or "ok"]), **options)
     raise ConfigError(
         f"Unknown backend {uri!r}.",
         hint="Use 'embedded', 'embedded:/path/to/model.gguf' or 'litellm:<provider>/<model>'.",
