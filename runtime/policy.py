@@ -38,6 +38,15 @@ class StreamProtection(StrEnum):
     DETOX = "detox"  # detoxified decoding; tokens stream as generated
 
 
+class SpecUpdateMode(StrEnum):
+    """Whether and how a meta-critic rewrites the scope's spec after answers (MetaSC)."""
+
+    OFF = "off"
+    GATED = "gated"  # a candidate serves only if it does not regress on the scope's canaries
+    METASC_10 = "metasc-10"  # the paper's variant: ungated, stops after 10 updates per scope
+    METASC_FULL = "metasc-full"  # the paper's variant: ungated, after every request
+
+
 class OnUndecided(StrEnum):
     BLOCK = "block"  # fail closed (default)
     ALLOW = "allow"  # fail open
@@ -83,6 +92,12 @@ class PolicySettings(_Strict):
     system_prompt: str = "You are a helpful and harmless assistant."
     max_tokens: int = Field(512, ge=1, le=32768)
     taxonomy: str = "beavertails"
+    # MetaSC spec updates (specguard.agents.spec_updates): off the request path, per scope.
+    spec_update: SpecUpdateMode = SpecUpdateMode.OFF
+    spec_update_min_interval_s: float = Field(60.0, ge=0.0)  # per scope
+    spec_update_canaries: str = "default"  # specs/canaries/<name>.yaml or a YAML path
+    spec_update_safety_tolerance: float = Field(0.0, ge=0.0, le=1.0)  # allowed safety drop
+    spec_update_overrefusal_tolerance: float = Field(0.05, ge=0.0, le=1.0)  # allowed rise
 
 
 class Profile(_Strict):
