@@ -1,0 +1,245 @@
+"""Training the fast tier: TF-IDF + logistic regression (the baseline), probes over the local
+model's final hidden states, or both features side by side; evaluated on held-out splits only.
+`specguard guard train` calls `train_artifact`."""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, require
+from .corpus import NON_COMMERCIAL, TEST_SHARE, Example, input_examples, output_examples
+from .fast import FastArtifact, HiddenFeatures, StageModel
+from .verdict import Stage
+
+FEATURES = ("tfidf", "hidden", "combined")
+
+
+@dataclass
+class FastConfig:
+    """What a fast-tier classifier reads and how it is fitted."""
+
+    features: str = "tfidf"  # tfidf | hidden | combined
+    chat: bool = True  # hidden states of the text wrapped as a user turn in the chat template
+    pooling: str = "last"  # last | mean
+    classifier: str = "logreg"  # logreg | mlp
+    C: float = 4.0
+    hidden_weight: float = 0.15  # scale of the standardised hidden block next to TF-IDF
+    char_ngrams: bool = True  # add character 2-5 grams (within words) to the word 1-2 grams
+
+    def __post_init__(self) -> None:
+        if self.features not in FEATURES:
+            raise ConfigError(f"features must be one of {FEATURES}, not {self.features!r}.")
+        if self.pooling not in ("last", "mean"):
+            raise ConfigError(f"pooling must be 'last' or 'mean', not {self.pooling!r}.")
+
+    @property
+    def uses_hidden(self) -> bool:
+        return self.features in ("hidden", "combined")
+
+    def label(self) -> str:
+        if self.features == "tfidf":
+            return "tfidf+" + self.classifier
+        h = f"hidden[{'chat' if self.chat else 'raw'},{self.pooling}]"
+        return (h if self.features == "hidden" else "tfidf+" + h) + "+" + self.classifier
+
+
+def _vectorizer(cfg: FastConfig):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+
+    words = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=40000,
+                            strip_accents="unicode", lowercase=True)
+    if not cfg.char_ngrams:
+        return words
+    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=3, sublinear_tf=True,
+                            max_features=60000, lowercase=True)
+    return FeatureUnion([("words", words), ("chars", chars)])
+
+
+def _classifier(cfg: FastConfig):
+    if cfg.classifier == "mlp":
+        from sklearn.neural_network import MLPClassifier
+
+        return MLPClassifier(hidden_layer_sizes=(128,), alpha=1e-3, early_stopping=True,
+                             max_iter=300, random_state=0)
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=cfg.C, class_weight="balanced", max_iter=3000)
+
+
+def fit_stage(texts: list[str], y: list[bool], cfg: FastConfig, hidden=None) -> StageModel:
+    """Fit one stage's features and classifier. `hidden`: the texts' pooled hidden states
+    (n, d) when the config reads them."""
+    import numpy as np
+    from scipy import sparse
+    from sklearn.preprocessing import StandardScaler
+
+    blocks = []
+    vec = scaler = None
+    if cfg.features in ("tfidf", "combined"):
+        vec = _vectorizer(cfg)
+        blocks.append(vec.fit_transform(texts))
+    if cfg.uses_hidden:
+        if hidden is None:
+            raise ConfigError("This configuration reads hidden states; pass them.")
+        scaler = StandardScaler().fit(hidden)
+        h = scaler.transform(hidden)
+        w = cfg.hidden_weight if cfg.features == "combined" else 1.0
+        blocks.append(sparse.csr_matrix(h * w) if vec is not None else h * w)
+    x = blocks[0] if len(blocks) == 1 else sparse.hstack(blocks, format="csr")
+    clf = _classifier(cfg)
+    if cfg.classifier == "mlp" and sparse.issparse(x) and x.shape[1] > 5000:
+        raise ConfigError("The MLP runs on hidden states only (features='hidden').")
+    clf.fit(x, np.asarray(y, dtype=int))
+    return StageModel(vectorizer=vec, scaler=scaler, classifier=clf,
+                      hidden_weight=cfg.hidden_weight if cfg.features == "combined" else 1.0)
+
+
+def predict_stage(m: StageModel, texts: list[str], hidden=None):
+    import numpy as np
+    from scipy import sparse
+
+    blocks = []
+    if m.vectorizer is not None:
+        blocks.append(m.vectorizer.transform(texts))
+    if m.scaler is not None:
+        h = m.scaler.transform(hidden) * m.hidden_weight
+        blocks.append(sparse.csr_matrix(h) if blocks else h)
+    x = blocks[0] if len(blocks) == 1 else sparse.hstack(blocks, format="csr")
+    return np.asarray(m.classifier.predict_proba(x)[:, 1])
+
+
+# --- evaluation groups -------------------------------------------------------------------------
+
+def eval_groups(examples: list[Example]) -> dict[str, list[int]]:
+    """Held-out evaluation sets, as indices into `examples` (test split only)."""
+    g: dict[str, list[int]] = {"openai_moderation": [], "toxicchat": [], "xstest": [],
+                               "harmful_vs_benign": []}
+    for i, e in enumerate(examples):
+        if e.split != "test":
+            continue
+        if e.source in ("openai_moderation", "toxicchat", "xstest"):
+            g[e.source].append(i)
+        if e.source in ("harmbench", "jbb_artifacts", "simple_safety_tests", "u_safebench") or (
+            e.source == "xstest" and not e.harmful
+        ):
+            g["harmful_vs_benign"].append(i)
+    return g
+
+
+def group_metrics(y: list[bool], scores: list[float], threshold: float = 0.5,
+                  tags: list[list[str]] | None = None) -> dict[str, float]:
+    from ..evals import metrics as M
+
+    pred = [s >= threshold for s in scores]
+    out = {
+        "n": len(y),
+        "positives": int(sum(y)),
+        "precision": M.precision(y, pred),
+        "recall": M.recall(y, pred),
+        "f1": M.f1(y, pred),
+        "auprc": M.auprc(y, scores),
+    }
+    benign = [p for p, t in zip(pred, y, strict=True) if not t]
+    out["benign_flagged_rate"] = M.over_refusal_rate(benign) if benign else math.nan
+    return {k: (round(v, 4) if isinstance(v, float) and not math.isnan(v) else v) for k, v in out.items()}
+
+
+def evaluate(examples: list[Example], scores, threshold: float = 0.5) -> dict[str, dict]:
+    res = {}
+    for name, idx in eval_groups(examples).items():
+        if idx:
+            res[name] = group_metrics([examples[i].harmful for i in idx],
+                                      [float(scores[i]) for i in idx], threshold)
+    return res
+
+
+# --- hidden states -----------------------------------------------------------------------------
+
+async def hidden_for(backend, texts: list[str], cfg: FastConfig):
+    from ._hidden import pooled_hidden_states
+
+    last, mean = await pooled_hidden_states(backend, texts, chat=cfg.chat)
+    return last if cfg.pooling == "last" else mean
+
+
+# --- the artifact ------------------------------------------------------------------------------
+
+async def train_artifact(
+    cfg: FastConfig,
+    *,
+    backend=None,
+    data_root: str | Path | None = None,
+    name: str = "fast_default",
+    output_stage: bool = True,
+    threshold: float = 0.5,
+) -> FastArtifact:
+    """Train on the training split, score the held-out split, and return the artifact with its
+    training record (sources and counts, configuration, held-out scores; never dataset text)."""
+    require("sklearn", "guard")
+    if cfg.uses_hidden and backend is None:
+        raise ConfigError("A hidden-state probe needs the model: pass its backend.",
+                          hint="`specguard guard train --features tfidf` needs none.")
+    started = time.perf_counter()
+    stages: dict[Stage, StageModel] = {}
+    record: dict[str, Any] = {
+        "name": name,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": asdict(cfg),
+        "label": cfg.label(),
+        "threshold": threshold,
+        "split": f"deterministic sha256(dataset:id); {TEST_SHARE:.0%} of each evaluation set held out",
+        "python": platform.python_version(),
+        "contains_dataset_text": False,
+        "note": (
+            "No dataset rows are stored. The fitted TF-IDF vocabulary (word and character "
+            "n-grams with their IDF weights) is derived from the training texts, which include "
+            f"{' and '.join(NON_COMMERCIAL)} (CC-BY-NC-4.0, non-commercial): check those "
+            "licences before commercial use, or retrain without them."
+        ),
+        "stages": {},
+    }
+    if cfg.uses_hidden:
+        record["model_file"] = Path(backend.model_path).name
+    corpora = {Stage.INPUT: input_examples(data_root)}
+    if output_stage:
+        corpora[Stage.OUTPUT] = output_examples(data_root)
+    for stage, examples in corpora.items():
+        train = [e for e in examples if e.split == "train"]
+        texts = [e.text for e in examples]
+        hidden = await hidden_for(backend, texts, cfg) if cfg.uses_hidden else None
+        tr_idx = [i for i, e in enumerate(examples) if e.split == "train"]
+        m = fit_stage([texts[i] for i in tr_idx], [examples[i].harmful for i in tr_idx], cfg,
+                      hidden[tr_idx] if hidden is not None else None)
+        scores = predict_stage(m, texts, hidden)
+        stages[stage] = m
+        if stage is Stage.INPUT:
+            held_out = evaluate(examples, scores, threshold)
+        else:
+            te = [i for i, e in enumerate(examples) if e.split == "test"]
+            held_out = {"pairs": group_metrics([examples[i].harmful for i in te],
+                                               [float(scores[i]) for i in te], threshold)}
+        record["stages"][stage.value] = {
+            "train_counts": _counts(train),
+            "test_counts": _counts([e for e in examples if e.split == "test"]),
+            "held_out": held_out,
+        }
+    record["train_seconds"] = round(time.perf_counter() - started, 1)
+    hidden_cfg = HiddenFeatures(chat=cfg.chat, last_token=cfg.pooling == "last") if cfg.uses_hidden else None
+    return FastArtifact(name=name, stages=stages, hidden=hidden_cfg,
+                        model_file=record.get("model_file"), record=record)
+
+
+def _counts(examples: list[Example]) -> dict[str, dict[str, int]]:
+    c = Counter((e.source, "harmful" if e.harmful else "benign") for e in examples)
+    out: dict[str, dict[str, int]] = {}
+    for (src, lab), n in sorted(c.items()):
+        out.setdefault(src, {})[lab] = n
+    return out
