@@ -322,6 +322,25 @@ class EmbeddedBackend:
 
         return await _on_worker(model, run)
 
+    async def token_hidden_states(
+        self, texts: Sequence[str], *, max_tokens: int = 512
+    ):
+        """Per-token final (normalised) hidden states of raw texts (no chat template, no BOS):
+        for each text, its token ids (at most `max_tokens`) and an (n, n_embd) float32 array
+        whose row i is the state after reading token i."""
+        model = self.model
+        limit = max(1, min(max_tokens, model.n_ctx - 1))
+
+        def run():
+            emb = model.embedder()
+            out = []
+            for text in texts:
+                toks = emb.tokenize(text.encode("utf-8"), add_bos=False, special=False)[:limit]
+                out.append((toks, _embed_tokens(emb, toks) if toks else None))
+            return out
+
+        return await _on_worker(model, run)
+
     async def aclose(self) -> None:
         return None
 

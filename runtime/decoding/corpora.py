@@ -107,4 +107,42 @@ async def add_documents(
     return total
 
 
-__all__ = ["Document", "add_documents", "read_corpus"]
+
+
+# The project's safety datasets, split into toxic and non-toxic text. Each entry names the
+# dataset, its loader's subset and which field holds the text datastores learn from.
+SAFETY_SOURCES: dict[str, dict] = {
+    "jigsaw_detoxify_sample": {"subset": None},  # Wikipedia comments, `toxic` flag
+    "toxicchat": {"subset": None},  # user prompts, human `toxicity` label (non-commercial)
+    "openai_moderation": {"subset": None},  # any category flag set
+    "beavertails_sample": {"subset": None},  # unsafe responses only (non-commercial)
+    "advbench": {"subset": "harmful_strings"},  # harmful target strings only
+}
+
+
+def safety_documents(
+    dataset: str, *, toxic: bool, data_dir: str | Path | None = None, limit: int | None = None
+) -> list[Document]:
+    """Toxic (or non-toxic) documents of one of SAFETY_SOURCES, read through the evaluation
+    datasets' loaders. Ids are `<dataset>:<record id>`, the source ids removal works by."""
+    from ..evals.datasets import load  # type: ignore[import-not-found]
+
+    if dataset not in SAFETY_SOURCES:
+        raise ConfigError(
+            f"Unknown safety corpus {dataset!r}.", hint=f"Use one of: {', '.join(SAFETY_SOURCES)}"
+        )
+    subset = SAFETY_SOURCES[dataset]["subset"]
+    records = load(dataset, subset=subset, data_dir_override=data_dir)
+    out: list[Document] = []
+    for r in records:
+        if r.harmful is None or r.harmful != toxic:
+            continue
+        text = getattr(r, "response", None) if dataset == "beavertails_sample" else None
+        text = text or (getattr(r, "target", None) if dataset == "advbench" else None) or r.text
+        out.append(Document(f"{dataset}:{r.subset + '/' if r.subset else ''}{r.id}", text))
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+__all__ = ["SAFETY_SOURCES", "Document", "add_documents", "read_corpus", "safety_documents"]

@@ -1,0 +1,137 @@
+"""Settings and the per-step retrieval + combination every decoding loop calls.
+
+`Retriever.step(base_logits, hidden)` is the whole of Goodtriever for one decoding step of a
+batch: search the toxic and non-toxic datastores with the hidden states at the store's hook,
+then combine. A loop (llama.cpp, torch, vLLM) only has to hand it the base logits [B, V] and
+the hidden states [B, dim] it already computes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .combine import Neighbours, goodtriever_logprobs
+from .datastore import Datastore, SearchDevice
+from .keyspace import KeySpace
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+
+class DetoxSettings(BaseModel):
+    """Goodtriever settings a deployment or policy chooses.
+
+    Defaults: the paper's alpha = 2, top-p 0.9 on the base distribution and k = 1024
+    neighbours. The paper's T = 100 was tuned for GPT-2 large's hidden states; for the
+    embedded SmolLM2-135M (576-d final-norm states) squared distances from a query to its
+    1st and 1024th neighbours differ by about 1000-2000, and T = 50 gives weight to roughly the
+    nearest 10-30 neighbours (measured in bench/goodtriever_temperature.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    toxic: list[Path] = Field(default_factory=list, description="toxic datastore folders")
+    nontoxic: list[Path] = Field(default_factory=list, description="non-toxic datastore folders")
+    alpha: float = Field(2.0, ge=0.0)
+    k: int = Field(1024, ge=1, le=4096)
+    temperature: float = Field(50.0, gt=0.0, description="T in softmax(-d/T)")
+    top_p: float = Field(0.9, gt=0.0, le=1.0, description="nucleus on the base distribution")
+    search: SearchDevice = SearchDevice.AUTO
+
+    def describe(self) -> dict[str, Any]:
+        """What the safety report says about this decoding."""
+        return {
+            "method": "goodtriever",
+            "toxic_datastores": [p.name for p in self.toxic],
+            "nontoxic_datastores": [p.name for p in self.nontoxic],
+            "alpha": self.alpha,
+            "k": self.k,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+        }
+
+
+class Retriever:
+    """Opened datastores (both sides) and the settings; one `step` per decoding step."""
+
+    def __init__(
+        self, settings: DetoxSettings, toxic: Sequence[Datastore], nontoxic: Sequence[Datastore]
+    ) -> None:
+        self.settings = settings
+        self.toxic = list(toxic)
+        self.nontoxic = list(nontoxic)
+        for s in (*self.toxic, *self.nontoxic):
+            s.use_device(settings.search)
+
+    @classmethod
+    def open(cls, settings: DetoxSettings, expect: KeySpace | None) -> Retriever:
+        """Open the settings' datastores, refusing any built for another key space."""
+        return cls(
+            settings,
+            [Datastore.open(p, expect) for p in settings.toxic],
+            [Datastore.open(p, expect) for p in settings.nontoxic],
+        )
+
+    def _side(self, stores: Sequence[Datastore], hidden: np.ndarray) -> Neighbours | None:
+        import numpy as np
+        import torch
+
+        if not stores:
+            return None
+        k = self.settings.k
+        found = [s.search(hidden, k) for s in stores]
+        dist = np.concatenate([d for d, _ in found], axis=1)
+        tok = np.concatenate([t for _, t in found], axis=1)
+        if len(found) > 1:  # keep the k nearest over all stores of this side
+            order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+            dist = np.take_along_axis(dist, order, 1)
+            tok = np.take_along_axis(tok, order, 1)
+        dist = np.where(tok >= 0, dist, 0.0).astype(np.float32)  # missing: ignored, finite
+        return Neighbours(torch.from_numpy(dist), torch.from_numpy(tok))
+
+    def neighbours(self, hidden: np.ndarray) -> tuple[Neighbours | None, Neighbours | None]:
+        """(toxic, non-toxic) neighbours of hidden states [B, dim]."""
+        return self._side(self.toxic, hidden), self._side(self.nontoxic, hidden)
+
+    def step(self, base_logits: torch.Tensor, hidden: np.ndarray) -> torch.Tensor:
+        """Goodtriever next-token log-probs [B, V] for one decoding step."""
+        s = self.settings
+        toxic, nontoxic = self.neighbours(hidden)
+        if toxic is not None:
+            toxic = Neighbours(toxic.distances.to(base_logits.device), toxic.tokens.to(base_logits.device))
+        if nontoxic is not None:
+            nontoxic = Neighbours(
+                nontoxic.distances.to(base_logits.device), nontoxic.tokens.to(base_logits.device)
+            )
+        return goodtriever_logprobs(
+            base_logits, toxic=toxic, nontoxic=nontoxic, alpha=s.alpha,
+            temperature=s.temperature, top_p=s.top_p,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        d = self.settings.describe()
+        d["toxic_keys"] = sum(len(s) for s in self.toxic)
+        d["nontoxic_keys"] = sum(len(s) for s in self.nontoxic)
+        return d
+
+
+def plain_step(base_logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """The baseline on the same path: top-p-filtered base log-probs (alpha = 0)."""
+    return goodtriever_logprobs(base_logits, alpha=0.0, top_p=top_p)
+
+
+def sample(logprobs: torch.Tensor, temperature: float, generator: torch.Generator | None):
+    """Token ids [B] from log-probs [B, V]: argmax at temperature 0, else a draw."""
+    import torch
+
+    if temperature == 0.0:
+        return logprobs.argmax(dim=-1)
+    probs = torch.softmax(logprobs / temperature, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+__all__ = ["DetoxSettings", "Retriever", "plain_step", "sample"]
