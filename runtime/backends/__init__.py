@@ -17,6 +17,8 @@ def load_backend(uri: str = "embedded", **options: Any) -> Backend:
 
     - ``embedded`` or ``embedded:/path/model.gguf``: llama.cpp in process
     - ``litellm:<litellm model>``, e.g. ``litellm:hosted_vllm/Qwen/Qwen2.5-7B-Instruct``
+    - ``vllm:<served model>`` (or ``vllm:server:<served model>``): a vLLM server, with
+      ``api_base=`` or $SPECGUARD_VLLM_URL; ``vllm:engine:/path/to/hf-folder``: vLLM in process
     """
     kind, _, rest = uri.partition(":")
     if kind == "embedded":
@@ -29,6 +31,17 @@ def load_backend(uri: str = "embedded", **options: Any) -> Backend:
         from .litellm import LiteLLMBackend
 
         return LiteLLMBackend(rest, **options)
+    if kind == "vllm":
+        mode, _, target = rest.partition(":")
+        if mode not in ("server", "engine"):
+            mode, target = "server", rest
+        if not target:
+            raise ConfigError("vllm backend needs a model: vllm:<served model> or vllm:engine:<path>")
+        from .vllm import VLLMEngineBackend, VLLMServerBackend
+
+        if mode == "engine":
+            return VLLMEngineBackend(target, **options)
+        return VLLMServerBackend(target, **options)
     if kind == "scripted":
         from .scripted import ScriptedBackend
 

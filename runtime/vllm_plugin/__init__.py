@@ -60,6 +60,18 @@ def tap_engine_args(model: str, arch: str | None = None) -> dict[str, Any]:
     }
 
 
+def tap_server_args(model: str, arch: str | None = None) -> list[str]:
+    """The same settings as `tap_engine_args`, as flags for `vllm serve` (or
+    `python -m vllm.entrypoints.openai.api_server`)."""
+    import json
+
+    args = tap_engine_args(model, arch)
+    return [
+        "--hf-overrides", json.dumps(args["hf_overrides"]),
+        "--logits-processors", *args["logits_processors"],
+    ]
+
+
 def register() -> None:
     """Entry point of the `vllm.general_plugins` group (runs in every vLLM process)."""
     from vllm import ModelRegistry
@@ -94,4 +106,5 @@ __all__ = [
     "register",
     "tap_architecture",
     "tap_engine_args",
+    "tap_server_args",
 ]
