@@ -37,6 +37,17 @@ def with_policy_system_prompt(messages: list[Message], system_prompt: str) -> li
     return [Message(role=Role.SYSTEM, content=text), *rest]
 
 
+def generation_system_prompt(ctx: ChatContext) -> str:
+    """The policy's system prompt; for a user with a profile, followed by U-SafeBench's remedy:
+    "Consider <profile>. You may decline if it raises safety concerns, including: <list>"."""
+    prompt = ctx.policy.settings.system_prompt
+    if ctx.policy.profile is not None:
+        from specguard.profiles import remedy_prompt
+
+        prompt += "\n\n" + remedy_prompt(ctx.policy.profile.text, ctx.guidelines)
+    return prompt
+
+
 async def _check(ctx: ChatContext, stage: Stage, messages, response=None) -> tuple[GuardDecision, StepRecord]:
     settings = ctx.policy.settings.input_check if stage is Stage.INPUT else ctx.policy.settings.output_check
     start = time.perf_counter()
@@ -78,7 +89,7 @@ def route_input(state: ChatState) -> Literal["refuse", "generate"]:
 async def generate(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
     ctx = runtime.context
     start = time.perf_counter()
-    messages = with_policy_system_prompt(state["messages"], ctx.policy.settings.system_prompt)
+    messages = with_policy_system_prompt(state["messages"], generation_system_prompt(ctx))
     out = await ctx.backend.complete(messages, ctx.params)
     step = StepRecord(
         name="generate",

@@ -57,8 +57,13 @@ class Runtime:
         from specguard.agents import build_chat_graph
 
         self.backend = backend
-        self.policy = policy or Policy.default()
+        from specguard.profiles import ComposedPolicy, GuidelineCache
+
         self.store = store if store is not None else Store(":memory:")
+        # The policy file plus the users, profiles and keys an admin manages in the store.
+        policy = policy or Policy.default()
+        self.policy = policy if isinstance(policy, ComposedPolicy) else ComposedPolicy(policy, self.store)
+        self.guidelines = GuidelineCache(self.store)
         if guard is None:
             from specguard.guard import build_guard
 
@@ -138,8 +143,17 @@ class Runtime:
         params = params or GenerationParams(max_tokens=resolved.settings.max_tokens)
         scope = scope_for(tenant=resolved.tenant, profile=resolved.profile_id)
         specs = tuple(self._active_spec(name, scope) for name in resolved.settings.specs)
+        # Users with a profile: its derived guidelines go to generation and to the checks,
+        # and the guidelines are checked first (specguard.profiles).
+        guidelines = self.guidelines.get(resolved.profile_id, resolved.settings.profile_guidelines)
+        guard = self.guard
+        if guidelines and guard is not None:
+            from specguard.profiles import ProfileAwareGuard
+
+            guard = ProfileAwareGuard(guard)
         return ChatContext(
-            backend=self.backend, guard=self.guard, policy=resolved, specs=specs, params=params
+            backend=self.backend, guard=guard, policy=resolved, specs=specs, params=params,
+            guidelines=guidelines,
         )
 
     def _active_spec(self, name: str, scope: str) -> Spec:
@@ -198,7 +212,12 @@ class Runtime:
 
     async def _stream_checked(self, messages, resolved: ResolvedPolicy, params, request_id,
                               passthrough: bool) -> AsyncIterator[StreamEvent]:
-        from specguard.agents.chat_graph import input_check, refusal_text, with_policy_system_prompt
+        from specguard.agents.chat_graph import (
+            generation_system_prompt,
+            input_check,
+            refusal_text,
+            with_policy_system_prompt,
+        )
 
         start = time.perf_counter()
         ctx = self._context(resolved, params)
@@ -220,7 +239,7 @@ class Runtime:
         finish = "stop"
         window = max(1, settings.stream_holdback_chars)
         blocked = False
-        stream = self.backend.stream(with_policy_system_prompt(list(messages), settings.system_prompt),
+        stream = self.backend.stream(with_policy_system_prompt(list(messages), generation_system_prompt(ctx)),
                                      ctx.params)
         try:
             async for chunk in stream:

@@ -56,6 +56,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class GuidelineUse(StrEnum):
+    """Which derived per-profile guidelines a request uses (see specguard.profiles)."""
+
+    APPROVED = "approved"  # only guidelines an admin approved (default)
+    LATEST = "latest"  # the newest version, approved or draft
+    OFF = "off"  # none: the profile text alone
+
+
+class AgeBand(StrEnum):
+    CHILD = "under-13"
+    TEEN = "13-17"
+    ADULT = "18-64"
+    SENIOR = "65+"
+
+
+class ProfileAttributes(_Strict):
+    """What is known about a user in structured form, next to the first-person profile text."""
+
+    age_band: AgeBand | None = None
+    health_conditions: list[str] = Field(default_factory=list)
+    jurisdiction: str | None = None  # country or region whose law applies, e.g. "Saudi Arabia"
+    role: str | None = None  # e.g. "judge", "prosecutor", "pharmacist"
+
+
 class CheckSettings(_Strict):
     enabled: bool = True
     # Fast-tier scores inside [low, high] are uncertain and escalate to the deliberative tier.
@@ -98,13 +122,14 @@ class PolicySettings(_Strict):
     spec_update_canaries: str = "default"  # specs/canaries/<name>.yaml or a YAML path
     spec_update_safety_tolerance: float = Field(0.0, ge=0.0, le=1.0)  # allowed safety drop
     spec_update_overrefusal_tolerance: float = Field(0.05, ge=0.0, le=1.0)  # allowed rise
+    profile_guidelines: GuidelineUse = GuidelineUse.APPROVED
 
 
 class Profile(_Strict):
     """Who the user is, as far as safety is concerned (U-SafeBench style, first person)."""
 
     text: str = Field(min_length=1)
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: ProfileAttributes = Field(default_factory=ProfileAttributes)
     settings: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -1,10 +1,21 @@
-"""The relational store: specs with their history, and the audit log.
+"""The relational store: specs with their history, users, profiles, API keys (hashed), derived
+profile guidelines, and the audit log.
 
 SQLite (one file, WAL mode) by default; PostgreSQL by URL for a fleet of replicas.
 """
 
 from ._engine import make_engine
+from ._guidelines import GuidelineSet, GuidelineStatus, GuidelineStore
 from ._specs import SpecStore
+from ._users import UserStore
 from .store import Store
 
-__all__ = ["Store", "SpecStore", "make_engine"]
+__all__ = [
+    "GuidelineSet",
+    "GuidelineStatus",
+    "GuidelineStore",
+    "SpecStore",
+    "Store",
+    "UserStore",
+    "make_engine",
+]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Integer,
@@ -52,4 +53,61 @@ audit_log = Table(
     Column("action", String(64), nullable=False),
     Column("target", String(512), nullable=False),
     Column("detail", JSON, nullable=False),
+)
+
+# -- users, profiles, API keys and derived guidelines (managed at run time by the admin API;
+# the policy file stays the declarative source, see specguard.profiles.ComposedPolicy) --------
+
+profiles = Table(
+    "profiles",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("text", Text, nullable=False),
+    Column("attributes", JSON, nullable=False),
+    Column("settings", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("tenant", String(128), nullable=False),
+    Column("profile", String(128), nullable=True),
+    Column("settings", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+# Keys are stored as their SHA-256 only; the clear key is shown once, when it is created.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("sha256", String(64), nullable=False, unique=True),
+    Column("tenant", String(128), nullable=False),
+    Column("user", String(128), nullable=True),
+    Column("admin", Boolean, nullable=False, default=False),
+    Column("trusted_gateway", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(256), nullable=False),
+)
+
+# Derived per-profile guidelines (U-SafeBench remedy), versioned per profile.
+profile_guidelines = Table(
+    "profile_guidelines",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("profile", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("items", JSON, nullable=False),
+    Column("source", String(256), nullable=False),
+    Column("profile_text", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("approved_at", DateTime(timezone=True), nullable=True),
+    Column("approved_by", String(256), nullable=True),
+    UniqueConstraint("profile", "version", name="uq_guideline_version"),
 )

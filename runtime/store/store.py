@@ -6,7 +6,9 @@ from ..spec import builtin_specs
 from . import _audit
 from ._engine import make_engine
 from ._schema import metadata
+from ._guidelines import GuidelineStore
 from ._specs import SpecStore
+from ._users import UserStore
 
 
 class Store:
@@ -17,6 +19,8 @@ class Store:
         self.engine: Engine = make_engine(url)
         metadata.create_all(self.engine)
         self.specs = SpecStore(self.engine)
+        self.users = UserStore(self.engine)
+        self.guidelines = GuidelineStore(self.engine)
         if seed_builtin:
             self.specs.seed(builtin_specs())
 
