@@ -53,6 +53,7 @@ class Runtime:
         guard: TieredGuard | None = None,
         checkpointer: Any = None,
         spec_cache_seconds: float = 2.0,
+        spec_updater: Any = None,
     ) -> None:
         from specguard.agents import build_chat_graph
 
@@ -74,6 +75,8 @@ class Runtime:
         self._checkpointer = checkpointer
         self._spec_cache: dict[tuple[str, str], tuple[float, Spec]] = {}
         self._spec_ttl = spec_cache_seconds
+        # specguard.agents.spec_updates.SpecUpdater: queues MetaSC spec updates off the hot path
+        self.spec_updater = spec_updater
 
     # -- public API ------------------------------------------------------------------------
 
@@ -94,6 +97,8 @@ class Runtime:
         config = {"configurable": {"thread_id": request_id}} if self._checkpointer else None
         state = await self.graph.ainvoke({"messages": list(messages)}, config, context=ctx)
         report = self._report(request_id, resolved, ctx, state, start)
+        if self.spec_updater is not None:
+            self.spec_updater.submit_chat(resolved, messages, state, request_id)
         return ChatResult(answer=state["answer"], action=state["action"], report=report)
 
     def chat_sync(self, messages: Sequence[Message], **kwargs: Any) -> ChatResult:
