@@ -55,7 +55,14 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
         load = getattr(runtime.backend, "load", None)
         if load is not None:
             await load()
+        if getattr(runtime, "spec_updater", None) is not None:
+            await runtime.spec_updater.start()
         app.state.ready = True
+
+    @app.on_event("shutdown")
+    async def _stop_spec_updates() -> None:
+        if getattr(runtime, "spec_updater", None) is not None:
+            await runtime.spec_updater.stop()
 
     @app.get("/healthz")
     async def healthz():
