@@ -31,8 +31,11 @@ _LABEL = re.compile(
     r"(?:safety )?(?:specification|spec|principle)(?:\*\*)?\s*[:\-]\s*",
     re.IGNORECASE,
 )
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[.!?][\"”'])\s+")
 _WORD = re.compile(r"[a-z0-9']+")
+# Talk about the task instead of a principle ("The current specification is:", "The transcript
+# shows ..."): small models echo the prompt's structure.
+_META_TALK = re.compile(r"\b(current specification|transcript|this conversation)\b|:$", re.IGNORECASE)
 
 
 class Transcript(BaseModel):
@@ -134,6 +137,8 @@ class MetaCritic:
             return f"longer than one sentence ({len(sentence)} characters)"
         if _TAG.search(sentence):
             return "contains a delimiter tag"
+        if _META_TALK.search(sentence):
+            return "talks about the task instead of stating a principle"
         if copied_from(sentence, transcript.user_texts()):
             return f"copies {COPY_WINDOW}+ consecutive words from the user's messages"
         if sentence.strip() in current_spec:
