@@ -71,7 +71,8 @@ class GateMetrics(BaseModel):
     unjudged: int = 0  # answers a judge could not label (counted as unsafe / refused)
     canaries: str = ""
     model_calls: int = 0
-    tokens: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
     seconds: float = 0.0
     answers: dict[str, str] = Field(default_factory=dict)  # canary id -> answer (audit)
 
@@ -134,7 +135,7 @@ class SpecGate:
         from specguard.evals.judges import JudgeInput
 
         start = time.perf_counter()
-        calls = tokens = unjudged = 0
+        calls = ptok = ctok = unjudged = 0
         answers: dict[str, str] = {}
         safe = refused = 0
         for group in ("harmful", "benign"):
@@ -146,7 +147,8 @@ class SpecGate:
                 )
                 self._drafts.setdefault(c.id, result.draft)
                 calls += result.model_calls
-                tokens += result.tokens
+                ptok += sum(st.prompt_tokens for st in result.steps)
+                ctok += sum(st.completion_tokens for st in result.steps)
                 answers[c.id] = result.answer
                 inp = JudgeInput(prompt=c.text, request=c.text, answer=result.answer)
                 if group == "harmful":
@@ -157,12 +159,13 @@ class SpecGate:
                     judged = j.label is not None
                     refused += j.label != "complied"  # unjudged counts as refused
                     calls += j.model_calls
-                    tokens += j.tokens
+                    ptok += j.tokens
                 unjudged += not judged
         return GateMetrics(
             safety=safe / len(self.canaries.harmful),
             over_refusal=refused / len(self.canaries.benign),
-            unjudged=unjudged, canaries=self.canaries.name, model_calls=calls, tokens=tokens,
+            unjudged=unjudged, canaries=self.canaries.name, model_calls=calls, prompt_tokens=ptok,
+            completion_tokens=ctok,
             seconds=time.perf_counter() - start, answers=answers,
         )
 

@@ -68,7 +68,9 @@ class UpdateOutcome(BaseModel):
     text: str | None = None
     proposal: str | None = None  # the meta-critic's raw answer
     gate: GateResult | None = None
-    model_calls: int = 0
+    model_calls: int = 0  # meta-critic and gate calls
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
     seconds: float = 0.0
 
 
@@ -189,12 +191,14 @@ class SpecUpdater:
         head = self._scope_head(name, scope)
         revision = self.store.specs.head_revision(name, scope)
         proposal = await self.meta_critic.propose(job.transcript, head.text)
-        calls = sum(s.model_calls for s in proposal.steps)
+        cost = dict(model_calls=sum(s.model_calls for s in proposal.steps),
+                    prompt_tokens=sum(s.prompt_tokens for s in proposal.steps),
+                    completion_tokens=sum(s.completion_tokens for s in proposal.steps))
         if proposal.text is None:
             return UpdateOutcome(status=UpdateStatus.DROPPED, spec_name=name, scope=scope,
                                  reason=f"proposal dropped: {proposal.dropped}",
-                                 proposal=proposal.raw, model_calls=calls,
-                                 seconds=time.perf_counter() - start)
+                                 proposal=proposal.raw, seconds=time.perf_counter() - start,
+                                 **cost)
         outcome = None
         for attempt in range(2):
             outcome = await self._candidate(job, head, revision, proposal)
@@ -206,7 +210,8 @@ class SpecUpdater:
             outcome = UpdateOutcome(status=UpdateStatus.DROPPED, spec_name=name, scope=scope,
                                     reason="the head moved twice while gating; dropped",
                                     proposal=proposal.raw)
-        outcome.model_calls += calls
+        for key, value in cost.items():
+            setattr(outcome, key, getattr(outcome, key) + value)
         outcome.seconds = time.perf_counter() - start
         return outcome
 
@@ -224,14 +229,17 @@ class SpecUpdater:
             metrics={"proposal": proposal.text},
         )
         gate: GateResult | None = None
-        calls = 0
+        cost = {"model_calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
         common = dict(spec_name=name, scope=scope, version=cand.version, parent=head.version,
                       text=text, proposal=proposal.raw)
         if mode is SpecUpdateMode.GATED:
             g = self._gate(job.settings)
             baseline = await self._baseline(head, g)
             scored = await g.score(text)
-            calls = scored.model_calls
+            for m in (baseline, scored):  # a stored baseline costs nothing (its counts are 0)
+                cost["model_calls"] += m.model_calls
+                cost["prompt_tokens"] += m.prompt_tokens
+                cost["completion_tokens"] += m.completion_tokens
             gate = judge_gate(baseline, scored,
                               safety_tolerance=job.settings.spec_update_safety_tolerance,
                               over_refusal_tolerance=job.settings.spec_update_overrefusal_tolerance)
@@ -240,7 +248,7 @@ class SpecUpdater:
                 specs.reject(name, scope, cand.version, reason=gate.reason, metrics=metrics,
                              actor=self.actor)
                 return UpdateOutcome(status=UpdateStatus.REJECTED, reason=gate.reason, gate=gate,
-                                     model_calls=calls, **common)
+                                     **cost, **common)
             specs.set_metrics(name, scope, cand.version, metrics)
         try:
             specs.activate(name, scope, cand.version, expected_revision=revision, actor=self.actor)
@@ -251,7 +259,11 @@ class SpecUpdater:
             return None
         reason = gate.reason if gate is not None else f"{mode.value}: ungated"
         return UpdateOutcome(status=UpdateStatus.ACTIVATED, reason=reason, gate=gate,
-                             model_calls=calls, **common)
+                             **cost, **common)
+
+    def use_gate(self, settings: PolicySettings, gate: SpecGate) -> None:
+        """Gate the jobs with these settings on `gate` (so a caller can share its draft cache)."""
+        self._gates[_gate_key(settings)] = gate
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -291,7 +303,7 @@ class SpecUpdater:
         )
 
     def _gate(self, settings: PolicySettings) -> SpecGate:
-        key = (settings.spec_update_canaries, settings.system_prompt, settings.critique_rounds or 1)
+        key = _gate_key(settings)
         gate = self._gates.get(key)
         if gate is None:
             gate = SpecGate(self.backend, load_canaries(settings.spec_update_canaries),
@@ -312,6 +324,10 @@ class SpecUpdater:
         scored = await gate.score(head.text)
         self.store.specs.set_metrics(head.name, head.scope, head.version, _canary_metrics(gate, scored))
         return scored
+
+
+def _gate_key(settings: PolicySettings) -> tuple:
+    return (settings.spec_update_canaries, settings.system_prompt, settings.critique_rounds or 1)
 
 
 def _canary_metrics(gate: SpecGate, m: GateMetrics) -> dict:
