@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import ConfigError
 from .datastore import Datastore
 from .encoders import KeyEncoder
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class Document(NamedTuple):
@@ -70,6 +73,43 @@ def _rows(rows, stem, column, id_column, where, path) -> Iterator[Document]:
             yield Document(doc_id, text)
 
 
+async def encode_documents(
+    encoder: KeyEncoder,
+    documents: Iterable[Document],
+    *,
+    batch: int = 16,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> AsyncIterator[tuple[Document, np.ndarray, np.ndarray]]:
+    """(document, keys, next tokens) per document, encoded `batch` at a time. Calls
+    on_progress(documents_done, keys_so_far) after each batch."""
+    done = keys = 0
+    buf: list[Document] = []
+    seen: set[str] = set()
+
+    async def flush():
+        nonlocal done, keys
+        encoded = await encoder.encode([d.text for d in buf])
+        out = [(d, k, t) for d, (k, t) in zip(buf, encoded, strict=True)]
+        done += len(buf)
+        keys += sum(len(k) for _, k, _ in out)
+        buf.clear()
+        if on_progress:
+            on_progress(done, keys)
+        return out
+
+    for doc in documents:
+        if doc.id in seen:
+            continue
+        seen.add(doc.id)
+        buf.append(doc)
+        if len(buf) >= batch:
+            for item in await flush():
+                yield item
+    if buf:
+        for item in await flush():
+            yield item
+
+
 async def add_documents(
     store: Datastore,
     encoder: KeyEncoder,
@@ -78,35 +118,16 @@ async def add_documents(
     batch: int = 16,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Encode documents and append their keys. Documents already present are skipped.
-    Calls on_progress(documents_done, keys_added) after each batch. Returns keys added."""
+    """Encode documents and append their keys; documents already present are skipped.
+    Returns the number of keys added."""
     present = set(store.documents)
+    todo = (d for d in documents if d.id not in present)
     total = 0
-    done = 0
-    buf: list[Document] = []
-
-    async def flush() -> None:
-        nonlocal total, done
-        encoded = await encoder.encode([d.text for d in buf])
-        for doc, (keys, toks) in zip(buf, encoded, strict=True):
-            total += store.add(doc.id, keys, toks)
-            present.add(doc.id)
-        done += len(buf)
-        buf.clear()
-        if on_progress:
-            on_progress(done, total)
-
-    for doc in documents:
-        if doc.id in present or any(d.id == doc.id for d in buf):
-            continue
-        buf.append(doc)
-        if len(buf) >= batch:
-            await flush()
-    if buf:
-        await flush()
+    async for doc, keys, toks in encode_documents(
+        encoder, todo, batch=batch, on_progress=on_progress
+    ):
+        total += store.add(doc.id, keys, toks)
     return total
-
-
 
 
 # The project's safety datasets, split into toxic and non-toxic text. Each entry names the
@@ -145,4 +166,11 @@ def safety_documents(
     return out
 
 
-__all__ = ["SAFETY_SOURCES", "Document", "add_documents", "read_corpus", "safety_documents"]
+__all__ = [
+    "SAFETY_SOURCES",
+    "Document",
+    "add_documents",
+    "encode_documents",
+    "read_corpus",
+    "safety_documents",
+]

@@ -34,6 +34,13 @@ class LlamaDetoxGenerator:
     def _emb(self):
         return self.backend.model.embedder()
 
+    @property
+    def eos(self) -> int:
+        return self._emb.token_eos()
+
+    def detokenize(self, tokens: Sequence[int]) -> bytes:
+        return self._emb.detokenize(list(tokens))
+
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         return self._emb.tokenize(text.encode("utf-8"), add_bos=False, special=special)
 

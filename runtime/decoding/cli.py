@@ -1,0 +1,229 @@
+"""`specguard datastore build|add|remove|stats`: manage Goodtriever datastores.
+
+Keys come from the embedded llama.cpp model (default: SmolLM2-135M-Instruct, or --model). A
+datastore built from ToxicChat or BeaverTails inherits their non-commercial licence: keep it
+outside the repository (the default root is ~/.cache/specguard/datastores).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..errors import SpecguardError
+
+app = typer.Typer(help="Build and manage Goodtriever datastores.", no_args_is_help=True)
+console = Console(stderr=True)
+
+DEFAULT_ROOT = Path(os.environ.get("SPECGUARD_DATASTORES", "~/.cache/specguard/datastores"))
+
+
+def _resolve(path: str) -> Path:
+    """A bare name lives under the default root; anything with a slash is a path."""
+    p = Path(path).expanduser()
+    return p if ("/" in path or p.exists()) else DEFAULT_ROOT.expanduser() / path
+
+
+def _backend(model: str | None, threads: int | None):
+    from ..backends.embedded import EmbeddedBackend
+
+    return EmbeddedBackend(model, n_threads=threads)
+
+
+def _documents(files, column, id_column, where, safety, toxic, data_dir, limit):
+    from .corpora import read_corpus, safety_documents
+
+    conds = dict(w.split("=", 1) for w in where or [])
+    docs = []
+    for f in files or []:
+        docs.extend(read_corpus(f, column=column, id_column=id_column, where=conds))
+    for name in safety or []:
+        docs.extend(safety_documents(name, toxic=toxic, data_dir=data_dir))
+    if limit:
+        docs = docs[:limit]
+    if not docs:
+        raise typer.BadParameter("No documents: give --from FILE and/or --safety DATASET.")
+    return docs
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[keys]} keys"), TimeElapsedColumn(), console=console,
+    )
+
+
+def _fail(exc: SpecguardError) -> None:
+    console.print(f"[red]error:[/red] {exc}")
+    raise typer.Exit(1)
+
+
+FilesOpt = Annotated[list[Path] | None, typer.Option("--from", help="corpus file (.txt/.csv/.jsonl)")]
+ColumnOpt = Annotated[str, typer.Option(help="text column of CSV/JSONL files")]
+IdColOpt = Annotated[str | None, typer.Option(help="id column (default: row number)")]
+WhereOpt = Annotated[list[str] | None, typer.Option(help="keep rows where COLUMN=VALUE")]
+SafetyOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="a safety dataset: jigsaw_detoxify_sample, toxicchat, openai_moderation, "
+                 "beavertails_sample, advbench"),
+]
+ToxicOpt = Annotated[bool, typer.Option("--toxic/--nontoxic", help="which side of --safety")]
+ModelOpt = Annotated[str | None, typer.Option(help="GGUF path (default: the embedded model)")]
+ThreadsOpt = Annotated[int | None, typer.Option(help="llama.cpp threads")]
+MaxTokOpt = Annotated[int, typer.Option(help="tokens read per document")]
+
+
+@app.command()
+def build(
+    path: Annotated[str, typer.Argument(help="datastore folder, or a name under the default root")],
+    files: FilesOpt = None,
+    column: ColumnOpt = "text",
+    id_column: IdColOpt = None,
+    where: WhereOpt = None,
+    safety: SafetyOpt = None,
+    toxic: ToxicOpt = True,
+    label: Annotated[str | None, typer.Option(help="default: toxic/nontoxic")] = None,
+    index: Annotated[str, typer.Option(help="auto | flat | ivfpq")] = "auto",
+    data_dir: Annotated[str | None, typer.Option(help="safety data directory")] = None,
+    limit: Annotated[int | None, typer.Option(help="at most this many documents")] = None,
+    max_tokens: MaxTokOpt = 256,
+    model: ModelOpt = None,
+    threads: ThreadsOpt = None,
+    overwrite: bool = False,
+) -> None:
+    """Build a datastore from corpus files and/or the safety datasets."""
+    from .datastore import Datastore, IndexKind
+    from .encoders import EmbeddedKeyEncoder
+
+    try:
+        docs = _documents(files, column, id_column, where, safety, toxic, data_dir, limit)
+        encoder = EmbeddedKeyEncoder(_backend(model, threads), max_tokens=max_tokens)
+        target = _resolve(path)
+        kind = IndexKind(index)
+        encoded = asyncio.run(_encode_all(encoder, docs))
+        import numpy as np
+
+        n = sum(len(k) for _, k, _ in encoded)
+        train = None
+        if kind == IndexKind.IVFPQ or (kind == IndexKind.AUTO and n > 100_000):
+            all_keys = np.concatenate([k for _, k, _ in encoded if len(k)])
+            rng = np.random.default_rng(0)
+            train = all_keys[rng.permutation(len(all_keys))[:100_000]]
+        store = Datastore.create(
+            target, encoder.key_space(), label=label or ("toxic" if toxic else "nontoxic"),
+            index_kind=kind, expected_keys=n, training_keys=train, overwrite=overwrite,
+        )
+        for doc, keys, toks in encoded:
+            store.add(doc.id, keys, toks)
+        store.save()
+    except SpecguardError as exc:
+        _fail(exc)
+    console.print(f"built {target}: {len(store)} keys from {len(store.documents)} documents")
+
+
+async def _encode_all(encoder, docs):
+    from .corpora import encode_documents
+
+    out = []
+    with _progress() as bar:
+        task = bar.add_task("encoding", total=len(docs), keys=0)
+        async for item in encode_documents(
+            encoder, docs, on_progress=lambda d, k: bar.update(task, completed=d, keys=k)
+        ):
+            out.append(item)
+    return out
+
+
+@app.command()
+def add(
+    path: Annotated[str, typer.Argument(help="datastore folder or name")],
+    files: FilesOpt = None,
+    column: ColumnOpt = "text",
+    id_column: IdColOpt = None,
+    where: WhereOpt = None,
+    safety: SafetyOpt = None,
+    toxic: ToxicOpt = True,
+    data_dir: Annotated[str | None, typer.Option(help="safety data directory")] = None,
+    limit: Annotated[int | None, typer.Option(help="at most this many documents")] = None,
+    max_tokens: MaxTokOpt = 256,
+    model: ModelOpt = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Append documents (skipping ones already present) to a datastore."""
+    from .corpora import add_documents
+    from .datastore import Datastore
+    from .encoders import EmbeddedKeyEncoder
+
+    try:
+        docs = _documents(files, column, id_column, where, safety, toxic, data_dir, limit)
+        encoder = EmbeddedKeyEncoder(_backend(model, threads), max_tokens=max_tokens)
+        store = Datastore.open(_resolve(path), encoder.key_space())
+        present = set(store.documents)
+        docs = [d for d in docs if d.id not in present]
+
+        async def run() -> int:
+            with _progress() as bar:
+                task = bar.add_task("adding", total=len(docs), keys=0)
+                return await add_documents(
+                    store, encoder, docs,
+                    on_progress=lambda d, k: bar.update(task, completed=d, keys=k),
+                )
+
+        added = asyncio.run(run())
+        store.save()
+    except SpecguardError as exc:
+        _fail(exc)
+    console.print(f"added {added} keys; {len(store)} keys in {store.path}")
+
+
+@app.command()
+def remove(
+    path: Annotated[str, typer.Argument(help="datastore folder or name")],
+    source_ids: Annotated[list[str], typer.Argument(help="source ids of the documents to remove")],
+    prefix: Annotated[bool, typer.Option(help="treat ids as prefixes (e.g. 'toxicchat:')")] = False,
+) -> None:
+    """Remove documents (all their keys) by source id."""
+    from .datastore import Datastore
+
+    try:
+        store = Datastore.open(_resolve(path))
+        ids = source_ids
+        if prefix:
+            ids = [d for d in store.documents if any(d.startswith(p) for p in source_ids)]
+        removed = store.remove(ids)
+        store.save()
+    except SpecguardError as exc:
+        _fail(exc)
+    console.print(f"removed {removed} keys; {len(store)} keys left in {store.path}")
+
+
+@app.command()
+def stats(
+    paths: Annotated[list[str], typer.Argument(help="datastore folders or names")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Size and key space of datastores."""
+    from .datastore import Datastore
+
+    try:
+        rows = [Datastore.open(_resolve(p)).stats() for p in paths]
+    except SpecguardError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("", *(r["name"] for r in rows))
+    for field in rows[0]:
+        table.add_row(field, *(str(r[field]) for r in rows))
+    Console().print(table)
+
+
+__all__ = ["app"]
