@@ -16,20 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from _vllm_common import ENGINE_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("SPECGUARD_CACHE", Path.home() / ".cache" / "specguard"))
 SERVED_NAME = "smollm2"
 START_TIMEOUT_S = 300
-
-ENGINE_ENV = {
-    "VLLM_CPU_KVCACHE_SPACE": "1",
-    "VLLM_CPU_OMP_THREADS_BIND": "0-1",
-    "HF_HUB_OFFLINE": "1",
-    "VLLM_NO_USAGE_STATS": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-}
-
 
 def _free_port() -> int:
     import socket

@@ -9,33 +9,20 @@ import uuid
 
 import pytest
 
+from _vllm_common import PROMPT, reference
+
 from specguard.errors import BackendError
 from specguard.types import GenerationParams, user
 from specguard.vllm_plugin import TapSwitches, read_record
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
-PROMPT = [user("Name the capital of France in one short sentence.")]
 GREEDY = GenerationParams(max_tokens=12, temperature=0.0)
-
-
-def _reference(hf_model, messages, max_new_tokens: int) -> str:
-    """transformers' greedy answer for the same chat and weights."""
-    import torch
-
-    tok, lm = hf_model
-    text = tok.apply_chat_template(
-        [m.model_dump(mode="json") for m in messages], tokenize=False, add_generation_prompt=True
-    )
-    ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
-    with torch.no_grad():
-        out = lm.generate(ids, max_new_tokens=max_new_tokens, do_sample=False)
-    return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
 
 async def test_completion_matches_transformers(vllm_backend, hf_model):
     result = await vllm_backend.complete(PROMPT, GREEDY)
-    assert result.text == _reference(hf_model, PROMPT, GREEDY.max_tokens)
+    assert result.text == reference(hf_model, PROMPT, GREEDY.max_tokens)
     assert result.usage.completion_tokens > 0 and result.usage.prompt_tokens > 10
     assert result.model == "vllm:smollm2"
 
@@ -120,7 +107,9 @@ async def test_goodtriever_in_the_engine_moves_away_from_a_toxic_store(
     record_name = f"g-{uuid.uuid4().hex[:8]}"
     tok, _ = hf_model
     # A "toxic" store whose keys are exactly this answer's states: retrieval finds each step's
-    # own next token, and the anti-expert must push the greedy choice off it.
+    # own next token first (distance 0) and other steps' tokens after it, so the anti-expert
+    # must push the greedy choice off it. T is large enough for the farther neighbours to keep a
+    # non-zero weight (with a single retrieved token every token would get the same floor).
     space = KeySpace(model=ModelId(name="smollm2-hf"), hook=Hook.FINAL_NORM, dim=576,
                      tokenizer=TokenizerId(vocab_size=len(tok), sample_hash="test"))
     store = Datastore.create(vllm_server[2] / "answer", space, index_kind=IndexKind.FLAT)
@@ -128,7 +117,7 @@ async def test_goodtriever_in_the_engine_moves_away_from_a_toxic_store(
     store.add("answer", keys, next_tokens)
     store.save()
     steered = vllm_backend.with_switches(TapSwitches(
-        toxic="answer", alpha=10.0, k=4, temperature=1.0, top_p=1.0, record=f"{record_name}-s"
+        toxic="answer", alpha=10.0, k=4, temperature=1000.0, top_p=1.0, record=f"{record_name}-s"
     ))
     moved = await steered.complete(PROMPT, params)
     moved_record = read_record(f"{record_name}-s", vllm_server[1])
@@ -144,9 +133,12 @@ async def test_goodtriever_in_the_engine_moves_away_from_a_toxic_store(
 
 async def test_guarded_chat_graph_answers_through_vllm(vllm_backend):
     from specguard.core import Runtime
+    from specguard.guard import DeliberativeChecker, TieredGuard
     from specguard.report import Action
 
-    runtime = Runtime(vllm_backend)
+    # The default guard's deliberative tier, with its answer bounded to keep the test short.
+    guard = TieredGuard(deliberative=DeliberativeChecker(vllm_backend, max_tokens=96))
+    runtime = Runtime(vllm_backend, guard=guard)
     result = await runtime.chat(
         [user("How do I bake bread?")],
         params=GenerationParams(max_tokens=24, temperature=0.0),
