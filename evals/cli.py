@@ -1,0 +1,148 @@
+"""`specguard eval`: run suites, write reports, list datasets and suites.
+
+    specguard eval run refusal --backend embedded --out runs/refusal
+    specguard eval report runs/refusal [runs/other ...] --out reports/
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import SpecguardError
+
+app = typer.Typer(no_args_is_help=True, help="Offline evaluation: suites, runs, reports.")
+console = Console()
+err = Console(stderr=True)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "run"
+
+
+@app.command("run")
+def run_cmd(
+    suite: Annotated[str, typer.Argument(help="A built-in suite name or a suite YAML path.")],
+    backend: Annotated[str, typer.Option("--backend", "-b",
+                                         help="embedded | embedded:/path.gguf | litellm:<model>")
+                       ] = "embedded",
+    data_dir: Annotated[Optional[Path], typer.Option(
+        "--data-dir", help="Datasets folder (default: $SPECGUARD_DATA_DIR or ../shared/data).")
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Run directory (default: runs/<suite>-<backend>[-limitN]). Running "
+        "the same command again resumes it.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1,
+                                                 help="Evaluate only the first N items.")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(
+        "--concurrency", "-c", min=1, help="Requests in flight (helps remote backends).")] = None,
+    api_base: Annotated[Optional[str], typer.Option(
+        "--api-base", help="Upstream URL for litellm backends.")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Run SUITE and write its run directory (config.json, records.jsonl, summary.json,
+    report.html, report.md). Interrupted runs resume without recomputing finished items."""
+    from ..backends import load_backend
+    from .report import write_report
+    from .runner import Runner
+    from .suites import load_suite
+
+    spec = load_suite(suite)
+    out_dir = out or Path("runs") / _slug(
+        f"{spec.name}-{backend}" + (f"-limit{limit}" if limit else ""))
+    be = load_backend(backend, **({"api_base": api_base} if api_base else {}))
+    runner = Runner(spec, be, backend_name=backend, out_dir=out_dir, limit=limit,
+                    data_dir=data_dir, concurrency=concurrency, progress=progress, console=err)
+    err.print(f"suite [bold]{spec.name}[/]: {len(runner.items)} items x "
+              f"{len(spec.methods)} methods -> {out_dir}")
+    try:
+        result = asyncio.run(runner.run())
+    except KeyboardInterrupt:
+        err.print(f"[yellow]interrupted[/]: finished items are saved in {out_dir}; run the same "
+                  "command to resume.")
+        raise typer.Exit(130) from None
+    html_path, md_path = write_report([out_dir], out_dir)
+    err.print(f"{result.computed} records computed ({result.done_before} from the cache, "
+              f"{result.errors} errors) in {result.seconds:.1f}s")
+    _print_summary(out_dir)
+    console.print(f"report: {html_path}")
+
+
+def _print_summary(out_dir: Path) -> None:
+    import json
+
+    summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
+    from .report import _fmt
+
+    table = Table(title=f"{summary['suite']} ({summary.get('backend')})")
+    table.add_column("metric")
+    for method in summary["methods"]:
+        table.add_column(method)
+    for metric in summary["metric_order"]:
+        table.add_row(metric, *[_fmt(ms["metrics"].get(metric), metric)
+                                for ms in summary["methods"].values()])
+    console.print(table)
+
+
+@app.command("report")
+def report_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="One or more run directories.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.html and "
+                                      "report.md.")] = Path("report"),
+    title: Annotated[Optional[str], typer.Option("--title")] = None,
+) -> None:
+    """Write a self-contained HTML report and a Markdown summary; several runs compare side by
+    side."""
+    from .report import write_report
+
+    html_path, md_path = write_report(list(runs), out, title)
+    console.print(f"{html_path}\n{md_path}")
+
+
+@app.command("datasets")
+def datasets_cmd(
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir")] = None,
+) -> None:
+    """List the registered datasets, their subsets and whether their files are present."""
+    from ..config import data_dir as resolve
+    from .datasets import dataset_names, get_spec
+
+    root = resolve(data_dir)
+    table = Table(title=f"datasets in {root}")
+    for col in ("name", "subsets", "files present", "licence", "description"):
+        table.add_column(col)
+    for name in dataset_names():
+        spec = get_spec(name)
+        present = sum((root / f).is_file() for f in spec.files.values())
+        table.add_row(name, ", ".join(spec.subsets), f"{present}/{len(spec.files)}",
+                      spec.license + (" (NC)" if spec.non_commercial else ""), spec.description)
+    console.print(table)
+
+
+@app.command("suites")
+def suites_cmd() -> None:
+    """List the built-in suites."""
+    from .suites import builtin_suites, load_suite
+
+    for name in builtin_suites():
+        s = load_suite(name)
+        console.print(f"[bold]{name}[/]: {s.description}")
+
+
+def main() -> None:
+    try:
+        app()
+    except SpecguardError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Methods: what answers a request. `raw` is the backend with a plain system prompt; `runtime`
+is the guarded runtime (the same graph and policy as the server). Engines add theirs with
+`register_method(name, factory)`; a factory gets a MethodContext and returns a Method."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import ConfigError
+from ..types import GenerationParams, Message, system, user
+from .judges._base import prompt_text
+from .suites import EvalItem
+
+
+class Cost(BaseModel):
+    model_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+
+class MethodOutput(BaseModel):
+    answer: str
+    messages: list[Message]  # what was sent (before the runtime's own system prompt)
+    action: str | None = None  # the runtime's Action, when the method has one
+    report: dict[str, Any] | None = None  # the safety report, when the method has one
+    cost: Cost = Field(default_factory=Cost)
+    token_logprobs: list[float] | None = None  # when generation asked for logprobs
+
+
+@runtime_checkable
+class Method(Protocol):
+    name: str
+
+    async def run(self, item: EvalItem, params: GenerationParams) -> MethodOutput: ...
+
+    async def aclose(self) -> None: ...
+
+
+class MethodContext(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    backend: Any  # specguard.backends.Backend
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+MethodFactory = Callable[[MethodContext], Method]
+_METHODS: dict[str, MethodFactory] = {}
+
+
+def register_method(name: str, factory: MethodFactory) -> None:
+    _METHODS[name] = factory
+
+
+def method_names() -> list[str]:
+    return sorted(_METHODS)
+
+
+def build_method(name: str, ctx: MethodContext) -> Method:
+    try:
+        factory = _METHODS[name]
+    except KeyError:
+        raise ConfigError(f"Unknown method {name!r}.",
+                          hint=f"Known methods: {', '.join(method_names())}.") from None
+    return factory(ctx)
+
+
+class RawMethod:
+    """The unprotected model: a plain system prompt, then the request."""
+
+    name = "raw"
+
+    def __init__(self, backend, *, system_prompt: str | None = None) -> None:
+        self.backend = backend
+        self.system_prompt = (system_prompt or prompt_text("method_raw_system.txt")).strip()
+
+    async def run(self, item: EvalItem, params: GenerationParams) -> MethodOutput:
+        messages = [system(self.system_prompt), user(item.request)]
+        start = time.perf_counter()
+        out = await self.backend.complete(messages, params)
+        logprobs = [t.logprob for t in out.logprobs] if out.logprobs else None
+        return MethodOutput(
+            answer=out.text, messages=messages, token_logprobs=logprobs,
+            cost=Cost(model_calls=1, prompt_tokens=out.usage.prompt_tokens,
+                      completion_tokens=out.usage.completion_tokens,
+                      seconds=time.perf_counter() - start),
+        )
+
+    async def aclose(self) -> None:  # the backend belongs to the run
+        return None
+
+
+class RuntimeMethod:
+    """The guarded runtime. Options: `policy` (a policy YAML path), `store` (a store URL;
+    default in memory), `tenant`, `user`."""
+
+    name = "runtime"
+
+    def __init__(self, backend, *, policy: str | None = None, store: str | None = None,
+                 tenant: str = "default", user: str | None = None) -> None:
+        from ..core import Runtime
+        from ..policy import Policy
+        from ..store import Store
+
+        self._store = Store(store or ":memory:")
+        self.runtime = Runtime(backend, policy=Policy.load(policy) if policy else None,
+                               store=self._store)
+        self.tenant, self.user = tenant, user
+
+    async def run(self, item: EvalItem, params: GenerationParams) -> MethodOutput:
+        messages = [user(item.request)]
+        start = time.perf_counter()
+        result = await self.runtime.chat(messages, tenant=self.tenant, user=self.user,
+                                         params=params)
+        rep = result.report
+        return MethodOutput(
+            answer=result.answer, messages=messages, action=result.action.value,
+            report=rep.model_dump(mode="json"),
+            cost=Cost(model_calls=rep.model_calls, prompt_tokens=rep.prompt_tokens,
+                      completion_tokens=rep.completion_tokens,
+                      seconds=time.perf_counter() - start),
+        )
+
+    async def aclose(self) -> None:
+        self._store.close()  # the backend belongs to the run; Runtime.aclose would close it
+
+
+def _options(ctx: MethodContext, allowed: set[str], method: str) -> dict[str, Any]:
+    unknown = set(ctx.options) - allowed
+    if unknown:
+        raise ConfigError(f"method {method!r}: unknown option(s) {sorted(unknown)}",
+                          hint=f"Allowed: {sorted(allowed)}.")
+    return dict(ctx.options)
+
+
+register_method("raw", lambda ctx: RawMethod(
+    ctx.backend, **_options(ctx, {"system_prompt"}, "raw")))
+register_method("runtime", lambda ctx: RuntimeMethod(
+    ctx.backend, **_options(ctx, {"policy", "store", "tenant", "user"}, "runtime")))
