@@ -114,6 +114,10 @@ class SpecUpdater:
 
     # -- background -------------------------------------------------------------------------
 
+    @property
+    def running(self) -> bool:
+        return self._worker is not None and not self._worker.done()
+
     async def start(self) -> None:
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._run(), name="specguard-spec-updates")

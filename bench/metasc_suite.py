@@ -54,6 +54,7 @@ def main() -> int:
     ap.add_argument("--harmful", type=int, default=52, help="AdvBench items (of 52)")
     ap.add_argument("--benign", type=int, default=26, help="XSTest safe items (of 26)")
     ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--meta-max-tokens", type=int, default=64, help="tokens for the meta-critic")
     ap.add_argument("--methods", default="", help="comma-separated labels (default: all five)")
     ap.add_argument("--out", default=None, help="run directory (default runs/metasc-<backend>)")
     ap.add_argument("--report", default=str(ROOT / "docs/results/metasc.md"))
@@ -70,6 +71,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     for m in suite.methods:
         m.options = {**m.options, "store": str(out / f"spec-{m.display}.db")}
+        if m.options.get("mode") not in ("system_prompt", "static"):
+            m.options["meta_max_tokens"] = args.meta_max_tokens
     backend = load_backend(args.backend, **({"api_base": args.api_base} if args.api_base else {}))
     runner = Runner(suite, backend, backend_name=args.backend, out_dir=out)
     runner.items = pick(runner.items, args.harmful, args.benign)

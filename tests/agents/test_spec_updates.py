@@ -220,3 +220,17 @@ class _NeverFlags:
 
     async def check(self, request: CheckRequest) -> Verdict:
         return Verdict(stage=request.stage, label=Label.SAFE, tier=self.tier, checker=self.name)
+
+
+def test_the_server_starts_and_stops_the_updater_with_the_app(store):
+    from fastapi.testclient import TestClient
+
+    from specguard.server import create_app
+
+    updater = SpecUpdater(store, SpecFollowingModel())
+    rt = Runtime(SpecFollowingModel(), store=store, spec_updater=updater,
+                 guard=TieredGuard(fast=_NeverFlags()))
+    with TestClient(create_app(rt)) as client:
+        assert client.get("/readyz").status_code == 200
+        assert updater.running
+    assert not updater.running
