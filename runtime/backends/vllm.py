@@ -4,6 +4,7 @@ for batch work (evals, datastore builds).
 - `VLLMServerBackend`: `vllm serve` (or `python -m vllm.entrypoints.openai.api_server`)
   through litellm's `hosted_vllm` provider: streaming, logprobs, constrained output with
   vLLM's structured outputs, and the specguard tap switches in `vllm_xargs`.
+- `VLLMServerProcess`: starts and stops a local vLLM server (tests, benchmarks, one box).
 - `VLLMEngineBackend`: `vllm.v1` AsyncLLM in this process (its engine core runs in a child
   process). Concurrent calls batch together inside the engine; `hidden_states` reads the
   tap (specguard.vllm_plugin) when the engine was started with it.
@@ -21,7 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendError, ConfigError, InvalidRequestError, require
+from ..errors import BackendError, BackendTimeoutError, ConfigError, InvalidRequestError, require
 from ..types import (
     Capabilities,
     Completion,
@@ -304,6 +305,128 @@ class VLLMEngineBackend:
             self._engine = None
 
 
+class VLLMServerProcess:
+    """A local `vllm.entrypoints.openai.api_server` child process (tests, benchmarks, a
+    single-box deployment): started with `start()`, ready after `wait_ready()`, stopped with
+    its engine processes by `stop()`; also a context manager.
+
+    `python` is the interpreter of the environment vLLM is installed in (it may differ from
+    this one); `tap=True` adds the specguard tap flags; `args` are more server flags."""
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        python: str | Path = "python",
+        served_name: str | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        tap: bool = False,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        log_path: str | Path | None = None,
+    ) -> None:
+        self.model = str(model)
+        self.served_name = served_name or Path(self.model).name
+        self.host = host
+        self.port = port or _free_port(host)
+        self.python = str(python)
+        self.tap = tap
+        self.args = list(args)
+        self.env = env or {}
+        self.log_path = Path(log_path) if log_path else Path(
+            tempfile.mkstemp(prefix="vllm-server-", suffix=".log")[1]
+        )
+        self._proc: Any = None
+        self.ready_after_s: float | None = None
+
+    @property
+    def url(self) -> str:
+        """The OpenAI base URL (ends in /v1)."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    def command(self) -> list[str]:
+        from ..vllm_plugin import tap_server_args
+
+        return [
+            self.python, "-m", "vllm.entrypoints.openai.api_server",
+            "--model", self.model, "--served-model-name", self.served_name,
+            "--host", self.host, "--port", str(self.port),
+            *(tap_server_args(self.model) if self.tap else []),
+            *self.args,
+        ]
+
+    def start(self) -> VLLMServerProcess:
+        import subprocess
+        import time
+
+        self._started = time.monotonic()
+        with open(self.log_path, "wb") as log:
+            self._proc = subprocess.Popen(
+                self.command(), env={**os.environ, **self.env}, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        return self
+
+    def wait_ready(self, timeout: float = 300.0) -> float:
+        """Block until GET /v1/models answers; returns seconds since start."""
+        import time
+
+        import httpx
+
+        while True:
+            if self._proc.poll() is not None:
+                raise BackendError(
+                    f"vLLM exited with {self._proc.returncode}: {self.log_tail()}",
+                    hint=f"Full log: {self.log_path}",
+                )
+            try:
+                if httpx.get(f"{self.url}/models", timeout=2).status_code == 200:
+                    self.ready_after_s = time.monotonic() - self._started
+                    return self.ready_after_s
+            except httpx.TransportError:
+                pass
+            if time.monotonic() - self._started > timeout:
+                self.stop()
+                raise BackendTimeoutError(
+                    f"vLLM was not ready after {timeout:.0f} s: {self.log_tail()}",
+                    hint=f"Full log: {self.log_path}",
+                )
+            time.sleep(0.5)
+
+    def log_tail(self, n: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        import signal
+        import subprocess
+
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, signal.SIGTERM)  # the server and the engine processes it started
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def __enter__(self) -> VLLMServerProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
 def _rid() -> str:
     return f"sg-{uuid.uuid4().hex}"
 
@@ -323,4 +446,4 @@ def _logprobs(choice, top_n: int) -> list[TokenLogprob] | None:
     return items
 
 
-__all__ = ["DEFAULT_URL_ENV", "VLLMEngineBackend", "VLLMServerBackend"]
+__all__ = ["DEFAULT_URL_ENV", "VLLMEngineBackend", "VLLMServerBackend", "VLLMServerProcess"]

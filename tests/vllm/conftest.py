@@ -9,12 +9,9 @@ started only when a test asks for it and stopped at the end of the session."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from _vllm_common import ENGINE_ENV
 
@@ -22,13 +19,6 @@ REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("SPECGUARD_CACHE", Path.home() / ".cache" / "specguard"))
 SERVED_NAME = "smollm2"
 START_TIMEOUT_S = 300
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _model_dir() -> Path | None:
@@ -67,64 +57,23 @@ def hf_model(vllm_env):
 def vllm_server(vllm_env, tmp_path_factory):
     """A vLLM OpenAI server on loopback with the tap; yields (base URL with /v1, record root,
     datastore root)."""
-    from specguard.vllm_plugin import tap_server_args
+    from specguard.backends.vllm import VLLMServerProcess
 
     python, model = vllm_env
-    port = _free_port()
     record_root = tmp_path_factory.mktemp("vllm-records")
     store_root = tmp_path_factory.mktemp("vllm-datastores")
-    log_path = tmp_path_factory.mktemp("vllm-log") / "server.log"
-    env = {
-        **os.environ,
-        **ENGINE_ENV,
-        "SPECGUARD_VLLM_RECORD_ROOT": str(record_root),
-        "SPECGUARD_VLLM_DATASTORE_ROOT": str(store_root),
-    }
-    cmd = [
-        str(python), "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(model), "--served-model-name", SERVED_NAME,
-        "--host", "127.0.0.1", "--port", str(port),
-        "--enforce-eager", "--dtype", "float32", "--max-model-len", "2048",
-        "--max-num-seqs", "32", "--disable-log-stats", "--uvicorn-log-level", "warning",
-        *tap_server_args(str(model)),
-    ]
-    start = time.monotonic()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"vLLM exited with {proc.returncode}:\n{_tail(log_path)}")
-            try:
-                if httpx.get(base + "/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() - start > START_TIMEOUT_S:
-                raise RuntimeError(f"vLLM not ready after {START_TIMEOUT_S} s:\n{_tail(log_path)}")
-            time.sleep(0.5)
-        print(f"\nvLLM server ready in {time.monotonic() - start:.1f} s", file=sys.stderr)
-        yield f"{base}/v1", record_root, store_root
-    finally:
-        _stop(proc)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    import signal
-
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)  # the server and the engine processes it started
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
-def _tail(path: Path, n: int = 4000) -> str:
-    return path.read_text(errors="replace")[-n:]
+    server = VLLMServerProcess(
+        model, python=python, served_name=SERVED_NAME, tap=True,
+        args=["--enforce-eager", "--dtype", "float32", "--max-model-len", "2048",
+              "--max-num-seqs", "32", "--disable-log-stats", "--uvicorn-log-level", "warning"],
+        env={**ENGINE_ENV, "SPECGUARD_VLLM_RECORD_ROOT": str(record_root),
+             "SPECGUARD_VLLM_DATASTORE_ROOT": str(store_root)},
+        log_path=tmp_path_factory.mktemp("vllm-log") / "server.log",
+    )
+    with server:
+        ready = server.wait_ready(START_TIMEOUT_S)
+        print(f"\nvLLM server ready in {ready:.1f} s", file=sys.stderr)
+        yield server.url, record_root, store_root
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,7 @@ import json
 import uuid
 
 import pytest
-
 from _vllm_common import PROMPT, reference
-
 from specguard.errors import BackendError
 from specguard.types import GenerationParams, user
 from specguard.vllm_plugin import TapSwitches, read_record
