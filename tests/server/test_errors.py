@@ -1,0 +1,135 @@
+"""Failure statuses that need a misbehaving upstream or model: a real loopback upstream that
+fails or stalls (specguard.server.echo_upstream), and a scripted model that raises."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from specguard.backends.litellm import LiteLLMBackend
+from specguard.backends.scripted import ScriptedBackend
+from specguard.core import Runtime
+from specguard.guard import CheckRequest, Label, Stage, Tier, TieredGuard, Verdict
+from specguard.policy import Policy, hash_key
+from specguard.server import ServerSettings, create_app
+from specguard.server.echo_upstream import create_echo_upstream
+from specguard.store import Store
+
+from _loopback import serve
+
+KEY = "k-errors"
+
+
+class AllowAll:
+    tier = Tier.FAST
+    name = "allow-all"
+
+    async def check(self, request: CheckRequest) -> Verdict:
+        return Verdict(stage=request.stage, label=Label.SAFE, tier=self.tier, checker=self.name)
+
+
+class BombChecker(AllowAll):
+    name = "bomb-words"
+
+    async def check(self, request: CheckRequest) -> Verdict:
+        text = request.response if request.stage is Stage.OUTPUT else request.last_user_text
+        label = Label.UNSAFE if "bomb" in (text or "") else Label.SAFE
+        return Verdict(stage=request.stage, label=label, tier=self.tier, checker=self.name)
+
+
+def _app(backend, *, guard=None, settings=None, **policy_defaults):
+    policy = Policy.from_dict({"defaults": policy_defaults,
+                               "api_keys": [{"name": "t", "sha256": hash_key(KEY), "tenant": "default"}]})
+    rt = Runtime(backend, policy=policy, store=Store(":memory:"), guard=guard or TieredGuard(fast=AllowAll()))
+    return create_app(rt, settings or ServerSettings())
+
+
+def _client(base):
+    return openai.OpenAI(base_url=base + "/v1", api_key=KEY, max_retries=0, timeout=30)
+
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+def test_upstream_failure_is_502():
+    with serve(create_echo_upstream(fail_status=500)) as upstream:
+        backend = LiteLLMBackend("openai/echo", api_base=upstream + "/v1", api_key="x", num_retries=0)
+        with serve(_app(backend)) as base:
+            with pytest.raises(openai.APIStatusError) as info:
+                _client(base).chat.completions.create(model="specguard", messages=MSG)
+    assert info.value.status_code == 502
+    assert info.value.body["type"] == "upstream_error"
+
+
+def test_stalled_upstream_is_504_not_a_hang():
+    with serve(create_echo_upstream(delay_s=5)) as upstream:
+        backend = LiteLLMBackend("openai/echo", api_base=upstream + "/v1", api_key="x",
+                                 num_retries=0, timeout=0.5)
+        with serve(_app(backend)) as base:
+            with pytest.raises(openai.APIStatusError) as info:
+                _client(base).chat.completions.create(model="specguard", messages=MSG)
+    assert info.value.status_code == 504
+
+
+def test_request_deadline_is_504():
+    with serve(create_echo_upstream(delay_s=5)) as upstream:
+        backend = LiteLLMBackend("openai/echo", api_base=upstream + "/v1", api_key="x", num_retries=0)
+        with serve(_app(backend, settings=ServerSettings(request_timeout_s=0.5))) as base:
+            with pytest.raises(openai.APIStatusError) as info:
+                _client(base).chat.completions.create(model="specguard", messages=MSG)
+    assert info.value.status_code == 504
+
+
+def test_a_crashing_model_is_500_in_openai_shape():
+    def boom(messages, params):
+        raise RuntimeError("model exploded")
+
+    with serve(_app(ScriptedBackend(boom))) as base:
+        with pytest.raises(openai.InternalServerError) as info:
+            _client(base).chat.completions.create(model="specguard", messages=MSG)
+    assert info.value.body["code"] == "internal_error"
+
+
+def test_rate_limit_is_429_per_key():
+    with serve(_app(ScriptedBackend(["ok"]), settings=ServerSettings(rate_limit_per_minute=2))) as base:
+        c = _client(base)
+        c.chat.completions.create(model="specguard", messages=MSG)
+        c.chat.completions.create(model="specguard", messages=MSG)
+        with pytest.raises(openai.RateLimitError) as info:
+            c.chat.completions.create(model="specguard", messages=MSG)
+    assert "Retry in" in str(info.value)
+
+
+def test_upstream_stream_through_litellm_reaches_the_client():
+    with serve(create_echo_upstream(answer="hello from upstream")) as upstream:
+        backend = LiteLLMBackend("openai/echo", api_base=upstream + "/v1", api_key="x", num_retries=0)
+        with serve(_app(backend, output_check={"enabled": False}, critique="off")) as base:
+            chunks = list(_client(base).chat.completions.create(model="specguard", messages=MSG, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hello from upstream"
+
+
+def test_chunked_stream_never_sends_flagged_text():
+    backend = ScriptedBackend(["one two three four five six seven bomb eight nine ten"])
+    app = _app(backend, guard=TieredGuard(fast=BombChecker()), stream_protection="chunked",
+               stream_holdback_chars=10)
+    with serve(app) as base:
+        chunks = list(_client(base).chat.completions.create(model="specguard", messages=MSG, stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "bomb" not in text and "one two" in text
+    final = [c for c in chunks if c.choices and c.choices[0].finish_reason][0]
+    assert final.choices[0].finish_reason == "content_filter"
+    assert final.model_extra["specguard"]["action"] == "refused"
+
+
+def test_body_user_field_never_selects_a_profile():
+    policy = Policy.from_dict({
+        "profiles": {"teen": {"text": "I am 15 years old."}},
+        "users": {"kid": {"tenant": "default", "profile": "teen"}},
+        "api_keys": [{"name": "t", "sha256": hash_key(KEY), "tenant": "default"}],
+    })
+    rt = Runtime(ScriptedBackend(["ok"]), policy=policy, store=Store(":memory:"),
+                 guard=TieredGuard(fast=AllowAll()))
+    with serve(create_app(rt)) as base:
+        resp = _client(base).chat.completions.create(model="specguard", messages=MSG, user="kid")
+    report = resp.model_extra["specguard"]
+    assert report["profile"] is None and report["user"] is None and report["client_user"] == "kid"
