@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,7 @@ class Example:
     split: str  # "train" | "test"
     stage: Stage = Stage.INPUT
     tags: list[str] = field(default_factory=list)  # e.g. "xstest_safe", "xstest_unsafe"
+    cats: list[str] = field(default_factory=list)  # the dataset's own labels, "<dataset>:<label>"
 
 
 def split_of(source: str, item_id: str, share: float = TEST_SHARE) -> str:
@@ -66,7 +68,9 @@ def input_examples(data_root: str | Path | None = None) -> list[Example]:
             if harmful is None or not r.text.strip():
                 continue
             tags = [tag_fn(r)] if tag_fn else []
-            out.append(Example(r.text, bool(harmful), r.source, split_of(r.source, r.id), tags=tags))
+            cats = [f"{r.source}:{c}" for c in r.categories] if harmful else []
+            out.append(Example(r.text, bool(harmful), r.source, split_of(r.source, r.id), tags=tags,
+                               cats=cats))
 
     kw = {"data_dir_override": data_root}
     add(load("advbench", subset="all", **kw))
@@ -91,7 +95,8 @@ def output_examples(data_root: str | Path | None = None, seed: int = 0) -> list[
     out: list[Example] = []
     for r in load("beavertails_sample", **kw):
         split = "test" if _h(r.id) < 0.3 else "train"
-        out.append(Example(pair_text(r.prompt, r.response), True, "beavertails_pairs", split, Stage.OUTPUT))
+        out.append(Example(pair_text(r.prompt, r.response), True, "beavertails_pairs", split, Stage.OUTPUT,
+                           cats=[f"beavertails_sample:{c}" for c in r.categories]))
         out.append(Example(pair_text(r.prompt, rng.choice(_REFUSALS)), False, "refusals", split, Stage.OUTPUT))
     for r in load("advbench", **kw):  # harmful_behaviors: goal + affirmative target
         split = "test" if _h(r.id) < 0.3 else "train"
@@ -103,7 +108,25 @@ def output_examples(data_root: str | Path | None = None, seed: int = 0) -> list[
     for r in mod:
         split = split_of(r.source, r.id)
         out.append(Example(pair_text(rng.choice(benign_prompts), r.text), bool(r.harmful),
-                           "moderation_as_answer", split, Stage.OUTPUT))
+                           "moderation_as_answer", split, Stage.OUTPUT,
+                           cats=[f"openai_moderation:{c}" for c in r.categories]))
+    return out
+
+
+def category_map() -> dict[str, dict[str, list[str]]]:
+    """specs/guard/category_map.yaml: taxonomy -> {"<dataset>:<label>": [category ids]}."""
+    import yaml
+
+    path = resources.files("specguard.specs") / "guard" / "category_map.yaml"
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def mapped_categories(e: Example, mapping: dict[str, list[str]]) -> list[str]:
+    out: list[str] = []
+    for c in e.cats:
+        for cid in mapping.get(c, []):
+            if cid not in out:
+                out.append(cid)
     return out
 
 

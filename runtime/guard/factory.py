@@ -31,6 +31,6 @@ def build_guard(
     """
     settings = settings or PolicySettings()
     taxonomy = load_taxonomy(settings.taxonomy)
-    fast = load_fast_checker(backend, fast_artifact)
+    fast = load_fast_checker(backend, fast_artifact, taxonomy=settings.taxonomy)
     deliberative = DeliberativeChecker(backend, taxonomy=taxonomy, format=deliberative_format)
     return TieredGuard(fast=fast, deliberative=deliberative)

@@ -33,6 +33,15 @@ class HiddenFeatures:
 
 
 @dataclass
+class CategoryHead:
+    """Which category an unsafe text is in: one-vs-rest probabilities over a taxonomy's ids,
+    fitted on harmful training texts whose dataset labels map onto that taxonomy."""
+
+    ids: list[str]
+    classifier: Any  # predict_proba(x) -> (n, len(ids))
+
+
+@dataclass
 class StageModel:
     """Features and classifier for one stage. `hidden_weight` scales the standardised hidden
     states relative to the TF-IDF block when both are used."""
@@ -41,6 +50,7 @@ class StageModel:
     scaler: Any | None  # a fitted StandardScaler over hidden states, or None
     classifier: Any  # predict_proba over the stacked features
     hidden_weight: float = 1.0
+    category_heads: dict[str, CategoryHead] = field(default_factory=dict)  # by taxonomy name
 
 
 @dataclass
@@ -106,7 +116,8 @@ class FastChecker:
 
     tier = Tier.FAST
 
-    def __init__(self, artifact: FastArtifact, backend: Any | None = None) -> None:
+    def __init__(self, artifact: FastArtifact, backend: Any | None = None, *,
+                 taxonomy: str = "beavertails") -> None:
         if artifact.needs_model:
             if backend is None or not getattr(backend.capabilities, "hidden_states", False):
                 raise ConfigError(
@@ -122,6 +133,7 @@ class FastChecker:
                 )
         self.artifact = artifact
         self.backend = backend
+        self.taxonomy = taxonomy
         self.name = f"fast:{artifact.name}"
 
     @classmethod
@@ -151,12 +163,27 @@ class FastChecker:
 
     async def scores(self, texts: Sequence[str], stage: Stage = Stage.INPUT) -> list[float]:
         """P(unsafe) for each text, batched (one hidden-state pass for all of them)."""
+        return [s for s, _ in await self.scores_with_categories(texts, stage)]
+
+    async def scores_with_categories(
+        self, texts: Sequence[str], stage: Stage = Stage.INPUT, taxonomy: str | None = None
+    ) -> list[tuple[float, dict[str, float]]]:
+        """(P(unsafe), per-category scores) for each text. A category's score is P(unsafe)
+        times the category head's probability relative to its most likely category, so the
+        top category scores P(unsafe) and the others less."""
         if not texts:
             return []
+        m = self._model_for(stage)
         x = await self.features(texts, stage)
-        clf = self._model_for(stage).classifier
-        proba = await asyncio.to_thread(clf.predict_proba, x) if x.shape[0] > 64 else clf.predict_proba(x)
-        return [float(p) for p in proba[:, 1]]
+        proba = m.classifier.predict_proba(x)[:, 1]
+        head = m.category_heads.get(taxonomy or self.taxonomy)
+        cats: list[dict[str, float]] = [{} for _ in texts]
+        if head is not None:
+            q = head.classifier.predict_proba(x)
+            for i, row in enumerate(q):
+                top = float(row.max()) or 1.0
+                cats[i] = {cid: float(proba[i]) * float(v) / top for cid, v in zip(head.ids, row, strict=True)}
+        return [(float(p), c) for p, c in zip(proba, cats, strict=True)]
 
     async def check(self, request: CheckRequest) -> Verdict:
         return (await self.check_many([request]))[0]
@@ -168,15 +195,23 @@ class FastChecker:
             idx = [i for i, r in enumerate(requests) if r.stage is stage]
             if not idx:
                 continue
-            scores = await self.scores([stage_text(requests[i]) for i in idx], stage)
-            for i, s in zip(idx, scores, strict=True):
-                out[i] = Verdict(
-                    stage=stage,
-                    label=Label.UNSAFE if s >= 0.5 else Label.SAFE,
-                    score=min(1.0, max(0.0, s)),
-                    tier=self.tier,
-                    checker=self.name,
+            for tax in {requests[i].taxonomy for i in idx}:
+                group = [i for i in idx if requests[i].taxonomy == tax]
+                scored = await self.scores_with_categories(
+                    [stage_text(requests[i]) for i in group], stage, tax
                 )
+                for i, (s, cats) in zip(group, scored, strict=True):
+                    s = min(1.0, max(0.0, s))
+                    top = [c for c, v in sorted(cats.items(), key=lambda kv: -kv[1]) if v >= 0.5 * s][:3]
+                    out[i] = Verdict(
+                        stage=stage,
+                        label=Label.UNSAFE if s >= 0.5 else Label.SAFE,
+                        score=s,
+                        categories=top if s >= 0.5 else [],
+                        category_scores={c: round(min(1.0, v), 6) for c, v in cats.items()},
+                        tier=self.tier,
+                        checker=self.name,
+                    )
         per = (time.perf_counter() - start) * 1000 / max(1, len(requests))
         return [v.model_copy(update={"latency_ms": per}) for v in out if v is not None]
 
@@ -188,11 +223,12 @@ async def _hidden(backend: Any, texts: Sequence[str], cfg: HiddenFeatures) -> li
     return await backend.hidden_states(list(texts), chat=cfg.chat, last_token=cfg.last_token)
 
 
-def load_fast_checker(backend: Any | None = None, path: str | Path | None = None) -> FastChecker | None:
+def load_fast_checker(backend: Any | None = None, path: str | Path | None = None, *,
+                      taxonomy: str = "beavertails") -> FastChecker | None:
     """The fast tier from `path`, else the shipped default; None when neither exists or the
     shipped one reads hidden states of a model other than `backend`'s."""
     if path is not None:
-        return FastChecker.from_path(path, backend)
+        return FastChecker(FastArtifact.load(path), backend, taxonomy=taxonomy)
     shipped = shipped_artifact_path()
     if shipped is None:
         return None
@@ -203,4 +239,4 @@ def load_fast_checker(backend: Any | None = None, path: str | Path | None = None
             art.model_file and model_file != art.model_file
         ):
             return None
-    return FastChecker(art, backend)
+    return FastChecker(art, backend, taxonomy=taxonomy)

@@ -32,6 +32,9 @@ class FastConfig:
     C: float = 4.0
     hidden_weight: float = 0.15  # scale of the standardised hidden block next to TF-IDF
     char_ngrams: bool = True  # add character 2-5 grams (within words) to the word 1-2 grams
+    # Weight of XSTest's safe look-alikes (and their unsafe contrasts) in training: they are few,
+    # and they are what keeps the classifier from learning "mentions a weapon = harmful".
+    lookalike_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.features not in FEATURES:
@@ -51,15 +54,16 @@ class FastConfig:
 
 
 def _vectorizer(cfg: FastConfig):
+    import numpy as np
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import FeatureUnion
 
-    words = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=40000,
-                            strip_accents="unicode", lowercase=True)
+    words = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=20000,
+                            strip_accents="unicode", lowercase=True, dtype=np.float32)
     if not cfg.char_ngrams:
         return words
     chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=3, sublinear_tf=True,
-                            max_features=60000, lowercase=True)
+                            max_features=30000, lowercase=True, dtype=np.float32)
     return FeatureUnion([("words", words), ("chars", chars)])
 
 
@@ -74,7 +78,8 @@ def _classifier(cfg: FastConfig):
     return LogisticRegression(C=cfg.C, class_weight="balanced", max_iter=3000)
 
 
-def fit_stage(texts: list[str], y: list[bool], cfg: FastConfig, hidden=None) -> StageModel:
+def fit_stage(texts: list[str], y: list[bool], cfg: FastConfig, hidden=None,
+              weights: list[float] | None = None) -> StageModel:
     """Fit one stage's features and classifier. `hidden`: the texts' pooled hidden states
     (n, d) when the config reads them."""
     import numpy as np
@@ -97,13 +102,46 @@ def fit_stage(texts: list[str], y: list[bool], cfg: FastConfig, hidden=None) -> 
     clf = _classifier(cfg)
     if cfg.classifier == "mlp" and sparse.issparse(x) and x.shape[1] > 5000:
         raise ConfigError("The MLP runs on hidden states only (features='hidden').")
-    clf.fit(x, np.asarray(y, dtype=int))
+    if weights is not None and cfg.classifier == "logreg":
+        clf.fit(x, np.asarray(y, dtype=int), sample_weight=np.asarray(weights, dtype=float))
+    else:
+        clf.fit(x, np.asarray(y, dtype=int))
     return StageModel(vectorizer=vec, scaler=scaler, classifier=clf,
                       hidden_weight=cfg.hidden_weight if cfg.features == "combined" else 1.0)
 
 
-def predict_stage(m: StageModel, texts: list[str], hidden=None):
+def fit_category_heads(m: StageModel, examples: list[Example], idx: list[int], hidden=None,
+                       min_positives: int = 3) -> None:
+    """One category head per taxonomy in specs/guard/category_map.yaml, on the harmful
+    training texts whose dataset labels map onto it."""
     import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+
+    from .corpus import category_map, mapped_categories
+    from .fast import CategoryHead
+
+    for taxonomy, mapping in category_map().items():
+        rows, labels = [], []
+        for j, i in enumerate(idx):
+            cats = mapped_categories(examples[i], mapping)
+            if examples[i].harmful and cats:
+                rows.append(j)
+                labels.append(cats)
+        counts = Counter(c for cats in labels for c in cats)
+        ids = sorted(c for c, n in counts.items() if n >= min_positives)
+        if len(ids) < 2:
+            continue
+        y = np.array([[c in cats for c in ids] for cats in labels], dtype=int)
+        keep = y.sum(axis=1) > 0
+        x = _stage_x(m, [examples[idx[r]].text for r in rows],
+                     hidden[[idx[r] for r in rows]] if hidden is not None else None)
+        clf = OneVsRestClassifier(LogisticRegression(C=4.0, class_weight="balanced", max_iter=2000))
+        clf.fit(x[keep], y[keep])
+        m.category_heads[taxonomy] = CategoryHead(ids=ids, classifier=clf)
+
+
+def _stage_x(m: StageModel, texts: list[str], hidden=None):
     from scipy import sparse
 
     blocks = []
@@ -112,8 +150,17 @@ def predict_stage(m: StageModel, texts: list[str], hidden=None):
     if m.scaler is not None:
         h = m.scaler.transform(hidden) * m.hidden_weight
         blocks.append(sparse.csr_matrix(h) if blocks else h)
-    x = blocks[0] if len(blocks) == 1 else sparse.hstack(blocks, format="csr")
-    return np.asarray(m.classifier.predict_proba(x)[:, 1])
+    return blocks[0] if len(blocks) == 1 else sparse.hstack(blocks, format="csr")
+
+
+def predict_stage(m: StageModel, texts: list[str], hidden=None):
+    import numpy as np
+
+    return np.asarray(m.classifier.predict_proba(_stage_x(m, texts, hidden))[:, 1])
+
+
+def example_weight(e: Example, cfg: FastConfig) -> float:
+    return cfg.lookalike_weight if e.source == "xstest" else 1.0
 
 
 # --- evaluation groups -------------------------------------------------------------------------
@@ -217,7 +264,9 @@ async def train_artifact(
         hidden = await hidden_for(backend, texts, cfg) if cfg.uses_hidden else None
         tr_idx = [i for i, e in enumerate(examples) if e.split == "train"]
         m = fit_stage([texts[i] for i in tr_idx], [examples[i].harmful for i in tr_idx], cfg,
-                      hidden[tr_idx] if hidden is not None else None)
+                      hidden[tr_idx] if hidden is not None else None,
+                      weights=[example_weight(examples[i], cfg) for i in tr_idx])
+        fit_category_heads(m, examples, tr_idx, hidden)
         scores = predict_stage(m, texts, hidden)
         stages[stage] = m
         if stage is Stage.INPUT:
@@ -227,6 +276,7 @@ async def train_artifact(
             held_out = {"pairs": group_metrics([examples[i].harmful for i in te],
                                                [float(scores[i]) for i in te], threshold)}
         record["stages"][stage.value] = {
+            "category_heads": {t: h.ids for t, h in m.category_heads.items()},
             "train_counts": _counts(train),
             "test_counts": _counts([e for e in examples if e.split == "test"]),
             "held_out": held_out,

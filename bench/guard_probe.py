@@ -1,0 +1,134 @@
+"""Fast-tier comparison on held-out data: TF-IDF + logistic regression (the baseline) vs probes
+over the embedded model's final hidden states (chat template or raw text, last token or token
+mean, logistic regression or a small MLP), TF-IDF + hidden states combined, and prompt+response
+training for the output check.
+
+    python bench/guard_probe.py [--cache runs/guard_hidden] [--out runs/guard_probe.json]
+
+Hidden states are cached (npz, not committed: derived row by row from the datasets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from specguard.guard._hidden import pooled_hidden_states
+from specguard.guard.corpus import input_examples, output_examples
+from specguard.guard.train import (
+    FastConfig,
+    eval_groups,
+    example_weight,
+    fit_stage,
+    group_metrics,
+    predict_stage,
+)
+
+
+async def cached_hidden(backend, texts, chat: bool, path: Path):
+    if path.is_file():
+        d = np.load(path)
+        if d["last"].shape[0] == len(texts):
+            return d["last"], d["mean"]
+    t0 = time.perf_counter()
+    last, mean = await pooled_hidden_states(backend, texts, chat=chat)
+    print(f"  hidden states ({'chat' if chat else 'raw'}) of {len(texts)} texts: "
+          f"{(time.perf_counter() - t0) / len(texts) * 1000:.1f} ms/text", flush=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, last=last, mean=mean)
+    return last, mean
+
+
+def run(cfg: FastConfig, examples, hidden=None):
+    tr = [i for i, e in enumerate(examples) if e.split == "train"]
+    texts = [e.text for e in examples]
+    m = fit_stage([texts[i] for i in tr], [examples[i].harmful for i in tr], cfg,
+                  hidden[tr] if hidden is not None else None,
+                  weights=[example_weight(examples[i], cfg) for i in tr])
+    scores = predict_stage(m, texts, hidden)
+    return m, scores
+
+
+def summarise(examples, scores):
+    out = {}
+    for name, idx in eval_groups(examples).items():
+        out[name] = group_metrics([examples[i].harmful for i in idx], [float(scores[i]) for i in idx])
+    return out
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cache", default="runs/guard_hidden")
+    ap.add_argument("--out", default="runs/guard_probe.json")
+    args = ap.parse_args()
+    from specguard.backends.embedded import EmbeddedBackend
+
+    backend = EmbeddedBackend()
+    await backend.load()
+    examples = input_examples()
+    texts = [e.text for e in examples]
+    cache = Path(args.cache)
+    feats = {}
+    for chat in (True, False):
+        last, mean = await cached_hidden(backend, texts, chat, cache / f"input_{'chat' if chat else 'raw'}.npz")
+        feats[(chat, "last")] = last
+        feats[(chat, "mean")] = mean
+
+    results = {}
+
+    def record(cfg: FastConfig, scores, note=""):
+        s = summarise(examples, scores)
+        results[cfg.label() + note] = s
+        print(f"{cfg.label() + note:48s} " + "  ".join(
+            f"{k[:10]}: F1 {v['f1']:.3f} AUPRC {v['auprc']:.3f} benign-flag {v['benign_flagged_rate']:.3f}"
+            for k, v in s.items()), flush=True)
+
+    base = FastConfig()
+    _, s = run(base, examples)
+    record(base, s)
+    for chat in (True, False):
+        for pooling in ("last", "mean"):
+            cfg = FastConfig(features="hidden", chat=chat, pooling=pooling, C=0.05)
+            _, s = run(cfg, examples, feats[(chat, pooling)])
+            record(cfg, s)
+    # The best hidden configuration by mean AUPRC, then an MLP and combinations on it.
+    hid = {k: v for k, v in results.items() if k.startswith("hidden")}
+    best = max(hid, key=lambda k: np.mean([g["auprc"] for g in hid[k].values()]))
+    chat = "chat" in best
+    pooling = "last" if "last" in best else "mean"
+    h = feats[(chat, pooling)]
+    cfg = FastConfig(features="hidden", chat=chat, pooling=pooling, classifier="mlp")
+    _, s = run(cfg, examples, h)
+    record(cfg, s)
+    for w in (0.05, 0.15, 0.3):
+        cfg = FastConfig(features="combined", chat=chat, pooling=pooling, hidden_weight=w)
+        _, s = run(cfg, examples, h)
+        record(cfg, s, f" w={w}")
+
+    # Output check: prompt+response pairs (raw text, both poolings) vs TF-IDF.
+    pairs = output_examples()
+    ptexts = [e.text for e in pairs]
+    plast, pmean = await cached_hidden(backend, ptexts, False, cache / "output_raw.npz")
+    te = [i for i, e in enumerate(pairs) if e.split == "test"]
+    for cfg, hh in ((FastConfig(), None),
+                    (FastConfig(features="hidden", chat=False, pooling="last", C=0.05), plast),
+                    (FastConfig(features="hidden", chat=False, pooling="mean", C=0.05), pmean),
+                    (FastConfig(features="combined", chat=False, pooling="mean", hidden_weight=0.15), pmean)):
+        _, s = run(cfg, pairs, hh)
+        m = group_metrics([pairs[i].harmful for i in te], [float(s[i]) for i in te])
+        results["output:" + cfg.label()] = {"pairs": m}
+        print(f"output {cfg.label():41s} F1 {m['f1']:.3f} AUPRC {m['auprc']:.3f} "
+              f"benign-flag {m['benign_flagged_rate']:.3f}", flush=True)
+
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print("written", args.out)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
