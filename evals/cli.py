@@ -45,6 +45,12 @@ def run_cmd(
         "--concurrency", "-c", min=1, help="Requests in flight (helps remote backends).")] = None,
     api_base: Annotated[Optional[str], typer.Option(
         "--api-base", help="Upstream URL for litellm backends.")] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", min=1, help="llama.cpp threads for the embedded backend (default: "
+        "$SPECGUARD_THREADS or all cores; 1 is faster on a busy machine).")] = None,
+    plugin: Annotated[Optional[list[str]], typer.Option(
+        "--plugin", help="Module to import first (registers methods/judges); repeatable.")
+    ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Run SUITE and write its run directory (config.json, records.jsonl, summary.json,
@@ -54,10 +60,13 @@ def run_cmd(
     from .runner import Runner
     from .suites import load_suite
 
+    from .suites import import_plugins
+
+    import_plugins(list(plugin or []))
     spec = load_suite(suite)
     out_dir = out or Path("runs") / _slug(
         f"{spec.name}-{backend}" + (f"-limit{limit}" if limit else ""))
-    be = load_backend(backend, **({"api_base": api_base} if api_base else {}))
+    be = load_backend(backend, **_backend_options(backend, api_base, threads))
     runner = Runner(spec, be, backend_name=backend, out_dir=out_dir, limit=limit,
                     data_dir=data_dir, concurrency=concurrency, progress=progress, console=err)
     err.print(f"suite [bold]{spec.name}[/]: {len(runner.items)} items x "
@@ -73,6 +82,15 @@ def run_cmd(
               f"{result.errors} errors) in {result.seconds:.1f}s")
     _print_summary(out_dir)
     console.print(f"report: {html_path}")
+
+
+def _backend_options(backend: str, api_base: str | None, threads: int | None) -> dict:
+    import os
+
+    if backend.startswith("embedded"):
+        threads = threads or int(os.environ.get("SPECGUARD_THREADS", "0")) or None
+        return {"n_threads": threads} if threads else {}
+    return {"api_base": api_base} if api_base else {}
 
 
 def _print_summary(out_dir: Path) -> None:

@@ -34,7 +34,7 @@ from ..types import GenerationParams
 from .judges import Judge, JudgeContext, JudgeInput, Judgement, build_judge
 from .methods import Method, MethodContext, build_method
 from .scoring import compute_metrics, judge_stats
-from .suites import EvalItem, Suite, build_items
+from .suites import EvalItem, Suite, build_items, import_plugins
 
 CONFIG, RECORDS, SUMMARY = "config.json", "records.jsonl", "summary.json"
 
@@ -126,6 +126,7 @@ class Runner:
         self.concurrency = concurrency or suite.concurrency
         self.show_progress = progress
         self.console = console
+        import_plugins(suite.plugins)
         self.items = build_items(suite, data_dir=data_dir)
         if limit is not None:
             self.items = self.items[:limit]

@@ -105,6 +105,9 @@ class Suite(_Strict):
     metrics: list[MetricConfig] = Field(default_factory=list)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     seed: int = 0
+    # Modules to import before the run: they register methods, judges or transforms
+    # (e.g. specguard.agents.metasc_methods).
+    plugins: list[str] = Field(default_factory=list)
     concurrency: int = Field(1, ge=1)
     bootstrap: int = Field(1000, ge=0)
     # Where a suite file was read from: custom dataset paths are relative to it.
@@ -133,6 +136,19 @@ class Suite(_Strict):
     def fingerprint(self) -> str:
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def import_plugins(modules: list[str]) -> None:
+    """Import plug-in modules (suite `plugins:`, --plugin, $SPECGUARD_EVAL_PLUGINS)."""
+    import importlib
+
+    for name in [*modules, *filter(None, os.environ.get("SPECGUARD_EVAL_PLUGINS", "").split(","))]:
+        try:
+            importlib.import_module(name.strip())
+        except ImportError as exc:
+            raise ConfigError(f"Cannot import the eval plug-in {name!r}: {exc}",
+                              hint="Check the module name and that its package is installed.",
+                              ) from exc
 
 
 def builtin_suites() -> list[str]:
