@@ -81,7 +81,7 @@ async def input_check(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
     return {"input_decision": decision, "verdicts": decision.verdicts, "steps": [step]}
 
 
-def route_input(state: ChatState) -> Literal["refuse", "generate"]:
+async def route_input(state: ChatState) -> Literal["refuse", "generate"]:
     decision = state.get("input_decision")
     return "refuse" if decision is not None and decision.blocked else "generate"
 
@@ -113,7 +113,7 @@ async def output_check(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
     return {"output_decision": decision, "verdicts": decision.verdicts, "steps": [step]}
 
 
-def route_output(state: ChatState, runtime: Runtime[ChatContext]) -> Literal["critique_loop", "refuse", "respond"]:
+async def route_output(state: ChatState, runtime: Runtime[ChatContext]) -> Literal["critique_loop", "refuse", "respond"]:
     settings = runtime.context.policy.settings
     rounds = state.get("rounds", 0)
     can_revise = settings.critique is not CritiqueMode.OFF and rounds < settings.critique_rounds
@@ -151,11 +151,11 @@ async def critique_loop(state: ChatState, runtime: Runtime[ChatContext]) -> dict
     }
 
 
-def refuse(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
+async def refuse(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
     return {"answer": refusal_text(runtime.context, state), "action": Action.REFUSED}
 
 
-def respond(state: ChatState) -> dict:
+async def respond(state: ChatState) -> dict:
     action = Action.REVISED if state.get("rounds", 0) else Action.ALLOWED
     return {"answer": state["draft"], "action": action}
 

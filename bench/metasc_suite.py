@@ -51,6 +51,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", default="embedded")
     ap.add_argument("--api-base", default=None)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="llama.cpp threads for the embedded model (1 is fastest on a busy CPU)")
     ap.add_argument("--harmful", type=int, default=52, help="AdvBench items (of 52)")
     ap.add_argument("--benign", type=int, default=26, help="XSTest safe items (of 26)")
     ap.add_argument("--max-tokens", type=int, default=128)
@@ -73,7 +75,10 @@ def main() -> int:
         m.options = {**m.options, "store": str(out / f"spec-{m.display}.db")}
         if m.options.get("mode") not in ("system_prompt", "static"):
             m.options["meta_max_tokens"] = args.meta_max_tokens
-    backend = load_backend(args.backend, **({"api_base": args.api_base} if args.api_base else {}))
+    options = {"api_base": args.api_base} if args.api_base else {}
+    if args.backend.startswith("embedded"):
+        options["n_threads"] = args.threads
+    backend = load_backend(args.backend, **options)
     runner = Runner(suite, backend, backend_name=args.backend, out_dir=out)
     runner.items = pick(runner.items, args.harmful, args.benign)
     start = time.perf_counter()

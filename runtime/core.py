@@ -94,8 +94,11 @@ class Runtime:
         resolved = self.policy.resolve(tenant, user)
         ctx = self._context(resolved, params)
         request_id = request_id or f"sg-{uuid.uuid4().hex[:16]}"
-        config = {"configurable": {"thread_id": request_id}} if self._checkpointer else None
-        state = await self.graph.ainvoke({"messages": list(messages)}, config, context=ctx)
+        if resolved.settings.passthrough:
+            state = await self._generate_only(messages, ctx)
+        else:
+            config = {"configurable": {"thread_id": request_id}} if self._checkpointer else None
+            state = await self.graph.ainvoke({"messages": list(messages)}, config, context=ctx)
         report = self._report(request_id, resolved, ctx, state, start)
         if self.spec_updater is not None:
             self.spec_updater.submit_chat(resolved, messages, state, request_id)
@@ -126,7 +129,7 @@ class Runtime:
         request_id = request_id or f"sg-{uuid.uuid4().hex[:16]}"
         resolved = self.policy.resolve(tenant, user)
         settings = resolved.settings
-        passthrough = not settings.output_check.enabled and settings.critique.value == "off"
+        passthrough = settings.passthrough
         if settings.stream_protection is StreamProtection.CHUNKED or passthrough:
             async for event in self._stream_checked(messages, resolved, params, request_id, passthrough):
                 yield event
@@ -285,6 +288,17 @@ class Runtime:
             state.update(answer=draft, action=Action.ALLOWED)
         state["steps"] = [gen_step, *state["steps"]]
         yield StreamEvent(report=self._report(request_id, resolved, ctx, state, start), finish_reason=finish)
+
+    async def _generate_only(self, messages: Sequence[Message], ctx) -> dict:
+        """A pass-through policy has nothing to orchestrate: run the graph's generate node
+        alone (same prompt and accounting), without the graph's per-step overhead
+        (bench/proxy_overhead.py measures the difference)."""
+        from specguard.agents.chat_graph import generate
+
+        state = {"messages": list(messages)}
+        state.update(await generate(state, _NodeRuntime(ctx)))
+        state.update(answer=state["draft"], action=Action.ALLOWED)
+        return state
 
     async def _output_flagged(self, ctx, state: dict, draft: str) -> bool:
         from specguard.agents.chat_graph import output_check

@@ -122,6 +122,16 @@ class PolicySettings(_Strict):
     spec_update_canaries: str = "default"  # specs/canaries/<name>.yaml or a YAML path
     spec_update_safety_tolerance: float = Field(0.0, ge=0.0, le=1.0)  # allowed safety drop
     spec_update_overrefusal_tolerance: float = Field(0.05, ge=0.0, le=1.0)  # allowed rise
+
+    @property
+    def passthrough(self) -> bool:
+        """Nothing to decide for a request: no checks, no critique, no spec updates."""
+        return (
+            not self.input_check.enabled
+            and not self.output_check.enabled
+            and self.critique is CritiqueMode.OFF
+            and self.spec_update is SpecUpdateMode.OFF
+        )
     profile_guidelines: GuidelineUse = GuidelineUse.APPROVED
 
 

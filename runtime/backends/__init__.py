@@ -16,6 +16,7 @@ def load_backend(uri: str = "embedded", **options: Any) -> Backend:
     """Build a backend from a short URI.
 
     - ``embedded`` or ``embedded:/path/model.gguf``: llama.cpp in process
+    - ``openai:<model>`` with ``api_base=``: any OpenAI-compatible server, lean httpx client
     - ``litellm:<litellm model>``, e.g. ``litellm:hosted_vllm/Qwen/Qwen2.5-7B-Instruct``
     - ``vllm:<served model>`` (or ``vllm:server:<served model>``): a vLLM server, with
       ``api_base=`` or $SPECGUARD_VLLM_URL; ``vllm:engine:/path/to/hf-folder``: vLLM in process
@@ -42,6 +43,15 @@ def load_backend(uri: str = "embedded", **options: Any) -> Backend:
         if mode == "engine":
             return VLLMEngineBackend(target, **options)
         return VLLMServerBackend(target, **options)
+    if kind == "openai":
+        if not rest or "api_base" not in options:
+            raise ConfigError(
+                "openai backend needs a model and api_base: openai:<model> with --api-base URL",
+                hint="For hosted providers use litellm:<provider>/<model> instead.",
+            )
+        from .openai_compat import OpenAICompatBackend
+
+        return OpenAICompatBackend(rest, **options)
     if kind == "scripted":
         from .scripted import ScriptedBackend
 

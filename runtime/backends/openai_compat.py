@@ -1,0 +1,121 @@
+"""A lean client for OpenAI-compatible servers (vLLM, llama.cpp server, TGI, Ollama's /v1):
+one pooled httpx connection set, no translation layer. litellm reaches more providers; this
+is the fast path when the upstream already speaks the OpenAI protocol
+(bench/proxy_overhead.py compares the two)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx
+
+from ..errors import BackendError, BackendTimeoutError
+from ..types import Capabilities, Completion, GenerationParams, Message, StreamChunk, TokenLogprob, Usage
+
+
+class OpenAICompatBackend:
+    capabilities = Capabilities(streaming=True, logprobs=True, constrained_output=True)
+
+    def __init__(self, model: str, *, api_base: str, api_key: str | None = None,
+                 timeout: float = 60.0, max_connections: int = 256,
+                 extra_body: dict[str, Any] | None = None) -> None:
+        self.model = model
+        self.name = f"openai:{model}"
+        self.extra_body = extra_body or {}
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(
+            base_url=api_base.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(max_connections=max_connections,
+                                max_keepalive_connections=max_connections),
+        )
+
+    def _body(self, messages: Sequence[Message], params: GenerationParams, stream: bool) -> dict:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": m.role.value, "content": m.content} for m in messages],
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "stream": stream,
+        }
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if params.logprobs:
+            body["logprobs"] = True
+            if params.top_logprobs:
+                body["top_logprobs"] = params.top_logprobs
+        if params.json_schema is not None:
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "answer", "schema": params.json_schema}}
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        body.update(self.extra_body)
+        return body
+
+    async def complete(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
+        try:
+            r = await self._client.post("/chat/completions", json=self._body(messages, params, False))
+        except httpx.TimeoutException as exc:
+            raise BackendTimeoutError(f"{self.name} timed out.") from exc
+        except httpx.TransportError as exc:
+            raise BackendError(f"{self.name} is unreachable: {exc}") from exc
+        if r.status_code != 200:
+            raise BackendError(f"{self.name} answered {r.status_code}: {r.text[:500]}")
+        data = r.json()
+        choice = data["choices"][0]
+        usage = data.get("usage") or {}
+        return Completion(
+            text=choice["message"].get("content") or "",
+            finish_reason=choice.get("finish_reason") or "stop",
+            usage=Usage(prompt_tokens=usage.get("prompt_tokens", 0),
+                        completion_tokens=usage.get("completion_tokens", 0)),
+            logprobs=_logprobs(choice.get("logprobs")),
+            model=self.name,
+        )
+
+    async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[StreamChunk]:
+        usage = Usage()
+        finish = "stop"
+        try:
+            async with self._client.stream("POST", "/chat/completions",
+                                           json=self._body(messages, params, True)) as r:
+                if r.status_code != 200:
+                    raise BackendError(f"{self.name} answered {r.status_code}: {(await r.aread())[:500]!r}")
+                async for line in r.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        break
+                    data = json.loads(payload)
+                    if data.get("usage"):
+                        usage = Usage(prompt_tokens=data["usage"].get("prompt_tokens", 0),
+                                      completion_tokens=data["usage"].get("completion_tokens", 0))
+                    for choice in data.get("choices") or []:
+                        text = (choice.get("delta") or {}).get("content") or ""
+                        if text:
+                            yield StreamChunk(text=text)
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
+        except httpx.TimeoutException as exc:
+            raise BackendTimeoutError(f"{self.name} timed out while streaming.") from exc
+        except httpx.TransportError as exc:
+            raise BackendError(f"{self.name} failed while streaming: {exc}") from exc
+        yield StreamChunk(finish_reason=finish, usage=usage)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _logprobs(raw: dict | None) -> list[TokenLogprob] | None:
+    if not raw or not raw.get("content"):
+        return None
+    return [TokenLogprob(token=i["token"], logprob=i["logprob"],
+                         top={t["token"]: t["logprob"] for t in i.get("top_logprobs") or []})
+            for i in raw["content"]]
