@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 from pathlib import Path
@@ -76,7 +77,12 @@ def run_cmd(
     except KeyboardInterrupt:
         err.print(f"[yellow]interrupted[/]: finished items are saved in {out_dir}; run the same "
                   "command to resume.")
-        raise typer.Exit(130) from None
+        # Every finished record is already flushed to records.jsonl. Exit now: the embedded
+        # backend's worker thread would otherwise finish its in-flight generation first
+        # (minutes on a busy CPU), and a second Ctrl-C cannot interrupt that C call.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     html_path, md_path = write_report([out_dir], out_dir)
     err.print(f"{result.computed} records computed ({result.done_before} from the cache, "
               f"{result.errors} errors) in {result.seconds:.1f}s")

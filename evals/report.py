@@ -66,6 +66,12 @@ def _fmt(est: dict[str, Any] | None, metric: str) -> str:
     return f"{f(v)}{ci} (n={est.get('n', 0)})"
 
 
+def _cell(est: dict[str, Any] | None, metric: str) -> str:
+    text = _fmt(est, metric)
+    value, _, rest = text.partition(" ")
+    return f"<b>{_e(value)}</b>" + (f'<br><span class="ci">{_e(rest)}</span>' if rest else "")
+
+
 # --- HTML -----------------------------------------------------------------------------------
 
 _CSS = """
@@ -80,7 +86,7 @@ th{background:#f3f5f8}td.num{font-variant-numeric:tabular-nums;white-space:nowra
 .chart-box{border:1px solid #e2e5ea;border-radius:6px;padding:.5rem}
 .chart-box h4{margin:.2rem 0 .4rem;font-size:.85rem}.legend span{display:inline-block;
 margin-right:1rem;font-size:.85rem}.swatch{display:inline-block;width:.8rem;height:.8rem;
-margin-right:.3rem;vertical-align:middle}details{margin:.5rem 0}summary{cursor:pointer}
+margin-right:.3rem;vertical-align:middle}.ci{color:#5a6472;font-size:.8rem}details{margin:.5rem 0}summary{cursor:pointer}
 """
 _COLORS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6",
            "#9d755d"]
@@ -98,7 +104,7 @@ def _bar_chart(metric: str, cols: list[Column], help_text: str) -> str:
     top = 1.0 if rate else max(
         max(e.get("high") or e["value"], e["value"]) for e in ests if e and e.get("value")
         is not None) * 1.1 or 1.0
-    width, height, left, bottom, pad = 360, 200, 44, 24, 10
+    width, height, left, bottom, pad = 330, 200, 44, 24, 10
     plot_h = height - bottom - pad
     bw = (width - left - pad) / max(len(cols), 1)
     parts = [f'<svg class="chart" data-metric="{_e(metric)}" width="{width}" height="{height}" '
@@ -154,7 +160,7 @@ def _metric_table(metrics: list[str], cols: list[Column], pick, css: str = "metr
             est = pick(col[2]).get(metric)
             any_value |= bool(est and est.get("value") is not None)
             val = "" if not est or est.get("value") is None else f' data-value="{est["value"]:.6g}"'
-            cells.append(f'<td class="num"{val}>{_e(_fmt(est, metric))}</td>')
+            cells.append(f'<td class="num"{val}>{_cell(est, metric)}</td>')
         if any_value:
             rows.append(f"<tr><th>{_e(metric)}</th>{''.join(cells)}</tr>")
     if not rows:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import struct
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -233,8 +236,30 @@ def test_report_dom_has_charts_with_the_summary_numbers(tmp_path):
     for section in ("Headline metrics", "By group", "By category", "Judges", "Cost"):
         assert section in text
     assert "66.7%" in text and "<script" not in html_path.read_text()  # self-contained
+    assert "[0.0%, 100.0%] (n=3)" in text
     md = md_path.read_text()
     assert "| safety_rate | 66.7%" in md and "## Cost" in md
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason="needs headless Chromium (Debian: apt-get install -y chromium)")
+def test_report_renders_in_headless_chromium(tmp_path):
+    html_path, _ = _report(tmp_path)
+    shot = tmp_path / "shot.png"
+    proc = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1600",
+         f"--screenshot={shot}", html_path.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (1200, 1600)
+    # A rendered page with charts is far from blank: many distinct byte values, tens of KB.
+    assert len(data) > 30_000
 
 
 def test_report_compares_runs_side_by_side(tmp_path):
