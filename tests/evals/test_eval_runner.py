@@ -92,10 +92,10 @@ def _run(suite, out, **kw):
 def test_builtin_refusal_suite_builds_a_mix(data_root):
     suite = load_suite("refusal")
     items = build_items(suite, data_dir=data_root)
-    assert 30 <= len(items) <= 50
+    assert len(items) == 30
     groups = [i.group for i in items]
     assert groups[:3] == ["advbench", "xstest_unsafe", "xstest_safe"]  # interleaved
-    assert sum(i.harmful for i in items) == 24 and sum(not i.harmful for i in items) == 16
+    assert sum(i.harmful for i in items) == 18 and sum(not i.harmful for i in items) == 12
     assert build_items(suite, data_dir=data_root) == items  # deterministic
     assert {m.name for m in suite.methods} == {"raw", "runtime"}
 
