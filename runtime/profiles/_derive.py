@@ -45,12 +45,38 @@ def parse_guidelines(text: str, max_items: int = MAX_ITEMS) -> list[str]:
     return items
 
 
+def guideline_schema(max_items: int = MAX_ITEMS) -> dict:
+    return {
+        "type": "object",
+        "properties": {"activities": {"type": "array", "maxItems": max_items,
+                                      "items": {"type": "string", "maxLength": 80}}},
+        "required": ["activities"],
+    }
+
+
 async def derive_guidelines(backend: Backend, profile: Profile, *, max_items: int = MAX_ITEMS,
                             max_tokens: int = 160) -> list[str]:
-    """Ask `backend` (any model) for the activities to decline for `profile`."""
-    out = await backend.complete(guideline_prompt(profile, max_items),
+    """Ask `backend` (any model) for the activities to decline for `profile`. Backends with
+    constrained output answer in a JSON schema (a list, always parseable); others answer a
+    bulleted list."""
+    messages = guideline_prompt(profile, max_items)
+    if backend.capabilities.constrained_output:
+        out = await backend.complete(messages, GenerationParams(
+            max_tokens=max_tokens, temperature=0.0, json_schema=guideline_schema(max_items)))
+        return parse_guidelines_json(out.text, max_items)
+    text = messages[0].content + '\n\nWrite one activity per line, each starting with "- ", and nothing else.'
+    out = await backend.complete([Message(role=Role.USER, content=text)],
                                  GenerationParams(max_tokens=max_tokens, temperature=0.0))
     return parse_guidelines(out.text, max_items)
+
+
+def parse_guidelines_json(text: str, max_items: int = MAX_ITEMS) -> list[str]:
+    """The `activities` of a JSON answer (a truncated answer keeps its complete items)."""
+    found = re.search(r'"activities"\s*:\s*\[(.*)', text, re.DOTALL)
+    if not found:
+        return []
+    strings = re.findall(r'"((?:[^"\\]|\\.)*)"', found.group(1))
+    return parse_guidelines("\n".join(f"- {s}" for s in strings), max_items)
 
 
 def remedy_prompt(profile_text: str, guidelines: list[str] | tuple[str, ...]) -> str:

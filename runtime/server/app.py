@@ -122,6 +122,9 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
         moderations_router = None
     if moderations_router is not None:
         app.include_router(moderations_router)
+    from .admin import router as admin_router  # users, profiles, keys, guidelines (admin keys only)
+
+    app.include_router(admin_router)
     return app
 
 

@@ -1,0 +1,232 @@
+"""`specguard admin`: manage users, profiles, API keys and derived guidelines in the store
+(the same operations and checks as the /admin HTTP API, each change audited as `cli:<login>`).
+
+    specguard admin --policy policy.yaml profile create hepatitis "I have hepatitis." --health hepatitis
+    specguard admin user create alice --tenant default --profile hepatitis
+    specguard admin key create alice-key --user alice          # prints the key once
+    specguard admin guidelines derive hepatitis --backend embedded
+    specguard admin guidelines approve hepatitis 1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(no_args_is_help=True, help="Manage users, profiles, API keys and guidelines.")
+profile_app = typer.Typer(no_args_is_help=True, help="Profiles: first-person text + attributes.")
+user_app = typer.Typer(no_args_is_help=True, help="Users: bound to a tenant and a profile.")
+key_app = typer.Typer(no_args_is_help=True, help="API keys (stored hashed, shown once).")
+guidelines_app = typer.Typer(no_args_is_help=True, help="Derived per-profile guidelines.")
+app.add_typer(profile_app, name="profile")
+app.add_typer(user_app, name="user")
+app.add_typer(key_app, name="key")
+app.add_typer(guidelines_app, name="guidelines")
+console = Console()
+
+_state: dict = {}
+
+
+@app.callback()
+def _options(
+    policy: Annotated[Optional[Path], typer.Option("--policy", "-p", help="Policy YAML file.")] = None,
+    store: Annotated[Optional[str], typer.Option("--store", help="Store URL or SQLite path (default: $SPECGUARD_STORE or specguard.db).")] = None,
+) -> None:
+    _state.update(policy=policy, store=store)
+
+
+def _admin(backend=None):
+    from .config import store_url
+    from .policy import Policy
+    from .profiles import ComposedPolicy, ProfileAdmin
+    from .store import Store
+
+    p = _state.get("policy")
+    base = Policy.load(p) if p else Policy.default()
+    return ProfileAdmin(ComposedPolicy(base, Store(store_url(_state.get("store")))), backend)
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except OSError:
+        return "cli"
+
+
+def _settings(text: Optional[str]) -> dict | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f"--settings must be a JSON object: {exc}") from exc
+    if not isinstance(value, dict):
+        raise typer.BadParameter("--settings must be a JSON object")
+    return value
+
+
+def _print(model) -> None:
+    console.print_json(model.model_dump_json())
+
+
+# -- profiles ----------------------------------------------------------------------------------
+
+
+@profile_app.command("list")
+def profile_list() -> None:
+    table = Table("id", "from", "text", "attributes")
+    for p in _admin().profiles():
+        table.add_row(p.id, p.origin, p.text, p.attributes.model_dump_json(exclude_defaults=True))
+    console.print(table)
+
+
+@profile_app.command("create")
+def profile_create(
+    profile_id: str,
+    text: str,
+    age_band: Annotated[Optional[str], typer.Option(help="under-13 | 13-17 | 18-64 | 65+")] = None,
+    health: Annotated[Optional[list[str]], typer.Option(help="A health condition (repeat).")] = None,
+    jurisdiction: Optional[str] = None,
+    role: Optional[str] = None,
+    settings: Annotated[Optional[str], typer.Option(help="Policy settings as JSON.")] = None,
+) -> None:
+    from .profiles import ProfileIn
+
+    attributes = {k: v for k, v in dict(age_band=age_band, health_conditions=health or [],
+                                         jurisdiction=jurisdiction, role=role).items() if v}
+    _print(_admin().create_profile(ProfileIn(id=profile_id, text=text, attributes=attributes,
+                                             settings=_settings(settings) or {}), _actor()))
+
+
+@profile_app.command("update")
+def profile_update(profile_id: str, text: Optional[str] = None,
+                   settings: Annotated[Optional[str], typer.Option(help="Policy settings as JSON.")] = None) -> None:
+    from .profiles import ProfilePatch
+
+    _print(_admin().update_profile(profile_id, ProfilePatch(text=text, settings=_settings(settings)), _actor()))
+
+
+@profile_app.command("delete")
+def profile_delete(profile_id: str) -> None:
+    _admin().delete_profile(profile_id, _actor())
+    console.print(f"deleted profile {profile_id}")
+
+
+# -- users -------------------------------------------------------------------------------------
+
+
+@user_app.command("list")
+def user_list() -> None:
+    table = Table("id", "from", "tenant", "profile")
+    for u in _admin().users():
+        table.add_row(u.id, u.origin, u.tenant, u.profile or "-")
+    console.print(table)
+
+
+@user_app.command("create")
+def user_create(user_id: str, tenant: str = "default", profile: Optional[str] = None,
+                settings: Annotated[Optional[str], typer.Option(help="Policy settings as JSON.")] = None) -> None:
+    from .profiles import UserIn
+
+    _print(_admin().create_user(UserIn(id=user_id, tenant=tenant, profile=profile,
+                                       settings=_settings(settings) or {}), _actor()))
+
+
+@user_app.command("update")
+def user_update(user_id: str, tenant: Optional[str] = None, profile: Optional[str] = None,
+                no_profile: Annotated[bool, typer.Option("--no-profile", help="Unbind the profile.")] = False,
+                settings: Annotated[Optional[str], typer.Option(help="Policy settings as JSON.")] = None) -> None:
+    from .profiles import UserPatch
+
+    fields: dict = {"tenant": tenant, "settings": _settings(settings)}
+    if no_profile or profile is not None:
+        fields["profile"] = None if no_profile else profile
+    _print(_admin().update_user(user_id, UserPatch(**fields), _actor()))
+
+
+@user_app.command("delete")
+def user_delete(user_id: str) -> None:
+    _admin().delete_user(user_id, _actor())
+    console.print(f"deleted user {user_id} (and its store API keys)")
+
+
+# -- keys --------------------------------------------------------------------------------------
+
+
+@key_app.command("list")
+def key_list() -> None:
+    table = Table("name", "from", "tenant", "user", "admin", "trusted gateway")
+    for k in _admin().keys():
+        table.add_row(k.name, k.origin, k.tenant, k.user or "-", str(k.admin), str(k.trusted_gateway))
+    console.print(table)
+
+
+@key_app.command("create")
+def key_create(name: str, tenant: Optional[str] = None, user: Optional[str] = None,
+               admin: bool = False, trusted_gateway: bool = False) -> None:
+    """Create a key; it is printed once and only its SHA-256 is stored."""
+    from .profiles import KeyIn
+
+    created = _admin().create_key(KeyIn(name=name, tenant=tenant, user=user, admin=admin,
+                                        trusted_gateway=trusted_gateway), _actor())
+    console.print(f"key [bold]{created.name}[/] (tenant {created.tenant}, user {created.user or '-'}): "
+                  "shown once, store it now:")
+    print(created.key)
+
+
+@key_app.command("delete")
+def key_delete(name: str) -> None:
+    _admin().delete_key(name, _actor())
+    console.print(f"deleted key {name}")
+
+
+# -- guidelines --------------------------------------------------------------------------------
+
+
+@guidelines_app.command("list")
+def guidelines_list(profile_id: str) -> None:
+    table = Table("version", "status", "source", "created", "approved by", "items")
+    for g in _admin().guidelines(profile_id):
+        table.add_row(str(g.version), g.status.value, g.source, g.created_at.strftime("%Y-%m-%d %H:%M"),
+                      g.approved_by or "-", "; ".join(g.items))
+    console.print(table)
+
+
+@guidelines_app.command("derive")
+def guidelines_derive(profile_id: str,
+                      backend: Annotated[str, typer.Option("--backend", "-b", help="embedded | litellm:<model>")] = "embedded",
+                      api_base: Optional[str] = None) -> None:
+    """Ask a model for the profile's guidelines; stored as a draft (approve it to use it)."""
+    from .backends import load_backend
+
+    be = load_backend(backend, **({"api_base": api_base} if api_base else {}))
+    _print(asyncio.run(_admin(be).derive(profile_id, _actor())))
+
+
+@guidelines_app.command("set")
+def guidelines_set(profile_id: str, items: list[str]) -> None:
+    """Store an admin's own list as a new draft version."""
+    from .profiles import GuidelinesIn
+
+    _print(_admin().edit(profile_id, GuidelinesIn(items=items), _actor()))
+
+
+@guidelines_app.command("approve")
+def guidelines_approve(profile_id: str, version: int) -> None:
+    _print(_admin().approve(profile_id, version, _actor()))
+
+
+@app.command("audit")
+def audit(limit: int = 20) -> None:
+    """The newest audit entries: who changed what, when."""
+    table = Table("at", "actor", "action", "target")
+    for r in _admin().audit(limit):
+        table.add_row(r["at"].strftime("%Y-%m-%d %H:%M:%S"), r["actor"], r["action"], r["target"])
+    console.print(table)
