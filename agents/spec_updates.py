@@ -230,7 +230,8 @@ class SpecUpdater:
             name, scope, text, parent=head.version, actor=self.actor,
             provenance=Provenance(source=f"{_SOURCE}:{mode.value}",
                                   transcript_ids=[job.transcript.id], note=proposal.text),
-            metrics={"proposal": proposal.text},
+            metrics={"proposal": proposal.text, **(
+                {} if mode is SpecUpdateMode.GATED else {"gate_reason": f"{mode.value}: ungated"})},
         )
         gate: GateResult | None = None
         cost = {"model_calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
