@@ -224,13 +224,31 @@ def policy_check(file: Path) -> None:
 
 
 @policy_app.command("explain")
-def policy_explain(file: Path, tenant: str = "default", user: Optional[str] = None) -> None:
+def policy_explain(
+    file: Path,
+    tenant: Annotated[Optional[str], typer.Option(help="Default: the user's tenant, else 'default'.")] = None,
+    user: Optional[str] = None,
+    store: Annotated[Optional[str], typer.Option("--store", help="Also the users and profiles an admin manages in this store (default: $SPECGUARD_STORE when set).")] = None,
+) -> None:
     """Print the resolved settings for a tenant/user and which layer set each one."""
+    import os
+
+    from .config import STORE_URL_ENV
+    from .errors import NotFoundError
     from .policy import Policy
 
     p = Policy.load(file)
-    if user and tenant == "default" and user in p.file.users:
-        tenant = p.file.users[user].tenant
+    store = store or os.environ.get(STORE_URL_ENV)
+    if store:
+        from .profiles import ComposedPolicy
+        from .store import Store
+
+        p = ComposedPolicy(p, Store(store))
+    if user and user not in p.file.users:
+        raise NotFoundError(f"Unknown user {user!r} in {file}" + (f" or {store}" if store else "") + ".",
+                            hint="List users with `specguard admin user list`.")
+    if tenant is None:
+        tenant = p.file.users[user].tenant if user else "default"
     resolved = p.resolve(tenant, user)
     console.print(f"tenant [bold]{tenant}[/], user [bold]{user or '-'}[/], profile [bold]{resolved.profile_id or '-'}[/]")
     table = Table("setting", "value", "from")
@@ -250,6 +268,7 @@ def hash_key_cmd(key: str) -> None:
 _mount_optional("specguard.evals.cli", "eval", "Offline evaluation: suites, runs, reports.")
 _mount_optional("specguard.guard.cli", "guard", "Train and inspect the guard's fast tier.")
 _mount_optional("specguard.decoding.cli", "datastore", "Goodtriever datastores: build, add, remove, stats.")
+_mount_optional("specguard.admin_cli", "admin", "Users, profiles, API keys and derived guidelines (audited).")
 
 
 def main() -> None:
