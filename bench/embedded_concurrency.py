@@ -38,10 +38,10 @@ async def run(backends: list[EmbeddedBackend], n: int, tokens: int) -> tuple[flo
     return toks / elapsed, latencies[len(latencies) // 2], latencies[-1]
 
 
-def fresh(n_threads: int, tag: int) -> EmbeddedBackend:
+def fresh(n_threads: int) -> EmbeddedBackend:
     b = EmbeddedBackend(n_threads=n_threads)
     # a distinct model instance per backend (the shared cache would hand back the same one)
-    b._model = _LoadedModel(b.model_path, 4096 + tag, n_threads)
+    b._model = _LoadedModel(b.model_path, 4096, n_threads)
     return b
 
 
@@ -52,9 +52,9 @@ def main() -> None:
     args = ap.parse_args()
     cores = os.cpu_count() or 2
     variants = {
-        "queue": lambda: [fresh(cores, 0)],
-        "split": lambda: [fresh(max(1, cores // 2), 1), fresh(max(1, cores // 2), 2)],
-        "naive": lambda: [fresh(cores, 3), fresh(cores, 4)],
+        "queue": lambda: [fresh(cores)],
+        "split": lambda: [fresh(max(1, cores // 2)), fresh(max(1, cores // 2))],
+        "naive": lambda: [fresh(cores), fresh(cores)],
     }
     results = {}
     for name, make in variants.items():

@@ -66,6 +66,13 @@ def _fmt(est: dict[str, Any] | None, metric: str) -> str:
     return f"{f(v)}{ci} (n={est.get('n', 0)})"
 
 
+def _partial(summary: dict[str, Any]) -> str:
+    done, expected = summary.get("n_records"), summary.get("n_expected")
+    if done is None or expected is None or done >= expected:
+        return ""
+    return f" (PARTIAL RUN: {done} of {expected} records)"
+
+
 def _cell(est: dict[str, Any] | None, metric: str) -> str:
     text = _fmt(est, metric)
     value, _, rest = text.partition(" ")
@@ -185,7 +192,7 @@ def render_html(summaries: list[tuple[str, dict[str, Any]]], title: str | None =
            f"</title><style>{_CSS}</style></head><body>", f"<h1>{_e(title)}</h1>"]
     out.append('<p class="meta">' + "<br>".join(
         f"<b>{_e(name)}</b>: suite {_e(s['suite'])}, backend {_e(s.get('backend'))}, "
-        f"{_e(s.get('n_items'))} items, started {_e(s.get('created'))}"
+        f"{_e(s.get('n_items'))} items, started {_e(s.get('created'))}{_e(_partial(s))}"
         for name, s in summaries) + f"<br>generated {datetime.now(UTC):%Y-%m-%d %H:%M UTC}</p>")
     for _, s in summaries:
         if s.get("description"):
@@ -266,7 +273,7 @@ def render_markdown(summaries: list[tuple[str, dict[str, Any]]], title: str | No
     lines = [f"# {title}", ""]
     for name, s in summaries:
         lines.append(f"- **{name}**: suite `{s['suite']}`, backend `{s.get('backend')}`, "
-                     f"{s.get('n_items')} items, started {s.get('created')}")
+                     f"{s.get('n_items')} items, started {s.get('created')}{_partial(s)}")
     lines += ["", "## Headline metrics", "",
               "value [bootstrap 95% interval] (n = items the metric reads)", "",
               _md_table(metrics, cols, lambda ms: ms["metrics"]), ""]

@@ -250,6 +250,10 @@ def summarize(suite: Suite, records: list[dict[str, Any]], *, config: RunConfig 
         "backend": config.backend if config else None,
         "created": config.created if config else None,
         "n_items": config.n_items if config else None,
+        # What a finished run holds: items x samples per method; fewer means a partial run.
+        "n_expected": (config.n_items * suite.generation.samples * len(suite.methods)
+                       if config else None),
+        "n_records": len(records),
         "metric_order": [], "metric_help": {}, "methods": {},
     }
     from .scoring import METRICS, metric_id

@@ -304,7 +304,6 @@ class EmbeddedBackend:
     ) -> list[list[float]]:
         """Final (normalised) hidden state per text: of the last token, or the token mean.
         With chat=True each text is wrapped as a user turn in the model's chat template."""
-        import numpy as np
 
         model = self.model
 

@@ -208,11 +208,22 @@ def test_report_compares_runs_side_by_side(tmp_path):
     _run(suite, tmp_path / "run_a")
     _run(suite, tmp_path / "run_b", limit=2)
     summaries = load_summaries([tmp_path / "run_a", tmp_path / "run_b"])
+    assert summaries[1][1]["n_records"] == 4 and summaries[1][1]["n_expected"] == 4
     html = render_html(summaries)
     for col in ("run_a / strict", "run_a / lenient", "run_b / strict", "run_b / lenient"):
         assert col in html
     assert "| metric | run_a / strict | run_a / lenient | run_b / strict |" in \
         render_markdown(summaries)
+
+
+def test_report_marks_a_partial_run(tmp_path):
+    suite = load_suite(_write_custom(tmp_path))
+    _run(suite, tmp_path / "run")
+    lines = (tmp_path / "run" / RECORDS).read_text().splitlines()
+    (tmp_path / "run" / RECORDS).write_text("\n".join(lines[:5]) + "\n")
+    (tmp_path / "run" / "summary.json").unlink()
+    summaries = load_summaries([tmp_path / "run"])
+    assert "PARTIAL RUN: 5 of 12 records" in render_markdown(summaries)
 
 
 def test_report_rejects_a_non_run_folder(tmp_path):
