@@ -176,7 +176,7 @@ def spec_show(name: str, scope: str = "global", version: Optional[int] = None, s
     specs = _store(store).specs
     s = specs.get(name, scope, version) if version else specs.active(name, scope)
     console.print(f"[bold]{s.ref}[/] ({s.status.value}) {s.title}")
-    console.print(s.text)
+    typer.echo(s.text)
 
 
 @spec_app.command("history")
@@ -195,7 +195,7 @@ def spec_diff(name: str, a: int, b: int, scope: str = "global", store: StoreOpt 
     from .spec import diff_specs
 
     specs = _store(store).specs
-    console.print(diff_specs(specs.get(name, scope, a), specs.get(name, scope, b)) or "(identical)", markup=False)
+    typer.echo(diff_specs(specs.get(name, scope, a), specs.get(name, scope, b)) or "(identical)")
 
 
 @spec_app.command("rollback")

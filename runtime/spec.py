@@ -82,8 +82,8 @@ def scope_for(*, tenant: str | None = None, profile: str | None = None) -> str:
 def diff_specs(old: Spec, new: Spec) -> str:
     return "".join(
         difflib.unified_diff(
-            old.text.splitlines(keepends=True),
-            new.text.splitlines(keepends=True),
+            (old.text.rstrip("\n") + "\n").splitlines(keepends=True),
+            (new.text.rstrip("\n") + "\n").splitlines(keepends=True),
             fromfile=old.ref,
             tofile=new.ref,
         )
