@@ -5,12 +5,11 @@ summary, for one run or several side by side."""
 from __future__ import annotations
 
 import html
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .runner import SUMMARY, load_run, write_summary
+from .runner import write_summary
 from .scoring import RATE_METRICS
 
 Column = tuple[str, str, dict[str, Any]]  # (column label, run name, the method's summary)
@@ -20,10 +19,8 @@ def load_summaries(runs: list[str | Path]) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for run in runs:
         folder = Path(run)
-        load_run(folder)  # fails clearly when this is not a run directory
-        path = folder / SUMMARY
-        summary = json.loads(path.read_text(encoding="utf-8")) if path.exists() else \
-            write_summary(folder)
+        # Recomputed from the records: right for runs still in progress or interrupted.
+        summary = write_summary(folder)  # fails clearly when this is not a run directory
         out.append((folder.name, summary))
     return out
 
