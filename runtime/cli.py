@@ -41,7 +41,8 @@ def _mount_optional(module: str, name: str, help_: str) -> None:
     app.add_typer(sub, name=name, help=help_)
 
 
-def _build_runtime(backend: str, policy: Path | None, store: str | None, api_base: str | None = None):
+def _build_runtime(backend: str, policy: Path | None, store: str | None, api_base: str | None = None,
+                   checkpointer: str | None = None):
     from .backends import load_backend
     from .config import store_url
     from .core import Runtime
@@ -51,7 +52,10 @@ def _build_runtime(backend: str, policy: Path | None, store: str | None, api_bas
     options = {"api_base": api_base} if api_base else {}
     be = load_backend(backend, **options)
     pol = Policy.load(policy) if policy else Policy.default()
-    return Runtime(be, policy=pol, store=Store(store_url(store)))
+    from .checkpoint import make_checkpointer
+
+    return Runtime(be, policy=pol, store=Store(store_url(store)),
+                   checkpointer=make_checkpointer(checkpointer))
 
 
 def _load_with_progress(runtime) -> None:
@@ -74,13 +78,14 @@ def serve(
     port: int = 8000,
     api_key: Annotated[Optional[str], typer.Option(envvar="SPECGUARD_API_KEY", help="Accept this key (tenant 'default').")] = None,
     rate_limit: Annotated[int, typer.Option(help="Requests per minute per key; 0 = unlimited.")] = 0,
+    checkpointer: Annotated[str, typer.Option(help="Graph state per request: none, memory or sqlite:PATH.")] = "none",
 ) -> None:
     """Run the guarded OpenAI-compatible server."""
     import uvicorn
 
     from .server import ServerSettings, create_app
 
-    runtime = _build_runtime(backend, policy, store, api_base)
+    runtime = _build_runtime(backend, policy, store, api_base, checkpointer)
     if api_key is None and not runtime.policy.file.api_keys:
         api_key = "sg-" + secrets.token_urlsafe(24)
         console.print(f"No API keys configured; generated one for this run: [bold]{api_key}[/]")
