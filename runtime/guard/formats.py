@@ -262,7 +262,7 @@ def llama_guard_prompt(request: CheckRequest, categories: list[Category], *,
     return _LG_TASK.format(agent=agent, categories=cats, conversation=conversation)
 
 
-_LG_ANSWER = re.compile(r"\A\s*(safe|unsafe)[ \t]*(?:\n+\s*([^\n]*))?", re.I)
+_LG_ANSWER = re.compile(r"\A\s*(safe|unsafe)(?=[ \t]*(?:\n|\Z))[ \t]*(?:\n+\s*([^\n]*))?", re.I)
 
 
 class LlamaGuard3Format(GuardFormat):
