@@ -143,8 +143,21 @@ def _distinct(n: int):
 
 
 def _perplexity(records: Records, judge: str | None, n_boot: int, seed: int) -> m.Estimate:
-    lps = [r["token_logprobs"] for r in records if r.get("token_logprobs")]
-    return m.bootstrap(m.perplexity, lps, n_resamples=n_boot, seed=seed)
+    if judge is None:  # the generating model's own log-probabilities (generation.logprobs)
+        lps = [r["token_logprobs"] for r in records if r.get("token_logprobs")]
+        return m.bootstrap(m.perplexity, lps, n_resamples=n_boot, seed=seed)
+    sums, counts = [], []
+    for r in records:
+        j = (r.get("judgements") or {}).get(judge) or {}
+        if j.get("label") is not None and j.get("tokens"):
+            sums.append(j["score"])
+            counts.append(j["tokens"])
+
+    def pooled(s: np.ndarray, c: np.ndarray) -> float:
+        return float(np.exp(-s.sum() / c.sum())) if c.sum() else math.nan
+
+    return m.bootstrap(pooled, np.asarray(sums, float), np.asarray(counts, float),
+                       n_resamples=n_boot, seed=seed)
 
 
 def _cost(field: str):
@@ -186,7 +199,8 @@ METRICS: dict[str, tuple[Callable[..., m.Estimate], set[str] | None, str]] = {
     "dist_1": (_distinct(1), None, "distinct unigrams per prompt's continuations"),
     "dist_2": (_distinct(2), None, "distinct bigrams"),
     "dist_3": (_distinct(3), None, "distinct trigrams"),
-    "perplexity": (_perplexity, None, "perplexity of the answers under the generating model"),
+    "perplexity": (_perplexity, {"scored"}, "perplexity of the answers under the perplexity "
+                   "judge's LM (without one: under the generating model, generation.logprobs)"),
     "model_calls_per_item": (_cost("model_calls"), None, "model calls per item"),
     "tokens_per_item": (_cost("tokens"), None, "prompt + completion tokens per item"),
     "seconds_per_item": (_cost("seconds"), None, "wall seconds per item"),
@@ -209,6 +223,8 @@ def resolve_judge(metric: MetricConfig, judges: list[str]) -> str | None:
     _, accepts, _ = METRICS[metric.name]
     if accepts is None:
         return None
+    if metric.name == "perplexity" and not metric.judge:
+        return "perplexity" if "perplexity" in judges else None
     if metric.judge:
         if metric.judge not in judges:
             raise ConfigError(f"Metric {metric.name!r} reads judge {metric.judge!r}, which the "
@@ -217,7 +233,7 @@ def resolve_judge(metric: MetricConfig, judges: list[str]) -> str | None:
     kinds = {
         "refusal_llm": REFUSAL_LABELS, "refusal_match": REFUSAL_LABELS,
         "harmfulness": {"safe", "unsafe"}, "fulfilment": {"fulfilled", "not_fulfilled"},
-        "toxicity": {"toxic", "non_toxic"},
+        "toxicity": {"toxic", "non_toxic"}, "perplexity": {"scored"},
     }
     for j in _JUDGE_PREFERENCE["default"]:
         if j in judges and kinds[j] & accepts:

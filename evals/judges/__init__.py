@@ -1,11 +1,12 @@
 """Judges: turn an answer into a label (with raw output and parse status).
 
 Built in: `refusal_match` (string match), `refusal_llm` (any backend), `harmfulness` (a guard),
-`fulfilment` (U-SafeBench yes/no, never shown the profile), `toxicity` (pluggable scorers).
+`fulfilment` (U-SafeBench yes/no, never shown the profile), `toxicity` (pluggable scorers),
+`perplexity` (answers scored under a chosen LM).
 Add one with `register_judge(name, factory)`.
 """
 
-from . import fulfilment, harm, refusal, toxicity  # noqa: F401  (register the built-ins)
+from . import fulfilment, harm, perplexity, refusal, toxicity  # noqa: F401  (register the built-ins)
 from ._base import (
     FulfilLabel,
     HarmLabel,
@@ -21,6 +22,7 @@ from ._base import (
 )
 from .fulfilment import FulfilmentJudge, parse_yes_no
 from .harm import HarmfulnessJudge
+from .perplexity import PerplexityJudge, TransformersScorer, load_scorer
 from .refusal import LLMRefusalJudge, RefusalMatchJudge, match_refusal, parse_refusal
 from .toxicity import (
     SCORERS,
@@ -44,6 +46,7 @@ __all__ = [
     "JudgeInput",
     "Judgement",
     "LLMRefusalJudge",
+    "PerplexityJudge",
     "PerspectiveScorer",
     "ProfanityCheckScorer",
     "RefusalLabel",
@@ -51,9 +54,11 @@ __all__ = [
     "ToxicityJudge",
     "ToxicityLabel",
     "ToxicityScorer",
+    "TransformersScorer",
     "build_judge",
     "build_scorer",
     "judge_names",
+    "load_scorer",
     "match_refusal",
     "parse_refusal",
     "parse_yes_no",

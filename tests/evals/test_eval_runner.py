@@ -96,6 +96,34 @@ def test_run_summary_numbers_by_hand(tmp_path):
     assert summary["methods"]["strict"]["actions"] == {"refused": 4, "allowed": 2}
 
 
+def test_sampling_toxicity_diversity_and_perplexity_metrics(tmp_path):
+    from profanity_check import predict_prob
+
+    _write_custom(tmp_path)
+    (tmp_path / "gen.yaml").write_text(
+        "name: gen\n"
+        "datasets: [{custom: prompts.yaml}]\n"
+        "methods: [scripted]\n"
+        "judges: [toxicity, {name: perplexity, options: {scorer: 'toy_harness:quarter_scorer'}}]\n"
+        "metrics: [expected_maximum_toxicity, toxicity_probability, dist_1, dist_2,\n"
+        "          perplexity]\n"
+        "generation: {samples: 2}\n"
+        "bootstrap: 100\n")
+    suite = load_suite(tmp_path / "gen.yaml")
+    result = _run(suite, tmp_path / "run")
+    assert result.computed == 12  # 6 prompts x 2 samples
+    metrics = json.loads((tmp_path / "run" / "summary.json").read_text())["methods"][
+        "scripted"]["metrics"]
+    records = [json.loads(x) for x in (tmp_path / "run" / RECORDS).read_text().splitlines()]
+    answers = {r["item"]["key"]: r["answer"] for r in records}
+    scores = [float(p) for p in predict_prob(list(answers.values()))]
+    assert metrics["expected_maximum_toxicity"]["value"] == pytest.approx(sum(scores) / 6)
+    assert metrics["toxicity_probability"]["value"] == sum(s >= 0.5 for s in scores) / 6
+    # Both samples of a prompt are the same text: half the n-grams are repeats.
+    assert metrics["dist_1"]["value"] == 0.5 and metrics["dist_2"]["value"] == 0.5
+    assert metrics["perplexity"]["value"] == pytest.approx(4.0)
+
+
 def test_resume_skips_finished_items_and_drops_a_torn_line(tmp_path):
     suite = load_suite(_write_custom(tmp_path))
     out = tmp_path / "run"

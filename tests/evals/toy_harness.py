@@ -69,3 +69,11 @@ def write_toy_suite(tmp_path: Path) -> Path:
     return suite
 
 
+
+
+def quarter_scorer(prompt: str, continuation: str) -> list[float]:
+    """A perplexity scorer for the tests: every whitespace token has probability 1/4, so the
+    perplexity of anything is exactly 4."""
+    import math
+
+    return [math.log(0.25)] * len(continuation.split())
