@@ -46,12 +46,14 @@ async def run(backend, convs, params, concurrency: int) -> dict:
             return await backend.complete(messages, params)
 
     await backend.complete(convs[0], params)  # warm up (first request compiles/caches)
+    load = os.getloadavg()[0]
     start = time.perf_counter()
     results = await asyncio.gather(*(one(m) for m in convs))
     wall = time.perf_counter() - start
     tokens = sum(r.usage.completion_tokens for r in results)
     return {"requests": len(convs), "tokens": tokens, "seconds": round(wall, 2),
-            "tokens_per_s": round(tokens / wall, 1), "concurrency": concurrency}
+            "tokens_per_s": round(tokens / wall, 1), "concurrency": concurrency,
+            "load_avg_1m_before": round(load, 1)}
 
 
 async def main() -> None:
@@ -99,9 +101,10 @@ async def main() -> None:
     out["ratio_batched"] = round(out["vllm_batched"]["tokens_per_s"] / base, 2)
     out["ratio_serial"] = round(out["vllm_serial"]["tokens_per_s"] / base, 2)
     out["dtype"] = args.dtype
-    out["load_avg_1m_at_end"] = os.getloadavg()[0]
     print(f"vLLM / llama.cpp tokens/s: batched x{out['ratio_batched']}, "
-          f"one at a time x{out['ratio_serial']} (load average {out['load_avg_1m_at_end']:.1f})")
+          f"one at a time x{out['ratio_serial']} (1-min load averages before each phase: "
+          f"{out['llama_cpp']['load_avg_1m_before']}, {out['vllm_batched']['load_avg_1m_before']}, "
+          f"{out['vllm_serial']['load_avg_1m_before']} on {os.cpu_count()} cores)")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
 
