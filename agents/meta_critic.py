@@ -84,7 +84,8 @@ def clean_sentence(raw: str) -> str:
         if line.strip():
             text = line.strip()
             break
-    text = _LABEL.sub("", text).strip().strip('"“”\'`*').strip()
+    text = _LABEL.sub("", text)
+    text = re.sub(r"^\s*(?:[-*•>]|\d+[.)])\s+", "", text).strip().strip('"“”\'`*').strip()
     parts = _SENTENCE_END.split(text)
     sentence = parts[0]
     if len(sentence) < MIN_CHARS and len(parts) > 1:
@@ -133,6 +134,9 @@ class MetaCritic:
     def _reject_reason(sentence: str, transcript: Transcript, current_spec: str) -> str | None:
         if len(sentence) < MIN_CHARS:
             return f"not a usable sentence ({len(sentence)} characters)"
+        letters = sum(ch.isalpha() or ch.isspace() for ch in sentence)
+        if len(re.findall(r"[A-Za-z]{2,}", sentence)) < 4 or letters < 0.8 * len(sentence):
+            return "not a sentence in words"
         if len(sentence) > MAX_CHARS:
             return f"longer than one sentence ({len(sentence)} characters)"
         if _TAG.search(sentence):

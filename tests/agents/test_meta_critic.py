@@ -60,6 +60,9 @@ def test_the_transcript_is_quoted_and_cannot_close_its_delimiters():
 def test_clean_sentence_and_copy_detection():
     assert clean_sentence('Improved specification: "Refuse to enable harm." More text.') == "Refuse to enable harm."
     assert clean_sentence("**Principle:** Answers must avoid harm.\nSecond line") == "Answers must avoid harm."
+    assert clean_sentence("- Critiques should check each step.") == "Critiques should check each step."
+    junk = clean_sentence("- 1.1.1.1.1: 1.1.1.1.1: 1.1.1.1.1: 1.1.1")  # what a 135M model wrote
+    assert MetaCritic._reject_reason(junk, transcript(user("hi")), "") == "not a sentence in words"
     assert copied_from(INJECTED.lower(), [ATTACK])
     assert not copied_from("Answers must never provide instructions that enable harm.", [ATTACK])
 
