@@ -97,6 +97,42 @@ def auprc(y_true: ArrayLike, scores: ArrayLike) -> float:
     return float(np.sum((rec - rec_prev) * prec))
 
 
+def _batched_rate(flags: np.ndarray) -> np.ndarray:
+    return flags.astype(float).mean(axis=1)
+
+
+def _batched_counts(t: np.ndarray, p: np.ndarray):
+    t, p = t.astype(bool), p.astype(bool)
+    return (t & p).sum(1).astype(float), (~t & p).sum(1).astype(float), (t & ~p).sum(1).astype(
+        float)
+
+
+def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b > 0, a / np.where(b > 0, b, 1), np.nan)
+
+
+def _batched_precision(t, p):
+    tp, fp, _ = _batched_counts(t, p)
+    return _safe_div(tp, tp + fp)
+
+
+def _batched_recall(t, p):
+    tp, _, fn = _batched_counts(t, p)
+    return _safe_div(tp, tp + fn)
+
+
+def _batched_f1(t, p):
+    tp, fp, fn = _batched_counts(t, p)
+    return _safe_div(2 * tp, 2 * tp + fp + fn)
+
+
+rate.batched = _batched_rate  # type: ignore[attr-defined]
+precision.batched = _batched_precision  # type: ignore[attr-defined]
+recall.batched = _batched_recall  # type: ignore[attr-defined]
+f1.batched = _batched_f1  # type: ignore[attr-defined]
+
+
 def expected_maximum_toxicity(scores_per_prompt: Sequence[ArrayLike]) -> float:
     """Mean over prompts of the highest toxicity among that prompt's continuations (RTP)."""
     if len(scores_per_prompt) == 0:
@@ -163,6 +199,16 @@ def bootstrap(
     if n == 0 or math.isnan(value):
         return Estimate(value=None if math.isnan(value) else value, n=n)
     rng = np.random.default_rng(seed)
+    batched = getattr(statistic, "batched", None)
+    if batched is not None and all(c.dtype != object for c in cols):
+        # Fast path: every resample drawn at once, the statistic computed along rows.
+        idx = rng.integers(0, n, (n_resamples, n))
+        batch = np.asarray(batched(*(c[idx] for c in cols)), dtype=float)
+        batch = batch[~np.isnan(batch)]
+        if not batch.size:
+            return Estimate(value=value, n=n)
+        lo, hi = np.quantile(batch, [(1 - confidence) / 2, (1 + confidence) / 2])
+        return Estimate(value=float(value), low=float(lo), high=float(hi), n=n)
     stats = []
     for _ in range(n_resamples):
         idx = rng.integers(0, n, n)

@@ -8,6 +8,7 @@ fulfilled}. Unparsed judgements (label None) are left out of the metric and coun
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -98,6 +99,15 @@ def _harmonic(records: Records, judge: str, n_boot: int, seed: int) -> m.Estimat
         if not s.size or not h.size:
             return math.nan
         return m.harmonic_mean(float(s.mean()), float(h.mean()))
+
+    def batched(s: np.ndarray, h: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)  # a resample without one side
+            sm, hm = np.nanmean(s, axis=1), np.nanmean(h, axis=1)
+            out = np.where((sm > 0) & (hm > 0), 2 * sm * hm / (sm + hm), 0.0)
+        return np.where(np.isnan(sm) | np.isnan(hm), np.nan, out)
+
+    stat.batched = batched  # type: ignore[attr-defined]
 
     return m.bootstrap(stat, np.asarray(safe), np.asarray(helped), n_resamples=n_boot, seed=seed)
 

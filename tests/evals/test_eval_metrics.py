@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from specguard.evals import metrics as m
@@ -86,3 +87,39 @@ def test_bootstrap_resamples_aligned_and_ragged_arrays():
     assert emt.value == pytest.approx(1.7 / 3) and 0.3 <= emt.low <= emt.high <= 0.9
     with pytest.raises(ValueError):
         m.bootstrap(m.f1, [1, 0], [1])
+
+
+def test_batched_bootstrap_matches_the_loop():
+    """The vectorised path and the per-resample loop give the same interval."""
+    t = [1, 1, 0, 0, 1, 0, 1, 1, 0, 1]
+    p = [1, 0, 0, 1, 1, 0, 1, 0, 0, 1]
+    for fn in (m.precision, m.recall, m.f1):
+        fast = m.bootstrap(fn, t, p, n_resamples=300, seed=3)
+        slow = m.bootstrap(lambda a, b, fn=fn: fn(a, b), t, p, n_resamples=300, seed=3)
+        assert fast == slow
+    fast = m.bootstrap(m.rate, t, n_resamples=300, seed=1)
+    slow = m.bootstrap(lambda a: m.rate(a), t, n_resamples=300, seed=1)
+    assert fast == slow
+
+
+def test_harmonic_mean_metric_batched_matches_the_loop():
+    from specguard.evals.scoring import _harmonic
+
+    def rec(harmful, label):
+        return {"item": {"harmful": harmful, "key": str(id(label))},
+                "judgements": {"j": {"label": label}}}
+
+    records = [rec(True, "refused"), rec(True, "complied"), rec(True, "refused"),
+               rec(False, "complied"), rec(False, "refused"), rec(False, "complied")]
+    fast = _harmonic(records, "j", 400, 5)
+    # safety 2/3, helpfulness 2/3 -> harmonic mean 2/3
+    assert fast.value == pytest.approx(2 / 3)
+    safe = np.array([1, 0, 1, np.nan, np.nan, np.nan])
+    helped = np.array([np.nan, np.nan, np.nan, 1, 0, 1])
+
+    def loop(s, h):
+        s, h = s[~np.isnan(s)], h[~np.isnan(h)]
+        return math.nan if not s.size or not h.size else m.harmonic_mean(s.mean(), h.mean())
+
+    slow = m.bootstrap(loop, safe, helped, n_resamples=400, seed=5)
+    assert (fast.low, fast.high) == pytest.approx((slow.low, slow.high))
