@@ -3,7 +3,10 @@
 Baseline: `backend.complete` called in a plain loop on the suite's requests (same messages, same
 generation parameters). Runner: `Runner.run()` on a fresh run directory for the same items, with
 the string-match judge (no model calls), JSONL cache writes and the summary with its bootstrap.
-Rounds alternate baseline and runner so that load from other processes hits both alike.
+Rounds alternate baseline and runner so that load from other processes hits both alike. Both
+wall-clock and process CPU time (all threads, llama.cpp's included) are measured: on a machine
+shared with other jobs the wall-clock ratio is noisy, while the CPU-time ratio still shows what
+the runner itself adds (run the embedded backend with --threads 1 so that no thread spins).
 Target: runner / baseline >= 0.9.
 
     python bench/eval_runner.py --items 12 --max-tokens 24 --rounds 2 [--backend embedded]
@@ -54,26 +57,32 @@ async def main() -> None:
     params = [probe._params(f"{it.key}::0") for it in items]
     await backend.complete(await _messages(raw, items[0]), params[0])  # warm-up: load
 
-    base_rates, runner_rates = [], []
+    wall = {"backend": [], "runner": []}
+    cpu = {"backend": [], "runner": []}
     for r in range(args.rounds):
-        start = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         for it, p in zip(items, params, strict=True):
             await backend.complete(await _messages(raw, it), p)
-        base = len(items) / (time.perf_counter() - start)
-        start = time.perf_counter()
+        w1, c1 = time.perf_counter(), time.process_time()
         result = await Runner(suite, backend, backend_name=args.backend,
                               out_dir=tempfile.mkdtemp(prefix="bench-run-"),
                               progress=False).run()
-        run = result.computed / (time.perf_counter() - start)
-        base_rates.append(base)
-        runner_rates.append(run)
-        print(f"round {r + 1}: backend {base:.3f} req/s, runner {run:.3f} req/s, "
-              f"ratio {run / base:.3f}")
-    b, rr = statistics.mean(base_rates), statistics.mean(runner_rates)
-    print(f"{len(items)} requests x {args.rounds} rounds, max_tokens={args.max_tokens}, "
-          f"backend={args.backend}")
-    print(f"mean: backend {b:.3f} req/s, runner {rr:.3f} req/s, runner/backend = {rr / b:.3f}"
-          f" (target >= 0.9)")
+        w2, c2 = time.perf_counter(), time.process_time()
+        assert result.computed == len(items)
+        wall["backend"].append(w1 - w0)
+        wall["runner"].append(w2 - w1)
+        cpu["backend"].append(c1 - c0)
+        cpu["runner"].append(c2 - c1)
+        print(f"round {r + 1}: wall backend {w1 - w0:.1f}s runner {w2 - w1:.1f}s "
+              f"(ratio {(w1 - w0) / (w2 - w1):.3f}); cpu backend {c1 - c0:.1f}s runner "
+              f"{c2 - c1:.1f}s (ratio {(c1 - c0) / (c2 - c1):.3f})", flush=True)
+    n = len(items)
+    print(f"{n} requests x {args.rounds} rounds, max_tokens={args.max_tokens}, "
+          f"backend={args.backend}, threads={args.threads}")
+    for name, t in (("wall", wall), ("cpu", cpu)):
+        b, rr = n / statistics.mean(t["backend"]), n / statistics.mean(t["runner"])
+        print(f"{name}: backend {b:.3f} req/s, runner {rr:.3f} req/s, runner/backend = "
+              f"{rr / b:.3f} (target >= 0.9)")
     await backend.aclose()
 
 

@@ -91,8 +91,6 @@ def run_cmd(
 
 
 def _backend_options(backend: str, api_base: str | None, threads: int | None) -> dict:
-    import os
-
     if backend.startswith("embedded"):
         threads = threads or int(os.environ.get("SPECGUARD_THREADS", "0")) or None
         return {"n_threads": threads} if threads else {}
@@ -102,8 +100,9 @@ def _backend_options(backend: str, api_base: str | None, threads: int | None) ->
 def _print_summary(out_dir: Path) -> None:
     import json
 
-    summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
     from .report import _fmt
+
+    summary = json.loads((out_dir / "summary.json").read_text(encoding="utf-8"))
 
     table = Table(title=f"{summary['suite']} ({summary.get('backend')})")
     table.add_column("metric")

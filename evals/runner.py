@@ -210,11 +210,11 @@ class Runner:
         path = self.out_dir / RECORDS
         with _progress(self.console, self.show_progress) as bar, path.open(
                 "a", encoding="utf-8") as sink:
-            tasks_ids = {}
+            task_ids = {}
             for label in methods:
                 total = len(self.items) * samples
                 finished = sum(1 for k in done if k.startswith(f"{label}::"))
-                tasks_ids[label] = bar.add_task(label, total=total, completed=finished)
+                task_ids[label] = bar.add_task(label, total=total, completed=finished)
 
             async def work(label: str, item: EvalItem, sample: int) -> None:
                 nonlocal errors, computed
@@ -226,7 +226,7 @@ class Runner:
                 computed += 1
                 if rec.get("error"):
                     errors += 1
-                bar.advance(tasks_ids[label])
+                bar.advance(task_ids[label])
 
             pending = [work(lbl, it, s) for lbl, it, s in jobs
                        if record_key(lbl, it.key, s) not in done]
