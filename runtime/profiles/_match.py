@@ -43,10 +43,18 @@ related regular regularly high-risk certain kind kinds type types thing
 
 
 def _stem(word: str) -> str:
+    """A light English stemmer: plural and -ing/-ed forms meet their base word."""
     word = word.strip("'-")
-    for suffix, keep in (("ies", "y"), ("ing", ""), ("ers", "er"), ("es", ""), ("ed", ""), ("s", "")):
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    for suffix in ("sses", "xes", "ches", "shes", "zes"):
+        if word.endswith(suffix):
+            return word[:-2]
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        return word[:-1]
+    for suffix in ("ing", "ed"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)] + keep
+            return word[: -len(suffix)]
     return word
 
 
