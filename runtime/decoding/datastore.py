@@ -68,7 +68,8 @@ def _now() -> str:
 
 
 def _ivfpq_params(n: int, dim: int) -> dict[str, int]:
-    nlist = int(min(65536, max(64, 2 ** round(math.log2(4 * math.sqrt(max(n, 1)))))))
+    # about sqrt(n) lists (1024 at 1M keys): cheap to train and fill on a CPU
+    nlist = int(min(65536, max(64, 2 ** round(math.log2(math.sqrt(max(n, 1)))))))
     m = next(m for m in (dim // 8, dim // 4, dim // 2, dim) if m > 0 and dim % m == 0)
     m = min(m, 96)
     while dim % m:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._threads import one_thread_if_small
 from .combine import Neighbours, goodtriever_logprobs
 from .datastore import Datastore, SearchDevice
 from .keyspace import KeySpace
@@ -99,6 +100,10 @@ class Retriever:
 
     def step(self, base_logits: torch.Tensor, hidden: np.ndarray) -> torch.Tensor:
         """Goodtriever next-token log-probs [B, V] for one decoding step."""
+        with one_thread_if_small(base_logits.shape[0], base_logits.device.type == "cpu"):
+            return self._step(base_logits, hidden)
+
+    def _step(self, base_logits: torch.Tensor, hidden: np.ndarray) -> torch.Tensor:
         s = self.settings
         toxic, nontoxic = self.neighbours(hidden)
         if toxic is not None:
@@ -121,17 +126,19 @@ class Retriever:
 
 def plain_step(base_logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """The baseline on the same path: top-p-filtered base log-probs (alpha = 0)."""
-    return goodtriever_logprobs(base_logits, alpha=0.0, top_p=top_p)
+    with one_thread_if_small(base_logits.shape[0], base_logits.device.type == "cpu"):
+        return goodtriever_logprobs(base_logits, alpha=0.0, top_p=top_p)
 
 
 def sample(logprobs: torch.Tensor, temperature: float, generator: torch.Generator | None):
     """Token ids [B] from log-probs [B, V]: argmax at temperature 0, else a draw."""
     import torch
 
-    if temperature == 0.0:
-        return logprobs.argmax(dim=-1)
-    probs = torch.softmax(logprobs / temperature, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    with one_thread_if_small(logprobs.shape[0], logprobs.device.type == "cpu"):
+        if temperature == 0.0:
+            return logprobs.argmax(dim=-1)
+        probs = torch.softmax(logprobs / temperature, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
 __all__ = ["DetoxSettings", "Retriever", "plain_step", "sample"]

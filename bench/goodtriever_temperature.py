@@ -1,0 +1,60 @@
+"""How sharp softmax(-d/T) is on real datastores, to pick Goodtriever's T for a model.
+
+Queries: the per-token hidden states of RealToxicityPrompts prompts (as decoding sees them).
+For each T: the effective number of neighbours (1 / sum w^2, median over queries), the number
+of distinct next tokens with p_kNN >= 1e-3, and the squared distances to the 1st and k-th
+neighbour. The paper's T = 100 suits GPT-2 large; pick a T that keeps tens of neighbours.
+
+    python bench/goodtriever_temperature.py --toxic toxic --nontoxic nontoxic --prompts 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--toxic", default="toxic")
+    ap.add_argument("--nontoxic", default="nontoxic")
+    ap.add_argument("--prompts", type=int, default=20)
+    ap.add_argument("--k", type=int, default=1024)
+    ap.add_argument("--temps", default="10,25,50,100,200,500")
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("SPECGUARD_THREADS", "1")))
+    args = ap.parse_args()
+
+    import numpy as np
+    import torch
+
+    from specguard.backends.embedded import EmbeddedBackend
+    from specguard.decoding import Datastore, Neighbours, knn_logprobs
+    from specguard.decoding.cli import _resolve
+    from specguard.decoding.encoders import embedded_key_space
+    from specguard.evals.datasets import load
+
+    backend = EmbeddedBackend(n_threads=args.threads)
+    space = embedded_key_space(backend)
+    prompts = [r.text for r in load("realtoxicityprompts")][:: max(1, 350 // args.prompts)]
+    states = asyncio.run(backend.token_hidden_states(prompts[: args.prompts]))
+    q = np.concatenate([s for _, s in states if s is not None]).astype(np.float32)
+    print(f"{len(q)} query states from {args.prompts} RTP prompts, k={args.k}")
+    print("| store | keys | d(1st) median | d(k-th) median | T | effective neighbours "
+          "(median) | tokens with p >= 1e-3 (median) |")
+    print("|---|---|---|---|---|---|---|")
+    for name in (args.toxic, args.nontoxic):
+        store = Datastore.open(_resolve(name), space)
+        dist, tok = store.search(q, args.k)
+        for T in (float(t) for t in args.temps.split(",")):
+            w = torch.softmax(-torch.from_numpy(dist) / T, dim=-1)
+            eff = (1.0 / (w * w).sum(-1)).median().item()
+            lp = knn_logprobs(Neighbours(torch.from_numpy(dist), torch.from_numpy(tok)),
+                              space.tokenizer.vocab_size, T)
+            n_tok = (lp.exp() >= 1e-3).sum(-1).float().median().item()
+            print(f"| {store.manifest.name} | {len(store)} | {np.median(dist[:, 0]):.0f} | "
+                  f"{np.median(dist[:, -1]):.0f} | {T:g} | {eff:.1f} | {n_tok:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Goodtriever decoding throughput against plain decoding on the same backend and batch.
+
+Backend: the embedded llama.cpp model (one sequence at a time, CPU). Plain decoding is the same
+loop without retrieval (top-p 0.9 sampling); Goodtriever adds, per token, a k-NN search in a
+toxic and a non-toxic datastore and the combination. Datastores are synthetic (random keys of
+the model's hidden size, random next tokens) at 10k, 100k and 1M keys; the same store serves as
+both sides, so each step runs two searches like the real setup. Index: flat (exact) up to 100k
+keys, IVF-PQ (nprobe 32) at 1M, as `specguard datastore build` chooses; --flat-1m also times an
+exact flat search over 1M keys.
+
+    python bench/goodtriever_throughput.py --tokens 32 --prompts 3 --threads 1
+
+Prints tokens/s, ms/token, the ratio to plain decoding and the latency growth 10k -> 1M.
+Other processes on the machine share its cores: compare ratios, not absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+PROMPTS = [
+    "The city council met on Tuesday to discuss",
+    "I can't believe you would say something like",
+    "After the game, the players went back to",
+    "She opened the letter and read the first line:",
+]
+
+
+def make_store(root: Path, n: int, space, *, flat: bool, seed: int = 0):
+    import numpy as np
+
+    from specguard.decoding import Datastore, IndexKind
+
+    rng = np.random.default_rng(seed)
+    dim = space.dim
+    kind = IndexKind.FLAT if flat else IndexKind.IVFPQ
+    train = None
+    if not flat:
+        train = (rng.standard_normal((min(n, 40_000), dim)) * 2).astype(np.float32)
+    store = Datastore.create(root / f"syn{n}{'f' if flat else ''}", space, index_kind=kind,
+                             expected_keys=n, training_keys=train, overwrite=True)
+    chunk = 50_000
+    for i in range(0, n, chunk):
+        m = min(chunk, n - i)
+        keys = (rng.standard_normal((m, dim)) * 2).astype(np.float32)
+        store.add(f"chunk{i}", keys, rng.integers(0, space.tokenizer.vocab_size, m).astype(np.int32))
+    return store
+
+
+def run(gen, backend, prompts, tokens: int, seed: int) -> tuple[float, int]:
+    def work() -> tuple[float, int]:
+        n = 0
+        t0 = time.perf_counter()
+        for i, p in enumerate(prompts):
+            toks = gen.tokenize(p)
+            for _ in gen.generate(toks, max_new_tokens=tokens, temperature=1.0, seed=seed + i):
+                n += 1
+        return time.perf_counter() - t0, n
+
+    return backend.model.executor.submit(work).result()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tokens", type=int, default=32)
+    ap.add_argument("--prompts", type=int, default=3)
+    ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--k", type=int, default=1024)
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("SPECGUARD_THREADS", "1")))
+    ap.add_argument("--flat-1m", action="store_true", help="also time exact flat search at 1M")
+    ap.add_argument("--root", default=None, help="where to write the synthetic stores")
+    args = ap.parse_args()
+
+    import faiss
+    import torch
+
+    from specguard.backends.embedded import EmbeddedBackend
+    from specguard.decoding.encoders import embedded_key_space
+    from specguard.decoding.loop_llama import LlamaDetoxGenerator
+    from specguard.decoding.retrieval import DetoxSettings, Retriever
+
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
+    backend = EmbeddedBackend(n_threads=args.threads)
+    space = embedded_key_space(backend)
+    prompts = PROMPTS[: args.prompts]
+    root = Path(args.root or tempfile.mkdtemp(prefix="gt_bench_"))
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    plain = LlamaDetoxGenerator(backend, None)
+    run(plain, backend, prompts[:1], 4, 0)  # warm-up
+    results = []
+    t, n = run(plain, backend, prompts, args.tokens, 0)
+    results.append(("plain", "-", t, n))
+    for size in sizes:
+        variants = [size <= 100_000] + ([True] if size > 100_000 and args.flat_1m else [])
+        for j, flat in enumerate(variants):
+            t0 = time.perf_counter()
+            store = make_store(root, size, space, flat=flat)
+            store.save()
+            build = time.perf_counter() - t0
+            settings = DetoxSettings(toxic=[store.path], nontoxic=[store.path], k=args.k)
+            gen = LlamaDetoxGenerator(backend, Retriever.open(settings, space))
+            run(gen, backend, prompts[:1], 2, 0)  # warm-up (loads the index)
+            t, n = run(gen, backend, prompts, args.tokens, 0)
+            label = f"goodtriever {size:,} keys ({'flat' if flat else 'ivfpq'}; built in {build:.0f}s)"
+            results.append((label, size if j == 0 else "-", t, n))
+            # search alone, one query of real shape, both sides
+            import numpy as np
+
+            q = np.random.default_rng(1).standard_normal((1, space.dim)).astype(np.float32)
+            s0 = time.perf_counter()
+            for _ in range(20):
+                store.search(q, args.k)
+            results[-1] = (*results[-1], (time.perf_counter() - s0) / 20 * 1000)
+            del gen, store
+            plain_t, plain_n = run(plain, backend, prompts, args.tokens, 0)  # drift check
+            results.append(("plain (again)", "-", plain_t, plain_n))
+
+    base_tps = results[0][3] / results[0][2]
+    print(f"threads={args.threads}, k={args.k}, {len(prompts)} prompts x {args.tokens} tokens, "
+          f"batch 1, embedded llama.cpp, CPU ({os.cpu_count()} cores, shared)")
+    print("| decoding | tokens/s | ms/token | ratio to plain | one search (ms) |")
+    print("|---|---|---|---|---|")
+    per_tok = {}
+    for row in results:
+        label, size, t, n = row[:4]
+        tps = n / t
+        search = f"{row[4]:.1f}" if len(row) > 4 else "-"
+        print(f"| {label} | {tps:.1f} | {1000 * t / n:.1f} | {tps / base_tps:.2f} | {search} |")
+        if size != "-":  # the index `specguard datastore build` would pick at this size
+            per_tok[size] = 1000 * t / n
+    if len(per_tok) >= 2:
+        lo, hi = min(per_tok), max(per_tok)
+        print(f"\nlatency growth {lo:,} -> {hi:,} keys: {per_tok[hi] / per_tok[lo]:.2f}x "
+              f"({per_tok[lo]:.1f} -> {per_tok[hi]:.1f} ms/token)")
+
+
+if __name__ == "__main__":
+    main()
