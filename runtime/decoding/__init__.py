@@ -9,15 +9,26 @@ DetoxBackend serves it. torch, faiss and llama.cpp are imported only when used.
 
 from __future__ import annotations
 
+from .backend import DetoxBackend
 from .combine import Neighbours, goodtriever_logprobs, knn_logprobs, top_p_mask
 from .corpora import Document, add_documents, read_corpus
 from .datastore import Datastore, IndexKind, Manifest, SearchDevice, open_stores
 from .encoders import EmbeddedKeyEncoder, KeyEncoder, embedded_key_space
 from .errors import DatastoreMismatchError, DatastoreNotFoundError
 from .keyspace import Hook, KeySpace, ModelId, TokenizerId
+from .loop_llama import LlamaDetoxGenerator
+from .loop_torch import TorchDetoxGenerator
+from .retrieval import DetoxSettings, Retriever, plain_step, sample
 
 __all__ = [
     "Datastore",
+    "DetoxBackend",
+    "DetoxSettings",
+    "LlamaDetoxGenerator",
+    "Retriever",
+    "TorchDetoxGenerator",
+    "plain_step",
+    "sample",
     "DatastoreMismatchError",
     "DatastoreNotFoundError",
     "Document",
