@@ -91,6 +91,7 @@ class Datastore:
         self._docs = docs
         self._documents = documents
         self._doc_pos = {d: i for i, d in enumerate(documents)}
+        self._live = set(docs[docs >= 0].tolist())  # positions of documents present
         self._searcher: Any = None
         self._device = SearchDevice.AUTO
 
@@ -197,8 +198,7 @@ class Datastore:
     @property
     def documents(self) -> list[str]:
         """Source ids of the documents present now."""
-        present = set(self._docs[self._docs >= 0].tolist())
-        return [d for i, d in enumerate(self._documents) if i in present]
+        return [d for i, d in enumerate(self._documents) if i in self._live]
 
     def add(self, source_id: str, keys: np.ndarray, next_tokens: np.ndarray) -> int:
         """Append one document's keys [n, dim] and next-token ids [n]. Returns keys added."""
@@ -209,7 +209,7 @@ class Datastore:
             raise ConfigError(f"keys must be [n, {self.key_space.dim}], got {keys.shape}")
         if len(keys) != len(next_tokens):
             raise ConfigError("one next token per key is needed")
-        if source_id in self._doc_pos and (self._docs == self._doc_pos[source_id]).any():
+        if self._doc_pos.get(source_id, -1) in self._live:
             raise ConfigError(
                 f"Document {source_id!r} is already in datastore {self.manifest.name}.",
                 hint="Remove it first to replace it.",
@@ -226,6 +226,7 @@ class Datastore:
         self._index.add_with_ids(keys, ids)
         self._tokens = np.concatenate([self._tokens, np.asarray(next_tokens, np.int32)])
         self._docs = np.concatenate([self._docs, np.full(len(keys), pos, np.int32)])
+        self._live.add(pos)
         self._searcher = None
         return len(keys)
 
@@ -242,6 +243,7 @@ class Datastore:
             return 0
         removed = int(self._index.remove_ids(faiss.IDSelectorBatch(rows.astype(np.int64))))
         self._docs[rows] = -1
+        self._live.difference_update(positions)
         self._searcher = None
         return removed
 
