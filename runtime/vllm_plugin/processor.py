@@ -8,7 +8,6 @@ specguard switches; the others pass through untouched.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,22 +21,34 @@ from ._switches import DATASTORE_ROOT_ENV, RECORD_ROOT_ENV, TapSwitches, root
 if TYPE_CHECKING:
     from vllm.config import VllmConfig
 
-log = logging.getLogger(__name__)
 
 
 class _Recorder:
     """Appends one key row and one token id per decoding step (format in _record.py)."""
 
-    def __init__(self, name: str, prompt_ids: list[int]) -> None:
+    def __init__(self, name: str, prompt_ids: list[int], kept: int = 0) -> None:
         import numpy as np
 
         base = root(RECORD_ROOT_ENV, "recording")
         base.mkdir(parents=True, exist_ok=True)
-        np.asarray(prompt_ids, dtype=np.int32).tofile(base / f"{name}.prompt.i32")
-        self._keys = open(base / f"{name}.keys.f32", "wb")  # noqa: SIM115 - closed on removal
-        self._last = open(base / f"{name}.last.i32", "wb")  # noqa: SIM115
+        keys, last = base / f"{name}.keys.f32", base / f"{name}.last.i32"
         self._row_bytes = 0
         self._steps_at_write: int | None = None
+        if kept and last.is_file():
+            # A preempted request coming back with `kept` tokens already sampled: keep the
+            # rows of those steps, drop any later one, and go on appending.
+            rows = last.stat().st_size // 4
+            self._row_bytes = keys.stat().st_size // rows if rows else 0
+            self._keys = open(keys, "r+b")  # noqa: SIM115 - closed on removal
+            self._last = open(last, "r+b")  # noqa: SIM115
+            self._keys.truncate(min(rows, kept) * self._row_bytes)
+            self._last.truncate(min(rows, kept) * 4)
+            self._keys.seek(0, 2)
+            self._last.seek(0, 2)
+            return
+        np.asarray(prompt_ids, dtype=np.int32).tofile(base / f"{name}.prompt.i32")
+        self._keys = open(keys, "wb")  # noqa: SIM115 - closed on removal
+        self._last = open(last, "wb")  # noqa: SIM115
 
     def write(self, hidden: torch.Tensor, last_token: int, n_output: int) -> None:
         import numpy as np
@@ -67,7 +78,10 @@ class _Row:
         self.switches = switches
         self.prompt_ids = list(prompt_ids or [])
         self.output_ids = output_ids  # vLLM's live list: grows as tokens are sampled
-        self.recorder = _Recorder(switches.record, self.prompt_ids) if switches.record else None
+        self.recorder = (
+            _Recorder(switches.record, self.prompt_ids, kept=len(output_ids))
+            if switches.record else None
+        )
 
     def last_token(self) -> int:
         return self.output_ids[-1] if self.output_ids else (self.prompt_ids or [-1])[-1]
