@@ -82,18 +82,26 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cache", default="runs/guard_hidden")
     ap.add_argument("--out", default="runs/guard_probe.json")
-    ap.add_argument("--toxicchat-share", type=float, default=0.3)
+    ap.add_argument("--train-share", type=float, default=0.3)
+    ap.add_argument("--big-test-share", type=float, default=0.3)
     ap.add_argument("--skip-output", action="store_true")
     args = ap.parse_args()
     from specguard.backends.embedded import EmbeddedBackend
 
     backend = EmbeddedBackend()
     await backend.load()
-    # The probe comparison runs on a subsample (all of every set but 30% of ToxicChat, chosen by
-    # a hash of the id) so that hidden states fit the time a shared 2-core machine allows; the
-    # baseline is scored on the same subsample.
-    examples = [e for e in input_examples()
-                if e.source != "toxicchat" or _keep(e.text, args.toxicchat_share)]
+    # The probe comparison runs on a subsample chosen by a hash of the text (a share of the
+    # training split; of the held-out split all of XSTest, HarmBench, JBB, SST and U-SafeBench,
+    # and a share of OpenAI moderation and ToxicChat), so that hidden states fit the time a
+    # shared 2-core machine allows; the TF-IDF baseline is trained and scored on the same items.
+    def keep(e) -> bool:
+        if e.split == "train":
+            return _keep(e.text, args.train_share)
+        if e.source in ("openai_moderation", "toxicchat"):
+            return _keep(e.text, args.big_test_share)
+        return True
+
+    examples = [e for e in input_examples() if keep(e)]
     print(f"{len(examples)} examples", flush=True)
     texts = [e.text for e in examples]
     cache = Path(args.cache)

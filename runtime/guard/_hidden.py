@@ -26,7 +26,10 @@ def _pooled(model: Any, texts: Sequence[str], chat: bool, max_tokens: int):
     seqs: list[list[int]] = []
     for text in texts:
         if chat:
-            text = model.render([Message(role=Role.USER, content=text)])
+            # An empty system turn: the template's default system prompt would add ~30 tokens
+            # to every text for nothing a probe needs.
+            text = model.render([Message(role=Role.SYSTEM, content=""),
+                                 Message(role=Role.USER, content=text)])
         toks = emb.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         seqs.append(toks[-max_tokens:] or [emb.token_bos()])
 
