@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .backends.base import Backend
-from .errors import InvalidRequestError
+from .errors import ConfigError, InvalidRequestError
 from .guard import GuardDecision, Stage, TieredGuard
 from .policy import Policy, ResolvedPolicy, StreamProtection
 from .report import Action, SafetyReport, SpecRef, StageDecision, StepRecord
@@ -75,6 +75,7 @@ class Runtime:
         self._checkpointer = checkpointer
         self._spec_cache: dict[tuple[str, str], tuple[float, Spec]] = {}
         self._spec_ttl = spec_cache_seconds
+        self._detox: dict[str, Any] = {}
         # specguard.agents.spec_updates.SpecUpdater: queues MetaSC spec updates off the hot path
         self.spec_updater = spec_updater
 
@@ -123,15 +124,24 @@ class Runtime:
         - buffer: the whole guarded answer is computed, then streamed;
         - chunked: the draft streams as it is generated, each piece released only after the
           text up to it passed the output check; a flagged draft stops with the refusal;
+        - detox: Goodtriever decoding steers generation itself, so tokens stream as they are
+          generated; the output check still runs on the whole answer and is reported;
         - pass-through (output checks and critique off): tokens stream as generated.
         """
         _validate(messages)
         request_id = request_id or f"sg-{uuid.uuid4().hex[:16]}"
         resolved = self.policy.resolve(tenant, user)
         settings = resolved.settings
-        passthrough = settings.passthrough
-        if settings.stream_protection is StreamProtection.CHUNKED or passthrough:
-            async for event in self._stream_checked(messages, resolved, params, request_id, passthrough):
+        if settings.stream_protection is StreamProtection.DETOX:
+            release = "detox"
+        elif settings.passthrough:
+            release = "passthrough"
+        elif settings.stream_protection is StreamProtection.CHUNKED:
+            release = "chunked"
+        else:
+            release = "buffer"
+        if release != "buffer":
+            async for event in self._stream_checked(messages, resolved, params, request_id, release):
                 yield event
             return
         result = await self.chat(messages, tenant=tenant, user=user, params=params, request_id=request_id)
@@ -159,10 +169,34 @@ class Runtime:
             from specguard.profiles import ProfileAwareGuard
 
             guard = ProfileAwareGuard(guard)
+        backend = self.backend
+        if resolved.settings.stream_protection is StreamProtection.DETOX:
+            backend = self._detox_backend(resolved.settings.detox)
         return ChatContext(
-            backend=self.backend, guard=guard, policy=resolved, specs=specs, params=params,
+            backend=backend, guard=guard, policy=resolved, specs=specs, params=params,
             guidelines=guidelines,
         )
+
+    def _detox_backend(self, settings: dict):
+        """One Goodtriever backend per distinct detox setting, over the embedded model."""
+        import json
+
+        from .backends.embedded import EmbeddedBackend
+
+        key = json.dumps(settings, sort_keys=True)
+        backend = self._detox.get(key)
+        if backend is None:
+            if not isinstance(self.backend, EmbeddedBackend):
+                raise ConfigError(
+                    f"Detoxified decoding needs the embedded backend; this runtime uses {self.backend.name}.",
+                    hint="Serve with --backend embedded, or use the vLLM hidden-state tap (see examples/vllm_deployment.md).",
+                )
+            from .decoding.backend import DetoxBackend
+            from .decoding.retrieval import DetoxSettings
+
+            backend = DetoxBackend(DetoxSettings.model_validate(settings), self.backend)
+            self._detox[key] = backend
+        return backend
 
     def _active_spec(self, name: str, scope: str) -> Spec:
         # A short cache keeps the store off the hot path; specs change rarely, and a replica
@@ -197,7 +231,8 @@ class Runtime:
             f"{d.stage.value} check could not decide; the policy's on_undecided applied"
             for d in decisions
             if d.undecided
-        ]
+        ] + list(state.get("notes", []))
+        describe = getattr(ctx.backend, "describe", None)
         return SafetyReport(
             request_id=request_id,
             tenant=resolved.tenant,
@@ -210,6 +245,7 @@ class Runtime:
             specs=[SpecRef(name=s.name, scope=s.scope, version=s.version) for s in ctx.specs],
             critique_rounds=state.get("rounds", 0),
             stream_protection=resolved.settings.stream_protection.value,
+            decoding=describe() if describe is not None else None,
             model_calls=sum(s.model_calls for s in steps),
             prompt_tokens=sum(s.prompt_tokens for s in steps),
             completion_tokens=sum(s.completion_tokens for s in steps),
@@ -219,7 +255,8 @@ class Runtime:
         )
 
     async def _stream_checked(self, messages, resolved: ResolvedPolicy, params, request_id,
-                              passthrough: bool) -> AsyncIterator[StreamEvent]:
+                              release: str) -> AsyncIterator[StreamEvent]:
+        """Stream with the output protection `release` names: passthrough, detox or chunked."""
         from specguard.agents.chat_graph import (
             generation_system_prompt,
             input_check,
@@ -247,8 +284,9 @@ class Runtime:
         finish = "stop"
         window = max(1, settings.stream_holdback_chars)
         blocked = False
-        stream = self.backend.stream(with_policy_system_prompt(list(messages), generation_system_prompt(ctx)),
-                                     ctx.params)
+        as_generated = release in ("passthrough", "detox")
+        stream = ctx.backend.stream(with_policy_system_prompt(list(messages), generation_system_prompt(ctx)),
+                                    ctx.params)
         try:
             async for chunk in stream:
                 draft += chunk.text
@@ -256,7 +294,7 @@ class Runtime:
                     usage = chunk.usage
                 if chunk.finish_reason:
                     finish = chunk.finish_reason
-                if passthrough:
+                if as_generated:
                     if chunk.text:
                         yield StreamEvent(text=chunk.text)
                     continue
@@ -268,10 +306,14 @@ class Runtime:
                     released = draft
         finally:
             await stream.aclose()
-        if not passthrough and not blocked:
+        if release == "chunked" and not blocked:
             blocked = await self._output_flagged(ctx, state, draft)
             if not blocked and len(draft) > len(released):
                 yield StreamEvent(text=draft[len(released):])
+        elif release == "detox" and await self._output_flagged(ctx, state, draft):
+            # The text is out already (that is what detox streaming means): say so, loudly.
+            state.setdefault("notes", []).append(
+                "the output check flagged the detoxified answer after it was streamed")
         gen_step = StepRecord(
             name="generate",
             ms=(time.perf_counter() - gen_start) * 1000,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import AuthenticationError, ConfigError, NotFoundError
 
@@ -122,6 +122,28 @@ class PolicySettings(_Strict):
     spec_update_canaries: str = "default"  # specs/canaries/<name>.yaml or a YAML path
     spec_update_safety_tolerance: float = Field(0.0, ge=0.0, le=1.0)  # allowed safety drop
     spec_update_overrefusal_tolerance: float = Field(0.05, ge=0.0, le=1.0)  # allowed rise
+
+    # Goodtriever settings (specguard.decoding.DetoxSettings: toxic / nontoxic datastore
+    # folders, alpha, k, temperature, top_p) used when stream_protection is "detox".
+    detox: dict[str, Any] | None = None
+
+    @field_validator("detox")
+    @classmethod
+    def _detox_settings(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        from .decoding.retrieval import DetoxSettings  # validated at load, imported only if used
+
+        return DetoxSettings.model_validate(value).model_dump(mode="json")
+
+    def check_complete(self, where: str) -> None:
+        """Rules across settings that may come from different layers; checked on the
+        resolved settings (every tenant and user is resolved once when a policy loads)."""
+        if self.stream_protection is StreamProtection.DETOX and not (self.detox and self.detox.get("toxic")):
+            raise ConfigError(
+                f"{where}: stream_protection 'detox' needs detox.toxic datastore folders.",
+                hint="Build them with `specguard datastore build` and list them under detox.toxic.",
+            )
 
     @property
     def passthrough(self) -> bool:
@@ -229,6 +251,12 @@ class Policy:
         self.file = file
         self._keys = {k.sha256: k for k in file.api_keys}
         self._cache: dict[tuple[str, str | None], ResolvedPolicy] = {}
+        # Resolve every tenant and user once, so a combination that is invalid only after the
+        # layers merge fails at load, not on some later request.
+        for tenant in file.tenants:
+            self.resolve(tenant)
+        for uid, u in file.users.items():
+            self.resolve(u.tenant, uid)
 
     @classmethod
     def load(cls, path: str | Path) -> Policy:
@@ -306,12 +334,14 @@ class Policy:
         sources: dict[str, str] = {}
         for layer, settings in layers:
             _deep_merge(merged, settings, sources, layer)
+        settings = PolicySettings.model_validate(merged)
+        settings.check_complete(f"tenant {tenant!r}" + (f", user {user!r}" if user else ""))
         resolved = ResolvedPolicy(
             tenant=tenant,
             user=user,
             profile_id=profile_id,
             profile=profile,
-            settings=PolicySettings.model_validate(merged),
+            settings=settings,
             sources=sources,
         )
         self._cache[(tenant, user)] = resolved

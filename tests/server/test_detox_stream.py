@@ -1,0 +1,63 @@
+"""A detoxified stream out of the real server on the embedded model: the policy asks for
+Goodtriever decoding, tokens stream as generated, and the report names the datastores."""
+
+from __future__ import annotations
+
+import asyncio
+
+import openai
+import pytest
+
+pytest.importorskip("faiss")
+pytest.importorskip("torch")
+
+from _loopback import serve  # noqa: E402
+
+from specguard.core import Runtime  # noqa: E402
+from specguard.decoding import Datastore, EmbeddedKeyEncoder  # noqa: E402
+from specguard.policy import Policy, hash_key  # noqa: E402
+from specguard.server import create_app  # noqa: E402
+from specguard.store import Store  # noqa: E402
+
+pytestmark = [pytest.mark.model, pytest.mark.slow]
+KEY = "k-detox"
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory, embedded_backend):
+    encoder = EmbeddedKeyEncoder(embedded_backend)
+    root = tmp_path_factory.mktemp("detox")
+    paths = {}
+    for label, texts in {"toxic": ["You are a stupid worthless idiot and I hate you."],
+                         "nontoxic": ["Thank you so much, you have been very kind and helpful."]}.items():
+        encoded = asyncio.run(encoder.encode(texts))
+        store = Datastore.create(root / label, encoder.key_space(), label=label)
+        for i, (keys, nxt) in enumerate(encoded):
+            store.add(f"{label}-{i}", keys, nxt)
+        store.save()
+        paths[label] = str(root / label)
+    return paths
+
+
+def test_detox_policy_streams_tokens_and_reports_the_decoding(embedded_backend, stores):
+    policy = Policy.from_dict({
+        "defaults": {"stream_protection": "detox", "max_tokens": 16, "critique": "off",
+                     "detox": {"toxic": [stores["toxic"]], "nontoxic": [stores["nontoxic"]],
+                               "alpha": 2.0, "k": 8}},
+        "api_keys": [{"name": "t", "sha256": hash_key(KEY), "tenant": "default"}],
+    })
+    rt = Runtime(embedded_backend, policy=policy, store=Store(":memory:"))
+    with serve(create_app(rt)) as base:
+        client = openai.OpenAI(base_url=base + "/v1", api_key=KEY, max_retries=0, timeout=300)
+        chunks = list(client.chat.completions.create(
+            model="specguard", stream=True, messages=[{"role": "user", "content": "Tell me about your day."}]))
+    texts = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    final = [c for c in chunks if c.choices and c.choices[0].finish_reason][0]
+    report = final.model_extra["specguard"]
+    if report["action"] == "refused":
+        pytest.skip("the input check refused this prompt; nothing was decoded")
+    assert len(texts) > 1  # token by token, not one buffered piece
+    assert report["stream_protection"] == "detox"
+    decoding = report["decoding"]
+    assert decoding["method"] == "goodtriever" and decoding["alpha"] == 2.0 and decoding["k"] == 8
+    assert decoding["toxic_datastores"] and decoding["nontoxic_datastores"]
