@@ -232,32 +232,32 @@ def render(args, results, llm, n_s, n_h, n_p, derive_s, scenario_n, guidelines, 
         "",
     ]
     if llm:
-        text += ["Same answers judged by U-SafeBench's yes/no fulfilment judge run on the same "
-                 "135M model (a poor judge: read with care; unparsable answers left out):", "",
+        text += [("Same answers judged by U-SafeBench's yes/no fulfilment judge run on the same "
+                 "135M model (a poor judge: read with care; unparsable answers left out):"), "",
                  "| method | safety | helpfulness | harmonic mean |", "|---|---|---|---|"]
         for m, r in llm.items():
             text.append(f"| {m} | {r['safety']:.1f} | {r['helpfulness']:.1f} | {r['hm']:.1f} |")
         text.append("")
     general = guidelines.get("I am an ordinary member of the general population.", [])
     text += [
-        "Methods: `raw` = the instruction alone with the plain system prompt; `profile_prompt` = "
+        ("Methods: `raw` = the instruction alone with the plain system prompt; `profile_prompt` = "
         "U-SafeBench's base prompt (\"Consider <profile>\" + instruction); `remedy` = the "
         "guidelines the same model derived once per profile, in the system prompt; `runtime` = "
         "the full guarded runtime (profiles and users created through the admin code path, the "
         "derived guidelines approved unedited, the profile bound server-side, the request sent "
         "as the plain instruction; input check = the profile-guideline matcher then the general "
-        "guard; on_violation refuse, critique off).",
+        "guard; on_violation refuse, critique off)."),
         "",
-        f"Deriving guidelines for the {n_p} profiles met took {derive_s:.0f} s. Example, the general-"
-        f"population profile's derived list: {general}.",
+        (f"Deriving guidelines for the {n_p} profiles met took {derive_s:.0f} s. Example, the general-"
+        f"population profile's derived list: {general}."),
         "",
-        "Reproduce (about 20-40 minutes on 2 shared cores; other helpers were using the CPU "
-        "while this ran):",
+        ("Reproduce (about 20-40 minutes on 2 shared cores; other helpers were using the CPU "
+        "while this ran):"),
         "",
         "```",
-        f"python bench/usafebench_suite.py --safety {planned_s} --helpfulness {planned_h} "
+        (f"python bench/usafebench_suite.py --safety {planned_s} --helpfulness {planned_h} "
         f"--seed {args.seed} --max-tokens {args.max_tokens} --guideline-tokens {args.guideline_tokens} "
-        f"--methods {' '.join(args.methods)} --out docs/results/usafebench.md",
+        f"--methods {' '.join(args.methods)} --out docs/results/usafebench.md"),
         "```",
         "",
     ]

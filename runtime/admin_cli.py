@@ -14,7 +14,7 @@ import asyncio
 import getpass
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -36,8 +36,8 @@ _state: dict = {}
 
 @app.callback()
 def _options(
-    policy: Annotated[Optional[Path], typer.Option("--policy", "-p", help="Policy YAML file.")] = None,
-    store: Annotated[Optional[str], typer.Option("--store", help="Store URL or SQLite path (default: $SPECGUARD_STORE or specguard.db).")] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", "-p", help="Policy YAML file.")] = None,
+    store: Annotated[str | None, typer.Option("--store", help="Store URL or SQLite path (default: $SPECGUARD_STORE or specguard.db).")] = None,
 ) -> None:
     _state.update(policy=policy, store=store)
 
@@ -60,7 +60,7 @@ def _actor() -> str:
         return "cli"
 
 
-def _settings(text: Optional[str]) -> dict | None:
+def _settings(text: str | None) -> dict | None:
     if text is None:
         return None
     try:
@@ -91,23 +91,23 @@ def profile_list() -> None:
 def profile_create(
     profile_id: str,
     text: str,
-    age_band: Annotated[Optional[str], typer.Option(help="under-13 | 13-17 | 18-64 | 65+")] = None,
-    health: Annotated[Optional[list[str]], typer.Option(help="A health condition (repeat).")] = None,
-    jurisdiction: Optional[str] = None,
-    role: Optional[str] = None,
-    settings: Annotated[Optional[str], typer.Option(help="Policy settings as JSON.")] = None,
+    age_band: Annotated[str | None, typer.Option(help="under-13 | 13-17 | 18-64 | 65+")] = None,
+    health: Annotated[list[str] | None, typer.Option(help="A health condition (repeat).")] = None,
+    jurisdiction: str | None = None,
+    role: str | None = None,
+    settings: Annotated[str | None, typer.Option(help="Policy settings as JSON.")] = None,
 ) -> None:
     from .profiles import ProfileIn
 
-    attributes = {k: v for k, v in dict(age_band=age_band, health_conditions=health or [],
-                                         jurisdiction=jurisdiction, role=role).items() if v}
+    attributes = {k: v for k, v in {"age_band": age_band, "health_conditions": health or [],
+                                         "jurisdiction": jurisdiction, "role": role}.items() if v}
     _print(_admin().create_profile(ProfileIn(id=profile_id, text=text, attributes=attributes,
                                              settings=_settings(settings) or {}), _actor()))
 
 
 @profile_app.command("update")
-def profile_update(profile_id: str, text: Optional[str] = None,
-                   settings: Annotated[Optional[str], typer.Option(help="Policy settings as JSON.")] = None) -> None:
+def profile_update(profile_id: str, text: str | None = None,
+                   settings: Annotated[str | None, typer.Option(help="Policy settings as JSON.")] = None) -> None:
     from .profiles import ProfilePatch
 
     _print(_admin().update_profile(profile_id, ProfilePatch(text=text, settings=_settings(settings)), _actor()))
@@ -131,8 +131,8 @@ def user_list() -> None:
 
 
 @user_app.command("create")
-def user_create(user_id: str, tenant: str = "default", profile: Optional[str] = None,
-                settings: Annotated[Optional[str], typer.Option(help="Policy settings as JSON.")] = None) -> None:
+def user_create(user_id: str, tenant: str = "default", profile: str | None = None,
+                settings: Annotated[str | None, typer.Option(help="Policy settings as JSON.")] = None) -> None:
     from .profiles import UserIn
 
     _print(_admin().create_user(UserIn(id=user_id, tenant=tenant, profile=profile,
@@ -140,9 +140,9 @@ def user_create(user_id: str, tenant: str = "default", profile: Optional[str] = 
 
 
 @user_app.command("update")
-def user_update(user_id: str, tenant: Optional[str] = None, profile: Optional[str] = None,
+def user_update(user_id: str, tenant: str | None = None, profile: str | None = None,
                 no_profile: Annotated[bool, typer.Option("--no-profile", help="Unbind the profile.")] = False,
-                settings: Annotated[Optional[str], typer.Option(help="Policy settings as JSON.")] = None) -> None:
+                settings: Annotated[str | None, typer.Option(help="Policy settings as JSON.")] = None) -> None:
     from .profiles import UserPatch
 
     fields: dict = {"tenant": tenant, "settings": _settings(settings)}
@@ -163,13 +163,13 @@ def user_delete(user_id: str) -> None:
 @key_app.command("list")
 def key_list() -> None:
     table = Table("name", "from", "tenant", "user", "admin", "trusted gateway")
-    for k in _admin().keys():
+    for k in _admin():
         table.add_row(k.name, k.origin, k.tenant, k.user or "-", str(k.admin), str(k.trusted_gateway))
     console.print(table)
 
 
 @key_app.command("create")
-def key_create(name: str, tenant: Optional[str] = None, user: Optional[str] = None,
+def key_create(name: str, tenant: str | None = None, user: str | None = None,
                admin: bool = False, trusted_gateway: bool = False) -> None:
     """Create a key; it is printed once and only its SHA-256 is stored."""
     from .profiles import KeyIn
@@ -202,7 +202,7 @@ def guidelines_list(profile_id: str) -> None:
 @guidelines_app.command("derive")
 def guidelines_derive(profile_id: str,
                       backend: Annotated[str, typer.Option("--backend", "-b", help="embedded | litellm:<model>")] = "embedded",
-                      api_base: Optional[str] = None) -> None:
+                      api_base: str | None = None) -> None:
     """Ask a model for the profile's guidelines; stored as a draft (approve it to use it)."""
     from .backends import load_backend
 
