@@ -91,8 +91,13 @@ async def run(args) -> None:
 
     # The runtime: profiles and users created through the admin code path, guidelines derived
     # once per profile (shared with the remedy) and approved as the model wrote them.
+    # Checks: the profile-guideline matcher, then the shipped fast tier. The deliberative tier
+    # (the 135M model as a guard) is off unless --deliberative: it is slow on 2 shared cores and
+    # a poor judge of safety.
+    check = {"deliberative": args.deliberative}
     policy = Policy.from_dict({"defaults": {"on_violation": "refuse", "critique": "off",
-                                            "max_tokens": args.max_tokens}})
+                                            "max_tokens": args.max_tokens,
+                                            "input_check": check, "output_check": check}})
     store = Store(":memory:")
     composed = ComposedPolicy(policy, store)
     admin = ProfileAdmin(composed, backend)
@@ -273,6 +278,8 @@ def main() -> None:
     p.add_argument("--guideline-tokens", type=int, default=96)
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--llm-judge", action="store_true")
+    p.add_argument("--deliberative", action="store_true",
+                   help="let uncertain checks escalate to the deliberative guard (the same model)")
     p.add_argument("--out", default=None)
     p.add_argument("--report-only", action="store_true",
                    help="no new model answers: the table from the cached items every method answered")
