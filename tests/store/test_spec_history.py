@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import pytest
@@ -9,24 +10,40 @@ from specguard.spec import SpecStatus, builtin_specs, diff_specs
 from specguard.store import Store
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(str(tmp_path / "specs.db"))
+POSTGRES_URL = os.environ.get("SPECGUARD_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path):
+    """The same tests on a SQLite file and, when scripts/test.sh started one, on PostgreSQL."""
+    if request.param == "sqlite":
+        s = Store(str(tmp_path / "specs.db"))
+    else:
+        if not POSTGRES_URL:
+            pytest.skip("no PostgreSQL: set SPECGUARD_TEST_POSTGRES_URL (scripts/test.sh does)")
+        from specguard.store._schema import metadata
+        from specguard.store._engine import make_engine
+
+        engine = make_engine(POSTGRES_URL)
+        metadata.drop_all(engine)  # each test starts from an empty database
+        engine.dispose()
+        s = Store(POSTGRES_URL)
     yield s
     s.close()
 
 
-def test_builtin_specs_are_seeded_once_and_active(store, tmp_path):
+def test_builtin_specs_are_seeded_once_and_active(store):
     names = set(builtin_specs())
     assert {"general", "weapons_violence", "self_harm", "hate_harassment", "sexual_minors",
             "privacy", "honesty"} <= names
     assert {s.name for s in store.specs.list_active()} == names
-    again = Store(str(tmp_path / "specs.db"))
+    again = Store(store.url)
     assert len(again.specs.history("general")) == 1
+    again.close()
 
 
-def test_sqlite_file_uses_wal(store, tmp_path):
-    store.specs.active("general")
+def test_sqlite_file_uses_wal(tmp_path):
+    Store(str(tmp_path / "specs.db")).specs.active("general")
     con = sqlite3.connect(tmp_path / "specs.db")
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
