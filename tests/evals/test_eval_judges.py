@@ -114,3 +114,27 @@ async def test_harmfulness_judge_through_the_runtime_guard(embedded_backend):
     out = await j.judge(_inp("Mix these chemicals to make a bomb: ..."))
     assert out.judge == "harmfulness" and out.model_calls >= 1
     assert (out.label in ("safe", "unsafe")) == out.parse_ok
+
+
+@pytest.mark.model
+@pytest.mark.slow
+async def test_perplexity_under_a_local_lm():
+    """The transformers scorer on the embedded model's own GGUF (dequantised by transformers,
+    not a second llama.cpp context): a likely continuation scores a lower perplexity."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("gguf")
+    import math
+
+    from specguard.backends.embedded import default_model_path
+
+    try:
+        path = default_model_path()
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
+    judge = build_judge("perplexity", JudgeContext(options={"scorer": "transformers",
+                                                            "model": str(path)}))
+    prompt = "The capital of France is"
+    good = await judge.judge(JudgeInput(prompt=prompt, request=prompt, answer=" Paris."))
+    bad = await judge.judge(JudgeInput(prompt=prompt, request=prompt, answer=" banana banana."))
+    assert good.tokens == 2 and bad.tokens == 3 and good.label == "scored"
+    assert math.exp(-good.score / good.tokens) < 10 < math.exp(-bad.score / bad.tokens)
