@@ -78,6 +78,8 @@ async def main() -> None:
         await fast.check(reqs[i])
         single.append((time.perf_counter() - t) * 1000)
     fast_single_ms = statistics.median(single)
+    print(f"fast tier: {len(test_idx)} held-out prompts, {fast_batched_ms:.2f} ms/verdict batched, "
+          f"{fast_single_ms:.2f} ms single", flush=True)
 
     # Deliberative tier on a balanced subsample of each group (label only: the score is the
     # label token's probability; categories and explanation are not needed for the metrics).
@@ -88,6 +90,7 @@ async def main() -> None:
         v = await delib.check(reqs[i], label_only=True)
         dv[i] = v
         d_ms.append(v.latency_ms)
+        print(f"  deliberative {len(dv)}: {v.label.value} score={v.score} {v.latency_ms:.0f} ms", flush=True)
     full_ms = []
     for i in sorted(dv)[:3]:
         full_ms.append((await delib.check(reqs[i])).latency_ms)

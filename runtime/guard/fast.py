@@ -8,11 +8,11 @@ content is unsafe; the escalation band around it decides whether the deliberativ
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -223,6 +223,12 @@ async def _hidden(backend: Any, texts: Sequence[str], cfg: HiddenFeatures) -> li
     return await backend.hidden_states(list(texts), chat=cfg.chat, last_token=cfg.last_token)
 
 
+@lru_cache(maxsize=4)
+def _load_cached(path: str, mtime_ns: int) -> FastArtifact:
+    # Artifacts are read-only once loaded; every guard in the process shares one copy.
+    return FastArtifact.load(path)
+
+
 def load_fast_checker(backend: Any | None = None, path: str | Path | None = None, *,
                       taxonomy: str = "beavertails") -> FastChecker | None:
     """The fast tier from `path`, else the shipped default; None when neither exists or the
@@ -232,7 +238,7 @@ def load_fast_checker(backend: Any | None = None, path: str | Path | None = None
     shipped = shipped_artifact_path()
     if shipped is None:
         return None
-    art = FastArtifact.load(shipped)
+    art = _load_cached(str(shipped), shipped.stat().st_mtime_ns)
     if art.needs_model:
         model_file = Path(getattr(backend, "model_path", "") or "").name
         if not getattr(getattr(backend, "capabilities", None), "hidden_states", False) or (
