@@ -70,7 +70,6 @@ class VLLMServerBackend(LiteLLMBackend):
         )
         self.switches = switches
         self.name = f"vllm:{self.served_model}"
-        self._options = options
 
     def with_switches(self, switches: TapSwitches | None) -> VLLMServerBackend:
         """The same server with other tap switches (e.g. Goodtriever on for one policy).
