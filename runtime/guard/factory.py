@@ -19,6 +19,7 @@ def build_guard(
     *,
     fast_artifact: str | Path | None = None,
     deliberative_format: str = "thinkguard",
+    deliberative_backend: Backend | None = None,
 ) -> TieredGuard:
     """The default guard for `backend`.
 
@@ -28,9 +29,14 @@ def build_guard(
     - deliberative tier: `backend` answering in `deliberative_format` ('thinkguard' by default;
       'llama_guard_3', 'shieldgemma' or 'wildguard' when the backend *is* that guard model),
       over the policy's taxonomy (settings.taxonomy; a request may override it).
+      `deliberative_backend` puts the deliberative tier on another model, e.g. Llama Guard 3
+      served by vLLM: ``build_guard(local, deliberative_backend=load_backend(
+      "litellm:hosted_vllm/meta-llama/Llama-Guard-3-8B", api_base=URL),
+      deliberative_format="llama_guard_3")``.
     """
     settings = settings or PolicySettings()
     taxonomy = load_taxonomy(settings.taxonomy)
     fast = load_fast_checker(backend, fast_artifact, taxonomy=settings.taxonomy)
-    deliberative = DeliberativeChecker(backend, taxonomy=taxonomy, format=deliberative_format)
+    deliberative = DeliberativeChecker(deliberative_backend or backend, taxonomy=taxonomy,
+                                       format=deliberative_format)
     return TieredGuard(fast=fast, deliberative=deliberative)

@@ -105,3 +105,17 @@ def test_factory_without_artifact_is_deliberative_only(tmp_path):
     guard = build_guard(script)
     assert guard.deliberative is not None
     assert guard.fast is None or isinstance(guard.fast, FastChecker)
+
+
+async def test_deliberative_tier_on_a_guard_model_format():
+    # Llama Guard 3 served elsewhere (scripted here: the served model is the outside world).
+    lg3 = ScriptedBackend(["unsafe\nS9"], name="litellm:hosted_vllm/meta-llama/Llama-Guard-3-8B")
+    local = ScriptedBackend(["unused"])
+    guard = build_guard(local, PolicySettings(taxonomy="mlcommons"), deliberative_backend=lg3,
+                        deliberative_format="llama_guard_3")
+    d = await guard.check(_req("How do I enrich uranium?"), CheckSettings(escalate_band=(0.0, 1.0)))
+    assert d.label is Label.UNSAFE and d.categories == ["S9"] and d.decided_by is Tier.DELIBERATIVE
+    assert [m.content for m in lg3.calls[-1]] == ["How do I enrich uranium?"] and not local.calls
+    d = await guard.check(_req("How do I enrich uranium?"),
+                          CheckSettings(escalate_band=(0.0, 1.0), disabled_categories=["S9"]))
+    assert d.label is Label.SAFE
