@@ -38,7 +38,29 @@ _EXPORTS = {
     "register_transform": "transforms",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Cost",
+    "EvalItem",
+    "Method",
+    "MethodContext",
+    "MethodOutput",
+    "RunConfig",
+    "RunResult",
+    "Runner",
+    "Suite",
+    "build_items",
+    "build_method",
+    "builtin_suites",
+    "load_run",
+    "load_suite",
+    "register_method",
+    "register_transform",
+    "render_html",
+    "render_markdown",
+    "run_suite",
+    "write_report",
+    "write_summary",
+]
 
 
 def __getattr__(name: str) -> Any:

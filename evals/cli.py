@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -34,22 +34,22 @@ def run_cmd(
     backend: Annotated[str, typer.Option("--backend", "-b",
                                          help="embedded | embedded:/path.gguf | litellm:<model>")
                        ] = "embedded",
-    data_dir: Annotated[Optional[Path], typer.Option(
+    data_dir: Annotated[Path | None, typer.Option(
         "--data-dir", help="Datasets folder (default: $SPECGUARD_DATA_DIR or ../shared/data).")
     ] = None,
-    out: Annotated[Optional[Path], typer.Option(
+    out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Run directory (default: runs/<suite>-<backend>[-limitN]). Running "
         "the same command again resumes it.")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1,
                                                  help="Evaluate only the first N items.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(
+    concurrency: Annotated[int | None, typer.Option(
         "--concurrency", "-c", min=1, help="Requests in flight (helps remote backends).")] = None,
-    api_base: Annotated[Optional[str], typer.Option(
+    api_base: Annotated[str | None, typer.Option(
         "--api-base", help="Upstream URL for litellm backends.")] = None,
-    threads: Annotated[Optional[int], typer.Option(
+    threads: Annotated[int | None, typer.Option(
         "--threads", min=1, help="llama.cpp threads for the embedded backend (default: "
         "$SPECGUARD_THREADS or all cores; 1 is faster on a busy machine).")] = None,
-    plugin: Annotated[Optional[list[str]], typer.Option(
+    plugin: Annotated[list[str] | None, typer.Option(
         "--plugin", help="Module to import first (registers methods/judges); repeatable.")
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
@@ -59,9 +59,7 @@ def run_cmd(
     from ..backends import load_backend
     from .report import write_report
     from .runner import Runner
-    from .suites import load_suite
-
-    from .suites import import_plugins
+    from .suites import import_plugins, load_suite
 
     import_plugins(list(plugin or []))
     spec = load_suite(suite)
@@ -83,7 +81,7 @@ def run_cmd(
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(130)
-    html_path, md_path = write_report([out_dir], out_dir)
+    html_path, _ = write_report([out_dir], out_dir)
     err.print(f"{result.computed} records computed ({result.done_before} from the cache, "
               f"{result.errors} errors) in {result.seconds:.1f}s")
     _print_summary(out_dir)
@@ -119,7 +117,7 @@ def report_cmd(
     runs: Annotated[list[Path], typer.Argument(help="One or more run directories.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.html and "
                                       "report.md.")] = Path("report"),
-    title: Annotated[Optional[str], typer.Option("--title")] = None,
+    title: Annotated[str | None, typer.Option("--title")] = None,
 ) -> None:
     """Write a self-contained HTML report and a Markdown summary; several runs compare side by
     side."""
@@ -131,7 +129,7 @@ def report_cmd(
 
 @app.command("datasets")
 def datasets_cmd(
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
 ) -> None:
     """List the registered datasets, their subsets and whether their files are present."""
     from ..config import data_dir as resolve

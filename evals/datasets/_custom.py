@@ -113,7 +113,9 @@ def records_from_rows(spec: CustomDataset, rows: list[dict[str, Any]]) -> list[R
             raise DatasetError(
                 f"Dataset {spec.name!r} row {i}: no column(s) {missing} (has {sorted(row)})."
             )
-        get = lambda f: row.get(by_field[f]) if f in by_field else None  # noqa: E731
+        def get(name: str, row: dict[str, Any] = row) -> Any:
+            return row.get(by_field[name]) if name in by_field else None
+
         label = get("label")
         label = None if label is None or str(label) == "" else str(label)
         if "harmful" in by_field:

@@ -13,7 +13,6 @@ from ...errors import BackendError
 from ...types import GenerationParams, user
 from ._base import (
     FulfilLabel,
-    JudgeContext,
     JudgeInput,
     Judgement,
     judge_backend,

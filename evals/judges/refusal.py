@@ -127,5 +127,10 @@ register_judge(
     lambda ctx: LLMRefusalJudge(judge_backend(ctx), constrained=ctx.options.get("constrained")),
 )
 
-__all__ = ["LLMRefusalJudge", "RefusalMatchJudge", "match_refusal", "parse_refusal",
-           "JudgeContext"]
+__all__ = [
+    "JudgeContext",
+    "LLMRefusalJudge",
+    "RefusalMatchJudge",
+    "match_refusal",
+    "parse_refusal",
+]

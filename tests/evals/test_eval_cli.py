@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import pytest
-from typer.testing import CliRunner
 
+import pytest
 from specguard.evals import Runner, Suite
 from specguard.evals.cli import app
-
 from toy_harness import write_toy_suite as _write_custom
+from typer.testing import CliRunner
 
 
 def test_cli_run_then_resume_then_report(tmp_path):

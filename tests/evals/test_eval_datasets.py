@@ -5,10 +5,8 @@ from __future__ import annotations
 import importlib.util
 import shutil
 from collections import Counter
-from pathlib import Path
 
 import pytest
-
 from specguard.evals import datasets as ds
 from specguard.evals.datasets import DatasetError, load
 

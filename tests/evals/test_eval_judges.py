@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from specguard.errors import ConfigError, MissingDependencyError
 from specguard.evals.judges import (
     JudgeContext,

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-
 from specguard.evals import metrics as m
 
 

@@ -13,15 +13,14 @@ import shutil
 import struct
 import subprocess
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
-
 from specguard.errors import ConfigError
-from specguard.evals.report import render_html, render_markdown, load_summaries, write_report
+from specguard.evals.report import load_summaries, render_html, render_markdown, write_report
 from specguard.evals.runner import RECORDS, Runner, read_records
 from specguard.evals.suites import Suite, build_items, load_suite
-from toy_harness import ScriptedMethod, write_toy_suite as _write_custom
+from toy_harness import ScriptedMethod
+from toy_harness import write_toy_suite as _write_custom
 
 
 def _run(suite, out, **kw):
@@ -219,7 +218,7 @@ def test_report_renders_in_headless_chromium(tmp_path):
          "--no-first-run", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1600",
          f"--screenshot={shot}", html_path.resolve().as_uri()],
-        capture_output=True, text=True, timeout=120,
+        check=False, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = shot.read_bytes()
