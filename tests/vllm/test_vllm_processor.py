@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from _vllm_common import ENGINE_ENV
 
-pytestmark = [pytest.mark.vllm]
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 
 def test_rows_follow_requests_through_batch_changes(vllm_env):
