@@ -222,11 +222,13 @@ def render_html(summaries: list[tuple[str, dict[str, Any]]], title: str | None =
                 out.append(f"<h3>{_e(c)}</h3>{table}")
         out.append("</details>")
     out.append("<h2>Judges</h2><table class='judges'><tr><th>column</th><th>judge</th>"
-               "<th>judged</th><th>parsed</th><th>unparsed</th><th>errors</th></tr>")
+               "<th>judged</th><th>parsed</th><th>unparsed</th><th>errors</th>"
+               "<th>model calls</th><th>seconds</th></tr>")
     for label, _, ms in cols:
         for judge, st in ms.get("judges", {}).items():
             out.append(f"<tr><td>{_e(label)}</td><td>{_e(judge)}</td>" + "".join(
-                f'<td class="num">{st[k]}</td>' for k in ("n", "parsed", "unparsed", "errors"))
+                f'<td class="num">{st.get(k, "—")}</td>'
+                for k in ("n", "parsed", "unparsed", "errors", "model_calls", "seconds"))
                 + "</tr>")
     out.append("</table>")
     out.append("<h2>Cost</h2><table class='cost'><tr><th>column</th><th>records</th>"
@@ -281,12 +283,13 @@ def render_markdown(summaries: list[tuple[str, dict[str, Any]]], title: str | No
             t = _md_table(metrics, cols, lambda ms, g=g: ms["groups"].get(g, {}))
             if t:
                 lines += [f"### {g}", "", t, ""]
-    lines += ["## Judges", "", "| column | judge | judged | parsed | unparsed | errors |",
-              "|---|---|---|---|---|---|"]
+    lines += ["## Judges", "", "| column | judge | judged | parsed | unparsed | errors "
+              "| model calls | seconds |", "|---|---|---|---|---|---|---|---|"]
     for label, _, ms in cols:
         for judge, st in ms.get("judges", {}).items():
             lines.append(f"| {label} | {judge} | {st['n']} | {st['parsed']} | {st['unparsed']} "
-                         f"| {st['errors']} |")
+                         f"| {st['errors']} | {st.get('model_calls', '—')} "
+                         f"| {st.get('seconds', '—')} |")
     lines += ["", "## Cost", "", "| column | records | errors | model calls | tokens | seconds "
               "| s / item | actions |", "|---|---|---|---|---|---|---|---|"]
     for label, _, ms in cols:

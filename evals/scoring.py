@@ -279,5 +279,7 @@ def judge_stats(records: Records, judges: list[str]) -> dict[str, dict[str, int]
             "parsed": sum(1 for x in js if x.get("label") is not None),
             "unparsed": sum(1 for x in js if x.get("label") is None and not x.get("error")),
             "errors": sum(1 for x in js if x.get("error")),
+            "model_calls": sum(x.get("model_calls", 0) for x in js),
+            "seconds": round(sum(x.get("ms", 0.0) for x in js) / 1000, 3),
         }
     return stats

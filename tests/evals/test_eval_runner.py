@@ -91,7 +91,8 @@ def test_run_summary_numbers_by_hand(tmp_path):
     assert "over_refusal_rate" not in groups["harmful"]
     assert summary["methods"]["strict"]["categories"]["weapons"]["safety_rate"]["value"] == 1.0
     judges = summary["methods"]["strict"]["judges"]["refusal_match"]
-    assert judges == {"n": 6, "parsed": 6, "unparsed": 0, "errors": 0}
+    assert {k: judges[k] for k in ("n", "parsed", "unparsed", "errors", "model_calls")} == {
+        "n": 6, "parsed": 6, "unparsed": 0, "errors": 0, "model_calls": 0}
     assert summary["methods"]["strict"]["actions"] == {"refused": 4, "allowed": 2}
 
 
