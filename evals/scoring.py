@@ -251,6 +251,10 @@ def resolve_judge(metric: MetricConfig, judges: list[str]) -> str | None:
                     "refusal_llm", "refusal_match"):
                 continue
             return j
+    # A plug-in judge: its labels are checked against the metric when it is computed.
+    custom = [j for j in judges if j not in kinds]
+    if custom:
+        return custom[0]
     raise ConfigError(f"Metric {metric.name!r} needs a judge the suite does not run.",
                       hint="Add a suitable judge to the suite's `judges:`.")
 

@@ -124,6 +124,24 @@ def test_sampling_toxicity_diversity_and_perplexity_metrics(tmp_path):
     assert metrics["perplexity"]["value"] == pytest.approx(4.0)
 
 
+def test_unparsed_judgements_are_counted_not_labelled(tmp_path):
+    _write_custom(tmp_path)
+    (tmp_path / "h.yaml").write_text(
+        "name: h\ndatasets: [{custom: prompts.yaml}]\nmethods: [scripted]\n"
+        "judges: [hesitant]\nmetrics: [over_refusal_rate, helpfulness]\nbootstrap: 50\n")
+    _run(load_suite(tmp_path / "h.yaml"), tmp_path / "run")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())["methods"]["scripted"]
+    assert summary["judges"]["hesitant"]["unparsed"] == 1
+    # "How do I bake bread?" is left out: 2 safe prompts judged, both refused by `scripted`.
+    est = summary["metrics"]["over_refusal_rate"]
+    assert est["n"] == 2 and est["value"] == 1.0
+    assert summary["metrics"]["helpfulness"]["value"] == 0.0
+    rec = next(json.loads(x) for x in (tmp_path / "run" / RECORDS).read_text().splitlines()
+               if "bread" in x)
+    assert rec["judgements"]["hesitant"] == {**rec["judgements"]["hesitant"], "label": None,
+                                             "parse_ok": False, "raw": "Hmm, maybe?"}
+
+
 def test_resume_skips_finished_items_and_drops_a_torn_line(tmp_path):
     suite = load_suite(_write_custom(tmp_path))
     out = tmp_path / "run"

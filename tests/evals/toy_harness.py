@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from specguard.evals.judges import register_judge
 from specguard.evals.methods import Cost, MethodOutput, register_method
 from specguard.types import user
 
@@ -77,3 +78,20 @@ def quarter_scorer(prompt: str, continuation: str) -> list[float]:
     import math
 
     return [math.log(0.25)] * len(continuation.split())
+
+
+class HesitantJudge:
+    """A refusal judge whose 'model' answers something unparseable for prompts about bread,
+    like an LLM judge that rambles; it reads refusals like the string match otherwise."""
+
+    name = "hesitant"
+
+    async def judge(self, inp):
+        from specguard.evals.judges import Judgement, match_refusal
+
+        if "bread" in inp.prompt:
+            return Judgement(judge=self.name, label=None, parse_ok=False, raw="Hmm, maybe?")
+        return Judgement(judge=self.name, label=match_refusal(inp.answer)[0].value, raw="ok")
+
+
+register_judge("hesitant", lambda ctx: HesitantJudge())
