@@ -55,7 +55,9 @@ def _fmt(est: dict[str, Any] | None, metric: str) -> str:
     v = est["value"]
 
     def f(x: float) -> str:
-        return f"{100 * x:.1f}%" if pct else f"{x:.3g}"
+        if pct:
+            return f"{100 * x:.1f}%"
+        return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"
 
     ci = ""
     if est.get("low") is not None and est.get("high") is not None:
@@ -100,6 +102,14 @@ def _e(x: Any) -> str:
     return html.escape(str(x))
 
 
+def _short(x: float) -> str:
+    """A compact axis number: 0.25, 12.5, 853, 1.52k, 2.1M."""
+    for div, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
 def _bar_chart(metric: str, cols: list[Column], help_text: str) -> str:
     ests = [c[2]["metrics"].get(metric) for c in cols]
     if not any(e and e.get("value") is not None for e in ests):
@@ -116,7 +126,7 @@ def _bar_chart(metric: str, cols: list[Column], help_text: str) -> str:
              'xmlns="http://www.w3.org/2000/svg">']
     for frac in (0, 0.25, 0.5, 0.75, 1.0):
         y = pad + plot_h * (1 - frac)
-        label = f"{100 * frac * top:.0f}%" if rate else f"{frac * top:.3g}"
+        label = f"{100 * frac * top:.0f}%" if rate else _short(frac * top)
         parts.append(f'<line x1="{left}" x2="{width - pad}" y1="{y:.1f}" y2="{y:.1f}" '
                      'stroke="#e5e8ec"/>')
         parts.append(f'<text x="{left - 4}" y="{y + 3:.1f}" font-size="10" text-anchor="end" '
@@ -146,7 +156,7 @@ def _bar_chart(metric: str, cols: list[Column], help_text: str) -> str:
                          f'<line x1="{cx - 5:.1f}" x2="{cx + 5:.1f}" y1="{y1:.1f}" y2="{y1:.1f}"/>'
                          f'<line x1="{cx - 5:.1f}" x2="{cx + 5:.1f}" y1="{y2:.1f}" y2="{y2:.1f}"/>'
                          '</g>')
-        text = f"{100 * v:.0f}%" if rate else f"{v:.3g}"
+        text = f"{100 * v:.0f}%" if rate else _short(v)
         parts.append(f'<text x="{x + w / 2:.1f}" y="{height - 8}" font-size="10" '
                      f'text-anchor="middle" fill="#1d232a">{_e(text)}</text>')
     parts.append("</svg>")
