@@ -64,8 +64,11 @@ def build_method(name: str, ctx: MethodContext) -> Method:
     try:
         factory = _METHODS[name]
     except KeyError:
-        raise ConfigError(f"Unknown method {name!r}.",
-                          hint=f"Known methods: {', '.join(method_names())}.") from None
+        raise ConfigError(
+            f"Unknown method {name!r}.",
+            hint=f"Known methods: {', '.join(method_names())}. A plug-in's methods register "
+            "when its module is imported: list it under the suite's `plugins:` or pass --plugin.",
+        ) from None
     return factory(ctx)
 
 
