@@ -190,8 +190,6 @@ class Runner:
         return record
 
     async def run(self) -> RunResult:
-        self._prepare_dir()
-        done = read_records(self.out_dir)
         methods: dict[str, Method] = {
             mc.display: build_method(mc.name, MethodContext(backend=self.backend,
                                                             options=mc.options))
@@ -199,6 +197,13 @@ class Runner:
         }
         judges = [build_judge(jc.name, JudgeContext(backend=self.backend, options=jc.options))
                   for jc in self.suite.judges]
+        try:  # after methods and judges are built: a config error leaves no folder behind
+            self._prepare_dir()
+        except ConfigError:
+            for method in methods.values():
+                await method.aclose()
+            raise
+        done = read_records(self.out_dir)
         samples = self.suite.generation.samples
         # Item-major: an interrupted run has every method's answer for the same items.
         jobs = [(label, item, s) for item in self.items for s in range(samples)
