@@ -85,7 +85,12 @@ async def main() -> None:
     ap.add_argument("--train-share", type=float, default=0.3)
     ap.add_argument("--big-test-share", type=float, default=0.3)
     ap.add_argument("--skip-output", action="store_true")
+    ap.add_argument("--chat-share", type=float, default=0.35)
+    ap.add_argument("--render", action="store_true", help="print --out as a markdown table and exit")
     args = ap.parse_args()
+    if args.render:
+        print(render(json.loads(Path(args.out).read_text())))
+        return
     from specguard.backends.embedded import EmbeddedBackend
 
     backend = EmbeddedBackend()
@@ -105,42 +110,53 @@ async def main() -> None:
     print(f"{len(examples)} examples", flush=True)
     texts = [e.text for e in examples]
     cache = Path(args.cache)
-    feats = {}
-    for chat in (False, True):
-        last, mean = await cached_hidden(backend, texts, chat, cache / f"input_{'chat' if chat else 'raw'}.npz")
-        feats[(chat, "last")] = last
-        feats[(chat, "mean")] = mean
-
     results = {}
 
-    def record(cfg: FastConfig, scores, note=""):
-        s = summarise(examples, scores)
+    def record(cfg: FastConfig, ex, scores, note=""):
+        s = summarise(ex, scores)
         results[cfg.label() + note] = s
         print(f"{cfg.label() + note:48s} " + "  ".join(
             f"{k[:10]}: F1 {v['f1']:.3f} AUPRC {v['auprc']:.3f} benign-flag {v['benign_flagged_rate']:.3f}"
             for k, v in s.items()), flush=True)
 
-    base = FastConfig()
-    _, s = run(base, examples)
-    record(base, s)
-    for chat in (True, False):
-        for pooling in ("last", "mean"):
-            cfg = FastConfig(features="hidden", chat=chat, pooling=pooling, C=0.05)
-            _, s = run(cfg, examples, feats[(chat, pooling)])
-            record(cfg, s)
-    # The best hidden configuration by mean AUPRC, then an MLP and combinations on it.
-    hid = {k: v for k, v in results.items() if k.startswith("hidden")}
-    best = max(hid, key=lambda k: np.mean([g["auprc"] for g in hid[k].values()]))
-    chat = "chat" in best
-    pooling = "last" if "last" in best else "mean"
-    h = feats[(chat, pooling)]
-    cfg = FastConfig(features="hidden", chat=chat, pooling=pooling, classifier="mlp")
-    _, s = run(cfg, examples, h)
-    record(cfg, s)
+    # (A) Raw text on the whole probe sample: TF-IDF vs probes (last token / mean, logistic
+    # regression / MLP) vs TF-IDF + hidden states.
+    raw = {}
+    raw["last"], raw["mean"] = await cached_hidden(backend, texts, False, cache / "input_raw.npz")
+    _, s = run(FastConfig(), examples)
+    record(FastConfig(), examples, s)
+    for pooling in ("last", "mean"):
+        cfg = FastConfig(features="hidden", chat=False, pooling=pooling, C=0.05)
+        _, s = run(cfg, examples, raw[pooling])
+        record(cfg, examples, s)
+    best = max(("last", "mean"), key=lambda p: np.mean(
+        [g["auprc"] for g in results[FastConfig(features="hidden", chat=False, pooling=p).label()].values()]))
+    cfg = FastConfig(features="hidden", chat=False, pooling=best, classifier="mlp")
+    _, s = run(cfg, examples, raw[best])
+    record(cfg, examples, s)
     for w in (0.05, 0.15, 0.3):
-        cfg = FastConfig(features="combined", chat=chat, pooling=pooling, hidden_weight=w)
-        _, s = run(cfg, examples, h)
-        record(cfg, s, f" w={w}")
+        cfg = FastConfig(features="combined", chat=False, pooling=best, hidden_weight=w)
+        _, s = run(cfg, examples, raw[best])
+        record(cfg, examples, s, f" w={w}")
+
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+
+    # (B) Chat-template wrapping vs raw text, on a hash-chosen part of the sample (the chat
+    # pass costs more tokens per text).
+    if args.chat_share > 0:
+        sub = [i for i, e in enumerate(examples) if _keep("chat:" + e.text, args.chat_share)]
+        ex_b = [examples[i] for i in sub]
+        chat = {}
+        chat["last"], chat["mean"] = await cached_hidden(
+            backend, [texts[i] for i in sub], True, cache / f"input_chat_{args.chat_share}.npz")
+        _, s = run(FastConfig(), ex_b)
+        record(FastConfig(), ex_b, s, " [chat subsample]")
+        for pooling in ("last", "mean"):
+            for is_chat, h in ((False, raw[pooling][sub]), (True, chat[pooling])):
+                cfg = FastConfig(features="hidden", chat=is_chat, pooling=pooling, C=0.05)
+                _, s = run(cfg, ex_b, h)
+                record(cfg, ex_b, s, " [chat subsample]")
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
@@ -164,6 +180,18 @@ async def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print("written", args.out)
+
+
+def render(results: dict) -> str:
+    groups = ("openai_moderation", "toxicchat", "xstest", "harmful_vs_benign")
+    lines = ["| features | " + " | ".join(f"{g} F1 / AUPRC" for g in groups) + " | XSTest safe flagged |",
+             "|---|" + "---|" * (len(groups) + 1)]
+    for name, r in results.items():
+        if name.startswith("output:"):
+            continue
+        cells = [f"{r[g]['f1']:.3f} / {r[g]['auprc']:.3f}" if g in r else "-" for g in groups]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['xstest']['benign_flagged_rate']:.1%} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

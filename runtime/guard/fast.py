@@ -38,7 +38,15 @@ class CategoryHead:
     fitted on harmful training texts whose dataset labels map onto that taxonomy."""
 
     ids: list[str]
-    classifier: Any  # predict_proba(x) -> (n, len(ids))
+    coef: Any  # (len(ids), n_features) float32: one logistic regression per category
+    intercept: Any  # (len(ids),)
+
+    def predict_proba(self, x):
+        """(n, len(ids)) independent per-category probabilities: one sparse product."""
+        import numpy as np
+
+        z = np.asarray(x @ self.coef.T) + self.intercept
+        return 1.0 / (1.0 + np.exp(-z))
 
 
 @dataclass
@@ -179,7 +187,7 @@ class FastChecker:
         head = m.category_heads.get(taxonomy or self.taxonomy)
         cats: list[dict[str, float]] = [{} for _ in texts]
         if head is not None:
-            q = head.classifier.predict_proba(x)
+            q = head.predict_proba(x)
             for i, row in enumerate(q):
                 top = float(row.max()) or 1.0
                 cats[i] = {cid: float(proba[i]) * float(v) / top for cid, v in zip(head.ids, row, strict=True)}

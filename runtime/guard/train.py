@@ -138,7 +138,9 @@ def fit_category_heads(m: StageModel, examples: list[Example], idx: list[int], h
                      hidden[[idx[r] for r in rows]] if hidden is not None else None)
         clf = OneVsRestClassifier(LogisticRegression(C=4.0, class_weight="balanced", max_iter=2000))
         clf.fit(x[keep], y[keep])
-        m.category_heads[taxonomy] = CategoryHead(ids=ids, classifier=clf)
+        coef = np.vstack([e.coef_[0] for e in clf.estimators_]).astype(np.float32)
+        intercept = np.array([e.intercept_[0] for e in clf.estimators_], dtype=np.float32)
+        m.category_heads[taxonomy] = CategoryHead(ids=ids, coef=coef, intercept=intercept)
 
 
 def _stage_x(m: StageModel, texts: list[str], hidden=None):
