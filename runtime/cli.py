@@ -24,7 +24,7 @@ app.add_typer(policy_app, name="policy")
 console = Console()
 err = Console(stderr=True)
 
-BackendOpt = Annotated[str, typer.Option("--backend", "-b", help="embedded | embedded:/path.gguf | litellm:<model>")]
+BackendOpt = Annotated[str, typer.Option("--backend", "-b", help="embedded | embedded:/path.gguf | litellm:<provider>/<model> | openai:<model> (with --api-base) | vllm:<model> | vllm:engine:/hf/folder")]
 PolicyOpt = Annotated[Optional[Path], typer.Option("--policy", "-p", help="Policy YAML file.")]
 StoreOpt = Annotated[Optional[str], typer.Option("--store", help="Store URL or SQLite path (default: $SPECGUARD_STORE or specguard.db).")]
 ApiBaseOpt = Annotated[Optional[str], typer.Option("--api-base", help="Upstream URL for litellm backends.")]
