@@ -3,8 +3,9 @@ spec sentence for the scope's next candidate version.
 
 The transcript is untrusted data. It reaches the model quoted between delimiters that its text
 cannot close, with a system prompt that says it is data; the proposal is dropped when it copies
-a run of words from what the user wrote (the "make the spec say X" attack) or is not one usable
-sentence. In gated mode the canary gate is the second line of defence.
+a run of words from what the user wrote (the "make the spec say X" attack), from the answer
+(which can echo the user or a jailbreak persona) or from its own instructions, speaks in the
+first person, or is not one usable sentence. In gated mode the canary gate is the second line of defence.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ _LABEL = re.compile(
     r"(?:safety )?(?:specification|spec|principle)(?:\*\*)?\s*[:\-]\s*",
     re.IGNORECASE,
 )
+_FIRST_PERSON = re.compile(r"\b(I|I'm|I am|me|my|myself)\b|\[[^\]]*\]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[.!?][\"”'])\s+")
 _WORD = re.compile(r"[a-z0-9']+")
 # Talk about the task instead of a principle ("The current specification is:", "The transcript
@@ -145,6 +147,12 @@ class MetaCritic:
             return "talks about the task instead of stating a principle"
         if copied_from(sentence, transcript.user_texts()):
             return f"copies {COPY_WINDOW}+ consecutive words from the user's messages"
+        if copied_from(sentence, [m.content for m in transcript.turns] + [transcript.answer]):
+            return f"copies {COPY_WINDOW}+ consecutive words from the answer (which may echo the user)"
+        if copied_from(sentence, [prompt("meta_critic"), prompt("meta_critic_system")]):
+            return "repeats the meta-critic's own instructions"
+        if _FIRST_PERSON.search(sentence):
+            return "not impersonal (first person)"
         if sentence.strip() in current_spec:
             return "already in the specification"
         return None
