@@ -109,7 +109,13 @@ def _pct(est) -> str:
 
 def render(summary, suite, out: Path, args, wall: float, result) -> str:
     _, _, records = load_run(out)
-    cmd = "python bench/metasc_suite.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    argv, skip = [], False
+    for a in sys.argv[1:]:  # the reproduce line leaves out where the report goes and its note
+        if skip or a in ("--note", "--report"):
+            skip = not skip
+            continue
+        argv.append(a)
+    cmd = "python bench/metasc_suite.py " + " ".join(shlex.quote(a) for a in argv)
     n_h = sum(1 for i in {r["item"]["key"]: r["item"] for r in records}.values() if i["harmful"])
     n_b = len({r["item"]["key"] for r in records}) - n_h
     lines = [
