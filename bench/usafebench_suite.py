@@ -250,8 +250,10 @@ def render(args, results, llm, n_s, n_h, n_p, derive_s, scenario_n, guidelines, 
         "guidelines the same model derived once per profile, in the system prompt; `runtime` = "
         "the full guarded runtime (profiles and users created through the admin code path, the "
         "derived guidelines approved unedited, the profile bound server-side, the request sent "
-        "as the plain instruction; input check = the profile-guideline matcher then the general "
-        "guard; on_violation refuse, critique off)."),
+        "as the plain instruction; input check = the profile-guideline matcher, then the shipped "
+        "fast tier (TF-IDF + logistic regression)"
+        + ("" if args.deliberative else ", deliberative escalation off")
+        + "; output check = the fast tier; on_violation refuse, critique off)."),
         "",
         (f"Deriving guidelines for the {n_p} profiles met took {derive_s:.0f} s. Example, the general-"
         f"population profile's derived list: {general}."),
