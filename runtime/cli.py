@@ -91,6 +91,10 @@ def serve(
         console.print(f"No API keys configured; generated one for this run: [bold]{api_key}[/]")
     if api_key:
         runtime.policy = runtime.policy.with_key(api_key, name="cli")
+    from specguard.agents import SpecUpdater
+
+    # Idle unless a policy turns spec updates on; the server starts and stops it.
+    runtime.spec_updater = SpecUpdater(runtime.store, runtime.backend)
     _load_with_progress(runtime)
     fastapi_app = create_app(runtime, ServerSettings(rate_limit_per_minute=rate_limit))
     console.print(f"Point an OpenAI client at [bold]http://{host}:{port}/v1[/] (model 'specguard')")
@@ -270,6 +274,13 @@ def hash_key_cmd(key: str) -> None:
     console.print(hash_key(key))
 
 
+def _mount_optimize() -> None:
+    from specguard.agents.optimize_cli import optimize_command
+
+    app.command("optimize", help="Optimize a safety spec offline (MetaSC: gated, metasc-10, metasc-full).")(optimize_command)
+
+
+_mount_optimize()
 _mount_optional("specguard.evals.cli", "eval", "Offline evaluation: suites, runs, reports.")
 _mount_optional("specguard.guard.cli", "guard", "Train and inspect the guard's fast tier.")
 _mount_optional("specguard.decoding.cli", "datastore", "Goodtriever datastores: build, add, remove, stats.")

@@ -72,11 +72,27 @@ class Spec(BaseModel):
 
 
 def scope_for(*, tenant: str | None = None, profile: str | None = None) -> str:
+    """The narrowest scope a request's spec lives in. A profile scope sits inside its tenant
+    ("tenant:a/profile:p"), so two tenants that both have a profile "teen" never share, or
+    steer, each other's spec."""
+    if profile and tenant:
+        return f"tenant:{tenant}/profile:{profile}"
     if profile:
         return f"profile:{profile}"
     if tenant:
         return f"tenant:{tenant}"
     return GLOBAL_SCOPE
+
+
+def scope_chain(scope: str) -> list[str]:
+    """`scope` and the scopes it inherits from, narrowest first, ending with global."""
+    chain = [scope]
+    while "/" in scope:
+        scope = scope.rsplit("/", 1)[0]
+        chain.append(scope)
+    if chain[-1] != GLOBAL_SCOPE:
+        chain.append(GLOBAL_SCOPE)
+    return chain
 
 
 def diff_specs(old: Spec, new: Spec) -> str:

@@ -6,7 +6,7 @@ from sqlalchemy import Engine, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import ConflictError, NotFoundError
-from ..spec import GLOBAL_SCOPE, Provenance, Spec, SpecDefinition, SpecStatus
+from ..spec import GLOBAL_SCOPE, Provenance, Spec, SpecDefinition, SpecStatus, scope_chain
 from . import _schema as t
 from ._audit import record
 
@@ -24,11 +24,14 @@ class SpecStore:
     # -- reading ---------------------------------------------------------------------------
 
     def active(self, name: str, scope: str = GLOBAL_SCOPE, *, inherit: bool = True) -> Spec:
-        """The active version in `scope`; a scope with none inherits the global one."""
+        """The active version in `scope`; a scope with none inherits from the scopes around it
+        (a tenant's profile scope from the tenant, the tenant from global)."""
         with self._engine.connect() as conn:
-            spec = self._active(conn, name, scope)
-            if spec is None and inherit and scope != GLOBAL_SCOPE:
-                spec = self._active(conn, name, GLOBAL_SCOPE)
+            spec = None
+            for candidate in scope_chain(scope) if inherit else [scope]:
+                spec = self._active(conn, name, candidate)
+                if spec is not None:
+                    break
         if spec is None:
             raise NotFoundError(
                 f"No active spec {name!r} in scope {scope!r}.",

@@ -6,7 +6,7 @@ import sqlite3
 import pytest
 
 from specguard.errors import ConflictError, NotFoundError
-from specguard.spec import SpecStatus, builtin_specs, diff_specs
+from specguard.spec import SpecStatus, builtin_specs, diff_specs, scope_for
 from specguard.store import Store
 
 
@@ -81,6 +81,9 @@ def test_scopes_inherit_global_until_they_have_their_own(store):
     assert store.specs.active("general", "tenant:acme").text == "Acme spec."
     assert store.specs.active("general").text != "Acme spec."
     assert store.specs.active("general", "tenant:other").scope == "global"
+    # a profile scope inside the tenant inherits the tenant's spec, not just the global one
+    assert store.specs.active("general", scope_for(tenant="acme", profile="teen")).text == "Acme spec."
+    assert scope_for(tenant="acme", profile="teen") != scope_for(tenant="other", profile="teen")
 
 
 def test_rejected_candidates_keep_their_reason(store):
