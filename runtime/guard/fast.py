@@ -224,10 +224,14 @@ class FastChecker:
         return [v.model_copy(update={"latency_ms": per}) for v in out if v is not None]
 
 
-async def _hidden(backend: Any, texts: Sequence[str], cfg: HiddenFeatures) -> list[list[float]]:
-    batched = getattr(backend, "hidden_states_batch", None)
-    if batched is not None:
-        return await batched(list(texts), chat=cfg.chat, last_token=cfg.last_token)
+async def _hidden(backend: Any, texts: Sequence[str], cfg: HiddenFeatures):
+    """The same features the probe was trained on: the embedded backend's pooled, batched
+    hidden states; any other hidden-state backend's own `hidden_states`."""
+    if hasattr(getattr(backend, "model", None), "embedder"):
+        from ._hidden import pooled_hidden_states
+
+        last, mean = await pooled_hidden_states(backend, texts, chat=cfg.chat)
+        return last if cfg.last_token else mean
     return await backend.hidden_states(list(texts), chat=cfg.chat, last_token=cfg.last_token)
 
 
