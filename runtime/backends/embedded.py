@@ -322,20 +322,43 @@ class EmbeddedBackend:
         return await _on_worker(model, run)
 
     async def token_hidden_states(
-        self, texts: Sequence[str], *, max_tokens: int = 512
+        self, texts: Sequence[str], *, max_tokens: int = 512, ubatch: int | None = None
     ):
         """Per-token final (normalised) hidden states of raw texts (no chat template, no BOS):
         for each text, its token ids (at most `max_tokens`) and an (n, n_embd) float32 array
-        whose row i is the state after reading token i."""
+        whose row i is the state after reading token i. `ubatch` decodes that many tokens per
+        call instead of the whole text at once (on a loaded 2-core machine one token per call
+        measured ~10x less CPU than batches of 4-48)."""
+        import llama_cpp
+        import numpy as np
+
         model = self.model
         limit = max(1, min(max_tokens, model.n_ctx - 1))
+
+        def stepwise(emb, toks):
+            emb._ctx.kv_cache_clear()
+            n_embd = emb.n_embd()
+            rows = []
+            for i in range(0, len(toks), ubatch):
+                part = toks[i : i + ubatch]
+                emb._batch.set_batch(batch=part, n_past=i, logits_all=True)
+                emb._ctx.decode(emb._batch)
+                ptr = llama_cpp.llama_get_embeddings(emb._ctx.ctx)
+                rows.append(np.ctypeslib.as_array(ptr, shape=(len(part) * n_embd,))
+                            .reshape(len(part), n_embd).copy())
+            return np.concatenate(rows)
 
         def run():
             emb = model.embedder()
             out = []
             for text in texts:
                 toks = emb.tokenize(text.encode("utf-8"), add_bos=False, special=False)[:limit]
-                out.append((toks, _embed_tokens(emb, toks) if toks else None))
+                if not toks:
+                    out.append((toks, None))
+                elif ubatch:
+                    out.append((toks, stepwise(emb, toks)))
+                else:
+                    out.append((toks, _embed_tokens(emb, toks)))
             return out
 
         return await _on_worker(model, run)

@@ -79,6 +79,9 @@ ToxicOpt = Annotated[bool, typer.Option("--toxic/--nontoxic", help="which side o
 ModelOpt = Annotated[str | None, typer.Option(help="GGUF path (default: the embedded model)")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="llama.cpp threads")]
 MaxTokOpt = Annotated[int, typer.Option(help="tokens read per document")]
+UbatchOpt = Annotated[
+    int, typer.Option(help="tokens per llama.cpp decode while encoding (0: whole document)")
+]
 
 
 @app.command()
@@ -98,6 +101,8 @@ def build(
     model: ModelOpt = None,
     threads: ThreadsOpt = None,
     overwrite: bool = False,
+    checkpoint: Annotated[int, typer.Option(help="save every N documents (flat)")] = 25,
+    ubatch: UbatchOpt = 0,
 ) -> None:
     """Build a datastore from corpus files and/or the safety datasets."""
     from .datastore import Datastore, IndexKind
@@ -105,28 +110,69 @@ def build(
 
     try:
         docs = _documents(files, column, id_column, where, safety, toxic, data_dir, limit)
-        encoder = EmbeddedKeyEncoder(_backend(model, threads), max_tokens=max_tokens)
+        encoder = EmbeddedKeyEncoder(
+            _backend(model, threads), max_tokens=max_tokens, ubatch=ubatch or None
+        )
         target = _resolve(path)
         kind = IndexKind(index)
-        encoded = asyncio.run(_encode_all(encoder, docs))
-        import numpy as np
-
-        n = sum(len(k) for _, k, _ in encoded)
-        train = None
-        if kind == IndexKind.IVFPQ or (kind == IndexKind.AUTO and n > 100_000):
-            all_keys = np.concatenate([k for _, k, _ in encoded if len(k)])
-            rng = np.random.default_rng(0)
-            train = all_keys[rng.permutation(len(all_keys))[:100_000]]
-        store = Datastore.create(
-            target, encoder.key_space(), label=label or ("toxic" if toxic else "nontoxic"),
-            index_kind=kind, expected_keys=n, training_keys=train, overwrite=overwrite,
-        )
-        for doc, keys, toks in encoded:
-            store.add(doc.id, keys, toks)
-        store.save()
+        upper = len(docs) * max_tokens  # at most this many keys
+        if kind == IndexKind.FLAT or (kind == IndexKind.AUTO and upper <= 100_000):
+            # flat: append as documents are encoded, saving every `checkpoint` documents, so
+            # an interrupted build (Ctrl-C) keeps what it did; `add` resumes it
+            store = Datastore.create(
+                target, encoder.key_space(), label=label or ("toxic" if toxic else "nontoxic"),
+                index_kind=IndexKind.FLAT, overwrite=overwrite,
+            )
+            try:
+                asyncio.run(_add_with_checkpoints(store, encoder, docs, checkpoint))
+            except KeyboardInterrupt:
+                pass  # saved by _add_with_checkpoints
+        else:
+            store = _build_ivfpq(target, encoder, docs, kind, label, toxic, overwrite)
     except SpecguardError as exc:
         _fail(exc)
     console.print(f"built {target}: {len(store)} keys from {len(store.documents)} documents")
+
+
+def _build_ivfpq(target, encoder, docs, kind, label, toxic, overwrite):
+    """Encode everything first (IVF-PQ trains on a sample of the keys), then fill the index."""
+    import numpy as np
+
+    from .datastore import Datastore
+
+    encoded = asyncio.run(_encode_all(encoder, docs))
+    n = sum(len(k) for _, k, _ in encoded)
+    all_keys = np.concatenate([k for _, k, _ in encoded if len(k)])
+    train = all_keys[np.random.default_rng(0).permutation(len(all_keys))[:100_000]]
+    store = Datastore.create(
+        target, encoder.key_space(), label=label or ("toxic" if toxic else "nontoxic"),
+        index_kind=kind, expected_keys=n, training_keys=train, overwrite=overwrite,
+    )
+    for doc, keys, toks in encoded:
+        store.add(doc.id, keys, toks)
+    store.save()
+    return store
+
+
+async def _add_with_checkpoints(store, encoder, docs, checkpoint: int) -> None:
+    from .corpora import add_documents
+
+    with _progress() as bar:
+        task = bar.add_task("encoding", total=len(docs), keys=0)
+        done = 0
+        try:
+            for i in range(0, len(docs), checkpoint):
+                part = docs[i : i + checkpoint]
+                await add_documents(
+                    store, encoder, part,
+                    on_progress=lambda d, k: bar.update(task, completed=done + d, keys=len(store)),
+                )
+                done += len(part)
+                store.save()
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            console.print(f"interrupted: kept {len(store)} keys from {done} documents")
+        finally:
+            store.save()
 
 
 async def _encode_all(encoder, docs):
@@ -156,29 +202,27 @@ def add(
     max_tokens: MaxTokOpt = 256,
     model: ModelOpt = None,
     threads: ThreadsOpt = None,
+    checkpoint: Annotated[int, typer.Option(help="save every N documents")] = 25,
+    ubatch: UbatchOpt = 0,
 ) -> None:
     """Append documents (skipping ones already present) to a datastore."""
-    from .corpora import add_documents
     from .datastore import Datastore
     from .encoders import EmbeddedKeyEncoder
 
     try:
         docs = _documents(files, column, id_column, where, safety, toxic, data_dir, limit)
-        encoder = EmbeddedKeyEncoder(_backend(model, threads), max_tokens=max_tokens)
+        encoder = EmbeddedKeyEncoder(
+            _backend(model, threads), max_tokens=max_tokens, ubatch=ubatch or None
+        )
         store = Datastore.open(_resolve(path), encoder.key_space())
         present = set(store.documents)
         docs = [d for d in docs if d.id not in present]
-
-        async def run() -> int:
-            with _progress() as bar:
-                task = bar.add_task("adding", total=len(docs), keys=0)
-                return await add_documents(
-                    store, encoder, docs,
-                    on_progress=lambda d, k: bar.update(task, completed=d, keys=k),
-                )
-
-        added = asyncio.run(run())
-        store.save()
+        before = len(store)
+        try:
+            asyncio.run(_add_with_checkpoints(store, encoder, docs, checkpoint))
+        except KeyboardInterrupt:
+            pass  # saved by _add_with_checkpoints
+        added = len(store) - before
     except SpecguardError as exc:
         _fail(exc)
     console.print(f"added {added} keys; {len(store)} keys in {store.path}")

@@ -44,9 +44,12 @@ def embedded_key_space(backend: EmbeddedBackend) -> KeySpace:
 class EmbeddedKeyEncoder:
     """Keys from the embedded llama.cpp model (final normalised hidden state)."""
 
-    def __init__(self, backend: EmbeddedBackend, *, max_tokens: int = 512) -> None:
+    def __init__(
+        self, backend: EmbeddedBackend, *, max_tokens: int = 512, ubatch: int | None = None
+    ) -> None:
         self.backend = backend
         self.max_tokens = max_tokens
+        self.ubatch = ubatch  # tokens per llama.cpp decode call (None: the whole text)
         self._space: KeySpace | None = None
 
     def key_space(self) -> KeySpace:
@@ -60,7 +63,7 @@ class EmbeddedKeyEncoder:
         dim = self.key_space().dim
         out = []
         for toks, states in await self.backend.token_hidden_states(
-            texts, max_tokens=self.max_tokens
+            texts, max_tokens=self.max_tokens, ubatch=self.ubatch
         ):
             if states is None or len(toks) < 2:
                 out.append((np.zeros((0, dim), np.float32), np.zeros(0, np.int32)))

@@ -70,6 +70,10 @@ def test_build_search_append_remove_and_refuse(tmp_path, embedded_backend):
     (keys_a, next_a), = asyncio.run(encoder.encode(["You are a worthless idiot and everyone hates you."]))
     dist, tok = reopened.search(keys_a[2:3], 4)
     assert dist[0, 0] < 1e-2 and tok[0, 0] == next_a[2]
+    # decoding one token per call gives the same keys up to llama.cpp's batching noise
+    (keys_1, next_1), = asyncio.run(EmbeddedKeyEncoder(embedded_backend, ubatch=1).encode(
+        ["You are a worthless idiot and everyone hates you."]))
+    assert np.array_equal(next_1, next_a) and ((keys_1 - keys_a) ** 2).sum(-1).max() < 20.0
     # more neighbours than keys: the rest are -1
     _, tok_all = reopened.search(keys_a[:1], len(reopened) + 5)
     assert (tok_all[0, -5:] == -1).all() and (tok_all[0, :-5] >= 0).all()
