@@ -54,7 +54,7 @@ def generate(args) -> dict:
            "configs": {}, "settings": {}}
     for name, alpha in configs:
         if alpha is None:
-            gen = LlamaDetoxGenerator(backend, None, top_p=args.top_p)
+            gen = LlamaDetoxGenerator(backend, None, top_p=args.top_p, ubatch=args.ubatch)
         else:
             settings = DetoxSettings(
                 toxic=[_store_path(args.toxic)], nontoxic=[_store_path(args.nontoxic)],
@@ -62,7 +62,7 @@ def generate(args) -> dict:
             )
             retriever = Retriever.open(settings, space)
             out["settings"][name] = retriever.describe()
-            gen = LlamaDetoxGenerator(backend, retriever)
+            gen = LlamaDetoxGenerator(backend, retriever, ubatch=args.ubatch)
         conts = []
         t0 = time.perf_counter()
         n_tok = 0
@@ -94,8 +94,9 @@ def score_ppl(gen_file: Path, model: Path, threads: int) -> dict:
     import numpy as np
 
     data = json.loads(gen_file.read_text())
+    # n_batch 1: on the loaded dev box batched decodes cost ~10x more CPU per token
     llm = llama_cpp.Llama(model_path=str(model), n_ctx=256, n_threads=threads, logits_all=True,
-                          verbose=False)
+                          n_batch=1, n_ubatch=1, verbose=False)
     out = {}
     for name, cfg in data["configs"].items():
         lps = []
@@ -179,6 +180,7 @@ def main() -> None:
     ap.add_argument("--top-p", type=float, default=0.9)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("SPECGUARD_THREADS", "1")))
+    ap.add_argument("--ubatch", type=int, default=None, help="prompt tokens per decode call")
     ap.add_argument("--ppl-model", default=None, help="GGUF for perplexity (default: Gemma 3 270M)")
     ap.add_argument("--out", default="runs/detox")
     ap.add_argument("--stage", choices=["all", "generate", "ppl", "report"], default="all")

@@ -24,9 +24,11 @@ class LlamaDetoxGenerator:
     top-p decoding on the same path, the baseline)."""
 
     def __init__(
-        self, backend: EmbeddedBackend, retriever: Retriever | None, *, top_p: float = 0.9
+        self, backend: EmbeddedBackend, retriever: Retriever | None, *, top_p: float = 0.9,
+        ubatch: int | None = None,
     ) -> None:
         self.backend = backend
+        self.ubatch = ubatch  # prompt tokens per decode call (None: the context's n_batch)
         self.retriever = retriever
         self.top_p = retriever.settings.top_p if retriever else top_p
 
@@ -57,7 +59,7 @@ class LlamaDetoxGenerator:
 
     def _decode(self, tokens: Sequence[int], n_past: int) -> None:
         emb = self._emb
-        step = emb.n_batch
+        step = self.ubatch or emb.n_batch
         for i in range(0, len(tokens), step):
             emb._batch.set_batch(batch=list(tokens[i : i + step]), n_past=n_past + i, logits_all=True)
             emb._ctx.decode(emb._batch)
