@@ -37,7 +37,7 @@ def main() -> None:
     backend = EmbeddedBackend(n_threads=args.threads)
     space = embedded_key_space(backend)
     prompts = [r.text for r in load("realtoxicityprompts")][:: max(1, 350 // args.prompts)]
-    states = asyncio.run(backend.token_hidden_states(prompts[: args.prompts]))
+    states = asyncio.run(backend.token_hidden_states(prompts[: args.prompts], ubatch=1))
     q = np.concatenate([s for _, s in states if s is not None]).astype(np.float32)
     print(f"{len(q)} query states from {args.prompts} RTP prompts, k={args.k}")
     print("| store | keys | d(1st) median | d(k-th) median | T | effective neighbours "
