@@ -47,7 +47,7 @@ def generate(args) -> dict:
         prompts.extend(rng.sample(by_subset[subset], min(args.per_subset, len(by_subset[subset]))))
     backend = EmbeddedBackend(n_threads=args.threads)
     space = embedded_key_space(backend)
-    configs: list[tuple[str, float | None]] = [("base", None)] + [
+    configs: list[tuple[str, float | None]] = ([] if args.no_base else [("base", None)]) + [
         (f"goodtriever a={a:g}", a) for a in args.alphas
     ]
     out = {"prompts": [{"id": p.id, "subset": p.subset, "text": p.text} for p in prompts],
@@ -180,6 +180,9 @@ def main() -> None:
     ap.add_argument("--top-p", type=float, default=0.9)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("SPECGUARD_THREADS", "1")))
+    ap.add_argument("--no-base", action="store_true", help="only the Goodtriever configs")
+    ap.add_argument("--merge", default=None,
+                    help="report: comma-separated run folders to merge (same prompts and seed)")
     ap.add_argument("--ubatch", type=int, default=None, help="prompt tokens per decode call")
     ap.add_argument("--ppl-model", default=None, help="GGUF for perplexity (default: Gemma 3 270M)")
     ap.add_argument("--out", default="runs/detox")
@@ -207,8 +210,20 @@ def main() -> None:
             ppl_file.write_text(json.dumps(score_ppl(gen_file, Path(model), args.threads)))
             return
     if args.stage in ("all", "report"):
-        gen = json.loads(gen_file.read_text())
-        ppl = json.loads(ppl_file.read_text()) if ppl_file.exists() else None
+        folders = [Path(f) for f in args.merge.split(",")] if args.merge else [out]
+        gen = {"configs": {}, "settings": {}}
+        ppl: dict | None = {}
+        for f in folders:
+            g = json.loads((f / "generations.json").read_text())
+            if "prompts" in gen and g["prompts"] != gen["prompts"]:
+                raise SystemExit(f"{f} used other prompts; merge only runs with the same seed")
+            gen["prompts"] = g["prompts"]
+            gen["configs"].update(g["configs"])
+            gen["settings"].update(g["settings"])
+            if (f / "ppl.json").exists() and ppl is not None:
+                ppl.update(json.loads((f / "ppl.json").read_text()))
+            else:
+                ppl = None
         print(f"T={args.T:g}, k={args.k}, top-p={args.top_p}, {args.samples} samples x "
               f"{args.new_tokens} tokens, {len(gen['prompts'])} prompts")
         print(json.dumps(gen["settings"], indent=1))
