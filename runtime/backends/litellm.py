@@ -7,7 +7,7 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from ..errors import BackendError, BackendTimeoutError, require
+from ..errors import BackendError, BackendTimeoutError, ConfigError, require
 from ..types import Capabilities, Completion, GenerationParams, Message, StreamChunk, TokenLogprob, Usage
 
 # litellm fetches a model cost map from the internet at import unless told not to.
@@ -24,6 +24,7 @@ class LiteLLMBackend:
         timeout: float = 60.0,
         num_retries: int = 2,
         constrained_output: bool | None = None,
+        schema_style: str = "json_schema",
         extra_body: dict[str, Any] | None = None,
     ) -> None:
         self.model = model
@@ -33,6 +34,11 @@ class LiteLLMBackend:
         self.timeout = timeout
         self.num_retries = num_retries
         self.extra_body = extra_body or {}
+        # How a JSON schema is asked for: "json_schema" (OpenAI, vLLM, llama.cpp's llama-server)
+        # or "json_object" with a "schema" key (llama-cpp-python's server).
+        if schema_style not in ("json_schema", "json_object"):
+            raise ConfigError(f"schema_style must be json_schema or json_object, not {schema_style!r}.")
+        self.schema_style = schema_style
         # Servers speaking the OpenAI protocol accept a JSON-schema response_format; vLLM and
         # llama.cpp servers enforce it with guided decoding / grammars.
         if constrained_output is None:
@@ -60,10 +66,13 @@ class LiteLLMBackend:
             if params.top_logprobs:
                 kw["top_logprobs"] = params.top_logprobs
         if params.json_schema is not None:
-            kw["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": params.json_schema, "strict": True},
-            }
+            if self.schema_style == "json_object":
+                kw["response_format"] = {"type": "json_object", "schema": params.json_schema}
+            else:
+                kw["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "answer", "schema": params.json_schema, "strict": True},
+                }
         if self.api_base:
             kw["api_base"] = self.api_base
         if self.api_key:
