@@ -51,6 +51,59 @@ def make_store(root: Path, n: int, space, *, flat: bool, seed: int = 0):
     return store
 
 
+def open_or_make(root: Path, n: int, space, *, flat: bool):
+    from specguard.decoding import Datastore
+
+    path = root / f"syn{n}{'f' if flat else ''}"
+    if (path / "manifest.json").exists():
+        return Datastore.open(path, space), 0.0
+    t0 = time.perf_counter()
+    store = make_store(root, n, space, flat=flat)
+    store.save()
+    return store, time.perf_counter() - t0
+
+
+def step_latency(backend, space, root: Path, sizes, k: int, reps: int) -> None:
+    """Per-step cost alone: the plain step vs search (both sides) + combination, on the
+    model's real logits and hidden state, interleaved so load drifts hit both alike."""
+    import numpy as np
+
+    from specguard.decoding.loop_llama import LlamaDetoxGenerator
+    from specguard.decoding.retrieval import DetoxSettings, Retriever, plain_step
+
+    gen = LlamaDetoxGenerator(backend, None)
+
+    def first_step():
+        toks = gen.tokenize(PROMPTS[0])
+        gen._emb._ctx.kv_cache_clear()
+        gen._decode(toks, 0)
+        return gen._read()
+
+    logits, hidden = backend.model.executor.submit(first_step).result()
+    print(f"| store | plain step (ms, median) | Goodtriever step (ms, median) | extra (ms) |")
+    print("|---|---|---|---|")
+    rows = {}
+    for n in sizes:
+        store, _ = open_or_make(root, n, space, flat=n <= 100_000)
+        r = Retriever(DetoxSettings(toxic=[store.path], nontoxic=[store.path], k=k), [store], [store])
+        r.step(logits, hidden)  # warm-up
+        plain, good = [], []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            plain_step(logits, 0.9)
+            t1 = time.perf_counter()
+            r.step(logits, hidden)
+            t2 = time.perf_counter()
+            plain.append(t1 - t0)
+            good.append(t2 - t1)
+        p, g = 1000 * np.median(plain), 1000 * np.median(good)
+        rows[n] = g
+        print(f"| {n:,} keys ({store.manifest.index_kind}) | {p:.1f} | {g:.1f} | {g - p:.1f} |")
+    if len(rows) > 1:
+        lo, hi = min(rows), max(rows)
+        print(f"\nstep latency growth {lo:,} -> {hi:,} keys: {rows[hi] / rows[lo]:.2f}x")
+
+
 def run(gen, backend, prompts, tokens: int, seed: int) -> tuple[float, int]:
     def work() -> tuple[float, int]:
         n = 0
@@ -72,7 +125,9 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("SPECGUARD_THREADS", "1")))
     ap.add_argument("--flat-1m", action="store_true", help="also time exact flat search at 1M")
-    ap.add_argument("--root", default=None, help="where to write the synthetic stores")
+    ap.add_argument("--root", default=None, help="where the synthetic stores are (reused)")
+    ap.add_argument("--steps", type=int, default=0,
+                    help="only time N isolated decoding steps per store size")
     args = ap.parse_args()
 
     import faiss
@@ -91,6 +146,9 @@ def main() -> None:
     root = Path(args.root or tempfile.mkdtemp(prefix="gt_bench_"))
     sizes = [int(s) for s in args.sizes.split(",")]
 
+    if args.steps:
+        step_latency(backend, space, root, sizes, args.k, args.steps)
+        return
     plain = LlamaDetoxGenerator(backend, None)
     run(plain, backend, prompts[:1], 4, 0)  # warm-up
     results = []
@@ -99,15 +157,14 @@ def main() -> None:
     for size in sizes:
         variants = [size <= 100_000] + ([True] if size > 100_000 and args.flat_1m else [])
         for j, flat in enumerate(variants):
-            t0 = time.perf_counter()
-            store = make_store(root, size, space, flat=flat)
-            store.save()
-            build = time.perf_counter() - t0
+            store, build = open_or_make(root, size, space, flat=flat)
             settings = DetoxSettings(toxic=[store.path], nontoxic=[store.path], k=args.k)
             gen = LlamaDetoxGenerator(backend, Retriever.open(settings, space))
             run(gen, backend, prompts[:1], 2, 0)  # warm-up (loads the index)
             t, n = run(gen, backend, prompts, args.tokens, 0)
             label = f"goodtriever {size:,} keys ({'flat' if flat else 'ivfpq'}; built in {build:.0f}s)"
+            if not build:
+                label = f"goodtriever {size:,} keys ({'flat' if flat else 'ivfpq'}; reused)"
             results.append((label, size if j == 0 else "-", t, n))
             # search alone, one query of real shape, both sides
             import numpy as np
