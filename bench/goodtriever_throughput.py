@@ -181,14 +181,20 @@ def main() -> None:
     base_tps = results[0][3] / results[0][2]
     print(f"threads={args.threads}, k={args.k}, {len(prompts)} prompts x {args.tokens} tokens, "
           f"batch 1, embedded llama.cpp, CPU ({os.cpu_count()} cores, shared)")
-    print("| decoding | tokens/s | ms/token | ratio to plain | one search (ms) |")
-    print("|---|---|---|---|---|")
+    print("| decoding | tokens/s | ms/token | ratio to first plain | ratio to plain runs "
+          "around it | one search (ms) |")
+    print("|---|---|---|---|---|---|")
     per_tok = {}
-    for row in results:
+    for i, row in enumerate(results):
         label, size, t, n = row[:4]
         tps = n / t
         search = f"{row[4]:.1f}" if len(row) > 4 else "-"
-        print(f"| {label} | {tps:.1f} | {1000 * t / n:.1f} | {tps / base_tps:.2f} | {search} |")
+        around = "-"
+        if len(row) > 4 and i + 1 < len(results):  # plain runs just before and after
+            near = [results[j][3] / results[j][2] for j in (i - 1, i + 1)]
+            around = f"{tps / (sum(near) / 2):.2f}"
+        print(f"| {label} | {tps:.1f} | {1000 * t / n:.1f} | {tps / base_tps:.2f} | {around} | "
+              f"{search} |")
         if size != "-":  # the index `specguard datastore build` would pick at this size
             per_tok[size] = 1000 * t / n
     if len(per_tok) >= 2:
