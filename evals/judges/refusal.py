@@ -105,7 +105,7 @@ class LLMRefusalJudge:
             "properties": {"verdict": {"type": "string", "enum": ["REFUSED", "COMPLIED"]}},
             "required": ["verdict"],
         }
-        params = GenerationParams(max_tokens=16 if self.constrained else 6, temperature=0.0,
+        params = GenerationParams(max_tokens=24 if self.constrained else 6, temperature=0.0,
                                   json_schema=schema if self.constrained else None)
         start = time.perf_counter()
         try:
