@@ -76,15 +76,7 @@ class SpecStore:
     def list_active(self) -> list[Spec]:
         with self._engine.connect() as conn:
             rows = conn.execute(
-                select(t.specs)
-                .join(
-                    t.spec_heads,
-                    and_(
-                        t.specs.c.name == t.spec_heads.c.name,
-                        t.specs.c.scope == t.spec_heads.c.scope,
-                        t.specs.c.version == t.spec_heads.c.active_version,
-                    ),
-                )
+                _ACTIVE_ROWS
                 .order_by(t.specs.c.scope, t.specs.c.name)
             ).all()
         return [_to_spec(r) for r in rows]
@@ -248,15 +240,7 @@ class SpecStore:
 
     def _active(self, conn, name: str, scope: str) -> Spec | None:
         row = conn.execute(
-            select(t.specs)
-            .join(
-                t.spec_heads,
-                and_(
-                    t.specs.c.name == t.spec_heads.c.name,
-                    t.specs.c.scope == t.spec_heads.c.scope,
-                    t.specs.c.version == t.spec_heads.c.active_version,
-                ),
-            )
+            _ACTIVE_ROWS
             .where(and_(t.specs.c.name == name, t.specs.c.scope == scope))
         ).first()
         return _to_spec(row) if row else None
@@ -273,6 +257,17 @@ class SpecStore:
         conn.execute(
             update(t.specs).where(_version(name, scope, version)).values(status=status.value)
         )
+
+
+# Each (name, scope)'s active version: specs joined to their head.
+_ACTIVE_ROWS = select(t.specs).join(
+    t.spec_heads,
+    and_(
+        t.specs.c.name == t.spec_heads.c.name,
+        t.specs.c.scope == t.spec_heads.c.scope,
+        t.specs.c.version == t.spec_heads.c.active_version,
+    ),
+)
 
 
 def _head(name: str, scope: str):
