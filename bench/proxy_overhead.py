@@ -89,7 +89,8 @@ def main() -> None:
     backend = (f"openai:echo" if args.backend == "openai" else "litellm:openai/echo")
     proxy = start([sys.executable, "-m", "specguard.cli", "serve", "--backend", backend,
                    "--api-base", f"http://127.0.0.1:{up_port}/v1", "--port", str(sg_port),
-                   "--policy", str(HERE / "passthrough_policy.yaml"), "--api-key", KEY],
+                   "--policy", str(HERE / "passthrough_policy.yaml"), "--api-key", KEY,
+                   "--upstream-api-key", "unused"],
                   f"http://127.0.0.1:{sg_port}/healthz")
     try:
         print(f"specguard -> upstream via the {args.backend} backend; {args.requests} requests per cell")

@@ -27,7 +27,8 @@ err = Console(stderr=True)
 BackendOpt = Annotated[str, typer.Option("--backend", "-b", help="embedded | embedded:/path.gguf | litellm:<provider>/<model> | openai:<model> (with --api-base) | vllm:<model> | vllm:engine:/hf/folder")]
 PolicyOpt = Annotated[Optional[Path], typer.Option("--policy", "-p", help="Policy YAML file.")]
 StoreOpt = Annotated[Optional[str], typer.Option("--store", help="Store URL or SQLite path (default: $SPECGUARD_STORE or specguard.db).")]
-ApiBaseOpt = Annotated[Optional[str], typer.Option("--api-base", help="Upstream URL for litellm backends.")]
+ApiBaseOpt = Annotated[Optional[str], typer.Option("--api-base", help="Upstream URL for litellm, openai and vllm backends.")]
+UpstreamKeyOpt = Annotated[Optional[str], typer.Option("--upstream-api-key", envvar="SPECGUARD_UPSTREAM_API_KEY", help="API key specguard sends upstream (litellm/openai backends).")]
 
 
 def _mount_optional(module: str, name: str, help_: str) -> None:
@@ -42,7 +43,7 @@ def _mount_optional(module: str, name: str, help_: str) -> None:
 
 
 def _build_runtime(backend: str, policy: Path | None, store: str | None, api_base: str | None = None,
-                   checkpointer: str | None = None):
+                   checkpointer: str | None = None, upstream_api_key: str | None = None):
     from .backends import load_backend
     from .config import store_url
     from .core import Runtime
@@ -50,6 +51,8 @@ def _build_runtime(backend: str, policy: Path | None, store: str | None, api_bas
     from .store import Store
 
     options = {"api_base": api_base} if api_base else {}
+    if upstream_api_key:
+        options["api_key"] = upstream_api_key
     be = load_backend(backend, **options)
     pol = Policy.load(policy) if policy else Policy.default()
     from .checkpoint import make_checkpointer
@@ -79,13 +82,14 @@ def serve(
     api_key: Annotated[Optional[str], typer.Option(envvar="SPECGUARD_API_KEY", help="Accept this key (tenant 'default').")] = None,
     rate_limit: Annotated[int, typer.Option(help="Requests per minute per key; 0 = unlimited.")] = 0,
     checkpointer: Annotated[str, typer.Option(help="Graph state per request: none, memory or sqlite:PATH.")] = "none",
+    upstream_api_key: UpstreamKeyOpt = None,
 ) -> None:
     """Run the guarded OpenAI-compatible server."""
     import uvicorn
 
     from .server import ServerSettings, create_app
 
-    runtime = _build_runtime(backend, policy, store, api_base, checkpointer)
+    runtime = _build_runtime(backend, policy, store, api_base, checkpointer, upstream_api_key)
     if api_key is None and not runtime.policy.file.api_keys:
         api_key = "sg-" + secrets.token_urlsafe(24)
         console.print(f"No API keys configured; generated one for this run: [bold]{api_key}[/]")

@@ -7,6 +7,7 @@ import openai
 import pytest
 
 from specguard.backends.litellm import LiteLLMBackend
+from specguard.backends.openai_compat import OpenAICompatBackend
 from specguard.backends.scripted import ScriptedBackend
 from specguard.core import Runtime
 from specguard.guard import CheckRequest, Label, Stage, Tier, TieredGuard, Verdict
@@ -51,9 +52,18 @@ def _client(base):
 MSG = [{"role": "user", "content": "hi"}]
 
 
-def test_upstream_failure_is_502():
+UPSTREAM_CLIENTS = {
+    "litellm": lambda base, timeout=60.0: LiteLLMBackend("openai/echo", api_base=base + "/v1", api_key="x",
+                                                         num_retries=0, timeout=timeout),
+    "openai-compat": lambda base, timeout=60.0: OpenAICompatBackend("echo", api_base=base + "/v1",
+                                                                    timeout=timeout),
+}
+
+
+@pytest.mark.parametrize("client", UPSTREAM_CLIENTS)
+def test_upstream_failure_is_502(client):
     with serve(create_echo_upstream(fail_status=500)) as upstream:
-        backend = LiteLLMBackend("openai/echo", api_base=upstream + "/v1", api_key="x", num_retries=0)
+        backend = UPSTREAM_CLIENTS[client](upstream)
         with serve(_app(backend)) as base:
             with pytest.raises(openai.APIStatusError) as info:
                 _client(base).chat.completions.create(model="specguard", messages=MSG)
@@ -61,10 +71,10 @@ def test_upstream_failure_is_502():
     assert info.value.body["type"] == "upstream_error"
 
 
-def test_stalled_upstream_is_504_not_a_hang():
+@pytest.mark.parametrize("client", UPSTREAM_CLIENTS)
+def test_stalled_upstream_is_504_not_a_hang(client):
     with serve(create_echo_upstream(delay_s=5)) as upstream:
-        backend = LiteLLMBackend("openai/echo", api_base=upstream + "/v1", api_key="x",
-                                 num_retries=0, timeout=0.5)
+        backend = UPSTREAM_CLIENTS[client](upstream, timeout=0.5)
         with serve(_app(backend)) as base:
             with pytest.raises(openai.APIStatusError) as info:
                 _client(base).chat.completions.create(model="specguard", messages=MSG)
@@ -100,9 +110,10 @@ def test_rate_limit_is_429_per_key():
     assert "Retry in" in str(info.value)
 
 
-def test_upstream_stream_through_litellm_reaches_the_client():
+@pytest.mark.parametrize("client", UPSTREAM_CLIENTS)
+def test_upstream_stream_reaches_the_client(client):
     with serve(create_echo_upstream(answer="hello from upstream")) as upstream:
-        backend = LiteLLMBackend("openai/echo", api_base=upstream + "/v1", api_key="x", num_retries=0)
+        backend = UPSTREAM_CLIENTS[client](upstream)
         with serve(_app(backend, output_check={"enabled": False}, critique="off")) as base:
             chunks = list(_client(base).chat.completions.create(model="specguard", messages=MSG, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hello from upstream"
