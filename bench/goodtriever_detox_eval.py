@@ -123,7 +123,6 @@ def score_ppl(gen_file: Path, model: Path, threads: int) -> dict:
 def report(gen: dict, ppl: dict | None, args) -> str:
     import numpy as np
     from profanity_check import predict_prob
-
     from specguard.evals.metrics import (
         bootstrap,
         distinct_n,

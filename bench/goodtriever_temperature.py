@@ -27,7 +27,6 @@ def main() -> None:
 
     import numpy as np
     import torch
-
     from specguard.backends.embedded import EmbeddedBackend
     from specguard.decoding import Datastore, Neighbours, knn_logprobs
     from specguard.decoding.cli import _resolve

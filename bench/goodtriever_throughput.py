@@ -32,7 +32,6 @@ PROMPTS = [
 
 def make_store(root: Path, n: int, space, *, flat: bool, seed: int = 0):
     import numpy as np
-
     from specguard.decoding import Datastore, IndexKind
 
     rng = np.random.default_rng(seed)
@@ -67,7 +66,6 @@ def step_latency(backend, space, root: Path, sizes, k: int, reps: int) -> None:
     """Per-step cost alone: the plain step vs search (both sides) + combination, on the
     model's real logits and hidden state, interleaved so load drifts hit both alike."""
     import numpy as np
-
     from specguard.decoding.loop_llama import LlamaDetoxGenerator
     from specguard.decoding.retrieval import DetoxSettings, Retriever, plain_step
 
@@ -80,7 +78,7 @@ def step_latency(backend, space, root: Path, sizes, k: int, reps: int) -> None:
         return gen._read()
 
     logits, hidden = backend.model.executor.submit(first_step).result()
-    print(f"| store | plain step (ms, median) | Goodtriever step (ms, median) | extra (ms) |")
+    print("| store | plain step (ms, median) | Goodtriever step (ms, median) | extra (ms) |")
     print("|---|---|---|---|")
     rows = {}
     for n in sizes:
@@ -132,7 +130,6 @@ def main() -> None:
 
     import faiss
     import torch
-
     from specguard.backends.embedded import EmbeddedBackend
     from specguard.decoding.encoders import embedded_key_space
     from specguard.decoding.loop_llama import LlamaDetoxGenerator

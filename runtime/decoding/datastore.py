@@ -177,7 +177,7 @@ class Datastore:
 
         faiss = require("faiss", "faiss")
         self.manifest.updated_at = _now()
-        self.manifest.rows = int(len(self._tokens))
+        self.manifest.rows = len(self._tokens)
         self.manifest.live_keys = int(self._index.ntotal)
         faiss.write_index(self._index, str(self.path / "index.faiss.tmp"))
         (self.path / "index.faiss.tmp").replace(self.path / "index.faiss")
@@ -262,7 +262,7 @@ class Datastore:
             "keys": len(self),
             "removed_rows": int(len(self._tokens) - len(live)),
             "documents": len(self.documents),
-            "distinct_next_tokens": int(len(np.unique(live))) if len(live) else 0,
+            "distinct_next_tokens": len(np.unique(live)) if len(live) else 0,
         }
 
     # -- search ------------------------------------------------------------------------------
@@ -286,9 +286,8 @@ class Datastore:
         return dist.astype(np.float32), tok
 
     def _make_searcher(self):
-        import numpy as np
-
         import faiss
+        import numpy as np
 
         device = self._device
         if device == SearchDevice.TORCH:
@@ -307,9 +306,8 @@ class Datastore:
 
     def live_keys(self) -> tuple[np.ndarray, np.ndarray]:
         """(keys [n, dim], row ids [n]) of a flat store, for exact search elsewhere."""
-        import numpy as np
-
         import faiss
+        import numpy as np
 
         if self.manifest.index_kind != IndexKind.FLAT:
             raise ConfigError("Only flat datastores can hand out their exact keys.")

@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from specguard.decoding import Neighbours, goodtriever_logprobs, knn_logprobs, top_p_mask  # noqa: E402
+from specguard.decoding import Neighbours, goodtriever_logprobs, knn_logprobs, top_p_mask
 
 
 def _nb(d, t):

@@ -10,7 +10,7 @@ import pytest
 np = pytest.importorskip("numpy")
 pytest.importorskip("faiss")
 
-from specguard.decoding import (  # noqa: E402
+from specguard.decoding import (
     Datastore,
     DatastoreMismatchError,
     Document,

@@ -9,16 +9,16 @@ import pytest
 pytest.importorskip("faiss")
 pytest.importorskip("torch")
 
-from specguard.decoding import (  # noqa: E402
+from specguard.decoding import (
     Datastore,
     DatastoreMismatchError,
     EmbeddedKeyEncoder,
     ModelId,
 )
-from specguard.decoding.backend import DetoxBackend  # noqa: E402
-from specguard.decoding.loop_llama import LlamaDetoxGenerator  # noqa: E402
-from specguard.decoding.retrieval import DetoxSettings, Retriever  # noqa: E402
-from specguard.types import GenerationParams, user  # noqa: E402
+from specguard.decoding.backend import DetoxBackend
+from specguard.decoding.loop_llama import LlamaDetoxGenerator
+from specguard.decoding.retrieval import DetoxSettings, Retriever
+from specguard.types import GenerationParams, user
 
 pytestmark = [pytest.mark.model, pytest.mark.slow]
 

@@ -12,9 +12,9 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("faiss")
 np = pytest.importorskip("numpy")
 
-from specguard.decoding import Datastore, IndexKind  # noqa: E402
-from specguard.decoding.loop_torch import TorchDetoxGenerator  # noqa: E402
-from specguard.decoding.retrieval import DetoxSettings, Retriever  # noqa: E402
+from specguard.decoding import Datastore, IndexKind
+from specguard.decoding.loop_torch import TorchDetoxGenerator
+from specguard.decoding.retrieval import DetoxSettings, Retriever
 
 VOCAB = 64
 
