@@ -30,6 +30,10 @@ def demo_policy(keys: dict[str, str]):
 
     return Policy.from_dict(
         {
+            # The 135M model is a poor judge (docs/results/guard.md: recall 0 as the deliberative
+            # tier), so on the embedded model the trained fast tier decides on its own.
+            "defaults": {"input_check": {"deliberative": False},
+                         "output_check": {"deliberative": False}},
             "tenants": {"default": {}, "demo": {}},
             "profiles": {"hepatitis": {"text": "I have hepatitis.",
                                        "attributes": {"health_conditions": ["hepatitis"]}}},
@@ -55,7 +59,9 @@ def run_demo(*, backend: str, api_base: str | None, port: int, console: Console)
     options = {"api_base": api_base} if api_base else {}
     with console.status("Loading the model and the guard ...", spinner="dots"):
         be = load_backend(backend, **options)
-        runtime = Runtime(be, policy=demo_policy(keys), store=Store(":memory:"))
+        store = Store(":memory:")
+        _approve_demo_guidelines(store)
+        runtime = Runtime(be, policy=demo_policy(keys), store=store)
         load = getattr(be, "load", None)
         if load is not None:
             asyncio.run(load())
@@ -96,6 +102,16 @@ def run_demo(*, backend: str, api_base: str | None, port: int, console: Console)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def _approve_demo_guidelines(store) -> None:
+    """What an admin would do once per profile (`specguard admin guidelines ...`): write, or
+    derive with a capable model, the activities to decline, and approve them."""
+    items = ["drinking alcohol: beer, wine, tequila, vodka, whisky or other spirits",
+             "taking acetaminophen (paracetamol) above the label dose"]
+    draft = store.guidelines.propose("hepatitis", items, source="admin", profile_text="I have hepatitis.",
+                                     actor="demo-admin")
+    store.guidelines.approve("hepatitis", draft.version, actor="demo-admin")
 
 
 def _wait_ready(url: str, timeout: float = 120.0) -> None:
