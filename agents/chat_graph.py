@@ -17,9 +17,9 @@ from typing import Literal
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
-
 from specguard.guard import CheckRequest, GuardDecision, Stage
 from specguard.policy import CritiqueMode, ViolationAction
+from specguard.profiles import CATEGORY as PROFILE_CATEGORY
 from specguard.report import Action, StepRecord
 from specguard.types import Message, Role
 
@@ -161,11 +161,16 @@ async def respond(state: ChatState) -> dict:
 
 
 def refusal_text(ctx: ChatContext, state: ChatState) -> str:
+    """The policy's refusal message; when the user's own profile is the reason, it says so
+    (in the user's words), since the same request may be fine for someone else."""
     message = ctx.policy.settings.refusal_message
     decision = state.get("output_decision") or state.get("input_decision")
-    if decision is not None and decision.categories:
-        message += f" (flagged: {', '.join(decision.categories)})"
-    return message
+    if decision is None or not decision.categories:
+        return message
+    if PROFILE_CATEGORY in decision.categories and ctx.policy.profile is not None:
+        return (f"{message} Given what you told us about yourself (\"{ctx.policy.profile.text}\"), "
+                "this could be unsafe for you in particular.")
+    return f"{message} (flagged: {', '.join(decision.categories)})"
 
 
 def build_chat_graph(checkpointer=None):

@@ -155,3 +155,20 @@ async def test_store_changes_reach_requests_after_the_cache_ttl():
     time.sleep(0.01)
     result = await rt.chat([user("hi")])
     assert result.report.specs[0].version == 2
+
+
+async def test_a_profile_refusal_says_the_profile_is_the_reason():
+    from specguard.guard import CheckRequest as CR
+
+    class ProfileFlag(KeywordChecker):
+        async def check(self, request: CR) -> Verdict:
+            return Verdict(stage=request.stage, label=Label.UNSAFE, tier=self.tier, checker="p",
+                           categories=["user_profile"])
+
+    policy = Policy.from_dict({"profiles": {"hep": {"text": "I have hepatitis."}},
+                               "users": {"al": {"tenant": "default", "profile": "hep"}}})
+    rt = Runtime(ScriptedBackend(["x"]), policy=policy, store=Store(":memory:"),
+                 guard=TieredGuard(fast=ProfileFlag()))
+    result = await rt.chat([user("I want a bottle of tequila")], user="al")
+    assert result.action is Action.REFUSED
+    assert "I have hepatitis." in result.answer and "flagged" not in result.answer
