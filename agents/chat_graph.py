@@ -63,7 +63,8 @@ async def _check(ctx: ChatContext, stage: Stage, messages, response=None) -> tup
         name=f"{stage.value}_check",
         ms=(time.perf_counter() - start) * 1000,
         model_calls=sum(v.model_calls for v in decision.verdicts),
-        completion_tokens=sum(v.tokens for v in decision.verdicts),
+        prompt_tokens=sum(v.prompt_tokens for v in decision.verdicts),
+        completion_tokens=sum(v.completion_tokens for v in decision.verdicts),
     )
     return decision, step
 

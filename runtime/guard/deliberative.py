@@ -93,6 +93,8 @@ class DeliberativeChecker:
             checker=self.name,
             latency_ms=(time.perf_counter() - start) * 1000,
             tokens=completion.usage.total_tokens,
+            prompt_tokens=completion.usage.prompt_tokens,
+            completion_tokens=completion.usage.completion_tokens,
             model_calls=1,
             raw=completion.text,
             parse_ok=parsed.ok,

@@ -39,7 +39,9 @@ class Verdict(BaseModel):
     tier: Tier
     checker: str
     latency_ms: float = 0.0
-    tokens: int = 0
+    tokens: int = 0  # prompt + completion tokens the checker's model calls used
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
     model_calls: int = 0
     raw: str | None = None  # the checker's raw output, kept for audit
     parse_ok: bool = True
