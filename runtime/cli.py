@@ -54,11 +54,25 @@ def _build_runtime(backend: str, policy: Path | None, store: str | None, api_bas
     if upstream_api_key:
         options["api_key"] = upstream_api_key
     be = load_backend(backend, **options)
-    pol = Policy.load(policy) if policy else Policy.default()
+    if policy:
+        pol = Policy.load(policy)
+    elif backend.startswith("embedded"):
+        pol = _embedded_default_policy()
+    else:
+        pol = Policy.default()
     from .checkpoint import make_checkpointer
 
     return Runtime(be, policy=pol, store=Store(store_url(store)),
                    checkpointer=make_checkpointer(checkpointer))
+
+
+def _embedded_default_policy():
+    from importlib import resources
+
+    from .policy import Policy
+
+    path = resources.files("specguard.specs") / "policies" / "embedded_default.yaml"
+    return Policy.from_yaml(path.read_text("utf-8"), source="embedded_default.yaml")
 
 
 def _load_with_progress(runtime) -> None:

@@ -30,8 +30,8 @@ def demo_policy(keys: dict[str, str]):
 
     return Policy.from_dict(
         {
-            # The 135M model is a poor judge (docs/results/guard.md: recall 0 as the deliberative
-            # tier), so on the embedded model the trained fast tier decides on its own.
+            # as specs/policies/embedded_default.yaml: the fast tier decides on its own, since
+            # the 135M model is a poor judge (docs/results/guard.md)
             "defaults": {"input_check": {"deliberative": False},
                          "output_check": {"deliberative": False}},
             "tenants": {"default": {}, "demo": {}},
