@@ -25,15 +25,22 @@ DEMO_REQUESTS = [
 ]
 
 
+def embedded_defaults() -> dict:
+    from importlib import resources
+
+    import yaml
+
+    path = resources.files("specguard.specs") / "policies" / "embedded_default.yaml"
+    return yaml.safe_load(path.read_text("utf-8"))["defaults"]
+
+
 def demo_policy(keys: dict[str, str]):
     from .policy import Policy, hash_key
 
     return Policy.from_dict(
         {
-            # as specs/policies/embedded_default.yaml: the fast tier decides on its own, since
-            # the 135M model is a poor judge (docs/results/guard.md)
-            "defaults": {"input_check": {"deliberative": False},
-                         "output_check": {"deliberative": False}},
+            # the embedded model's defaults (the fast tier decides; the 135M model is a poor judge)
+            "defaults": embedded_defaults(),
             "tenants": {"default": {}, "demo": {}},
             "profiles": {"hepatitis": {"text": "I have hepatitis.",
                                        "attributes": {"health_conditions": ["hepatitis"]}}},
