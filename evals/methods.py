@@ -132,7 +132,7 @@ class RuntimeMethod:
         self._store.close()  # the backend belongs to the run; Runtime.aclose would close it
 
 
-def _options(ctx: MethodContext, allowed: set[str], method: str) -> dict[str, Any]:
+def method_options(ctx: MethodContext, allowed: set[str], method: str) -> dict[str, Any]:
     unknown = set(ctx.options) - allowed
     if unknown:
         raise ConfigError(f"method {method!r}: unknown option(s) {sorted(unknown)}",
@@ -141,6 +141,6 @@ def _options(ctx: MethodContext, allowed: set[str], method: str) -> dict[str, An
 
 
 register_method("raw", lambda ctx: RawMethod(
-    ctx.backend, **_options(ctx, {"system_prompt"}, "raw")))
+    ctx.backend, **method_options(ctx, {"system_prompt"}, "raw")))
 register_method("runtime", lambda ctx: RuntimeMethod(
-    ctx.backend, **_options(ctx, {"policy", "store", "tenant", "user"}, "runtime")))
+    ctx.backend, **method_options(ctx, {"policy", "store", "tenant", "user"}, "runtime")))

@@ -177,7 +177,8 @@ class Runner:
             record.update(error=f"{type(exc).__name__}: {exc}", answer=None)
             return record
         judgements: dict[str, Any] = {}
-        inp = JudgeInput(prompt=item.prompt, request=item.request, answer=out.answer)
+        inp = JudgeInput(prompt=item.prompt, request=item.request, answer=out.answer,
+                         report=out.report)
         for judge in judges:
             j: Judgement = await judge.judge(inp)
             judgements[judge.name] = j.model_dump(mode="json")
@@ -205,9 +206,15 @@ class Runner:
             raise
         done = read_records(self.out_dir)
         samples = self.suite.generation.samples
-        # Item-major: an interrupted run has every method's answer for the same items.
-        jobs = [(label, item, s) for item in self.items for s in range(samples)
-                for label in methods]
+        if self.suite.order == "method":
+            # Method-major: no method reuses the prompt another just left in a shared model's
+            # cache, so per-item times are each method's own.
+            jobs = [(label, item, s) for label in methods for item in self.items
+                    for s in range(samples)]
+        else:
+            # Item-major: an interrupted run has every method's answer for the same items.
+            jobs = [(label, item, s) for item in self.items for s in range(samples)
+                    for label in methods]
         sem = asyncio.Semaphore(self.concurrency)
         errors = 0
         computed = 0

@@ -170,13 +170,24 @@ def _perplexity(records: Records, judge: str | None, n_boot: int, seed: int) -> 
                        n_resamples=n_boot, seed=seed)
 
 
-def _cost(field: str):
+def _cost(field: str, scale: float = 1.0):
     def compute(records: Records, judge: str | None, n_boot: int, seed: int) -> m.Estimate:
         values = []
         for r in records:
             c = r.get("cost") or {}
             values.append(c.get("prompt_tokens", 0) + c.get("completion_tokens", 0)
-                          if field == "tokens" else c.get(field, 0))
+                          if field == "tokens" else c.get(field, 0) * scale)
+        return m.bootstrap(m.rate, values, n_resamples=n_boot, seed=seed)
+
+    return compute
+
+
+def _report_flag(field: str):
+    """Share of records whose method report sets `field` (e.g. a guard's `escalated`); records
+    whose method reports nothing about it are left out."""
+    def compute(records: Records, judge: str | None, n_boot: int, seed: int) -> m.Estimate:
+        values = [1.0 if r["report"][field] else 0.0 for r in records
+                  if isinstance(r.get("report"), dict) and r["report"].get(field) is not None]
         return m.bootstrap(m.rate, values, n_resamples=n_boot, seed=seed)
 
     return compute
@@ -214,15 +225,20 @@ METRICS: dict[str, tuple[Callable[..., m.Estimate], set[str] | None, str]] = {
     "model_calls_per_item": (_cost("model_calls"), None, "model calls per item"),
     "tokens_per_item": (_cost("tokens"), None, "prompt + completion tokens per item"),
     "seconds_per_item": (_cost("seconds"), None, "wall seconds per item"),
+    "ms_per_item": (_cost("seconds", 1000.0), None, "wall milliseconds per item"),
+    "escalation_rate": (_report_flag("escalated"), None,
+                        "items a guard method sent to its deliberative tier"),
 }
 RATE_METRICS = {"safety_rate", "attack_success_rate", "refusal_rate", "over_refusal_rate",
                 "helpfulness", "harmonic_mean", "precision", "recall", "f1", "auprc",
-                "toxicity_probability", "expected_maximum_toxicity", "dist_1", "dist_2", "dist_3"}
+                "toxicity_probability", "expected_maximum_toxicity", "dist_1", "dist_2", "dist_3",
+                "escalation_rate"}
 
 # Which judge a metric reads when the suite does not say, by preference.
 _JUDGE_PREFERENCE = {
     "toxic": ("toxicity",),
-    "default": ("refusal_llm", "refusal_match", "harmfulness", "fulfilment", "toxicity"),
+    "default": ("refusal_llm", "refusal_match", "harmfulness", "verdict", "fulfilment",
+                "toxicity"),
 }
 
 
@@ -242,7 +258,8 @@ def resolve_judge(metric: MetricConfig, judges: list[str]) -> str | None:
         return metric.judge
     kinds = {
         "refusal_llm": REFUSAL_LABELS, "refusal_match": REFUSAL_LABELS,
-        "harmfulness": {"safe", "unsafe"}, "fulfilment": {"fulfilled", "not_fulfilled"},
+        "harmfulness": {"safe", "unsafe"}, "verdict": {"safe", "unsafe"},
+        "fulfilment": {"fulfilled", "not_fulfilled"},
         "toxicity": {"toxic", "non_toxic"}, "perplexity": {"scored"},
     }
     for j in _JUDGE_PREFERENCE["default"]:

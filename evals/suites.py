@@ -10,6 +10,7 @@ datasets:                        # items come from these, sampled deterministica
     seed: 0
     group: harmful               # a display name for the report (default: dataset name)
     transform: {name: jailbreak, options: {templates: slotted}}
+    part: held_out               # all (default) | held_out | train: a hash split of the records
 methods: [{name: raw}, {name: runtime}]
 judges: [{name: refusal_match}]
 metrics: [refusal_rate, over_refusal_rate, {name: safety_rate, judge: refusal_match}]
@@ -25,13 +26,13 @@ import json
 import os
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import ConfigError
-from .datasets import Record, load, load_custom
+from .datasets import HELD_OUT_SHARE, Record, held_out, load, load_custom
 
 
 class _Strict(BaseModel):
@@ -53,6 +54,10 @@ class DatasetEntry(_Strict):
     seed: int = 0
     group: str | None = None
     transform: TransformConfig | None = None
+    # Which part of a deterministic hash split (specguard.evals.datasets.held_out) to keep:
+    # `held_out` is what trainers such as `specguard guard train` never see.
+    part: Literal["all", "held_out", "train"] = "all"
+    held_out_share: float = Field(HELD_OUT_SHARE, gt=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _one_source(self) -> DatasetEntry:
@@ -110,6 +115,10 @@ class Suite(_Strict):
     plugins: list[str] = Field(default_factory=list)
     concurrency: int = Field(1, ge=1)
     bootstrap: int = Field(1000, ge=0)
+    # item: every method on an item before the next item (an interrupted run compares methods
+    # on the same items); method: each method over all items in turn (methods sharing a model
+    # do not reuse each other's cached prompts, so per-item times are fair).
+    order: Literal["item", "method"] = "item"
     # Where a suite file was read from: custom dataset paths are relative to it.
     base_dir: str | None = Field(None, exclude=True)
 
@@ -213,6 +222,9 @@ def _matches(record: Record, where: dict[str, Any]) -> bool:
 def sample_records(records: list[Record], entry: DatasetEntry) -> list[Record]:
     """Deterministic: a seeded sample of positions, kept in the dataset's order."""
     chosen = [r for r in records if _matches(r, entry.where)]
+    if entry.part != "all":
+        want = entry.part == "held_out"
+        chosen = [r for r in chosen if held_out(r.source, r.id, entry.held_out_share) is want]
     k = entry.n if entry.n is not None else (
         round(len(chosen) * entry.fraction) if entry.fraction is not None else None)
     if k is not None and k < len(chosen):

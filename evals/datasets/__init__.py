@@ -34,9 +34,11 @@ from ._records import (
     USafeBenchRecord,
     XSTestRecord,
 )
+from ._splits import HELD_OUT_SHARE, held_out
 from ._registry import DatasetSpec, dataset_names, get_spec, load, load_from_hub, register
 
 __all__ = [
+    "HELD_OUT_SHARE",
     "JAILBREAK_SLOT",
     "JIGSAW_LABELS",
     "MODERATION_CATEGORIES",
@@ -60,6 +62,7 @@ __all__ = [
     "XSTestRecord",
     "dataset_names",
     "get_spec",
+    "held_out",
     "load",
     "load_custom",
     "load_from_hub",

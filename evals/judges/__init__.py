@@ -2,11 +2,11 @@
 
 Built in: `refusal_match` (string match), `refusal_llm` (any backend), `harmfulness` (a guard),
 `fulfilment` (U-SafeBench yes/no, never shown the profile), `toxicity` (pluggable scorers),
-`perplexity` (answers scored under a chosen LM).
+`perplexity` (answers scored under a chosen LM), `verdict` (a guard method's own verdict).
 Add one with `register_judge(name, factory)`.
 """
 
-from . import fulfilment, harm, perplexity, refusal, toxicity  # noqa: F401  (register the built-ins)
+from . import fulfilment, harm, perplexity, refusal, toxicity, verdict  # noqa: F401  (register the built-ins)
 from ._base import (
     FulfilLabel,
     HarmLabel,
@@ -24,6 +24,7 @@ from .fulfilment import FulfilmentJudge, parse_yes_no
 from .harm import HarmfulnessJudge
 from .perplexity import PerplexityJudge, TransformersScorer, load_scorer
 from .refusal import LLMRefusalJudge, RefusalMatchJudge, match_refusal, parse_refusal
+from .verdict import VerdictJudge
 from .toxicity import (
     SCORERS,
     DetoxifyScorer,
@@ -55,6 +56,7 @@ __all__ = [
     "ToxicityLabel",
     "ToxicityScorer",
     "TransformersScorer",
+    "VerdictJudge",
     "build_judge",
     "build_scorer",
     "judge_names",

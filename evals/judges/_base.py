@@ -56,6 +56,9 @@ class JudgeInput(BaseModel):
     prompt: str
     request: str
     answer: str
+    # The method's own safety report, when it has one (a guard method's verdict): the `verdict`
+    # judge reads it; judges of answers ignore it.
+    report: dict[str, Any] | None = None
 
 
 @runtime_checkable

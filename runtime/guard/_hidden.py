@@ -11,6 +11,10 @@ from typing import Any
 from ..types import Message, Role
 
 MAX_TOKENS = 256  # a probe reads at most this many tokens of a text (its end, where it matters)
+# Tokens per decode. The sequences of one decode share a KV cache and every token's attention
+# spans all of it (masked), so the cost per text grows with the batch: a few hundred tokens
+# per decode amortise the call overhead without paying that.
+BATCH_TOKENS = 512
 
 
 def _pooled(model: Any, texts: Sequence[str], chat: bool, max_tokens: int):
@@ -19,7 +23,7 @@ def _pooled(model: Any, texts: Sequence[str], chat: bool, max_tokens: int):
 
     emb = model.embedder()
     n_embd = emb.n_embd()
-    n_batch = emb.n_batch
+    n_batch = min(emb.n_batch, max(BATCH_TOKENS, max_tokens))
     n_seq_max = max(1, int(emb.context_params.n_seq_max))
     last = np.zeros((len(texts), n_embd), dtype=np.float32)
     mean = np.zeros((len(texts), n_embd), dtype=np.float32)
@@ -67,7 +71,8 @@ def _pooled(model: Any, texts: Sequence[str], chat: bool, max_tokens: int):
 async def pooled_hidden_states(backend: Any, texts: Sequence[str], *, chat: bool,
                                max_tokens: int = MAX_TOKENS):
     """(last-token states, token-mean states) as two (n, n_embd) float32 arrays, computed on
-    the embedded backend's worker thread, many texts per decode."""
+    the embedded backend's first worker thread, many texts per decode. (One worker: its
+    embedding context already decodes a batch on every core.)"""
     model = backend.model
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(model.executor, _pooled, model, list(texts), chat, max_tokens)

@@ -26,7 +26,7 @@ from .verdict import Stage
 # Datasets with a held-out part (the rest trains); the others only train.
 EVAL_SETS = ("openai_moderation", "toxicchat", "xstest", "harmbench", "jbb_artifacts",
              "simple_safety_tests", "u_safebench")
-TEST_SHARE = 0.5
+TEST_SHARE = 0.5  # = specguard.evals.datasets.HELD_OUT_SHARE: suites' `part: held_out` match it
 NON_COMMERCIAL = ("toxicchat", "beavertails_sample")
 
 _REFUSALS = (
@@ -51,10 +51,11 @@ class Example:
 
 
 def split_of(source: str, item_id: str, share: float = TEST_SHARE) -> str:
+    from ..evals.datasets import held_out
+
     if source not in EVAL_SETS:
         return "train"
-    h = int(hashlib.sha256(f"{source}:{item_id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "test" if h < share else "train"
+    return "test" if held_out(source, item_id, share) else "train"
 
 
 def input_examples(data_root: str | Path | None = None) -> list[Example]:
