@@ -1,7 +1,8 @@
 """Fast-tier comparison on held-out data: TF-IDF + logistic regression (the baseline) vs probes
 over the embedded model's final hidden states (chat template or raw text, last token or token
-mean, logistic regression or a small MLP), TF-IDF + hidden states combined, and prompt+response
-training for the output check.
+mean, logistic regression or a small MLP), TF-IDF + hidden states combined (one classifier) or
+fused (two classifiers' probabilities averaged), a 5-fold cross-validation on the training split
+to choose among them, and prompt+response training for the output check.
 
     python bench/guard_probe.py [--cache runs/guard_hidden] [--out runs/guard_probe.json]
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specguard.guard._hidden import pooled_hidden_states
+from specguard.guard._hidden import MAX_TOKENS, pooled_hidden_states
 from specguard.guard.corpus import input_examples, output_examples
 from specguard.guard.train import (
     FastConfig,
@@ -28,9 +29,6 @@ from specguard.guard.train import (
     group_metrics,
     predict_stage,
 )
-
-
-MAX_TOKENS = 64  # of each text's end; the chat template's tail is kept whole
 
 
 async def cached_hidden(backend, texts, chat: bool, path: Path):
@@ -43,7 +41,7 @@ async def cached_hidden(backend, texts, chat: bool, path: Path):
     step = 256
     for i in range(0, len(texts), step):
         last, mean = await pooled_hidden_states(backend, texts[i:i + step], chat=chat,
-                                                max_tokens=MAX_TOKENS + (40 if chat else 0))
+                                                max_tokens=MAX_TOKENS)
         lasts.append(last)
         means.append(mean)
         print(f"  {i + len(last)}/{len(texts)} ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -71,6 +69,29 @@ def run(cfg: FastConfig, examples, hidden=None):
     return m, scores
 
 
+def cross_validated(cfg: FastConfig, examples, hidden, folds: int = 5) -> dict:
+    """Out-of-fold scores on the training split (folds by a hash of the text): metrics over
+    all training items, and the share of XSTest's safe look-alikes flagged."""
+    import hashlib
+
+    tr = [i for i, e in enumerate(examples) if e.split == "train"]
+    fold = {i: int(hashlib.sha256(("cv:" + examples[i].text).encode()).hexdigest()[:8], 16) % folds
+            for i in tr}
+    scores = np.zeros(len(examples))
+    texts = [e.text for e in examples]
+    for k in range(folds):
+        a = [i for i in tr if fold[i] != k]
+        b = [i for i in tr if fold[i] == k]
+        m = fit_stage([texts[i] for i in a], [examples[i].harmful for i in a], cfg,
+                      hidden[a] if cfg.uses_hidden else None,
+                      weights=[example_weight(examples[i], cfg) for i in a])
+        scores[b] = predict_stage(m, [texts[i] for i in b], hidden[b] if cfg.uses_hidden else None)
+    out = group_metrics([examples[i].harmful for i in tr], [float(scores[i]) for i in tr])
+    safe = [i for i in tr if examples[i].source == "xstest" and not examples[i].harmful]
+    out["xstest_safe_flagged"] = round(float(np.mean([scores[i] >= 0.5 for i in safe])), 4)
+    return out
+
+
 def summarise(examples, scores):
     out = {}
     for name, idx in eval_groups(examples).items():
@@ -82,8 +103,8 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cache", default="runs/guard_hidden")
     ap.add_argument("--out", default="runs/guard_probe.json")
-    ap.add_argument("--train-share", type=float, default=0.3)
-    ap.add_argument("--big-test-share", type=float, default=0.3)
+    ap.add_argument("--train-share", type=float, default=1.0)
+    ap.add_argument("--big-test-share", type=float, default=1.0)
     ap.add_argument("--skip-output", action="store_true")
     ap.add_argument("--chat-share", type=float, default=0.35)
     ap.add_argument("--render", action="store_true", help="print --out as a markdown table and exit")
@@ -138,6 +159,22 @@ async def main() -> None:
         cfg = FastConfig(features="combined", chat=False, pooling=best, hidden_weight=w)
         _, s = run(cfg, examples, raw[best])
         record(cfg, examples, s, f" w={w}")
+    for clf in ("logreg", "mlp"):  # score fusion: TF-IDF and the probe, probabilities averaged
+        cfg = FastConfig(features="fusion", chat=False, pooling="last", classifier=clf, C=0.05)
+        _, s = run(cfg, examples, raw["last"])
+        record(cfg, examples, s)
+    # The choice between them, made without the held-out sets: 5-fold cross-validation on
+    # the training split.
+    results["cv"] = {}
+    for cfg in (FastConfig(), FastConfig(features="hidden", chat=False, pooling="last", C=0.05),
+                FastConfig(features="hidden", chat=False, pooling="last", classifier="mlp"),
+                FastConfig(features="combined", chat=False, pooling="last", hidden_weight=0.05),
+                FastConfig(features="fusion", chat=False, pooling="last", C=0.05),
+                FastConfig(features="fusion", chat=False, pooling="last", classifier="mlp")):
+        results["cv"][cfg.label()] = cv = cross_validated(cfg, examples, raw["last"])
+        print(f"cv {cfg.label():45s} F1 {cv['f1']:.3f} AUPRC {cv['auprc']:.3f} benign flagged "
+              f"{cv['benign_flagged_rate']:.3f} XSTest safe flagged {cv['xstest_safe_flagged']:.3f}",
+              flush=True)
 
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
@@ -170,7 +207,9 @@ async def main() -> None:
     for cfg, hh in ((FastConfig(), None),
                     (FastConfig(features="hidden", chat=False, pooling="last", C=0.05), plast),
                     (FastConfig(features="hidden", chat=False, pooling="mean", C=0.05), pmean),
-                    (FastConfig(features="combined", chat=False, pooling="mean", hidden_weight=0.15), pmean)):
+                    (FastConfig(features="combined", chat=False, pooling="mean", hidden_weight=0.15), pmean),
+                    (FastConfig(features="fusion", chat=False, pooling="last", classifier="mlp"), plast),
+                    (FastConfig(features="fusion", chat=False, pooling="mean", classifier="mlp"), pmean)):
         _, s = run(cfg, pairs, hh)
         m = group_metrics([pairs[i].harmful for i in te], [float(s[i]) for i in te])
         results["output:" + cfg.label()] = {"pairs": m}
@@ -187,10 +226,23 @@ def render(results: dict) -> str:
     lines = ["| features | " + " | ".join(f"{g} F1 / AUPRC" for g in groups) + " | XSTest safe flagged |",
              "|---|" + "---|" * (len(groups) + 1)]
     for name, r in results.items():
-        if name.startswith("output:"):
+        if name.startswith("output:") or name == "cv":
             continue
         cells = [f"{r[g]['f1']:.3f} / {r[g]['auprc']:.3f}" if g in r else "-" for g in groups]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['xstest']['benign_flagged_rate']:.1%} |")
+    if "cv" in results:
+        lines += ["", "5-fold cross-validation on the training split (how the shipped one was chosen):", "",
+                  "| features | F1 | AUPRC | benign flagged | XSTest safe flagged |", "|---|---|---|---|---|"]
+        for name, r in results["cv"].items():
+            lines.append(f"| {name} | {r['f1']:.3f} | {r['auprc']:.3f} | {r['benign_flagged_rate']:.1%} "
+                         f"| {r['xstest_safe_flagged']:.1%} |")
+    outs = {k.removeprefix("output:"): v["pairs"] for k, v in results.items() if k.startswith("output:")}
+    if outs:
+        lines += ["", "Output check (prompt + response pairs, held-out 30%):", "",
+                  "| features | P | R | F1 | AUPRC | benign flagged |", "|---|---|---|---|---|---|"]
+        for name, m in outs.items():
+            lines.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} "
+                         f"| {m['auprc']:.3f} | {m['benign_flagged_rate']:.1%} |")
     return "\n".join(lines)
 
 

@@ -1,6 +1,7 @@
 """`specguard guard ...`: build the fast tier's artifact and look at it.
 
     specguard guard train                                  # TF-IDF baseline -> ./fast_guard.joblib
+    specguard guard train --features fusion --no-chat --classifier mlp --out probe.joblib
     specguard guard train --features combined --model my.gguf --out my_guard.joblib
     specguard guard info specs/guard/fast_default.joblib
 """
@@ -19,16 +20,17 @@ app = typer.Typer(help="The guard: train and inspect fast-tier classifiers.", no
 @app.command()
 def train(
     out: Path = typer.Option(Path("fast_guard.joblib"), help="Where to write the artifact (.joblib + .json record)."),
-    features: str = typer.Option("tfidf", help="tfidf | hidden | combined (hidden states need a model)."),
+    features: str = typer.Option("tfidf", help="tfidf | hidden | combined | fusion (hidden states need a model)."),
     model: Path | None = typer.Option(None, help="A local GGUF for hidden-state features (default: the embedded model)."),
     chat: bool = typer.Option(True, help="Wrap texts in the model's chat template before reading hidden states."),
     pooling: str = typer.Option("last", help="last | mean: the last token's hidden state or the token mean."),
-    classifier: str = typer.Option("logreg", help="logreg | mlp (mlp: hidden states only)."),
+    classifier: str = typer.Option("logreg", help="logreg | mlp: the hidden-state classifier (mlp: features hidden or fusion)."),
     c: float = typer.Option(4.0, "--C", help="Inverse regularisation of the logistic regression."),
     hidden_weight: float = typer.Option(0.15, help="Scale of the hidden-state block next to TF-IDF (combined)."),
     output_stage: bool = typer.Option(True, help="Also train the output check on prompt+response pairs."),
     data_dir: Path | None = typer.Option(None, help="The datasets (default: $SPECGUARD_DATA_DIR or ../shared/data)."),
     name: str = typer.Option("fast_default", help="The artifact's name (shown as the checker's name)."),
+    hidden_cache: Path | None = typer.Option(None, help="A folder to keep hidden states in between runs (derived from dataset rows: do not commit it)."),
 ) -> None:
     """Train the fast tier on the training splits and report its held-out scores."""
     from .train import FastConfig, train_artifact
@@ -41,7 +43,7 @@ def train(
 
         backend = EmbeddedBackend(model)
     art = asyncio.run(train_artifact(cfg, backend=backend, data_root=data_dir, name=name,
-                                     output_stage=output_stage))
+                                     output_stage=output_stage, hidden_cache=hidden_cache))
     path = art.save(out)
     typer.echo(f"wrote {path} and {path.with_suffix('.json')} ({path.stat().st_size / 1e6:.1f} MB)")
     _print_record(art.record)

@@ -2,7 +2,7 @@
 
 An artifact (joblib, built by `specguard guard train`) holds one classifier per stage (input
 prompts; prompt+response pairs for output checks) over TF-IDF features, the local model's
-final hidden states, or both side by side. The score is the classifier's probability that the
+final hidden states, both side by side, or two classifiers whose scores are averaged. The score is the classifier's probability that the
 content is unsafe; the escalation band around it decides whether the deliberative tier runs.
 """
 
@@ -22,6 +22,8 @@ from .verdict import CheckRequest, Label, Stage, Tier, Verdict
 
 ARTIFACT_FORMAT = 1
 DEFAULT_ARTIFACT = "fast_default"  # specs/guard/fast_default.joblib (+ .json training record)
+# What a guard uses when not told, in order of preference: the first that fits the backend.
+SHIPPED_ARTIFACTS = (DEFAULT_ARTIFACT, "fast_tfidf")
 
 
 @dataclass
@@ -47,6 +49,23 @@ class CategoryHead:
 
         z = np.asarray(x @ self.coef.T) + self.intercept
         return 1.0 / (1.0 + np.exp(-z))
+
+
+@dataclass
+class FusedClassifier:
+    """Score fusion: the mean P(unsafe) of a classifier over the TF-IDF columns and one over
+    the hidden-state columns of the stacked features (each reads only its own block)."""
+
+    text: Any  # predict_proba over columns [0, split)
+    hidden: Any  # predict_proba over columns [split, end), dense
+    split: int
+
+    def predict_proba(self, x):
+        from scipy import sparse
+
+        h = x[:, self.split:]
+        p_hidden = self.hidden.predict_proba(h.toarray() if sparse.issparse(h) else h)
+        return (self.text.predict_proba(x[:, :self.split]) + p_hidden) / 2
 
 
 @dataclass
@@ -241,20 +260,30 @@ def _load_cached(path: str, mtime_ns: int) -> FastArtifact:
     return FastArtifact.load(path)
 
 
+def fits(artifact: FastArtifact, backend: Any | None) -> bool:
+    """Whether `backend` can run the artifact: any backend when it reads no hidden states,
+    else a hidden-state backend over the model file it was trained on."""
+    if not artifact.needs_model:
+        return True
+    model_file = Path(getattr(backend, "model_path", "") or "").name
+    return bool(getattr(getattr(backend, "capabilities", None), "hidden_states", False)) and (
+        not artifact.model_file or model_file == artifact.model_file)
+
+
 def load_fast_checker(backend: Any | None = None, path: str | Path | None = None, *,
                       taxonomy: str = "beavertails") -> FastChecker | None:
-    """The fast tier from `path`, else the shipped default; None when neither exists or the
-    shipped one reads hidden states of a model other than `backend`'s."""
+    """The fast tier from `path` (a file, or the name of a shipped artifact), else the first
+    shipped artifact in SHIPPED_ARTIFACTS that fits `backend` (the embedded model's probe, then
+    the model-free TF-IDF classifier); None when none does."""
     if path is not None:
-        return FastChecker(FastArtifact.load(path), backend, taxonomy=taxonomy)
-    shipped = shipped_artifact_path()
-    if shipped is None:
-        return None
-    art = _load_cached(str(shipped), shipped.stat().st_mtime_ns)
-    if art.needs_model:
-        model_file = Path(getattr(backend, "model_path", "") or "").name
-        if not getattr(getattr(backend, "capabilities", None), "hidden_states", False) or (
-            art.model_file and model_file != art.model_file
-        ):
-            return None
-    return FastChecker(art, backend, taxonomy=taxonomy)
+        shipped = shipped_artifact_path(str(path)) if not Path(path).suffix else None
+        art = _load_cached(str(shipped), shipped.stat().st_mtime_ns) if shipped else FastArtifact.load(path)
+        return FastChecker(art, backend, taxonomy=taxonomy)
+    for name in SHIPPED_ARTIFACTS:
+        shipped = shipped_artifact_path(name)
+        if shipped is None:
+            continue
+        art = _load_cached(str(shipped), shipped.stat().st_mtime_ns)
+        if fits(art, backend):
+            return FastChecker(art, backend, taxonomy=taxonomy)
+    return None

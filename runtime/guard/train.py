@@ -8,24 +8,27 @@ import math
 import platform
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, require
 from .corpus import NON_COMMERCIAL, TEST_SHARE, Example, input_examples, output_examples
-from .fast import FastArtifact, HiddenFeatures, StageModel
+from .fast import FastArtifact, FusedClassifier, HiddenFeatures, StageModel
 from .verdict import Stage
 
-FEATURES = ("tfidf", "hidden", "combined")
+# tfidf: the baseline; hidden: a probe over hidden states; combined: one classifier over both
+# blocks side by side; fusion: a TF-IDF logistic regression and a hidden-state probe
+# (`classifier`), their probabilities averaged.
+FEATURES = ("tfidf", "hidden", "combined", "fusion")
 
 
 @dataclass
 class FastConfig:
     """What a fast-tier classifier reads and how it is fitted."""
 
-    features: str = "tfidf"  # tfidf | hidden | combined
+    features: str = "tfidf"  # tfidf | hidden | combined | fusion
     chat: bool = True  # hidden states of the text wrapped as a user turn in the chat template
     pooling: str = "last"  # last | mean
     classifier: str = "logreg"  # logreg | mlp
@@ -44,12 +47,14 @@ class FastConfig:
 
     @property
     def uses_hidden(self) -> bool:
-        return self.features in ("hidden", "combined")
+        return self.features in ("hidden", "combined", "fusion")
 
     def label(self) -> str:
         if self.features == "tfidf":
             return "tfidf+" + self.classifier
         h = f"hidden[{'chat' if self.chat else 'raw'},{self.pooling}]"
+        if self.features == "fusion":
+            return f"mean(tfidf+logreg, {h}+{self.classifier})"
         return (h if self.features == "hidden" else "tfidf+" + h) + "+" + self.classifier
 
 
@@ -86,6 +91,13 @@ def fit_stage(texts: list[str], y: list[bool], cfg: FastConfig, hidden=None,
     from scipy import sparse
     from sklearn.preprocessing import StandardScaler
 
+    if cfg.features == "fusion":
+        text = fit_stage(texts, y, replace(cfg, features="tfidf", classifier="logreg"),
+                         weights=weights)
+        probe = fit_stage(texts, y, replace(cfg, features="hidden"), hidden, weights)
+        split = len(text.vectorizer.get_feature_names_out())
+        return StageModel(vectorizer=text.vectorizer, scaler=probe.scaler,
+                          classifier=FusedClassifier(text.classifier, probe.classifier, split))
     blocks = []
     vec = scaler = None
     if cfg.features in ("tfidf", "combined"):
@@ -101,7 +113,7 @@ def fit_stage(texts: list[str], y: list[bool], cfg: FastConfig, hidden=None,
     x = blocks[0] if len(blocks) == 1 else sparse.hstack(blocks, format="csr")
     clf = _classifier(cfg)
     if cfg.classifier == "mlp" and sparse.issparse(x) and x.shape[1] > 5000:
-        raise ConfigError("The MLP runs on hidden states only (features='hidden').")
+        raise ConfigError("The MLP runs on hidden states only (features='hidden' or 'fusion').")
     if weights is not None and cfg.classifier == "logreg":
         clf.fit(x, np.asarray(y, dtype=int), sample_weight=np.asarray(weights, dtype=float))
     else:
@@ -212,10 +224,34 @@ def evaluate(examples: list[Example], scores, threshold: float = 0.5) -> dict[st
 
 # --- hidden states -----------------------------------------------------------------------------
 
-async def hidden_for(backend, texts: list[str], cfg: FastConfig):
-    from ._hidden import pooled_hidden_states
+async def pooled_cached(backend, texts: list[str], chat: bool, cache_dir: str | Path | None = None):
+    """(last-token, token-mean) hidden states of `texts`, from `cache_dir` when an earlier run
+    stored them for the same model, wrapping and texts (they take minutes on a CPU). The cache
+    holds features derived from dataset rows: keep it out of version control."""
+    import hashlib
 
-    last, mean = await pooled_hidden_states(backend, texts, chat=cfg.chat)
+    import numpy as np
+
+    from ._hidden import MAX_TOKENS, pooled_hidden_states
+
+    path = None
+    if cache_dir is not None:
+        h = hashlib.sha256(f"{Path(backend.model_path).name}|{chat}|{MAX_TOKENS}".encode())
+        for t in texts:
+            h.update(t.encode("utf-8") + b"\0")
+        path = Path(cache_dir) / f"hidden-{h.hexdigest()[:20]}.npz"
+        if path.is_file():
+            d = np.load(path)
+            return d["last"], d["mean"]
+    last, mean = await pooled_hidden_states(backend, texts, chat=chat)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, last=last, mean=mean)
+    return last, mean
+
+
+async def hidden_for(backend, texts: list[str], cfg: FastConfig, cache_dir: str | Path | None = None):
+    last, mean = await pooled_cached(backend, texts, cfg.chat, cache_dir)
     return last if cfg.pooling == "last" else mean
 
 
@@ -229,6 +265,7 @@ async def train_artifact(
     name: str = "fast_default",
     output_stage: bool = True,
     threshold: float = 0.5,
+    hidden_cache: str | Path | None = None,
 ) -> FastArtifact:
     """Train on the training split, score the held-out split, and return the artifact with its
     training record (sources and counts, configuration, held-out scores; never dataset text)."""
@@ -263,7 +300,7 @@ async def train_artifact(
     for stage, examples in corpora.items():
         train = [e for e in examples if e.split == "train"]
         texts = [e.text for e in examples]
-        hidden = await hidden_for(backend, texts, cfg) if cfg.uses_hidden else None
+        hidden = await hidden_for(backend, texts, cfg, hidden_cache) if cfg.uses_hidden else None
         tr_idx = [i for i, e in enumerate(examples) if e.split == "train"]
         m = fit_stage([texts[i] for i in tr_idx], [examples[i].harmful for i in tr_idx], cfg,
                       hidden[tr_idx] if hidden is not None else None,

@@ -26,8 +26,10 @@ async def test_constrained_verdict_with_label_score(embedded_backend):
     assert len(full.raw) > len(v.raw)
 
 
-async def test_probe_artifact_on_hidden_states(embedded_backend, tmp_path):
-    """A TF-IDF + hidden-state probe trained here runs through FastChecker on the same model."""
+@pytest.mark.parametrize("features", ["combined", "fusion"])
+async def test_probe_artifact_on_hidden_states(embedded_backend, tmp_path, features):
+    """A TF-IDF + hidden-state probe trained here (one classifier over both blocks, or two whose
+    probabilities are averaged) runs through FastChecker on the same model."""
     from specguard.guard import FastArtifact, FastChecker
     from specguard.guard._hidden import pooled_hidden_states
     from specguard.guard.fast import HiddenFeatures
@@ -40,9 +42,16 @@ async def test_probe_artifact_on_hidden_states(embedded_backend, tmp_path):
               "How do I kill a Python process?", "Recommend a good science fiction novel.",
               "How do I shoot a good photo at night?", "What is the best way to learn chess?"]
     texts, y = harmful + benign, [True] * 6 + [False] * 6
-    cfg = FastConfig(features="combined", chat=False, pooling="last", char_ngrams=False, C=10.0)
+    cfg = FastConfig(features=features, chat=False, pooling="last", char_ngrams=False, C=10.0)
     last, _ = await pooled_hidden_states(embedded_backend, texts, chat=False)
     model = fit_stage(texts, y, cfg, last)
+    if features == "fusion":  # the mean of a TF-IDF classifier and a probe, each on its block
+        from specguard.guard.train import predict_stage
+
+        text_only = fit_stage(texts, y, FastConfig(char_ngrams=False, C=10.0))
+        probe = fit_stage(texts, y, FastConfig(features="hidden", chat=False, C=10.0), last)
+        assert predict_stage(model, texts, last) == pytest.approx(
+            (predict_stage(text_only, texts) + predict_stage(probe, texts, last)) / 2, abs=1e-6)
     art = FastArtifact(name="probe-test", stages={Stage.INPUT: model},
                        hidden=HiddenFeatures(chat=False, last_token=True),
                        model_file=embedded_backend.model_path.name)
