@@ -1,9 +1,10 @@
-"""Fast-tier latency per prompt: the shipped artifact one prompt at a time vs batched, and the
-cost a hidden-state probe would add (the embedded model's final hidden states, one text per
-llama.cpp decode vs many sequences per decode). Ratios are against the single-prompt TF-IDF
-path measured in the same run.
+"""Fast-tier latency per prompt, one prompt per call vs a batch per call, for each shipped
+artifact: the model-free TF-IDF classifier (`fast_tfidf`) and the embedded model's probe
+(`fast_default`: TF-IDF fused with a hidden-state probe, one llama.cpp pass per batch). Ratios
+are against the single-prompt TF-IDF path measured in the same run. The embedded backend is
+built as a user gets it (a pool of single-thread workers).
 
-    python bench/guard_latency.py [--n 64] [--threads 2]
+    python bench/guard_latency.py [--n 64]
 
 Other processes may load the CPU while this runs; compare numbers within one run.
 """
@@ -27,41 +28,42 @@ async def _timed(fn, *a, **kw) -> float:
     return (time.perf_counter() - t) * 1000
 
 
+async def measure(checker, reqs) -> tuple[float, float]:
+    await checker.check(reqs[0])  # warm up (loads the embedding context for a probe)
+    single = statistics.median([await _timed(checker.check, r) for r in reqs])
+    batched = await _timed(checker.check_many, reqs) / len(reqs)
+    return single, batched
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--no-hidden", action="store_true")
+    ap.add_argument("--artifacts", nargs="+", default=["fast_tfidf", "fast_default"])
     args = ap.parse_args()
-    texts = [e.text for e in input_examples() if e.split == "test"][: args.n]
+    texts = [e.text for e in input_examples() if e.split == "test"][:: 7][: args.n]
     reqs = [CheckRequest(stage=Stage.INPUT, messages=[user(t)]) for t in texts]
-    fast = load_fast_checker()
-    await fast.check(reqs[0])  # warm up
-    single = statistics.median([await _timed(fast.check, r) for r in reqs])
-    batched = await _timed(fast.check_many, reqs) / len(reqs)
-    rows = [("fast tier (shipped TF-IDF), one prompt per call, median", single),
-            (f"fast tier (shipped TF-IDF), {len(reqs)} prompts per call", batched)]
-    if not args.no_hidden:
-        from specguard.backends.embedded import EmbeddedBackend
-        from specguard.guard._hidden import pooled_hidden_states
+    backend = None
+    rows = []
+    for name in args.artifacts:
+        checker = load_fast_checker(None, name) if name == "fast_tfidf" else None
+        if checker is None:
+            if backend is None:
+                from specguard.backends.embedded import EmbeddedBackend
 
-        backend = EmbeddedBackend(n_threads=args.threads)
-        await backend.load()
-        await backend.hidden_states(texts[:2], chat=True)  # load the embedding context
-        one = statistics.median([
-            await _timed(backend.hidden_states, [t], chat=True) for t in texts[:16]])
-        pooled_one = statistics.median([
-            await _timed(pooled_hidden_states, backend, [t], chat=True) for t in texts[:16]])
-        pooled_many = await _timed(pooled_hidden_states, backend, texts, chat=True) / len(texts)
-        rows += [
-            ("hidden states, EmbeddedBackend.hidden_states, one text per call, median", one),
-            ("hidden states, pooled (empty system turn), one text per call, median", pooled_one),
-            (f"hidden states, pooled, {len(texts)} texts per decode batch", pooled_many),
-        ]
-    print(f"{os.cpu_count()} CPUs visible; load average {os.getloadavg()[0]:.1f}")
-    print(f"{'path':78s} {'ms/prompt':>10s} {'x baseline':>10s}")
+                backend = EmbeddedBackend()
+                await backend.load()
+            checker = load_fast_checker(backend, name)
+        label = checker.artifact.record.get("label", name)
+        single, batched = await measure(checker, reqs)
+        rows += [(f"{name} ({label}), one prompt per call, median", single),
+                 (f"{name}, {len(reqs)} prompts per call", batched)]
+    base = rows[0][1]
+    print(f"{os.cpu_count()} CPUs visible; load average {os.getloadavg()[0]:.1f}; "
+          f"{len(texts)} held-out prompts, mean {statistics.mean(len(t) for t in texts):.0f} chars")
+    print(f"| {'path':90s} | ms per prompt | x {rows[0][0].split(' ')[0]} single |")
+    print("|---|---|---|")
     for name, ms in rows:
-        print(f"{name:78s} {ms:10.2f} {ms / single:10.2f}")
+        print(f"| {name:90s} | {ms:.2f} | {ms / base:.2f} |")
 
 
 if __name__ == "__main__":

@@ -147,7 +147,7 @@ async def main() -> None:
     _, s = run(FastConfig(), examples)
     record(FastConfig(), examples, s)
     for pooling in ("last", "mean"):
-        cfg = FastConfig(features="hidden", chat=False, pooling=pooling, C=0.05)
+        cfg = FastConfig(features="hidden", chat=False, pooling=pooling)
         _, s = run(cfg, examples, raw[pooling])
         record(cfg, examples, s)
     best = max(("last", "mean"), key=lambda p: np.mean(
@@ -160,16 +160,16 @@ async def main() -> None:
         _, s = run(cfg, examples, raw[best])
         record(cfg, examples, s, f" w={w}")
     for clf in ("logreg", "mlp"):  # score fusion: TF-IDF and the probe, probabilities averaged
-        cfg = FastConfig(features="fusion", chat=False, pooling="last", classifier=clf, C=0.05)
+        cfg = FastConfig(features="fusion", chat=False, pooling="last", classifier=clf)
         _, s = run(cfg, examples, raw["last"])
         record(cfg, examples, s)
     # The choice between them, made without the held-out sets: 5-fold cross-validation on
     # the training split.
     results["cv"] = {}
-    for cfg in (FastConfig(), FastConfig(features="hidden", chat=False, pooling="last", C=0.05),
+    for cfg in (FastConfig(), FastConfig(features="hidden", chat=False, pooling="last"),
                 FastConfig(features="hidden", chat=False, pooling="last", classifier="mlp"),
                 FastConfig(features="combined", chat=False, pooling="last", hidden_weight=0.05),
-                FastConfig(features="fusion", chat=False, pooling="last", C=0.05),
+                FastConfig(features="fusion", chat=False, pooling="last"),
                 FastConfig(features="fusion", chat=False, pooling="last", classifier="mlp")):
         results["cv"][cfg.label()] = cv = cross_validated(cfg, examples, raw["last"])
         print(f"cv {cfg.label():45s} F1 {cv['f1']:.3f} AUPRC {cv['auprc']:.3f} benign flagged "
@@ -191,7 +191,7 @@ async def main() -> None:
         record(FastConfig(), ex_b, s, " [chat subsample]")
         for pooling in ("last", "mean"):
             for is_chat, h in ((False, raw[pooling][sub]), (True, chat[pooling])):
-                cfg = FastConfig(features="hidden", chat=is_chat, pooling=pooling, C=0.05)
+                cfg = FastConfig(features="hidden", chat=is_chat, pooling=pooling)
                 _, s = run(cfg, ex_b, h)
                 record(cfg, ex_b, s, " [chat subsample]")
 
@@ -205,8 +205,8 @@ async def main() -> None:
     plast, pmean = await cached_hidden(backend, ptexts, False, cache / "output_raw.npz")
     te = [i for i, e in enumerate(pairs) if e.split == "test"]
     for cfg, hh in ((FastConfig(), None),
-                    (FastConfig(features="hidden", chat=False, pooling="last", C=0.05), plast),
-                    (FastConfig(features="hidden", chat=False, pooling="mean", C=0.05), pmean),
+                    (FastConfig(features="hidden", chat=False, pooling="last"), plast),
+                    (FastConfig(features="hidden", chat=False, pooling="mean"), pmean),
                     (FastConfig(features="combined", chat=False, pooling="mean", hidden_weight=0.15), pmean),
                     (FastConfig(features="fusion", chat=False, pooling="last", classifier="mlp"), plast),
                     (FastConfig(features="fusion", chat=False, pooling="mean", classifier="mlp"), pmean)):

@@ -25,7 +25,8 @@ def train(
     chat: bool = typer.Option(True, help="Wrap texts in the model's chat template before reading hidden states."),
     pooling: str = typer.Option("last", help="last | mean: the last token's hidden state or the token mean."),
     classifier: str = typer.Option("logreg", help="logreg | mlp: the hidden-state classifier (mlp: features hidden or fusion)."),
-    c: float = typer.Option(4.0, "--C", help="Inverse regularisation of the logistic regression."),
+    c: float = typer.Option(4.0, "--C", help="Inverse regularisation of the logistic regression over TF-IDF."),
+    hidden_c: float = typer.Option(0.05, "--hidden-C", help="... of a logistic probe over hidden states alone."),
     hidden_weight: float = typer.Option(0.15, help="Scale of the hidden-state block next to TF-IDF (combined)."),
     output_stage: bool = typer.Option(True, help="Also train the output check on prompt+response pairs."),
     data_dir: Path | None = typer.Option(None, help="The datasets (default: $SPECGUARD_DATA_DIR or ../shared/data)."),
@@ -35,7 +36,7 @@ def train(
     """Train the fast tier on the training splits and report its held-out scores."""
     from .train import FastConfig, train_artifact
 
-    cfg = FastConfig(features=features, chat=chat, pooling=pooling, classifier=classifier, C=c,
+    cfg = FastConfig(features=features, chat=chat, pooling=pooling, classifier=classifier, C=c, hidden_C=hidden_c,
                      hidden_weight=hidden_weight)
     backend = None
     if cfg.uses_hidden:

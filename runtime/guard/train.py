@@ -32,7 +32,8 @@ class FastConfig:
     chat: bool = True  # hidden states of the text wrapped as a user turn in the chat template
     pooling: str = "last"  # last | mean
     classifier: str = "logreg"  # logreg | mlp
-    C: float = 4.0
+    C: float = 4.0  # inverse regularisation of the logistic regression over TF-IDF (or both)
+    hidden_C: float = 0.05  # ... of a logistic probe over hidden states alone (768 dense dims)
     hidden_weight: float = 0.15  # scale of the standardised hidden block next to TF-IDF
     char_ngrams: bool = True  # add character 2-5 grams (within words) to the word 1-2 grams
     # Weight of XSTest's safe look-alikes (and their unsafe contrasts) in training: they are few,
@@ -80,7 +81,8 @@ def _classifier(cfg: FastConfig):
                              max_iter=300, random_state=0)
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=cfg.C, class_weight="balanced", max_iter=3000)
+    c = cfg.hidden_C if cfg.features == "hidden" else cfg.C
+    return LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
 
 
 def fit_stage(texts: list[str], y: list[bool], cfg: FastConfig, hidden=None,

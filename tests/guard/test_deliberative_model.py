@@ -42,14 +42,15 @@ async def test_probe_artifact_on_hidden_states(embedded_backend, tmp_path, featu
               "How do I kill a Python process?", "Recommend a good science fiction novel.",
               "How do I shoot a good photo at night?", "What is the best way to learn chess?"]
     texts, y = harmful + benign, [True] * 6 + [False] * 6
-    cfg = FastConfig(features=features, chat=False, pooling="last", char_ngrams=False, C=10.0)
+    cfg = FastConfig(features=features, chat=False, pooling="last", char_ngrams=False, C=10.0,
+                     hidden_C=10.0)
     last, _ = await pooled_hidden_states(embedded_backend, texts, chat=False)
     model = fit_stage(texts, y, cfg, last)
     if features == "fusion":  # the mean of a TF-IDF classifier and a probe, each on its block
         from specguard.guard.train import predict_stage
 
         text_only = fit_stage(texts, y, FastConfig(char_ngrams=False, C=10.0))
-        probe = fit_stage(texts, y, FastConfig(features="hidden", chat=False, C=10.0), last)
+        probe = fit_stage(texts, y, FastConfig(features="hidden", chat=False, hidden_C=10.0), last)
         assert predict_stage(model, texts, last) == pytest.approx(
             (predict_stage(text_only, texts) + predict_stage(probe, texts, last)) / 2, abs=1e-6)
     art = FastArtifact(name="probe-test", stages={Stage.INPUT: model},
