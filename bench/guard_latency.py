@@ -18,7 +18,7 @@ import statistics
 import time
 
 from specguard.guard import CheckRequest, Stage, load_fast_checker
-from specguard.guard.corpus import input_examples
+from specguard.guard.corpus import input_examples, output_examples
 from specguard.types import user
 
 
@@ -42,6 +42,12 @@ async def main() -> None:
     args = ap.parse_args()
     texts = [e.text for e in input_examples() if e.split == "test"][:: 7][: args.n]
     reqs = [CheckRequest(stage=Stage.INPUT, messages=[user(t)]) for t in texts]
+    # Output checks read prompt + answer: held-out pairs, split back into their two parts.
+    pairs = [e.text for e in output_examples() if e.split == "test"][:: 5][: args.n]
+    out_reqs = []
+    for p in pairs:
+        prompt, _, answer = p.removeprefix("User: ").partition("\nAssistant: ")
+        out_reqs.append(CheckRequest(stage=Stage.OUTPUT, messages=[user(prompt)], response=answer))
     backend = None
     rows = []
     for name in args.artifacts:
@@ -55,8 +61,11 @@ async def main() -> None:
             checker = load_fast_checker(backend, name)
         label = checker.artifact.record.get("label", name)
         single, batched = await measure(checker, reqs)
-        rows += [(f"{name} ({label}), one prompt per call, median", single),
-                 (f"{name}, {len(reqs)} prompts per call", batched)]
+        out_single, out_batched = await measure(checker, out_reqs)
+        rows += [(f"{name} ({label}), input check, one prompt per call, median", single),
+                 (f"{name}, input check, {len(reqs)} prompts per call", batched),
+                 (f"{name}, output check (prompt + answer), one per call, median", out_single),
+                 (f"{name}, output check, {len(out_reqs)} per call", out_batched)]
     base = rows[0][1]
     print(f"{os.cpu_count()} CPUs visible; load average {os.getloadavg()[0]:.1f}; "
           f"{len(texts)} held-out prompts, mean {statistics.mean(len(t) for t in texts):.0f} chars")

@@ -100,11 +100,27 @@ async def test_deliberative_prompt_follows_policy_taxonomy_and_switches():
     assert "- S1: " in prompt and "- S12: " not in prompt and "What is the capital of France?" in prompt
 
 
-def test_factory_without_artifact_is_deliberative_only(tmp_path):
-    script = ScriptedBackend(["- Safety Assessment: safe"])
-    guard = build_guard(script)
+def test_a_backend_without_hidden_states_gets_the_model_free_tier():
+    # The shipped probe reads the embedded model's hidden states; any other backend falls back
+    # to the TF-IDF classifier, and a probe for another GGUF does not fit either.
+    from types import SimpleNamespace
+
+    from specguard.guard.fast import fits
+
+    guard = build_guard(ScriptedBackend(["- Safety Assessment: safe"]))
     assert guard.deliberative is not None
-    assert guard.fast is None or isinstance(guard.fast, FastChecker)
+    assert isinstance(guard.fast, FastChecker) and guard.fast.artifact.name == "fast_tfidf"
+    assert not guard.fast.artifact.needs_model
+    probe = FastArtifact.load(shipped_artifact_path("fast_default"))
+    assert probe.needs_model and probe.model_file.endswith(".gguf")
+    caps = SimpleNamespace(hidden_states=True)
+    assert fits(probe, SimpleNamespace(capabilities=caps, model_path=f"/m/{probe.model_file}"))
+    assert not fits(probe, SimpleNamespace(capabilities=caps, model_path="/m/other.gguf"))
+    assert not fits(probe, SimpleNamespace(capabilities=SimpleNamespace(hidden_states=False),
+                                           model_path=f"/m/{probe.model_file}"))
+    assert fits(guard.fast.artifact, None)
+    # A shipped artifact can be named instead of given by path.
+    assert load_fast_checker(None, "fast_tfidf").artifact.name == "fast_tfidf"
 
 
 async def test_deliberative_tier_on_a_guard_model_format():
