@@ -28,11 +28,12 @@ async def _timed(fn, *a, **kw) -> float:
     return (time.perf_counter() - t) * 1000
 
 
-async def measure(checker, reqs) -> tuple[float, float]:
+async def measure(checker, reqs) -> tuple[float, float, float]:
+    """(median and mean ms of one prompt per call, mean ms per prompt of one batched call)."""
     await checker.check(reqs[0])  # warm up (loads the embedding context for a probe)
-    single = statistics.median([await _timed(checker.check, r) for r in reqs])
+    times = [await _timed(checker.check, r) for r in reqs]
     batched = await _timed(checker.check_many, reqs) / len(reqs)
-    return single, batched
+    return statistics.median(times), statistics.mean(times), batched
 
 
 async def main() -> None:
@@ -60,12 +61,11 @@ async def main() -> None:
                 await backend.load()
             checker = load_fast_checker(backend, name)
         label = checker.artifact.record.get("label", name)
-        single, batched = await measure(checker, reqs)
-        out_single, out_batched = await measure(checker, out_reqs)
-        rows += [(f"{name} ({label}), input check, one prompt per call, median", single),
-                 (f"{name}, input check, {len(reqs)} prompts per call", batched),
-                 (f"{name}, output check (prompt + answer), one per call, median", out_single),
-                 (f"{name}, output check, {len(out_reqs)} per call", out_batched)]
+        for stage, rs in (("input check", reqs), ("output check (prompt + answer)", out_reqs)):
+            median, mean, batched = await measure(checker, rs)
+            rows += [(f"{name} ({label}), {stage}, one per call, median", median),
+                     (f"{name}, {stage}, one per call, mean", mean),
+                     (f"{name}, {stage}, {len(rs)} per call, mean", batched)]
     base = rows[0][1]
     print(f"{os.cpu_count()} CPUs visible; load average {os.getloadavg()[0]:.1f}; "
           f"{len(texts)} held-out prompts, mean {statistics.mean(len(t) for t in texts):.0f} chars")

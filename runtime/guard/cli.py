@@ -24,6 +24,7 @@ def train(
     model: Path | None = typer.Option(None, help="A local GGUF for hidden-state features (default: the embedded model)."),
     chat: bool = typer.Option(True, help="Wrap texts in the model's chat template before reading hidden states."),
     pooling: str = typer.Option("last", help="last | mean: the last token's hidden state or the token mean."),
+    max_tokens: int = typer.Option(256, min=8, help="Hidden states read at most this many tokens of each text (its end); the pass costs time per token."),
     classifier: str = typer.Option("logreg", help="logreg | mlp: the hidden-state classifier (mlp: features hidden or fusion)."),
     c: float = typer.Option(4.0, "--C", help="Inverse regularisation of the logistic regression over TF-IDF."),
     hidden_c: float = typer.Option(0.05, "--hidden-C", help="... of a logistic probe over hidden states alone."),
@@ -37,6 +38,7 @@ def train(
     from .train import FastConfig, train_artifact
 
     cfg = FastConfig(features=features, chat=chat, pooling=pooling, classifier=classifier, C=c, hidden_C=hidden_c,
+                     max_tokens=max_tokens,
                      hidden_weight=hidden_weight)
     backend = None
     if cfg.uses_hidden:

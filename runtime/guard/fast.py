@@ -32,6 +32,7 @@ class HiddenFeatures:
 
     chat: bool = True
     last_token: bool = True
+    max_tokens: int = 256  # of each text's end: the hidden pass costs time per token
 
 
 @dataclass
@@ -249,7 +250,9 @@ async def _hidden(backend: Any, texts: Sequence[str], cfg: HiddenFeatures):
     if hasattr(getattr(backend, "model", None), "embedder"):
         from ._hidden import pooled_hidden_states
 
-        last, mean = await pooled_hidden_states(backend, texts, chat=cfg.chat)
+        # getattr: artifacts saved before max_tokens existed read 256 tokens.
+        last, mean = await pooled_hidden_states(backend, texts, chat=cfg.chat,
+                                                max_tokens=getattr(cfg, "max_tokens", 256))
         return last if cfg.last_token else mean
     return await backend.hidden_states(list(texts), chat=cfg.chat, last_token=cfg.last_token)
 

@@ -31,6 +31,7 @@ class FastConfig:
     features: str = "tfidf"  # tfidf | hidden | combined | fusion
     chat: bool = True  # hidden states of the text wrapped as a user turn in the chat template
     pooling: str = "last"  # last | mean
+    max_tokens: int = 256  # hidden states read at most this many tokens of a text (its end)
     classifier: str = "logreg"  # logreg | mlp
     C: float = 4.0  # inverse regularisation of the logistic regression over TF-IDF (or both)
     hidden_C: float = 0.05  # ... of a logistic probe over hidden states alone (768 dense dims)
@@ -226,7 +227,8 @@ def evaluate(examples: list[Example], scores, threshold: float = 0.5) -> dict[st
 
 # --- hidden states -----------------------------------------------------------------------------
 
-async def pooled_cached(backend, texts: list[str], chat: bool, cache_dir: str | Path | None = None):
+async def pooled_cached(backend, texts: list[str], chat: bool, cache_dir: str | Path | None = None,
+                        max_tokens: int = 256):
     """(last-token, token-mean) hidden states of `texts`, from `cache_dir` when an earlier run
     stored them for the same model, wrapping and texts (they take minutes on a CPU). The cache
     holds features derived from dataset rows: keep it out of version control."""
@@ -234,18 +236,18 @@ async def pooled_cached(backend, texts: list[str], chat: bool, cache_dir: str | 
 
     import numpy as np
 
-    from ._hidden import MAX_TOKENS, pooled_hidden_states
+    from ._hidden import pooled_hidden_states
 
     path = None
     if cache_dir is not None:
-        h = hashlib.sha256(f"{Path(backend.model_path).name}|{chat}|{MAX_TOKENS}".encode())
+        h = hashlib.sha256(f"{Path(backend.model_path).name}|{chat}|{max_tokens}".encode())
         for t in texts:
             h.update(t.encode("utf-8") + b"\0")
         path = Path(cache_dir) / f"hidden-{h.hexdigest()[:20]}.npz"
         if path.is_file():
             d = np.load(path)
             return d["last"], d["mean"]
-    last, mean = await pooled_hidden_states(backend, texts, chat=chat)
+    last, mean = await pooled_hidden_states(backend, texts, chat=chat, max_tokens=max_tokens)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, last=last, mean=mean)
@@ -253,7 +255,7 @@ async def pooled_cached(backend, texts: list[str], chat: bool, cache_dir: str | 
 
 
 async def hidden_for(backend, texts: list[str], cfg: FastConfig, cache_dir: str | Path | None = None):
-    last, mean = await pooled_cached(backend, texts, cfg.chat, cache_dir)
+    last, mean = await pooled_cached(backend, texts, cfg.chat, cache_dir, cfg.max_tokens)
     return last if cfg.pooling == "last" else mean
 
 
@@ -323,7 +325,8 @@ async def train_artifact(
             "held_out": held_out,
         }
     record["train_seconds"] = round(time.perf_counter() - started, 1)
-    hidden_cfg = HiddenFeatures(chat=cfg.chat, last_token=cfg.pooling == "last") if cfg.uses_hidden else None
+    hidden_cfg = HiddenFeatures(chat=cfg.chat, last_token=cfg.pooling == "last",
+                                max_tokens=cfg.max_tokens) if cfg.uses_hidden else None
     return FastArtifact(name=name, stages=stages, hidden=hidden_cfg,
                         model_file=record.get("model_file"), record=record)
 
