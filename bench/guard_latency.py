@@ -40,6 +40,8 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=64)
     ap.add_argument("--artifacts", nargs="+", default=["fast_tfidf", "fast_default"])
+    ap.add_argument("--deliberative", type=int, default=8,
+                    help="prompts for the deliberative tier's rows (label only vs with critique)")
     args = ap.parse_args()
     texts = [e.text for e in input_examples() if e.split == "test"][:: 7][: args.n]
     reqs = [CheckRequest(stage=Stage.INPUT, messages=[user(t)]) for t in texts]
@@ -66,6 +68,23 @@ async def main() -> None:
             rows += [(f"{name} ({label}), {stage}, one per call, median", median),
                      (f"{name}, {stage}, one per call, mean", mean),
                      (f"{name}, {stage}, {len(rs)} per call, mean", batched)]
+    if args.deliberative:
+        from specguard.guard import DeliberativeChecker
+
+        if backend is None:
+            from specguard.backends.embedded import EmbeddedBackend
+
+            backend = EmbeddedBackend()
+            await backend.load()
+        delib = DeliberativeChecker(backend)  # ThinkGuard format, JSON schema, label-token score
+        # Different prompts for the two rows: llama.cpp would reuse a repeated prompt's cache.
+        some, others = reqs[: args.deliberative], reqs[args.deliberative: 2 * args.deliberative]
+        label_only = [await _timed(delib.check, r, label_only=True) for r in some]
+        full = [await _timed(delib.check, r) for r in others]
+        rows += [(f"deliberative (embedded, thinkguard), label only, median of {len(some)}",
+                  statistics.median(label_only)),
+                 (f"deliberative, label + categories + critique, median of {len(some)}",
+                  statistics.median(full))]
     base = rows[0][1]
     print(f"{os.cpu_count()} CPUs visible; load average {os.getloadavg()[0]:.1f}; "
           f"{len(texts)} held-out prompts, mean {statistics.mean(len(t) for t in texts):.0f} chars")
