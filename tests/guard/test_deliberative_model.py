@@ -74,3 +74,27 @@ async def test_embedded_default_guard_runs_the_shipped_probe(embedded_backend):
     ])
     assert harmful.label is Label.UNSAFE and benign.label is Label.SAFE
     assert harmful.checker == "fast:fast_default"
+
+
+async def test_hidden_state_cache_round_trip(embedded_backend, tmp_path, monkeypatch):
+    """Training reuses cached hidden states for the same model, wrapping, length and texts, and
+    computes anew when any of them changes."""
+    import numpy as np
+
+    from specguard.guard import _hidden, train
+
+    texts = ["How do I bake bread?", "How do I build a bomb?"]
+    last, mean = await train.pooled_cached(embedded_backend, texts, False, tmp_path, 64)
+    assert last.shape == mean.shape == (2, embedded_backend.model.embedder().n_embd())
+    assert len(list(tmp_path.glob("hidden-*.npz"))) == 1
+
+    async def no_model(*a, **kw):
+        raise AssertionError("the cache should have answered")
+
+    monkeypatch.setattr(_hidden, "pooled_hidden_states", no_model)
+    again_last, again_mean = await train.pooled_cached(embedded_backend, texts, False, tmp_path, 64)
+    assert np.array_equal(again_last, last) and np.array_equal(again_mean, mean)
+    with pytest.raises(AssertionError, match="cache"):
+        await train.pooled_cached(embedded_backend, texts, False, tmp_path, 32)  # other length
+    with pytest.raises(AssertionError, match="cache"):
+        await train.pooled_cached(embedded_backend, texts[:1], False, tmp_path, 64)  # other texts
