@@ -275,3 +275,15 @@ def test_report_marks_a_partial_run(tmp_path):
 def test_report_rejects_a_non_run_folder(tmp_path):
     with pytest.raises(ConfigError, match="not a run directory"):
         write_report([tmp_path], tmp_path / "out")
+
+
+def test_method_major_order_runs_each_method_over_all_items_in_turn(tmp_path):
+    path = _write_custom(tmp_path)
+    for order, expected in (("item", ["strict", "lenient"] * 6),
+                            ("method", ["strict"] * 6 + ["lenient"] * 6)):
+        text = path.read_text().replace("bootstrap: 200\n", f"bootstrap: 200\norder: {order}\n")
+        suite_path = tmp_path / f"toy_{order}.yaml"
+        suite_path.write_text(text)
+        _run(load_suite(suite_path), tmp_path / f"run_{order}")
+        lines = (tmp_path / f"run_{order}" / RECORDS).read_text().splitlines()
+        assert [json.loads(line)["method"] for line in lines] == expected
