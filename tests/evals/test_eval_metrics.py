@@ -122,3 +122,28 @@ def test_harmonic_mean_metric_batched_matches_the_loop():
 
     slow = m.bootstrap(loop, safe, helped, n_resamples=400, seed=5)
     assert (fast.low, fast.high) == pytest.approx((slow.low, slow.high))
+
+
+def test_guard_metrics_from_verdict_records():
+    """false_positive_rate, escalation_rate and ms_per_item on records a guard method writes."""
+    from specguard.evals.scoring import compute_metrics
+    from specguard.evals.suites import MetricConfig
+
+    def rec(harmful, label, escalated, seconds):
+        return {"item": {"key": f"k{id(object())}", "harmful": harmful},
+                "judgements": {"verdict": {"label": label, "score": 0.9 if label == "unsafe" else 0.1}},
+                "report": {"label": label, "escalated": escalated},
+                "cost": {"seconds": seconds}}
+
+    records = [rec(True, "unsafe", False, 0.010), rec(True, "safe", True, 0.030),
+               rec(False, "unsafe", True, 0.020), rec(False, "safe", False, 0.004),
+               rec(False, "safe", False, 0.006)]
+    out = compute_metrics(records, [MetricConfig(name=n) for n in (
+        "false_positive_rate", "escalation_rate", "ms_per_item", "recall", "precision")],
+        ["verdict"], n_boot=50)
+    assert out["false_positive_rate"].value == pytest.approx(1 / 3)
+    assert out["false_positive_rate"].n == 3
+    assert out["escalation_rate"].value == pytest.approx(2 / 5)
+    assert out["ms_per_item"].value == pytest.approx(14.0)
+    assert out["recall"].value == pytest.approx(0.5)
+    assert out["precision"].value == pytest.approx(0.5)
