@@ -28,6 +28,7 @@ BackendOpt = Annotated[str, typer.Option("--backend", "-b", help="embedded | emb
 PolicyOpt = Annotated[Optional[Path], typer.Option("--policy", "-p", help="Policy YAML file.")]
 StoreOpt = Annotated[Optional[str], typer.Option("--store", help="Store URL or SQLite path (default: $SPECGUARD_STORE or specguard.db).")]
 ApiBaseOpt = Annotated[Optional[str], typer.Option("--api-base", help="Upstream URL for litellm, openai and vllm backends.")]
+FastGuardOpt = Annotated[Optional[str], typer.Option("--fast-guard", help="The guard's fast tier: a shipped artifact (fast_default: the embedded model's probe; fast_tfidf: TF-IDF, ~1 ms, any backend) or a .joblib from `specguard guard train` (default: the first shipped one that fits the backend).")]
 UpstreamKeyOpt = Annotated[Optional[str], typer.Option("--upstream-api-key", envvar="SPECGUARD_UPSTREAM_API_KEY", help="API key specguard sends upstream (litellm/openai backends).")]
 
 
@@ -43,7 +44,8 @@ def _mount_optional(module: str, name: str, help_: str) -> None:
 
 
 def _build_runtime(backend: str, policy: Path | None, store: str | None, api_base: str | None = None,
-                   checkpointer: str | None = None, upstream_api_key: str | None = None):
+                   checkpointer: str | None = None, upstream_api_key: str | None = None,
+                   fast_guard: str | None = None):
     from .backends import load_backend
     from .config import store_url
     from .core import Runtime
@@ -62,7 +64,13 @@ def _build_runtime(backend: str, policy: Path | None, store: str | None, api_bas
         pol = Policy.default()
     from .checkpoint import make_checkpointer
 
-    return Runtime(be, policy=pol, store=Store(store_url(store)),
+    guard = None
+    if fast_guard:
+        from .guard import build_guard
+
+        guard = build_guard(be, pol.resolve("default").settings if "default" in pol.file.tenants
+                            else None, fast_artifact=fast_guard)
+    return Runtime(be, policy=pol, store=Store(store_url(store)), guard=guard,
                    checkpointer=make_checkpointer(checkpointer))
 
 
@@ -97,13 +105,15 @@ def serve(
     rate_limit: Annotated[int, typer.Option(help="Requests per minute per key; 0 = unlimited.")] = 0,
     checkpointer: Annotated[str, typer.Option(help="Graph state per request: none, memory or sqlite:PATH.")] = "none",
     upstream_api_key: UpstreamKeyOpt = None,
+    fast_guard: FastGuardOpt = None,
 ) -> None:
     """Run the guarded OpenAI-compatible server."""
     import uvicorn
 
     from .server import ServerSettings, create_app
 
-    runtime = _build_runtime(backend, policy, store, api_base, checkpointer, upstream_api_key)
+    runtime = _build_runtime(backend, policy, store, api_base, checkpointer, upstream_api_key,
+                             fast_guard)
     if api_key is None and not runtime.policy.file.api_keys:
         api_key = "sg-" + secrets.token_urlsafe(24)
         console.print(f"No API keys configured; generated one for this run: [bold]{api_key}[/]")
@@ -127,11 +137,12 @@ def chat(
     api_base: ApiBaseOpt = None,
     tenant: str = "default",
     user: Optional[str] = None,
+    fast_guard: FastGuardOpt = None,
 ) -> None:
     """Chat with the guarded model in the terminal (empty line or Ctrl-D to quit)."""
     from .types import Message, Role
 
-    runtime = _build_runtime(backend, policy, store, api_base)
+    runtime = _build_runtime(backend, policy, store, api_base, fast_guard=fast_guard)
     _load_with_progress(runtime)
     history: list[Message] = []
 

@@ -65,3 +65,18 @@ def test_chat_reads_turns_until_an_empty_line():
     res = runner.invoke(app, ["chat", "--backend", "scripted:Sure, happy to help."], input="hello\n\n")
     assert res.exit_code == 0, res.output
     assert "assistant>" in res.output and "model calls" in res.output
+
+
+def test_chat_with_a_chosen_fast_guard_and_a_clear_error_for_an_unknown_one(tmp_path):
+    from specguard.cli import _build_runtime
+
+    rt = _build_runtime("scripted:Sure.", None, str(tmp_path / "a.db"), fast_guard="fast_tfidf")
+    assert rt.guard.fast.artifact.name == "fast_tfidf"
+    res = runner.invoke(app, ["chat", "--backend", "scripted:Sure, happy to help.",
+                              "--store", str(tmp_path / "b.db"), "--fast-guard", "fast_tfidx"],
+                        input="hello\n\n")
+    # `specguard` (cli.main) prints a SpecguardError as one line and exits 2.
+    from specguard.errors import ConfigError
+
+    assert res.exit_code != 0 and isinstance(res.exception, ConfigError)
+    assert "fast_tfidx does not exist" in str(res.exception) and "fast_tfidf" in str(res.exception)

@@ -109,7 +109,8 @@ class FastArtifact:
         if not path.is_file():
             raise ConfigError(
                 f"Fast-tier artifact {path} does not exist.",
-                hint="Build one with `specguard guard train`.",
+                hint=f"Name a shipped one ({', '.join(SHIPPED_ARTIFACTS)}) or build one with "
+                "`specguard guard train`.",
             )
         art = joblib.load(path)
         if not isinstance(art, FastArtifact) or art.format != ARTIFACT_FORMAT:
