@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -38,7 +39,26 @@ class ServerSettings(BaseModel):
 
 def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> FastAPI:
     settings = settings or ServerSettings()
-    app = FastAPI(title="specguard", version="0.1.0", docs_url="/docs", redoc_url=None)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # Load the model before serving (readyz says "loading" until then) and run the spec
+        # updater for the server's lifetime.
+        load = getattr(runtime.backend, "load", None)
+        if load is not None:
+            await load()
+        updater = getattr(runtime, "spec_updater", None)
+        if updater is not None:
+            await updater.start()
+        app.state.ready = True
+        try:
+            yield
+        finally:
+            if updater is not None:
+                await updater.stop()
+
+    app = FastAPI(title="specguard", version="0.1.0", docs_url="/docs", redoc_url=None,
+                  lifespan=lifespan)
     app.state.runtime = runtime
     app.state.policy = runtime.policy
     app.state.guard = runtime.guard
@@ -49,20 +69,6 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
     app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
 
     models = [*settings.model_aliases, runtime.backend.name]
-
-    @app.on_event("startup")
-    async def _load() -> None:
-        load = getattr(runtime.backend, "load", None)
-        if load is not None:
-            await load()
-        if getattr(runtime, "spec_updater", None) is not None:
-            await runtime.spec_updater.start()
-        app.state.ready = True
-
-    @app.on_event("shutdown")
-    async def _stop_spec_updates() -> None:
-        if getattr(runtime, "spec_updater", None) is not None:
-            await runtime.spec_updater.stop()
 
     @app.get("/healthz")
     async def healthz():
