@@ -63,11 +63,12 @@ class GuardMethod:
                 raise ConfigError("No fast-tier artifact fits this backend.",
                                   hint="Pass `artifact:` (build one with `specguard guard train`).")
         deliberative = None
+        self._own_backend = None  # a deliberative backend this method loaded, closed with it
         if tier != "fast":
             if deliberative_backend:
                 from ..backends import load_backend
 
-                backend = load_backend(deliberative_backend)
+                backend = self._own_backend = load_backend(deliberative_backend)
             checker = DeliberativeChecker(backend, taxonomy=load_taxonomy(taxonomy), format=format)
             deliberative = _LabelOnly(checker) if label_only else checker
         self.guard = TieredGuard(fast=fast, deliberative=deliberative)
@@ -92,8 +93,10 @@ class GuardMethod:
                       seconds=seconds),
         )
 
-    async def aclose(self) -> None:  # the backend belongs to the run
-        return None
+    async def aclose(self) -> None:  # the run's backend belongs to the run
+        close = getattr(self._own_backend, "aclose", None)
+        if close is not None:
+            await close()
 
 
 _ALLOWED = {"tier", "artifact", "format", "deliberative_backend", "label_only", "taxonomy",

@@ -31,8 +31,8 @@ def _suite(tmp_path: Path, methods: str, extra: str = "") -> Path:
         "  - {custom: prompts.yaml, group: toy}\n"
         f"methods:\n{methods}"
         "judges: [verdict]\n"
-        "metrics: [precision, recall, f1, auprc, escalation_rate, ms_per_item,\n"
-        "          model_calls_per_item]\n"
+        "metrics: [precision, recall, f1, auprc, false_positive_rate, escalation_rate,\n"
+        "          ms_per_item, model_calls_per_item]\n"
         "order: method\n"
         f"bootstrap: 100\n{extra}"
     )
@@ -134,3 +134,19 @@ def test_builtin_guard_suite_is_held_out_and_balanced(data_root):
     assert set(by_group) == {"openai_moderation", "toxicchat", "xstest", "harmful_vs_benign"}
     for flags in by_group.values():
         assert sum(flags) == len(flags) - sum(flags)  # as many harmful as benign
+
+
+def test_deliberative_tier_on_another_backend(tmp_path):
+    # The deliberative tier on a separately named backend (a served guard model in practice;
+    # scripted here: the served model is the outside world). It calls every prompt unsafe.
+    suite = load_suite(_suite(
+        tmp_path,
+        "  - {name: guard, label: served, options: {tier: deliberative,\n"
+        "     deliberative_backend: 'scripted:- Safety Assessment: unsafe'}}\n",
+    ))
+    result = _run(suite, None, tmp_path / "run")
+    assert result.errors == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    m = summary["methods"]["served"]["metrics"]
+    assert m["recall"]["value"] == 1.0 and m["false_positive_rate"]["value"] == 1.0
+    assert m["model_calls_per_item"]["value"] == 1.0
