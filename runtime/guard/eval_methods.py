@@ -9,7 +9,8 @@ with `plugins: [specguard.guard.eval_methods]` (see specguard/evals/suites/guard
 
 Options: `tier` (fast | deliberative | escalated), `artifact` (a fast-tier artifact path;
 default: the shipped one that fits the backend), `format` (the deliberative prompt format),
-`deliberative_backend` (a backend URI for the deliberative tier; default: the run's backend),
+`deliberative_backend` (a backend URI for the deliberative tier, with `deliberative_api_base`
+for a served model; default: the run's backend),
 `label_only` (the deliberative tier stops after its label: the label and its score are the
 same as with the critique, since the label comes first and decoding is greedy; only the
 time differs), and any CheckSettings field (`escalate_band`, `threshold`, `on_undecided`, ...).
@@ -51,7 +52,7 @@ class GuardMethod:
 
     def __init__(self, backend: Any, *, tier: str = "escalated", artifact: str | None = None,
                  format: str = "thinkguard", deliberative_backend: str | None = None,
-                 label_only: bool = True, taxonomy: str = "beavertails",
+                 deliberative_api_base: str | None = None, label_only: bool = True, taxonomy: str = "beavertails",
                  **settings: Any) -> None:
         if tier not in TIERS:
             raise ConfigError(f"guard method: tier must be one of {TIERS}, not {tier!r}.")
@@ -68,7 +69,8 @@ class GuardMethod:
             if deliberative_backend:
                 from ..backends import load_backend
 
-                backend = self._own_backend = load_backend(deliberative_backend)
+                options = {"api_base": deliberative_api_base} if deliberative_api_base else {}
+                backend = self._own_backend = load_backend(deliberative_backend, **options)
             checker = DeliberativeChecker(backend, taxonomy=load_taxonomy(taxonomy), format=format)
             deliberative = _LabelOnly(checker) if label_only else checker
         self.guard = TieredGuard(fast=fast, deliberative=deliberative)
@@ -99,7 +101,8 @@ class GuardMethod:
             await close()
 
 
-_ALLOWED = {"tier", "artifact", "format", "deliberative_backend", "label_only", "taxonomy",
+_ALLOWED = {"tier", "artifact", "format", "deliberative_backend", "deliberative_api_base",
+            "label_only", "taxonomy",
             *CheckSettings.model_fields}
 
 
