@@ -37,8 +37,14 @@ from specguard.agents import build_chat_graph
 import specguard.evals, specguard.guard, specguard.store, specguard.backends
 from importlib import resources
 policies = [p.name for p in (resources.files("specguard.specs") / "policies").iterdir()]
+from specguard.evals.suites import builtin_suites
+from specguard.guard.fast import SHIPPED_ARTIFACTS, shipped_artifact_path
+artifacts = [n for n in SHIPPED_ARTIFACTS if shipped_artifact_path(n) is not None
+             and shipped_artifact_path(n).with_suffix(".json").is_file()]
+templates = [p.name for p in (resources.files("specguard.evals") / "templates").iterdir()]
 print(json.dumps({"file": specguard.__file__, "import_s": elapsed, "heavy": heavy,
-                  "specs": sorted(builtin_specs()), "policies": policies}))
+                  "specs": sorted(builtin_specs()), "policies": policies,
+                  "suites": builtin_suites(), "artifacts": artifacts, "templates": templates}))
 """
     out = subprocess.run([str(py), "-c", probe], check=True, capture_output=True, text=True,
                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""})
@@ -49,4 +55,7 @@ print(json.dumps({"file": specguard.__file__, "import_s": elapsed, "heavy": heav
     assert info["heavy"] == [], f"`import specguard` pulled in heavy modules: {info['heavy']}"
     assert {"general", "privacy", "honesty"} <= set(info["specs"])
     assert "two_tenants.yaml" in info["policies"]
+    assert {"refusal", "metasc", "guard", "guard_fast"} <= set(info["suites"])
+    assert info["artifacts"] == ["fast_default", "fast_tfidf"]  # each with its training record
+    assert info["templates"]
     subprocess.run([str(env_dir / "bin" / "specguard"), "--help"], check=True, capture_output=True)
