@@ -2,8 +2,9 @@
 
 An artifact (joblib, built by `specguard guard train`) holds one classifier per stage (input
 prompts; prompt+response pairs for output checks) over TF-IDF features, the local model's
-final hidden states, both side by side, or two classifiers whose scores are averaged. The score is the classifier's probability that the
-content is unsafe; the escalation band around it decides whether the deliberative tier runs.
+final hidden states, both side by side, or two classifiers whose probabilities are averaged.
+The score is the probability that the content is unsafe; the escalation band around it decides
+whether the deliberative tier runs.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ class FastConfig:
     max_tokens: int = 256  # hidden states read at most this many tokens of a text (its end)
     classifier: str = "logreg"  # logreg | mlp
     C: float = 4.0  # inverse regularisation of the logistic regression over TF-IDF (or both)
-    hidden_C: float = 0.05  # ... of a logistic probe over hidden states alone (768 dense dims)
+    hidden_C: float = 0.05  # ... of a logistic probe over hidden states alone (n_embd dense dims)
     hidden_weight: float = 0.15  # scale of the standardised hidden block next to TF-IDF
     char_ngrams: bool = True  # add character 2-5 grams (within words) to the word 1-2 grams
     # Weight of XSTest's safe look-alikes (and their unsafe contrasts) in training: they are few,
@@ -240,7 +240,8 @@ async def pooled_cached(backend, texts: list[str], chat: bool, cache_dir: str | 
 
     path = None
     if cache_dir is not None:
-        h = hashlib.sha256(f"{Path(backend.model_path).name}|{chat}|{max_tokens}".encode())
+        model = Path(backend.model_path)
+        h = hashlib.sha256(f"{model.name}|{model.stat().st_size}|{chat}|{max_tokens}".encode())
         for t in texts:
             h.update(t.encode("utf-8") + b"\0")
         path = Path(cache_dir) / f"hidden-{h.hexdigest()[:20]}.npz"
