@@ -36,7 +36,8 @@ TIERS = ("fast", "deliberative", "escalated")
 
 
 class _LabelOnly:
-    """The deliberative checker, stopping after the label."""
+    """The deliberative checker, stopping after the label. A backend failure raises, as in the
+    runtime, so the harness records it as an error rather than as a verdict."""
 
     def __init__(self, checker: DeliberativeChecker) -> None:
         self.checker = checker
@@ -44,7 +45,7 @@ class _LabelOnly:
         self.name = checker.name
 
     async def check(self, request: CheckRequest) -> Verdict:
-        return await self.checker.check_safe(request, label_only=True)
+        return await self.checker.check(request, label_only=True)
 
 
 class GuardMethod:
@@ -52,8 +53,8 @@ class GuardMethod:
 
     def __init__(self, backend: Any, *, tier: str = "escalated", artifact: str | None = None,
                  format: str = "thinkguard", deliberative_backend: str | None = None,
-                 deliberative_api_base: str | None = None, label_only: bool = True, taxonomy: str = "beavertails",
-                 **settings: Any) -> None:
+                 deliberative_api_base: str | None = None, label_only: bool = True,
+                 taxonomy: str = "beavertails", **settings: Any) -> None:
         if tier not in TIERS:
             raise ConfigError(f"guard method: tier must be one of {TIERS}, not {tier!r}.")
         self.settings = CheckSettings.model_validate(settings)
