@@ -1,7 +1,12 @@
-"""What the vLLM tests share: the engine's environment, the prompt, the transformers
-reference."""
+"""What the vLLM tests share: the engine's environment, running a check script in the vLLM
+venv, the prompt, the transformers reference."""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
 
 from specguard.types import user
 
@@ -13,6 +18,22 @@ ENGINE_ENV = {
     "VLLM_NO_USAGE_STATS": "1",
     "TRANSFORMERS_OFFLINE": "1",
 }
+
+
+
+def run_check(vllm_env, script: str, tag: str, timeout: int) -> dict:
+    """Run tests/vllm/<script> with the vLLM venv's python on the converted model and return the
+    JSON it printed after `tag` on its last tagged line (the script's stderr on failure)."""
+    python, model = vllm_env
+    proc = subprocess.run(
+        [str(python), str(Path(__file__).with_name(script)), str(model)],
+        env={**os.environ, **ENGINE_ENV}, capture_output=True, text=True, timeout=timeout,
+        check=False,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(tag + " ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
+    return json.loads(lines[-1].removeprefix(tag + " "))
+
 
 PROMPT = [user("Name the capital of France in one short sentence.")]
 

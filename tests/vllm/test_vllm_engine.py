@@ -6,27 +6,15 @@ test compares what it printed with transformers here."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-from pathlib import Path
-
 import pytest
-from _vllm_common import ENGINE_ENV, PROMPT, reference
+from _vllm_common import PROMPT, reference, run_check
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def engine_result(vllm_env):
-    python, model = vllm_env
-    proc = subprocess.run(
-        [str(python), str(Path(__file__).with_name("engine_check.py")), str(model)],
-        env={**os.environ, **ENGINE_ENV}, capture_output=True, text=True, timeout=600, check=False,
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("ENGINE_CHECK ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-4000:]
-    return json.loads(lines[-1].removeprefix("ENGINE_CHECK "))
+    return run_check(vllm_env, "engine_check.py", "ENGINE_CHECK", timeout=600)
 
 
 def test_engine_text_stream_and_batch(engine_result, hf_model):
