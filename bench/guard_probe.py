@@ -6,7 +6,8 @@ to choose among them, and prompt+response training for the output check.
 
     python bench/guard_probe.py [--cache runs/guard_hidden] [--out runs/guard_probe.json]
 
-Hidden states are cached (npz, not committed: derived row by row from the datasets).
+Hidden states are cached in --cache, the same files `specguard guard train --hidden-cache`
+reads (npz, not committed: derived row by row from the datasets).
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from specguard.guard._hidden import MAX_TOKENS, pooled_hidden_states
 from specguard.guard.corpus import input_examples, output_examples
 from specguard.guard.train import (
     FastConfig,
@@ -27,29 +26,18 @@ from specguard.guard.train import (
     example_weight,
     fit_stage,
     group_metrics,
+    pooled_cached,
     predict_stage,
 )
 
 
-async def cached_hidden(backend, texts, chat: bool, path: Path):
-    if path.is_file():
-        d = np.load(path)
-        if d["last"].shape[0] == len(texts):
-            return d["last"], d["mean"]
+async def cached_hidden(backend, texts, chat: bool, cache: Path):
+    """Hidden states through the trainer's cache (`specguard guard train --hidden-cache` reads
+    the same files), timed when they are computed."""
     t0 = time.perf_counter()
-    lasts, means = [], []
-    step = 256
-    for i in range(0, len(texts), step):
-        last, mean = await pooled_hidden_states(backend, texts[i:i + step], chat=chat,
-                                                max_tokens=MAX_TOKENS)
-        lasts.append(last)
-        means.append(mean)
-        print(f"  {i + len(last)}/{len(texts)} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    last, mean = np.concatenate(lasts), np.concatenate(means)
+    last, mean = await pooled_cached(backend, texts, chat, cache)
     print(f"  hidden states ({'chat' if chat else 'raw'}) of {len(texts)} texts: "
           f"{(time.perf_counter() - t0) / len(texts) * 1000:.1f} ms/text", flush=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, last=last, mean=mean)
     return last, mean
 
 
@@ -143,7 +131,7 @@ async def main() -> None:
     # (A) Raw text on the whole probe sample: TF-IDF vs probes (last token / mean, logistic
     # regression / MLP) vs TF-IDF + hidden states.
     raw = {}
-    raw["last"], raw["mean"] = await cached_hidden(backend, texts, False, cache / "input_raw.npz")
+    raw["last"], raw["mean"] = await cached_hidden(backend, texts, False, cache)
     _, s = run(FastConfig(), examples)
     record(FastConfig(), examples, s)
     for pooling in ("last", "mean"):
@@ -186,7 +174,7 @@ async def main() -> None:
         ex_b = [examples[i] for i in sub]
         chat = {}
         chat["last"], chat["mean"] = await cached_hidden(
-            backend, [texts[i] for i in sub], True, cache / f"input_chat_{args.chat_share}.npz")
+            backend, [texts[i] for i in sub], True, cache)
         _, s = run(FastConfig(), ex_b)
         record(FastConfig(), ex_b, s, " [chat subsample]")
         for pooling in ("last", "mean"):
@@ -202,7 +190,7 @@ async def main() -> None:
     # Output check: prompt+response pairs (raw text, both poolings) vs TF-IDF.
     pairs = output_examples()
     ptexts = [e.text for e in pairs]
-    plast, pmean = await cached_hidden(backend, ptexts, False, cache / "output_raw.npz")
+    plast, pmean = await cached_hidden(backend, ptexts, False, cache)
     te = [i for i, e in enumerate(pairs) if e.split == "test"]
     for cfg, hh in ((FastConfig(), None),
                     (FastConfig(features="hidden", chat=False, pooling="last"), plast),

@@ -247,14 +247,12 @@ class FastChecker:
 
 
 async def _hidden(backend: Any, texts: Sequence[str], cfg: HiddenFeatures):
-    """The same features the probe was trained on: the embedded backend's pooled, batched
-    hidden states; any other hidden-state backend's own `hidden_states`."""
-    if hasattr(getattr(backend, "model", None), "embedder"):
-        from ._hidden import pooled_hidden_states
-
+    """The same features the probe was trained on: the backend's batched `pooled_hidden_states`
+    where it has them (the embedded model), else its `hidden_states`."""
+    pooled = getattr(backend, "pooled_hidden_states", None)
+    if pooled is not None:
         # getattr: artifacts saved before max_tokens existed read 256 tokens.
-        last, mean = await pooled_hidden_states(backend, texts, chat=cfg.chat,
-                                                max_tokens=getattr(cfg, "max_tokens", 256))
+        last, mean = await pooled(texts, chat=cfg.chat, max_tokens=getattr(cfg, "max_tokens", 256))
         return last if cfg.last_token else mean
     return await backend.hidden_states(list(texts), chat=cfg.chat, last_token=cfg.last_token)
 

@@ -236,8 +236,6 @@ async def pooled_cached(backend, texts: list[str], chat: bool, cache_dir: str | 
 
     import numpy as np
 
-    from ._hidden import pooled_hidden_states
-
     path = None
     if cache_dir is not None:
         model = Path(backend.model_path)
@@ -248,7 +246,7 @@ async def pooled_cached(backend, texts: list[str], chat: bool, cache_dir: str | 
         if path.is_file():
             d = np.load(path)
             return d["last"], d["mean"]
-    last, mean = await pooled_hidden_states(backend, texts, chat=chat, max_tokens=max_tokens)
+    last, mean = await backend.pooled_hidden_states(texts, chat=chat, max_tokens=max_tokens)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, last=last, mean=mean)

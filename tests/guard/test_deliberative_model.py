@@ -5,7 +5,6 @@ stop after the label."""
 from __future__ import annotations
 
 import pytest
-
 from specguard.guard import CheckRequest, DeliberativeChecker, Label, Stage
 from specguard.types import user
 
@@ -31,7 +30,6 @@ async def test_probe_artifact_on_hidden_states(embedded_backend, tmp_path, featu
     """A TF-IDF + hidden-state probe trained here (one classifier over both blocks, or two whose
     probabilities are averaged) runs through FastChecker on the same model."""
     from specguard.guard import FastArtifact, FastChecker
-    from specguard.guard._hidden import pooled_hidden_states
     from specguard.guard.fast import HiddenFeatures
     from specguard.guard.train import FastConfig, fit_stage
 
@@ -44,7 +42,7 @@ async def test_probe_artifact_on_hidden_states(embedded_backend, tmp_path, featu
     texts, y = harmful + benign, [True] * 6 + [False] * 6
     cfg = FastConfig(features=features, chat=False, pooling="last", char_ngrams=False, C=10.0,
                      hidden_C=10.0)
-    last, _ = await pooled_hidden_states(embedded_backend, texts, chat=False)
+    last, _ = await embedded_backend.pooled_hidden_states(texts, chat=False)
     model = fit_stage(texts, y, cfg, last)
     if features == "fusion":  # the mean of a TF-IDF classifier and a probe, each on its block
         from specguard.guard.train import predict_stage
@@ -80,8 +78,7 @@ async def test_hidden_state_cache_round_trip(embedded_backend, tmp_path, monkeyp
     """Training reuses cached hidden states for the same model, wrapping, length and texts, and
     computes anew when any of them changes."""
     import numpy as np
-
-    from specguard.guard import _hidden, train
+    from specguard.guard import train
 
     texts = ["How do I bake bread?", "How do I build a bomb?"]
     last, mean = await train.pooled_cached(embedded_backend, texts, False, tmp_path, 64)
@@ -91,7 +88,7 @@ async def test_hidden_state_cache_round_trip(embedded_backend, tmp_path, monkeyp
     async def no_model(*a, **kw):
         raise AssertionError("the cache should have answered")
 
-    monkeypatch.setattr(_hidden, "pooled_hidden_states", no_model)
+    monkeypatch.setattr(embedded_backend, "pooled_hidden_states", no_model)
     again_last, again_mean = await train.pooled_cached(embedded_backend, texts, False, tmp_path, 64)
     assert np.array_equal(again_last, last) and np.array_equal(again_mean, mean)
     with pytest.raises(AssertionError, match="cache"):
