@@ -106,13 +106,10 @@ def build(
 ) -> None:
     """Build a datastore from corpus files and/or the safety datasets."""
     from .datastore import Datastore, IndexKind
-    from .encoders import EmbeddedKeyEncoder
 
     try:
         docs = _documents(files, column, id_column, where, safety, toxic, data_dir, limit)
-        encoder = EmbeddedKeyEncoder(
-            _backend(model, threads), max_tokens=max_tokens, ubatch=ubatch or None
-        )
+        encoder = _encoder(model, threads, max_tokens, ubatch)
         target = _resolve(path)
         kind = IndexKind(index)
         upper = len(docs) * max_tokens  # at most this many keys
@@ -123,10 +120,7 @@ def build(
                 target, encoder.key_space(), label=label or ("toxic" if toxic else "nontoxic"),
                 index_kind=IndexKind.FLAT, overwrite=overwrite,
             )
-            try:
-                asyncio.run(_add_with_checkpoints(store, encoder, docs, checkpoint))
-            except KeyboardInterrupt:
-                pass  # saved by _add_with_checkpoints
+            _fill(store, encoder, docs, checkpoint)
         else:
             store = _build_ivfpq(target, encoder, docs, kind, label, toxic, overwrite)
     except SpecguardError as exc:
@@ -152,6 +146,20 @@ def _build_ivfpq(target, encoder, docs, kind, label, toxic, overwrite):
         store.add(doc.id, keys, toks)
     store.save()
     return store
+
+
+def _encoder(model, threads, max_tokens: int, ubatch: int):
+    from .encoders import EmbeddedKeyEncoder
+
+    return EmbeddedKeyEncoder(_backend(model, threads), max_tokens=max_tokens, ubatch=ubatch or None)
+
+
+def _fill(store, encoder, docs, checkpoint: int) -> None:
+    """Encode and add `docs`, saving every `checkpoint` documents; Ctrl-C keeps what is done."""
+    try:
+        asyncio.run(_add_with_checkpoints(store, encoder, docs, checkpoint))
+    except KeyboardInterrupt:
+        pass  # saved by _add_with_checkpoints
 
 
 async def _add_with_checkpoints(store, encoder, docs, checkpoint: int) -> None:
@@ -207,21 +215,15 @@ def add(
 ) -> None:
     """Append documents (skipping ones already present) to a datastore."""
     from .datastore import Datastore
-    from .encoders import EmbeddedKeyEncoder
 
     try:
         docs = _documents(files, column, id_column, where, safety, toxic, data_dir, limit)
-        encoder = EmbeddedKeyEncoder(
-            _backend(model, threads), max_tokens=max_tokens, ubatch=ubatch or None
-        )
+        encoder = _encoder(model, threads, max_tokens, ubatch)
         store = Datastore.open(_resolve(path), encoder.key_space())
         present = set(store.documents)
         docs = [d for d in docs if d.id not in present]
         before = len(store)
-        try:
-            asyncio.run(_add_with_checkpoints(store, encoder, docs, checkpoint))
-        except KeyboardInterrupt:
-            pass  # saved by _add_with_checkpoints
+        _fill(store, encoder, docs, checkpoint)
         added = len(store) - before
     except SpecguardError as exc:
         _fail(exc)
