@@ -22,7 +22,33 @@ CHECKER = "profile_guidelines"
 _WORD = re.compile(r"[a-z][a-z'-]*")
 # Words that say nothing about *what* is risky: grammar, and the verbs and nouns every
 # guideline and request share ("buy", "help", "activities").
-_GENERIC = frozenset(["a", "about", "above", "after", "again", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be", "because", "been", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "done", "during", "each", "either", "else", "etc", "even", "ever", "every", "for", "from", "further", "get", "gets", "getting", "go", "goes", "going", "got", "had", "has", "have", "having", "he", "her", "here", "hers", "him", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "like", "may", "me", "might", "more", "most", "much", "must", "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "others", "our", "out", "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "the", "their", "them", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "upon", "us", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "within", "without", "would", "you", "your", "yours", "activity", "activities", "action", "actions", "advice", "advise", "advised", "allow", "allowed", "amount", "amounts", "assist", "assistance", "assistant", "avoid", "avoiding", "buy", "buying", "bought", "purchase", "purchasing", "purchases", "certain", "concern", "concerns", "condition", "conditions", "danger", "dangerous", "decline", "declining", "engage", "engaging", "especially", "excessive", "harm", "harmful", "health", "help", "helping", "high", "including", "include", "information", "involve", "involving", "large", "lot", "lots", "make", "making", "many", "need", "needs", "person", "people", "product", "products", "provide", "providing", "request", "requests", "risk", "risks", "risky", "safe", "safety", "should", "someone", "something", "take", "taking", "thing", "things", "try", "trying", "use", "using", "user", "users", "want", "wants", "way", "ways", "help", "instead", "related", "regular", "regularly", "high-risk", "certain", "kind", "kinds", "type", "types", "thing"])
+_GENERIC = frozenset([
+    # grammar
+    "a", "about", "above", "after", "again", "all", "also", "am", "an", "and", "any", "are",
+    "as", "at", "be", "because", "been", "being", "below", "between", "both", "but", "by",
+    "can", "could", "did", "do", "does", "doing", "done", "during", "each", "either", "else",
+    "etc", "even", "ever", "every", "for", "from", "further", "get", "gets", "getting", "go",
+    "goes", "going", "got", "had", "has", "have", "having", "he", "her", "here", "hers", "him",
+    "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "like", "may",
+    "me", "might", "more", "most", "much", "must", "my", "myself", "no", "nor", "not", "now",
+    "of", "off", "on", "once", "only", "or", "other", "others", "our", "out", "over", "own",
+    "same", "she", "should", "so", "some", "such", "than", "that", "the", "their", "them",
+    "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until",
+    "up", "upon", "us", "very", "was", "we", "were", "what", "when", "where", "which", "while",
+    "who", "whom", "why", "will", "with", "within", "without", "would", "you", "your", "yours",
+    # what every guideline and request says
+    "activity", "activities", "action", "actions", "advice", "advise", "advised", "allow",
+    "allowed", "amount", "amounts", "assist", "assistance", "assistant", "avoid", "avoiding",
+    "buy", "buying", "bought", "purchase", "purchasing", "purchases", "certain", "concern",
+    "concerns", "condition", "conditions", "danger", "dangerous", "decline", "declining",
+    "engage", "engaging", "especially", "excessive", "harm", "harmful", "health", "help",
+    "helping", "high", "including", "include", "information", "involve", "involving", "large",
+    "lot", "lots", "make", "making", "many", "need", "needs", "person", "people", "product",
+    "products", "provide", "providing", "request", "requests", "risk", "risks", "risky", "safe",
+    "safety", "should", "someone", "something", "take", "taking", "thing", "things", "try",
+    "trying", "use", "using", "user", "users", "want", "wants", "way", "ways", "instead",
+    "related", "regular", "regularly", "high-risk", "kind", "kinds", "type", "types",
+])
 
 
 def _stem(word: str) -> str:
