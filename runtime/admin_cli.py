@@ -163,7 +163,7 @@ def user_delete(user_id: str) -> None:
 @key_app.command("list")
 def key_list() -> None:
     table = Table("name", "from", "tenant", "user", "admin", "trusted gateway")
-    for k in _admin():
+    for k in _admin().keys():  # noqa: SIM118 (ProfileAdmin.keys(), not a dict)
         table.add_row(k.name, k.origin, k.tenant, k.user or "-", str(k.admin), str(k.trusted_gateway))
     console.print(table)
 

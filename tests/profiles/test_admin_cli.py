@@ -32,6 +32,8 @@ def test_admin_cli_round_trip_and_explain(tmp_path):
     admin("user", "create", "zed", "--tenant", "clinic", "--profile", "hep")
     out = admin("key", "create", "zed-key", "--user", "zed")
     key = out.strip().splitlines()[-1]
+    listed = admin("key", "list")
+    assert "zed-key" in listed and key not in listed  # listed by name; the secret never again
     composed = _composed(policy, store)
     assert composed.authenticate(key).user == "zed"
     admin("guidelines", "set", "hep", "drinking alcohol (beer, wine, tequila)")
