@@ -147,3 +147,11 @@ def test_guard_metrics_from_verdict_records():
     assert out["ms_per_item"].value == pytest.approx(14.0)
     assert out["recall"].value == pytest.approx(0.5)
     assert out["precision"].value == pytest.approx(0.5)
+
+
+def test_lazy_exports_match_all():
+    # __all__ is a literal for static tools; the lazy loader's table must list the same names.
+    import specguard.evals as ev
+
+    assert sorted(ev.__all__) == sorted(ev._EXPORTS)
+    assert all(getattr(ev, name) is not None for name in ev.__all__)
