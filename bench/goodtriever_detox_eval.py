@@ -35,7 +35,7 @@ def generate(args) -> dict:
     from specguard.decoding.encoders import embedded_key_space
     from specguard.decoding.loop_llama import LlamaDetoxGenerator
     from specguard.decoding.retrieval import DetoxSettings, Retriever
-    from specguard.evals.datasets import load
+    from specguard.data import load
 
     records = load("realtoxicityprompts")
     by_subset: dict[str, list] = {}

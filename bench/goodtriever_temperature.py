@@ -31,7 +31,7 @@ def main() -> None:
     from specguard.decoding import Datastore, Neighbours, knn_logprobs
     from specguard.decoding.cli import _resolve
     from specguard.decoding.encoders import embedded_key_space
-    from specguard.evals.datasets import load
+    from specguard.data import load
 
     backend = EmbeddedBackend(n_threads=args.threads)
     space = embedded_key_space(backend)

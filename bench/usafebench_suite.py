@@ -46,7 +46,7 @@ def sample(records, n: int, seed: int):
 async def run(args) -> None:
     from specguard.backends.embedded import EmbeddedBackend
     from specguard.core import Runtime
-    from specguard.evals.datasets import load
+    from specguard.data import load
     from specguard.evals.judges import FulfilmentJudge, JudgeInput, match_refusal
     from specguard.evals.metrics import harmonic_mean
     from specguard.policy import Policy, PolicySettings, Profile

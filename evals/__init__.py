@@ -1,9 +1,9 @@
-"""Offline evaluation: datasets, suites, methods, judges, metrics, a resumable runner, reports.
+"""Offline evaluation: suites, methods, judges, metrics, a resumable runner, reports.
 
     specguard eval run refusal            # the CLI (evals/cli.py)
 
     from specguard.evals import load_suite, Runner, write_report
-    from specguard.evals.datasets import load
+    from specguard.data import load
 
 Names load on first use: `import specguard.evals` needs no numpy (the `eval` extra brings it
 for the metrics).

@@ -133,7 +133,7 @@ def datasets_cmd(
 ) -> None:
     """List the registered datasets, their subsets and whether their files are present."""
     from ..config import data_dir as resolve
-    from .datasets import dataset_names, get_spec
+    from specguard.data import dataset_names, get_spec
 
     root = resolve(data_dir)
     table = Table(title=f"datasets in {root}")

@@ -32,7 +32,7 @@ import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import ConfigError
-from .datasets import HELD_OUT_SHARE, Record, held_out, load, load_custom
+from specguard.data import Record, in_part, load, load_custom
 
 
 class _Strict(BaseModel):
@@ -54,10 +54,11 @@ class DatasetEntry(_Strict):
     seed: int = 0
     group: str | None = None
     transform: TransformConfig | None = None
-    # Which part of a deterministic hash split (specguard.evals.datasets.held_out) to keep:
-    # `held_out` is what trainers such as `specguard guard train` never see.
-    part: Literal["all", "held_out", "train"] = "all"
-    held_out_share: float = Field(HELD_OUT_SHARE, gt=0.0, lt=1.0)
+    # Which part of the shared split (specguard.data.record_part) to keep: `held_out` is what
+    # no trainer sees and no choice is made on; `validation` is where choices are made.
+    part: Literal["all", "held_out", "validation", "train"] = "all"
+    # The evaluation share of the split; None: the dataset's registered share.
+    held_out_share: float | None = Field(None, gt=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _one_source(self) -> DatasetEntry:
@@ -223,8 +224,7 @@ def sample_records(records: list[Record], entry: DatasetEntry) -> list[Record]:
     """Deterministic: a seeded sample of positions, kept in the dataset's order."""
     chosen = [r for r in records if _matches(r, entry.where)]
     if entry.part != "all":
-        want = entry.part == "held_out"
-        chosen = [r for r in chosen if held_out(r.source, r.id, entry.held_out_share) is want]
+        chosen = in_part(chosen, entry.part, entry.held_out_share)
     k = entry.n if entry.n is not None else (
         round(len(chosen) * entry.fraction) if entry.fraction is not None else None)
     if k is not None and k < len(chosen):

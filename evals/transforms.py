@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConfigError
-from .datasets import JailbreakTemplate, load, wrap
+from specguard.data import JailbreakTemplate, load, wrap
 from .suites import EvalItem, TransformConfig
 
 Transform = Callable[[list[EvalItem], dict[str, Any], Any], list[EvalItem]]

@@ -1,5 +1,5 @@
 """Documents for datastores: from text files (plain text, CSV, JSONL) or from the project's
-safety datasets (read through specguard.evals.datasets), and the loop that encodes them."""
+safety datasets (read through specguard.data), and the loop that encodes them."""
 
 from __future__ import annotations
 
@@ -146,7 +146,7 @@ def safety_documents(
 ) -> list[Document]:
     """Toxic (or non-toxic) documents of one of SAFETY_SOURCES, read through the evaluation
     datasets' loaders. Ids are `<dataset>:<record id>`, the source ids removal works by."""
-    from ..evals.datasets import load  # type: ignore[import-not-found]
+    from ..data import load  # type: ignore[import-not-found]
 
     if dataset not in SAFETY_SOURCES:
         raise ConfigError(

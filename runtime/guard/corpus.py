@@ -1,5 +1,5 @@
 """Labelled training and held-out evaluation data for the fast tier, read through
-specguard.evals.datasets. Splits are deterministic (a hash of dataset and item id), so training
+specguard.data. Splits are deterministic (a hash of dataset and item id), so training
 and evaluation scripts agree on which items are held out without storing any text.
 
 Input stage (prompts): harmful = AdvBench, HarmBench, JBB, SimpleSafetyTests, XSTest unsafe
@@ -26,7 +26,7 @@ from .verdict import Stage
 # Datasets with a held-out part (the rest trains); the others only train.
 EVAL_SETS = ("openai_moderation", "toxicchat", "xstest", "harmbench", "jbb_artifacts",
              "simple_safety_tests", "u_safebench")
-TEST_SHARE = 0.5  # = specguard.evals.datasets.HELD_OUT_SHARE: suites' `part: held_out` match it
+TEST_SHARE = 0.5  # = specguard.data.HELD_OUT_SHARE: suites' `part: held_out` match it
 NON_COMMERCIAL = ("toxicchat", "beavertails_sample")
 
 _REFUSALS = (
@@ -51,7 +51,7 @@ class Example:
 
 
 def split_of(source: str, item_id: str, share: float = TEST_SHARE) -> str:
-    from ..evals.datasets import held_out
+    from ..data import held_out
 
     if source not in EVAL_SETS:
         return "train"
@@ -59,7 +59,7 @@ def split_of(source: str, item_id: str, share: float = TEST_SHARE) -> str:
 
 
 def input_examples(data_root: str | Path | None = None) -> list[Example]:
-    from ..evals.datasets import load  # the harness's loaders (specguard.evals)
+    from ..data import load  # the harness's loaders (specguard.evals)
 
     out: list[Example] = []
 
@@ -89,7 +89,7 @@ def input_examples(data_root: str | Path | None = None) -> list[Example]:
 
 def output_examples(data_root: str | Path | None = None, seed: int = 0) -> list[Example]:
     """Prompt + response pairs for the output check."""
-    from ..evals.datasets import load
+    from ..data import load
 
     rng = random.Random(seed)
     kw = {"data_dir_override": data_root}

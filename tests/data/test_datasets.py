@@ -7,8 +7,8 @@ import shutil
 from collections import Counter
 
 import pytest
-from specguard.evals import datasets as ds
-from specguard.evals.datasets import DatasetError, load
+from specguard import data as ds
+from specguard.data import DatasetError, load
 
 
 @pytest.fixture(scope="module")

@@ -202,6 +202,16 @@ register(
 _XS_FILES = {"dev": "xstest/xstest_prompts_dev.csv"}
 
 
+def _xstest_pair(item: int) -> str:
+    """XSTest's ids come in blocks: 25 safe prompts then their 25 unsafe contrasts (id + 25),
+    except discrimination (251-325) and privacy (376-450), where two safe blocks share one
+    contrast block. Prompts of one pair share a group, so a split never separates them."""
+    for start in (251, 376):
+        if start <= item < start + 75:
+            return f"{start}:{(item - start) % 25}"
+    return f"{(item - 1) // 50}:{(item - 1) % 25}"
+
+
 def _parse_xstest(rows: Rows, subset: str) -> list[Record]:
     out: list[Record] = []
     for row in rows:
@@ -213,6 +223,7 @@ def _parse_xstest(rows: Rows, subset: str) -> list[Record]:
                 id=str(field(row, "id", "xstest")), text=row["prompt"], source="xstest",
                 subset=subset, harmful=label == "unsafe", label=label, categories=[row["type"]],
                 type=row["type"], focus=_blank(row.get("focus")), note=_blank(row.get("note")),
+                group=_xstest_pair(int(row["id"])),
             )
         )
     return out

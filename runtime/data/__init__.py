@@ -1,6 +1,8 @@
-"""Datasets for offline evaluation: one registry, one loader per public dataset, typed records.
+"""The public safety datasets and their splits: one registry, one loader per dataset, typed
+records. Training (the guard, the judges, Goodtriever's datastores) and evaluation both read
+through here, so they agree on what is held out.
 
-    from specguard.evals.datasets import load
+    from specguard.data import load
     prompts = load("xstest")                      # list[XSTestRecord]
     behaviours = load("advbench", subset="harmful_behaviors")
 
@@ -8,7 +10,7 @@ The data directory is the `data_dir_override` argument, else $SPECGUARD_DATA_DIR
 ../shared/data. Users' own files load with `load_custom("my_dataset.yaml")`.
 """
 
-from . import _builtin  # noqa: F401  (registers the built-in datasets)
+from . import _answer_sets, _builtin, _prompt_sets  # noqa: F401  (register the built-in datasets)
 from ._builtin import (
     JAILBREAK_SLOT,
     JIGSAW_LABELS,
@@ -34,11 +36,27 @@ from ._records import (
     USafeBenchRecord,
     XSTestRecord,
 )
-from ._splits import HELD_OUT_SHARE, held_out
+from ._splits import (
+    HELD_OUT_SHARE,
+    NEAR_DUPLICATE_COSINE,
+    VALIDATION_SHARE,
+    NearDuplicate,
+    Part,
+    drop_near_duplicates,
+    group_of,
+    held_out,
+    in_part,
+    part_of,
+    record_part,
+)
 from ._registry import DatasetSpec, dataset_names, get_spec, load, load_from_hub, register
 
 __all__ = [
     "HELD_OUT_SHARE",
+    "NEAR_DUPLICATE_COSINE",
+    "VALIDATION_SHARE",
+    "NearDuplicate",
+    "Part",
     "JAILBREAK_SLOT",
     "JIGSAW_LABELS",
     "MODERATION_CATEGORIES",
@@ -62,7 +80,12 @@ __all__ = [
     "XSTestRecord",
     "dataset_names",
     "get_spec",
+    "drop_near_duplicates",
+    "group_of",
     "held_out",
+    "in_part",
+    "part_of",
+    "record_part",
     "load",
     "load_custom",
     "load_from_hub",

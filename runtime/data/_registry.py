@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...config import data_dir
-from ...errors import MissingDependencyError
+from ..config import data_dir
+from ..errors import MissingDependencyError
 from ._files import DatasetError
 from ._records import Record
 
@@ -33,6 +33,8 @@ class DatasetSpec:
     non_commercial: bool = False
     # Hugging Face hub id users can pull the same rows from when online (None: none known).
     hub: str | None = None
+    # Share of the dataset's groups in the evaluation part (0: the dataset only trains).
+    held_out_share: float = 0.5
     notes: list[str] = field(default_factory=list)
 
 
@@ -53,8 +55,16 @@ def get_spec(name: str) -> DatasetSpec:
         raise DatasetError(
             f"Unknown dataset {name!r}.",
             hint=f"Known datasets: {', '.join(sorted(_REGISTRY))}; or describe your own file "
-            "with a YAML mapping (see specguard.evals.datasets.load_custom).",
+            "with a YAML mapping (see specguard.data.load_custom).",
         ) from None
+
+
+def registered_share(name: str) -> float:
+    """The evaluation share of a registered dataset; the default for a user's own files."""
+    from ._splits import HELD_OUT_SHARE
+
+    spec = _REGISTRY.get(name)
+    return spec.held_out_share if spec is not None else HELD_OUT_SHARE
 
 
 def dataset_names() -> list[str]:

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ...config import DATA_DIR_ENV
-from ...errors import ConfigError
+from ..config import DATA_DIR_ENV
+from ..errors import ConfigError
 
 
 class DatasetError(ConfigError):

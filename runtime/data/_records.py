@@ -21,6 +21,9 @@ class Record(BaseModel):
     harmful: bool | None = None
     label: str | None = None
     categories: list[str] = Field(default_factory=list)
+    # Records of one group land on the same side of every split (specguard.data.part_of):
+    # XSTest's safe prompt and its unsafe contrast, one U-SafeBench profile. None: the id.
+    group: str | None = None
 
 
 class AdvBenchRecord(Record):

@@ -1,0 +1,131 @@
+"""Deterministic splits every trainer and every suite share.
+
+A record's part is a hash of its dataset and its *group*, so a trainer and an evaluator agree on
+what is held out without storing a list of items, and related records (an XSTest safe prompt
+and its unsafe contrast, the same U-SafeBench profile) land on the same side.
+
+- `held_out` (the evaluation part): never trained on, never chosen on; figures come from here.
+- `validation`: carved from the rest; thresholds, model and feature choices are made here.
+- `train`: what models fit on.
+
+`drop_near_duplicates` removes training items that are paraphrases of evaluation items of any
+dataset (encoder cosine at or above a recorded threshold): cross-dataset copies (AdvBench,
+HarmBench and JailbreakBench share behaviours; ToxicChat repeats prompts) cannot leak.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, TypeVar
+
+HELD_OUT_SHARE = 0.5  # default share of each dataset in the evaluation part
+VALIDATION_SHARE = 0.2  # share of the non-evaluation part kept for choices
+# Encoder cosine (all-MiniLM-L6-v2, mean-pooled, normalised) at or above which two texts count
+# as the same item: paraphrases of one harmful behaviour score 0.85-1.0, different requests on
+# one topic 0.5-0.8 (measured on AdvBench x JailbreakBench, see docs/results/splits.md).
+NEAR_DUPLICATE_COSINE = 0.85
+
+T = TypeVar("T")
+
+
+class Part(str, Enum):
+    TRAIN = "train"
+    VALIDATION = "validation"
+    HELD_OUT = "held_out"
+
+
+def _unit(key: str) -> float:
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
+def held_out(source: str, group: str, share: float = HELD_OUT_SHARE) -> bool:
+    """Whether the group `source:group` is in the evaluation part (`share` of each dataset).
+    A record's group is its id unless its dataset groups records (see `group_of`)."""
+    return _unit(f"{source}:{group}") < share
+
+
+def part_of(source: str, group: str, share: float = HELD_OUT_SHARE,
+            validation_share: float = VALIDATION_SHARE) -> Part:
+    """The part of the group `source:group`: held_out with probability `share`, else validation
+    with probability `validation_share`, else train. A share of 0 makes a dataset train-only."""
+    if share > 0 and held_out(source, group, share):
+        return Part.HELD_OUT
+    if _unit(f"validation:{source}:{group}") < validation_share:
+        return Part.VALIDATION
+    return Part.TRAIN
+
+
+def group_of(record: Any) -> str:
+    """The key that keeps related records of one dataset on one side of the split: the
+    dataset's own `group` when its records declare one, else the record id."""
+    group = getattr(record, "group", None)
+    return group if group else record.id
+
+
+def record_part(record: Any, share: float | None = None,
+                validation_share: float = VALIDATION_SHARE) -> Part:
+    """The part a record belongs to, with its dataset's registered evaluation share unless
+    `share` overrides it."""
+    if share is None:
+        from ._registry import registered_share
+
+        share = registered_share(record.source)
+    return part_of(record.source, group_of(record), share, validation_share)
+
+
+def in_part(records: Sequence[T], part: Part | str, share: float | None = None) -> list[T]:
+    part = Part(part)
+    return [r for r in records if record_part(r, share) is part]
+
+
+@dataclass(frozen=True)
+class NearDuplicate:
+    dropped: Any  # the training-side item
+    nearest: Any  # the evaluation-side item it repeats
+    cosine: float
+
+
+def drop_near_duplicates(
+    train: Sequence[T],
+    reference: Sequence[Any],
+    embed: Callable[[list[str]], Any],
+    *,
+    threshold: float = NEAR_DUPLICATE_COSINE,
+    text: Callable[[Any], str] = lambda r: r.text,
+    batch: int = 2048,
+) -> tuple[list[T], list[NearDuplicate]]:
+    """Training items whose text is within `threshold` cosine of no `reference` (evaluation)
+    item, and the ones dropped with the item each repeats. `embed(texts)` returns L2-normalised
+    row vectors (n, d); exact duplicates (case and whitespace aside) are dropped without it."""
+    import numpy as np
+
+    if not train or not reference:
+        return list(train), []
+    ref_norm = {" ".join(text(r).lower().split()): r for r in reference}
+    keep: list[T] = []
+    dropped: list[NearDuplicate] = []
+    rest: list[T] = []
+    for item in train:
+        twin = ref_norm.get(" ".join(text(item).lower().split()))
+        if twin is not None:
+            dropped.append(NearDuplicate(item, twin, 1.0))
+        else:
+            rest.append(item)
+    if rest:
+        ref = np.asarray(embed([text(r) for r in reference]), dtype=np.float32)
+        ref_items = list(reference)
+        for i in range(0, len(rest), batch):
+            chunk = rest[i:i + batch]
+            e = np.asarray(embed([text(t) for t in chunk]), dtype=np.float32)
+            sims = e @ ref.T
+            best = sims.argmax(axis=1)
+            for j, item in enumerate(chunk):
+                c = float(sims[j, best[j]])
+                if c >= threshold:
+                    dropped.append(NearDuplicate(item, ref_items[int(best[j])], c))
+                else:
+                    keep.append(item)
+    return keep, dropped
