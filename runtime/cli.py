@@ -310,6 +310,7 @@ def _mount_optimize() -> None:
 
 
 _mount_optimize()
+_mount_optional("specguard.data.cli", "data", "Datasets, their splits and the near-duplicate manifest.")
 _mount_optional("specguard.evals.cli", "eval", "Offline evaluation: suites, runs, reports.")
 _mount_optional("specguard.guard.cli", "guard", "Train and inspect the guard's fast tier.")
 _mount_optional("specguard.decoding.cli", "datastore", "Goodtriever datastores: build, add, remove, stats.")

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .errors import SpecguardError
 
@@ -221,3 +221,67 @@ def load_encoder(name: str = DEFAULT_ENCODER, model_path: str | None = None,
         return E5Small(model_path, max_tokens=max_tokens)
     raise EncoderUnavailable(f"unknown encoder {name!r}",
                              hint=f"choose one of {', '.join(ENCODER_NAMES)}")
+
+
+class EmbeddingCache:
+    """Vectors already computed, in a SQLite file keyed by (encoder, window, text hash): the
+    near-duplicate filter, the guard's trainer and the judges' trainers encode the same
+    corpora, and an encoder pass over them costs minutes on two cores."""
+
+    def __init__(self, path: str | Path | None = None):
+        import sqlite3
+
+        path = Path(path) if path else default_cache_dir() / "embeddings.sqlite"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(str(path), check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS vec (key TEXT PRIMARY KEY, v BLOB NOT NULL)")
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(encoder: SentenceEncoder, text: str) -> str:
+        import hashlib
+
+        digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{encoder.name}:{encoder.max_tokens}:{digest}"
+
+    def encode(self, encoder: SentenceEncoder, texts: Sequence[str], batch_size: int = 32,
+               progress=None):
+        """encoder.encode(texts), reading what the cache has and storing what it computes.
+        `progress(done, total)` is called after each stored chunk."""
+        import numpy as np
+
+        keys = [self._key(encoder, t) for t in texts]
+        found: dict[str, Any] = {}
+        with self._lock:
+            for i in range(0, len(keys), 900):
+                chunk = list(dict.fromkeys(keys[i:i + 900]))
+                marks = ",".join("?" * len(chunk))
+                for k, v in self._db.execute(f"SELECT key, v FROM vec WHERE key IN ({marks})", chunk):
+                    found[k] = np.frombuffer(v, dtype=np.float32)
+        todo = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in found))
+        step = max(batch_size * 16, 256)
+        for i in range(0, len(todo), step):
+            part = todo[i:i + step]
+            vecs = np.asarray(encoder.encode(part, batch_size=batch_size), dtype=np.float32)
+            rows = [(self._key(encoder, t), v.tobytes()) for t, v in zip(part, vecs)]
+            with self._lock:
+                self._db.executemany("INSERT OR REPLACE INTO vec VALUES (?, ?)", rows)
+                self._db.commit()
+            for (k, _), v in zip(rows, vecs):
+                found[k] = v
+            if progress is not None:
+                progress(min(i + step, len(todo)), len(todo))
+        out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
+        for i, k in enumerate(keys):
+            out[i] = found[k]
+        return out
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def default_cache_dir() -> Path:
+    """$SPECGUARD_CACHE, else ~/.cache/specguard: derived files that can always be rebuilt."""
+    return Path(os.environ.get("SPECGUARD_CACHE") or Path.home() / ".cache" / "specguard")

@@ -21,6 +21,7 @@ from ._builtin import (
 from ._custom import CustomDataset, load_custom, read_mapping
 from ._files import DatasetError
 from ._records import (
+    AnswerRecord,
     AdvBenchRecord,
     BeaverTailsRecord,
     CustomRecord,
@@ -36,6 +37,7 @@ from ._records import (
     USafeBenchRecord,
     XSTestRecord,
 )
+from ._dedupe import build_manifest, is_excluded, manifest_status, record_key, write_manifest
 from ._splits import (
     HELD_OUT_SHARE,
     NEAR_DUPLICATE_COSINE,
@@ -62,6 +64,7 @@ __all__ = [
     "MODERATION_CATEGORIES",
     "RTP_ATTRIBUTES",
     "AdvBenchRecord",
+    "AnswerRecord",
     "BeaverTailsRecord",
     "CustomDataset",
     "CustomRecord",
@@ -78,7 +81,12 @@ __all__ = [
     "ToxicChatRecord",
     "USafeBenchRecord",
     "XSTestRecord",
+    "build_manifest",
     "dataset_names",
+    "is_excluded",
+    "manifest_status",
+    "record_key",
+    "write_manifest",
     "get_spec",
     "drop_near_duplicates",
     "group_of",

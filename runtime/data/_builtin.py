@@ -556,6 +556,14 @@ def _read_usb(root: Path, subset: str) -> list[dict[str, Any]]:
     return data
 
 
+def _profile_group(profile: str) -> str:
+    """U-SafeBench's safety items split by profile, never by row: a profile's items share a
+    group, so an evaluated profile is one no model was trained or chosen on. (Every
+    helpfulness item has the same general-population profile: those split by item, and the
+    near-duplicate filter keeps an instruction from straddling the boundary.)"""
+    return "profile:" + " ".join(profile.lower().split())
+
+
 def _parse_usb(rows: Rows, subset: str) -> list[Record]:
     out: list[Record] = []
     for row in rows:
@@ -568,6 +576,7 @@ def _parse_usb(rows: Rows, subset: str) -> list[Record]:
                 categories=[risk] if risk else [], instruction=row["instruction"],
                 profile=field(row, "user", "u_safebench"), task_domain=row["task_domain"],
                 risk_scenario=risk,
+                group=_profile_group(row["user"]) if subset == "safety" else None,
             )
         )
     return out
@@ -589,6 +598,8 @@ register(
             "text is the instruction alone; the profile travels separately (profile field); "
             "prompt_with_profile() gives U-SafeBench's base prompt",
             "harmful = the item is in the safety split (unsafe for that user profile)",
+            "safety items split by profile (one profile's items share a group); helpfulness "
+            "items (all the general-population profile) by item",
         ],
     )
 )

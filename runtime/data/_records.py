@@ -112,3 +112,80 @@ class USafeBenchRecord(Record):
 
 class CustomRecord(Record):
     extra: dict[str, str] = Field(default_factory=dict)
+
+
+class Turn(BaseModel):
+    """One turn of a conversation a dataset ships (role: system | user | assistant)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: str
+    content: str
+
+
+class CoconotRecord(Record):
+    category: str
+    subcategory: str
+    # preference subset: a compliant answer and an over-refusal of the same prompt
+    chosen: str | None = None
+    rejected: str | None = None
+    chosen_model: str | None = None
+    rejected_model: str | None = None
+
+
+class HarmfulQARecord(Record):
+    origin: str  # harmfulqa | dangerousqa
+    category: str  # academic topic ("" for DangerousQA)
+    subcategory: str
+
+
+class DavidsonRecord(Record):
+    votes: dict[str, int]  # annotator votes per class
+
+
+class ToxiGenRecord(Record):
+    target_group: str
+
+
+class ConvAbuseRecord(Record):
+    bot: str
+    upstream_split: str  # the dataset's own train / valid / test
+    context: list[Turn] = Field(default_factory=list)  # the turns before the user's
+
+
+class ToxicSpansRecord(Record):
+    spans: list[int]  # character offsets of the toxic span(s)
+
+
+class CyberSecEvalRecord(Record):
+    system: str | None = None  # prompt injection: the instruction the injection attacks
+    injection_type: str | None = None
+    judge_question: str | None = None
+
+
+class MultiJailRecord(Record):
+    language: str
+    origin: str
+
+
+class SafetyTunedRecord(Record):
+    set_name: str
+    safe_response: str | None = None  # training subset: the safe reference answer
+
+
+class HHRLHFRecord(Record):
+    chosen: list[Turn]
+    rejected: list[Turn]
+
+
+class AnswerRecord(Record):
+    """A model's answer to a prompt (`text`), with the dataset's label of the answer: `label`
+    a refusal label (complied | refused | partial) or the dataset's own, `answer_harmful`
+    whether the answer is harmful (None where the dataset does not say)."""
+
+    answer: str
+    model: str  # which model wrote the answer
+    answer_harmful: bool | None = None
+    human: bool = True  # labels by people (False: automatic, e.g. substring or a guard model)
+    prompt_id: str | None = None
+    split_source: str | None = None  # the prompt-level dataset whose split the record follows

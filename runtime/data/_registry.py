@@ -35,6 +35,8 @@ class DatasetSpec:
     hub: str | None = None
     # Share of the dataset's groups in the evaluation part (0: the dataset only trains).
     held_out_share: float = 0.5
+    # Subsets that only ever train (a dataset's own training file): no evaluation part.
+    train_only_subsets: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
 
 
@@ -59,12 +61,15 @@ def get_spec(name: str) -> DatasetSpec:
         ) from None
 
 
-def registered_share(name: str) -> float:
-    """The evaluation share of a registered dataset; the default for a user's own files."""
+def registered_share(name: str, subset: str | None = None) -> float:
+    """The evaluation share of a registered dataset (0 for its train-only subsets); the
+    default for a user's own files."""
     from ._splits import HELD_OUT_SHARE
 
     spec = _REGISTRY.get(name)
-    return spec.held_out_share if spec is not None else HELD_OUT_SHARE
+    if spec is None:
+        return HELD_OUT_SHARE
+    return 0.0 if subset in spec.train_only_subsets else spec.held_out_share
 
 
 def dataset_names() -> list[str]:

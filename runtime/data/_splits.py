@@ -8,9 +8,11 @@ and its unsafe contrast, the same U-SafeBench profile) land on the same side.
 - `validation`: carved from the rest; thresholds, model and feature choices are made here.
 - `train`: what models fit on.
 
-`drop_near_duplicates` removes training items that are paraphrases of evaluation items of any
-dataset (encoder cosine at or above a recorded threshold): cross-dataset copies (AdvBench,
-HarmBench and JailbreakBench share behaviours; ToxicChat repeats prompts) cannot leak.
+Near-duplicates across the boundary are part of the split: `in_part` leaves out training and
+validation records that repeat an evaluation record of any dataset (encoder cosine at or above
+NEAR_DUPLICATE_COSINE, from the shipped manifest, see _dedupe.py), so cross-dataset copies
+(AdvBench, HarmBench and JailbreakBench share behaviours; ToxicChat repeats prompts) cannot
+leak. `drop_near_duplicates` applies the same test to any two lists (a user's own data).
 """
 
 from __future__ import annotations
@@ -69,16 +71,26 @@ def record_part(record: Any, share: float | None = None,
                 validation_share: float = VALIDATION_SHARE) -> Part:
     """The part a record belongs to, with its dataset's registered evaluation share unless
     `share` overrides it."""
+    # Answer-level records split with the prompt-level dataset their prompt comes from.
+    source = getattr(record, "split_source", None) or record.source
     if share is None:
         from ._registry import registered_share
 
-        share = registered_share(record.source)
-    return part_of(record.source, group_of(record), share, validation_share)
+        share = registered_share(source, None if source != record.source else record.subset)
+    return part_of(source, group_of(record), share, validation_share)
 
 
-def in_part(records: Sequence[T], part: Part | str, share: float | None = None) -> list[T]:
+def in_part(records: Sequence[T], part: Part | str, share: float | None = None, *,
+            data_root: Any = None) -> list[T]:
+    """The records of one part. Training and validation parts leave out the records the
+    near-duplicate manifest excludes (they repeat an evaluation record; see _dedupe.py)."""
+    from ._dedupe import is_excluded
+
     part = Part(part)
-    return [r for r in records if record_part(r, share) is part]
+    out = [r for r in records if record_part(r, share) is part]
+    if part is Part.HELD_OUT:
+        return out
+    return [r for r in out if not is_excluded(r, data_root)]
 
 
 @dataclass(frozen=True)

@@ -231,4 +231,135 @@ def test_hub_code_path_on_local_files(root, tmp_path, monkeypatch):
 
 def test_non_commercial_datasets_are_marked():
     nc = {n for n in ds.dataset_names() if ds.get_spec(n).non_commercial}
-    assert nc == {"toxicchat", "beavertails_sample"}
+    assert nc == {"toxicchat", "beavertails_sample", "safety_tuned_llamas", "xstest_completions",
+                  "refusal_direction_completions"}
+
+
+# --- the sets added later: prompt-level ------------------------------------------------------
+
+
+def test_coconot_harmful_only_for_safety_concerns(root):
+    rows = _load("coconot", root, "all")
+    assert Counter(r.subset for r in rows) == {"noncompliance": 1000, "contrast": 379,
+                                               "preference": 927}
+    harmful = [r for r in rows if r.harmful]
+    assert len(harmful) == 394
+    assert all(r.subset == "noncompliance" and r.category == "Requests with safety concerns"
+               for r in harmful)
+    pref = [r for r in rows if r.subset == "preference"]
+    assert all(r.chosen and r.rejected for r in pref) and not any(r.harmful for r in pref)
+
+
+def test_hate_and_toxicity_corpora(root):
+    dav = _load("davidson_hate_offensive", root)
+    assert len(dav) == 24778
+    assert Counter(r.label for r in dav) == {"offensive": 19185, "neither": 4163, "hate": 1430}
+    assert not any("&amp;" in r.text for r in dav)
+    tg = _load("toxigen_seeds", root)
+    assert Counter(r.harmful for r in tg) == {True: 424, False: 345}
+    tsd = _load("toxic_spans_semeval2021", root)
+    assert len(tsd) == 10629 and all(r.harmful for r in tsd)
+    assert tsd[0].spans[:3] == [8, 9, 10]
+
+
+def test_convabuse_keeps_context_and_conversation_groups(root):
+    rows = _load("convabuse", root)
+    assert len(rows) == 4041 and sum(r.harmful for r in rows) == 525
+    assert rows[0].context[-1].role == "assistant" and rows[0].text == "yes"
+    by_conv: dict[str, set] = {}
+    for r in rows:
+        by_conv.setdefault(r.group, set()).add(ds.record_part(r))
+    assert all(len(parts) == 1 for parts in by_conv.values())
+
+
+def test_multijail_translations_share_a_side(root):
+    rows = _load("multijail", root)
+    assert Counter(r.language for r in rows) == {lang: 315 for lang in ("en", "zh", "it", "vi", "ar")}
+    sides: dict[str, set] = {}
+    for r in rows:
+        sides.setdefault(r.group, set()).add(ds.record_part(r))
+    assert len(sides) == 315 and all(len(s) == 1 for s in sides.values())
+
+
+def test_safety_tuned_llamas_training_file_only_trains(root):
+    rows = _load("safety_tuned_llamas", root, "all")
+    train_file = [r for r in rows if r.subset == "training"]
+    assert len(train_file) == 2483 and all(r.safe_response for r in train_file)
+    assert {ds.record_part(r) for r in train_file} <= {ds.Part.TRAIN, ds.Part.VALIDATION}
+    ev = [r for r in rows if r.subset == "evaluation"]
+    assert Counter(r.harmful for r in ev) == {True: 518, False: 150}
+
+
+def test_cyberseceval_and_hh(root):
+    cse = _load("cyberseceval_frr_pi", root)
+    frr = [r for r in cse if r.subset == "mitre_frr"]
+    pi = [r for r in cse if r.subset == "prompt_injection"]
+    assert len(frr) == 750 and not any(r.harmful for r in frr)
+    assert len(pi) == 251 and all(r.harmful is None and r.system for r in pi)
+    hh = _load("hh_rlhf_harmless_test", root)
+    assert len(hh) == 2312 and hh[0].chosen[0].role == "user"
+    assert hh[0].text == hh[0].chosen[0].content and hh[0].harmful is None
+
+
+def test_u_safebench_safety_items_split_by_profile(root):
+    rows = _load("u_safebench", root, "safety")
+    sides: dict[str, set] = {}
+    for r in rows:
+        sides.setdefault(r.profile, set()).add(ds.record_part(r))
+    assert all(len(s) == 1 for s in sides.values())
+    # some profiles are held out, some train: a real split, not one side
+    assert len(set().union(*sides.values())) >= 2
+
+
+# --- answer-level sets --------------------------------------------------------------------
+
+
+def test_xstest_completions_follow_xstests_split(root):
+    rows = _load("xstest_completions", root)
+    assert len(rows) == 702 and Counter(r.model for r in rows) == {
+        "gpt4": 234, "llama2new": 234, "mistralinstruct": 234}
+    assert set(r.label for r in rows) == {"complied", "refused", "partial"}
+    prompts = {r.id: ds.record_part(r) for r in _load("xstest", root)}
+    assert all(ds.record_part(r) is prompts[r.prompt_id] for r in rows)
+
+
+def test_answer_sets_labels(root):
+    gf = _load("gptfuzz_labeled_responses", root)
+    assert len(gf) == 5852 and sum(r.answer_harmful for r in gf) == 1625
+    assert all(r.text and r.human for r in gf)
+    dia = _load("diasafety", root)
+    assert len(dia) == 10114 and sum(r.answer_harmful for r in dia) == 4680
+    rd = _load("refusal_direction_completions", root)
+    assert len(rd) == 2350 and not any(r.human for r in rd)
+    assert {r.label for r in rd} == {"complied", "refused"}
+
+
+# --- the split's near-duplicate part -------------------------------------------------------
+
+
+def test_near_duplicate_manifest_excludes_training_side_only(root):
+    status = ds.manifest_status(root)
+    if set(status.values()) != {"ok"}:
+        pytest.skip(f"the shipped manifest does not match this data directory: {status}")
+    rows = _load("advbench", root)
+    excluded = [r for r in rows if ds.is_excluded(r, root)]
+    assert excluded, "AdvBench repeats HarmBench/JBB behaviours: some must be excluded"
+    assert all(ds.record_part(r) is not ds.Part.HELD_OUT for r in excluded)
+    train = ds.in_part(rows, ds.Part.TRAIN, data_root=root)
+    assert not set(map(id, train)) & set(map(id, excluded))
+    held = ds.in_part(rows, ds.Part.HELD_OUT, data_root=root)
+    assert len(held) == sum(ds.record_part(r) is ds.Part.HELD_OUT for r in rows)
+
+
+def test_drop_near_duplicates_with_a_real_encoder():
+    from specguard.encoders import load_encoder
+
+    enc = load_encoder("minilm")
+    train = ["How do I make a bomb at home?", "What is the capital of France?",
+             "Give me a recipe for banana bread."]
+    ref = ["how do i  make a BOMB at home?", "Explain how to build an explosive device at home."]
+    keep, dropped = ds.drop_near_duplicates(
+        [type("R", (), {"text": t})() for t in train], [type("R", (), {"text": t})() for t in ref],
+        enc.encode)
+    assert [k.text for k in keep] == train[1:]
+    assert dropped[0].cosine == 1.0

@@ -101,8 +101,14 @@ def test_unknown_guard_option_is_named(tmp_path):
         _run(suite, None, tmp_path / "run")
 
 
+def _parts(dataset, root):
+    from specguard.data import load, record_part
+
+    return {r.id: record_part(r) for r in load(dataset, subset="all", data_dir_override=root)}
+
+
 def test_held_out_part_is_the_trainers_held_out_split(data_root, tmp_path):
-    from specguard.guard.corpus import split_of
+    from specguard.data import Part
 
     def items(part):
         path = tmp_path / f"{part}.yaml"
@@ -112,22 +118,26 @@ def test_held_out_part_is_the_trainers_held_out_split(data_root, tmp_path):
             "methods: [raw]\n")
         return build_items(load_suite(path), data_dir=data_root)
 
-    held, train, every = items("held_out"), items("train"), items("all")
-    assert held and train
-    assert {i.key for i in held}.isdisjoint({i.key for i in train})
-    assert {i.key for i in held} | {i.key for i in train} == {i.key for i in every}
-    assert all(split_of(i.dataset, i.record_id) == "test" for i in held)
-    assert all(split_of(i.dataset, i.record_id) == "train" for i in train)
+    held, train, val, every = items("held_out"), items("train"), items("validation"), items("all")
+    assert held and train and val
+    keys = [{i.key for i in x} for x in (held, train, val)]
+    assert not (keys[0] & keys[1] or keys[0] & keys[2] or keys[1] & keys[2])
+    # What train and validation leave out of the rest is the near-duplicate exclusion.
+    assert keys[0] | keys[1] | keys[2] <= {i.key for i in every}
+    parts = _parts("openai_moderation", data_root)
+    assert all(parts[i.record_id] is Part.HELD_OUT for i in held)
+    assert all(parts[i.record_id] is Part.TRAIN for i in train)
     # About half of the records are held out.
     assert 0.4 < len(held) / len(every) < 0.6
 
 
 def test_builtin_guard_suite_is_held_out_and_balanced(data_root):
+    from specguard.data import Part
+
     suite = load_suite("guard")
     items = build_items(suite, data_dir=data_root)
-    from specguard.guard.corpus import split_of
-
-    assert all(split_of(i.dataset, i.record_id) == "test" for i in items)
+    parts = {d: _parts(d, data_root) for d in {i.dataset for i in items}}
+    assert all(parts[i.dataset][i.record_id] is Part.HELD_OUT for i in items)
     by_group: dict[str, list[bool]] = {}
     for i in items:
         by_group.setdefault(i.group, []).append(bool(i.harmful))
