@@ -59,6 +59,32 @@ PROBE_MAX_TOKENS = 256
 BATCH_TOKENS = 512
 
 
+_OPEN_LOCK = threading.Lock()
+
+
+def open_llama(llama_cpp, **kwargs: Any):
+    """`llama_cpp.Llama(**kwargs)` with llama.cpp's extra CPU buffer types off (AMX tiles,
+    weight repacking). A virtual machine can advertise AMX and still fault on the first tile
+    instruction: on this project's machines the first decode died with SIGILL in
+    ggml_backend_amx_mul_mat. SmolLM2's Q4_1 weights gain nothing from either buffer type.
+    llama-cpp-python has no argument for `use_extra_bufts`, so the default model parameters
+    are wrapped while the model loads (under a lock: loads in other threads see the same)."""
+    lib = llama_cpp.llama_cpp
+    defaults = lib.llama_model_default_params
+
+    def no_extra_buffers():
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    with _OPEN_LOCK:
+        lib.llama_model_default_params = no_extra_buffers
+        try:
+            return llama_cpp.Llama(**kwargs)
+        finally:
+            lib.llama_model_default_params = defaults
+
+
 class _LoadedModel:
     """A llama.cpp model, its chat formatter and the single worker thread that owns it."""
 
@@ -73,7 +99,8 @@ class _LoadedModel:
         self.path = path
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="specguard-llama")
         self.llm = self.executor.submit(
-            lambda: llama_cpp.Llama(
+            lambda: open_llama(
+                llama_cpp,
                 model_path=str(path),
                 n_ctx=n_ctx,
                 n_threads=n_threads or os.cpu_count() or 2,
@@ -115,7 +142,8 @@ class _LoadedModel:
         if self._embedder is None:
             import llama_cpp
 
-            self._embedder = llama_cpp.Llama(
+            self._embedder = open_llama(
+                llama_cpp,
                 model_path=str(self.path),
                 n_ctx=self.n_ctx,
                 n_threads=self._n_threads or os.cpu_count() or 2,
