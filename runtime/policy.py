@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .decoding.settings import DetoxSettings
 from .errors import AuthenticationError, ConfigError, NotFoundError
 
 
@@ -36,6 +37,7 @@ class StreamProtection(StrEnum):
     BUFFER = "buffer"  # generate and check the whole answer, then stream it
     CHUNKED = "chunked"  # check growing prefixes; hold back a window until it is checked
     DETOX = "detox"  # detoxified decoding; tokens stream as generated
+    PASS = "pass"  # nothing checks the output (output check and critique off): stream as generated
 
 
 class SpecUpdateMode(StrEnum):
@@ -123,37 +125,26 @@ class PolicySettings(_Strict):
     spec_update_safety_tolerance: float = Field(0.0, ge=0.0, le=1.0)  # allowed safety drop
     spec_update_overrefusal_tolerance: float = Field(0.05, ge=0.0, le=1.0)  # allowed rise
 
-    # Goodtriever settings (specguard.decoding.DetoxSettings: toxic / nontoxic datastore
-    # folders, alpha, k, temperature, top_p) used when stream_protection is "detox".
-    detox: dict[str, Any] | None = None
-
-    @field_validator("detox")
-    @classmethod
-    def _detox_settings(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        from .decoding.retrieval import DetoxSettings  # validated at load, imported only if used
-
-        return DetoxSettings.model_validate(value).model_dump(mode="json")
+    # Goodtriever settings (toxic / nontoxic datastore folders, alpha, k, temperature, top_p)
+    # used when stream_protection is "detox".
+    detox: DetoxSettings | None = None
 
     def check_complete(self, where: str) -> None:
         """Rules across settings that may come from different layers; checked on the
         resolved settings (every tenant and user is resolved once when a policy loads)."""
-        if self.stream_protection is StreamProtection.DETOX and not (self.detox and self.detox.get("toxic")):
+        if self.stream_protection is StreamProtection.DETOX and not (self.detox and self.detox.toxic):
             raise ConfigError(
                 f"{where}: stream_protection 'detox' needs detox.toxic datastore folders.",
                 hint="Build them with `specguard datastore build` and list them under detox.toxic.",
             )
-
-    @property
-    def passthrough(self) -> bool:
-        """Nothing to decide for a request: no checks, no critique, no spec updates."""
-        return (
-            not self.input_check.enabled
-            and not self.output_check.enabled
-            and self.critique is CritiqueMode.OFF
-            and self.spec_update is SpecUpdateMode.OFF
-        )
+        if self.stream_protection is StreamProtection.PASS and (
+            self.output_check.enabled or self.critique is not CritiqueMode.OFF
+        ):
+            raise ConfigError(
+                f"{where}: stream_protection 'pass' streams unchecked text, so it needs "
+                "output_check.enabled false and critique off.",
+                hint="Use 'chunked' to stream checked text as it is generated.",
+            )
     profile_guidelines: GuidelineUse = GuidelineUse.APPROVED
 
 

@@ -4,6 +4,7 @@ completions, stream chunks and backend capabilities."""
 from __future__ import annotations
 
 from enum import StrEnum
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -52,6 +53,8 @@ class GenerationParams(BaseModel):
 
 
 class Usage(BaseModel):
+    """Tokens one model call used (what a backend reports)."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -61,6 +64,40 @@ class Usage(BaseModel):
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+        )
+
+
+class Cost(Usage):
+    """What some work cost in model calls and tokens. Every record that carries a cost (a
+    step, a safety report, a spec update, a gate score) inherits these fields, and costs add
+    up with `+` or `Cost.total(...)`, never field by field."""
+
+    model_calls: int = 0
+
+    @classmethod
+    def of(cls, usage: Usage, calls: int = 1) -> Cost:
+        """The cost of `calls` model calls that used `usage` tokens."""
+        return cls(model_calls=calls, prompt_tokens=usage.prompt_tokens,
+                   completion_tokens=usage.completion_tokens)
+
+    @classmethod
+    def total(cls, items: Iterable[Any]) -> Cost:
+        """The sum of the costs of `items` (any objects with the three cost attributes)."""
+        out = cls()
+        for item in items:
+            out = out + (item if isinstance(item, Cost) else cls.model_validate(item, from_attributes=True))
+        return out
+
+    def cost(self) -> Cost:
+        """Only the cost fields of this record (a subclass carries more)."""
+        return Cost(model_calls=self.model_calls, prompt_tokens=self.prompt_tokens,
+                    completion_tokens=self.completion_tokens)
+
+    def __add__(self, other: Usage) -> Cost:
+        return Cost(
+            model_calls=self.model_calls + (other.model_calls if isinstance(other, Cost) else 0),
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
         )
@@ -89,7 +126,20 @@ class StreamChunk(BaseModel):
 
 
 class Capabilities(BaseModel):
+    """What a backend can do beyond `complete` and `stream`, declared by the backend (callers
+    read this, never probe the implementation):
+
+    - logprobs: `GenerationParams(logprobs=True)` returns per-token log-probabilities;
+    - constrained_output: `GenerationParams(json_schema=...)` is enforced while decoding;
+    - hidden_states: `hidden_states(texts)` returns final hidden states (probes, retrieval);
+    - token_steps: `token_stepper()` gives a public token-step interface (per step: base
+      logits and the final hidden state), which detoxified decoding runs in this process.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
     streaming: bool = True
     logprobs: bool = False
     constrained_output: bool = False
     hidden_states: bool = False
+    token_steps: bool = False

@@ -1,52 +1,63 @@
 """Goodtriever (Pozzobon et al. 2023): retrieval-augmented detoxified decoding.
 
 At each step the current hidden state is looked up in a toxic and a non-toxic datastore and
-the next-token distribution moves away from what toxic text says next (combine.py). Datastores
-are FAISS indexes on disk (datastore.py); loops run the combination on the embedded llama.cpp
-model (loop_llama.py), on torch/transformers (loop_torch.py) and inside vLLM (vllm.py);
-DetoxBackend serves it. torch, faiss and llama.cpp are imported only when used.
+the next-token distribution moves away from what toxic text says next (combine.py: the one
+combination every loop uses, with the bounds of settings.py). Datastores are FAISS indexes on
+disk (datastore.py); loops run the combination on a backend's public token-step interface
+(loop_llama.py: the embedded llama.cpp model), on torch/transformers (loop_torch.py) and
+inside vLLM (specguard.vllm_plugin); DetoxBackend serves it. torch, faiss and llama.cpp are
+imported only when used, and names load on first use (a policy validating its `detox:` block
+imports settings.py alone).
 """
 
 from __future__ import annotations
 
-from .backend import DetoxBackend
-from .combine import Neighbours, goodtriever_logprobs, knn_logprobs, top_p_mask
-from .corpora import Document, add_documents, read_corpus
-from .datastore import Datastore, IndexKind, Manifest, SearchDevice, open_stores
-from .encoders import EmbeddedKeyEncoder, KeyEncoder, embedded_key_space
-from .errors import DatastoreMismatchError, DatastoreNotFoundError
-from .keyspace import Hook, KeySpace, ModelId, TokenizerId
-from .loop_llama import LlamaDetoxGenerator
-from .loop_torch import TorchDetoxGenerator
-from .retrieval import DetoxSettings, Retriever, plain_step, sample
+import importlib
+from typing import Any
 
-__all__ = [
-    "Datastore",
-    "DatastoreMismatchError",
-    "DatastoreNotFoundError",
-    "DetoxBackend",
-    "DetoxSettings",
-    "Document",
-    "EmbeddedKeyEncoder",
-    "Hook",
-    "IndexKind",
-    "KeyEncoder",
-    "KeySpace",
-    "LlamaDetoxGenerator",
-    "Manifest",
-    "ModelId",
-    "Neighbours",
-    "Retriever",
-    "SearchDevice",
-    "TokenizerId",
-    "TorchDetoxGenerator",
-    "add_documents",
-    "embedded_key_space",
-    "goodtriever_logprobs",
-    "knn_logprobs",
-    "open_stores",
-    "plain_step",
-    "read_corpus",
-    "sample",
-    "top_p_mask",
-]
+_EXPORTS = {
+    "DetoxBackend": "backend",
+    "Neighbours": "combine",
+    "goodtriever_logprobs": "combine",
+    "knn_logprobs": "combine",
+    "top_p_mask": "combine",
+    "Document": "corpora",
+    "add_documents": "corpora",
+    "read_corpus": "corpora",
+    "Datastore": "datastore",
+    "IndexKind": "datastore",
+    "Manifest": "datastore",
+    "open_stores": "datastore",
+    "EmbeddedKeyEncoder": "encoders",
+    "KeyEncoder": "encoders",
+    "embedded_key_space": "encoders",
+    "DatastoreMismatchError": "errors",
+    "DatastoreNotFoundError": "errors",
+    "Hook": "keyspace",
+    "KeySpace": "keyspace",
+    "ModelId": "keyspace",
+    "TokenizerId": "keyspace",
+    "LlamaDetoxGenerator": "loop_llama",
+    "TorchDetoxGenerator": "loop_torch",
+    "Retriever": "retrieval",
+    "plain_step": "retrieval",
+    "sample": "retrieval",
+    "DetoxSettings": "settings",
+    "GoodtrieverParams": "settings",
+    "SearchDevice": "settings",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'specguard.decoding' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import ConfigError, require
 from .errors import DatastoreNotFoundError
 from .keyspace import KeySpace
+from .settings import SearchDevice
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,12 +41,6 @@ class IndexKind(StrEnum):
     AUTO = "auto"
     FLAT = "flat"
     IVFPQ = "ivfpq"
-
-
-class SearchDevice(StrEnum):
-    AUTO = "auto"  # FAISS on GPU when faiss has GPU support and a GPU is visible, else CPU
-    CPU = "cpu"
-    TORCH = "torch"  # exact search with torch (CUDA when available); flat stores only
 
 
 class Manifest(BaseModel):

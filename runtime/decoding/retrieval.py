@@ -9,53 +9,17 @@ the hidden states [B, dim] it already computes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from ._threads import one_thread_if_small
 from .combine import Neighbours, goodtriever_logprobs
-from .datastore import Datastore, SearchDevice
+from .datastore import Datastore
 from .keyspace import KeySpace
+from .settings import DetoxSettings
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
-
-
-class DetoxSettings(BaseModel):
-    """Goodtriever settings a deployment or policy chooses.
-
-    Defaults: the paper's alpha = 2, top-p 0.9 on the base distribution, k = 1024 neighbours
-    and T = 100. T was tuned for GPT-2 large in the paper; for the embedded SmolLM2-135M
-    (576-d final-norm states) it still fits: on ~1.4k-key toxic / non-toxic stores, squared
-    distances to the 1st / 1024th neighbour had medians ~610 / ~2600, and T = 100 gave ~15
-    effective neighbours (1 / sum w^2) and ~50 tokens with p_kNN >= 1e-3 per query, against
-    ~3 neighbours at T = 50 and ~85 at T = 200 (bench/goodtriever_temperature.py, 67 query
-    states from 5 RealToxicityPrompts prompts)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    toxic: list[Path] = Field(default_factory=list, description="toxic datastore folders")
-    nontoxic: list[Path] = Field(default_factory=list, description="non-toxic datastore folders")
-    alpha: float = Field(2.0, ge=0.0)
-    k: int = Field(1024, ge=1, le=4096)
-    temperature: float = Field(100.0, gt=0.0, description="T in softmax(-d/T)")
-    top_p: float = Field(0.9, gt=0.0, le=1.0, description="nucleus on the base distribution")
-    search: SearchDevice = SearchDevice.AUTO
-
-    def describe(self) -> dict[str, Any]:
-        """What the safety report says about this decoding."""
-        return {
-            "method": "goodtriever",
-            "toxic_datastores": [p.name for p in self.toxic],
-            "nontoxic_datastores": [p.name for p in self.nontoxic],
-            "alpha": self.alpha,
-            "k": self.k,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-        }
 
 
 class Retriever:

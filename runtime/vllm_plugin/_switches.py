@@ -13,7 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, ValidationError, field_validator
+
+from ..decoding.settings import GoodtrieverParams
 
 XARG_PREFIX = "specguard_"
 RECORD_ROOT_ENV = "SPECGUARD_VLLM_RECORD_ROOT"
@@ -21,13 +23,14 @@ DATASTORE_ROOT_ENV = "SPECGUARD_VLLM_DATASTORE_ROOT"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
-class TapSwitches(BaseModel):
+class TapSwitches(GoodtrieverParams):
     """What the processor does for one request.
 
     - record: a name; every step's hidden state (and the token it follows) is appended to
       `$SPECGUARD_VLLM_RECORD_ROOT/<record>.*` (see `read_record`).
     - toxic / nontoxic: datastore folder names under `$SPECGUARD_VLLM_DATASTORE_ROOT`; either
-      one turns Goodtriever decoding on with alpha, k, temperature and top_p.
+      one turns Goodtriever decoding on with alpha, k, temperature and top_p (the same fields
+      and bounds as every other Goodtriever loop: specguard.decoding.GoodtrieverParams).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -35,10 +38,6 @@ class TapSwitches(BaseModel):
     record: str | None = None
     toxic: str | None = None
     nontoxic: str | None = None
-    alpha: float = Field(2.0, ge=0.0, le=100.0)
-    k: int = Field(1024, ge=1, le=16384)
-    temperature: float = Field(100.0, gt=0.0)
-    top_p: float = Field(0.9, gt=0.0, le=1.0)
 
     @field_validator("record", "toxic", "nontoxic")
     @classmethod

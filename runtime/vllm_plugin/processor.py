@@ -15,6 +15,7 @@ import torch
 from vllm import SamplingParams
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
 
+from ..decoding.settings import GoodtrieverParams
 from . import _tap
 from ._switches import DATASTORE_ROOT_ENV, RECORD_ROOT_ENV, TapSwitches, root
 
@@ -95,6 +96,7 @@ class SpecguardLogitsProcessor(LogitsProcessor):
     def __init__(self, vllm_config: VllmConfig, device: torch.device, is_pin_memory: bool):
         self._rows: dict[int, _Row] = {}
         self._stores: dict[str, Any] = {}
+        self._retrievers: dict[TapSwitches, Any] = {}
         self._vocab = vllm_config.model_config.get_vocab_size()
 
     @classmethod
@@ -163,22 +165,25 @@ class SpecguardLogitsProcessor(LogitsProcessor):
         return logits
 
     def _goodtriever(self, sw: TapSwitches, hidden: torch.Tensor, logits: torch.Tensor):
-        from specguard.decoding import Neighbours, goodtriever_logprobs
-
+        """The shared Goodtriever step (specguard.decoding.Retriever: search both sides, then
+        the one combination) on this batch's rows."""
         queries = hidden.detach().to(torch.float32).cpu().numpy()
-        found = {}
-        for label, name in (("toxic", sw.toxic), ("nontoxic", sw.nontoxic)):
-            if name is None:
-                continue
-            store = self._store(name, queries.shape[1])
-            dist, tok = store.search(queries, sw.k)
-            found[label] = Neighbours(
-                torch.from_numpy(dist).to(logits.device), torch.from_numpy(tok).to(logits.device)
+        return self._retriever(sw, queries.shape[1]).step(logits, queries).to(logits.dtype)
+
+    def _retriever(self, sw: TapSwitches, dim: int):
+        key = sw.model_copy(update={"record": None})
+        retriever = self._retrievers.get(key)
+        if retriever is None:
+            from specguard.decoding import DetoxSettings, Retriever
+
+            settings = DetoxSettings(**sw.model_dump(include=set(GoodtrieverParams.model_fields)))
+            retriever = Retriever(
+                settings,
+                [self._store(sw.toxic, dim)] if sw.toxic else [],
+                [self._store(sw.nontoxic, dim)] if sw.nontoxic else [],
             )
-        out = goodtriever_logprobs(
-            logits, alpha=sw.alpha, temperature=sw.temperature, top_p=sw.top_p, **found
-        )
-        return out.to(logits.dtype)
+            self._retrievers[key] = retriever
+        return retriever
 
     def _store(self, name: str, dim: int):
         store = self._stores.get(name)

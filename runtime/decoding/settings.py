@@ -1,0 +1,66 @@
+"""Goodtriever's settings, with one set of bounds for every loop that runs it (llama.cpp and
+torch in this process, vLLM's logits processor in an engine): `GoodtrieverParams` holds the
+numbers, `DetoxSettings` adds the datastore folders a policy names, and the vLLM switches
+(specguard.vllm_plugin.TapSwitches) add datastore names under the engine's root. Light: only
+pydantic, so a policy can validate its `detox:` block without loading the decoding code."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_K = 4096  # FAISS searches at most this many neighbours per query on every device here
+MAX_ALPHA = 100.0  # far past any useful steering; a larger value is a typo
+
+
+class SearchDevice(StrEnum):
+    AUTO = "auto"  # FAISS on GPU when faiss has GPU support and a GPU is visible, else CPU
+    CPU = "cpu"
+    TORCH = "torch"  # exact search with torch (CUDA when available); flat stores only
+
+
+class GoodtrieverParams(BaseModel):
+    """The combination's numbers: s = log_softmax(l' + alpha * (log p_kNN+ - log p_kNN-)) over
+    the k nearest neighbours weighted softmax(-d / temperature), l' the base distribution after
+    top-p."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alpha: float = Field(2.0, ge=0.0, le=MAX_ALPHA)
+    k: int = Field(1024, ge=1, le=MAX_K)
+    temperature: float = Field(100.0, gt=0.0, description="T in softmax(-d/T)")
+    top_p: float = Field(0.9, gt=0.0, le=1.0, description="nucleus on the base distribution")
+
+
+class DetoxSettings(GoodtrieverParams):
+    """Goodtriever settings a deployment or policy chooses.
+
+    Defaults: the paper's alpha = 2, top-p 0.9 on the base distribution, k = 1024 neighbours
+    and T = 100. T was tuned for GPT-2 large in the paper; for the embedded SmolLM2-135M
+    (576-d final-norm states) it still fits: on ~1.4k-key toxic / non-toxic stores, squared
+    distances to the 1st / 1024th neighbour had medians ~610 / ~2600, and T = 100 gave ~15
+    effective neighbours (1 / sum w^2) and ~50 tokens with p_kNN >= 1e-3 per query, against
+    ~3 neighbours at T = 50 and ~85 at T = 200 (bench/goodtriever_temperature.py, 67 query
+    states from 5 RealToxicityPrompts prompts)."""
+
+    toxic: list[Path] = Field(default_factory=list, description="toxic datastore folders")
+    nontoxic: list[Path] = Field(default_factory=list, description="non-toxic datastore folders")
+    search: SearchDevice = SearchDevice.AUTO
+
+    def describe(self) -> dict[str, Any]:
+        """What the safety report says about this decoding."""
+        return {
+            "method": "goodtriever",
+            "toxic_datastores": [p.name for p in self.toxic],
+            "nontoxic_datastores": [p.name for p in self.nontoxic],
+            "alpha": self.alpha,
+            "k": self.k,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+        }
+
+
+__all__ = ["MAX_ALPHA", "MAX_K", "DetoxSettings", "GoodtrieverParams", "SearchDevice"]
