@@ -3,12 +3,18 @@ which spec versions applied, and what it cost."""
 
 from __future__ import annotations
 
+import time
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from .guard.verdict import Stage, Tier, Verdict
+from .guard.verdict import Label, Stage, Tier, Verdict
+from .policy import StreamProtection
+from .types import Cost
+
+if TYPE_CHECKING:
+    from .guard import GuardDecision
 
 
 class Action(StrEnum):
@@ -17,12 +23,17 @@ class Action(StrEnum):
     REFUSED = "refused"  # the request or every revision was judged unsafe
 
 
-class StepRecord(BaseModel):
+class StepRecord(Cost):
+    """One node's work: its name, its time and what it cost."""
+
     name: str
     ms: float
-    model_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+
+    @classmethod
+    def timed(cls, name: str, start: float, cost: Cost | None = None) -> StepRecord:
+        """The record of a step that started at `start` (time.perf_counter()) and ends now."""
+        return cls(name=name, ms=(time.perf_counter() - start) * 1000,
+                   **(cost or Cost()).model_dump())
 
 
 class SpecRef(BaseModel):
@@ -36,14 +47,19 @@ class SpecRef(BaseModel):
 
 class StageDecision(BaseModel):
     stage: Stage
-    label: str
+    label: Label
     decided_by: Tier | None = None
     escalated: bool = False
     undecided: bool = False
     categories: list[str] = Field(default_factory=list)
 
+    @classmethod
+    def of(cls, stage: Stage, d: GuardDecision) -> StageDecision:
+        return cls(stage=stage, label=d.label, decided_by=d.decided_by, escalated=d.escalated,
+                   undecided=d.undecided, categories=d.categories)
 
-class SafetyReport(BaseModel):
+
+class SafetyReport(Cost):
     request_id: str
     tenant: str
     user: str | None = None
@@ -55,11 +71,12 @@ class SafetyReport(BaseModel):
     checks_run: list[str] = Field(default_factory=list)
     specs: list[SpecRef] = Field(default_factory=list)
     critique_rounds: int = 0
-    stream_protection: str | None = None
+    # How the output was protected (the policy's choice, or "pass" when nothing checks it).
+    stream_protection: StreamProtection | None = None
+    # The output check flagged text the client had already received: detox streams tokens as
+    # they are generated, so its check can only report afterwards (and append the refusal).
+    flagged_after_release: bool = False
     decoding: dict[str, Any] | None = None
-    model_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
     total_ms: float = 0.0
     steps: list[StepRecord] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
@@ -72,9 +89,11 @@ class SafetyReport(BaseModel):
             "x-specguard-specs": ",".join(str(s) for s in self.specs),
             "x-specguard-checks": ",".join(self.checks_run),
             "x-specguard-model-calls": str(self.model_calls),
-            "x-specguard-tokens": str(self.prompt_tokens + self.completion_tokens),
+            "x-specguard-tokens": str(self.total_tokens),
             "x-specguard-total-ms": f"{self.total_ms:.1f}",
         }
+        if self.stream_protection is not None:
+            h["x-specguard-stream-protection"] = self.stream_protection.value
         for d in self.decisions:
-            h[f"x-specguard-{d.stage.value}-verdict"] = d.label
+            h[f"x-specguard-{d.stage.value}-verdict"] = d.label.value
         return h

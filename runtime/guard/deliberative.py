@@ -76,7 +76,8 @@ class DeliberativeChecker:
             logprobs=self.logprobs,
             top_logprobs=self.top_logprobs if self.logprobs else 0,
         )
-        messages = self.format.messages(request, tax, cats, spec_text or self.spec_text,
+        messages = self.format.messages(request, tax, cats,
+                                        spec_text or request.spec_text or self.spec_text,
                                         json_answer=self.constrained)
         completion = await self.backend.complete(messages, params)
         parsed = self.format.parse(completion.text, tax, cats, request, json_answer=self.constrained)

@@ -59,6 +59,9 @@ class CheckRequest(BaseModel):
     # TieredGuard fills disabled_categories from the CheckSettings it is given.
     taxonomy: str | None = None
     disabled_categories: list[str] = Field(default_factory=list)
+    # The scope's active spec text (specguard.context builds every request with it): the
+    # deliberative tier judges against it. None: the checker's own default spec.
+    spec_text: str | None = None
 
     @property
     def last_user_text(self) -> str:
