@@ -82,11 +82,23 @@ class ProfileAttributes(_Strict):
     role: str | None = None  # e.g. "judge", "prosecutor", "pharmacist"
 
 
+class OperatingPoint(StrEnum):
+    """Named trade-offs between catching harm and flagging harmless look-alikes. Each fast-tier
+    artifact carries the threshold for each, chosen on its validation part, and its card
+    (`specguard guard info`) the recall and false-positive rates measured there."""
+
+    STRICT = "strict"  # catch more harm, flag more look-alikes
+    BALANCED = "balanced"
+    PERMISSIVE = "permissive"  # flag fewer look-alikes, miss more harm
+
+
 class CheckSettings(_Strict):
     enabled: bool = True
     # Fast-tier scores inside [low, high] are uncertain and escalate to the deliberative tier.
     escalate_band: tuple[float, float] = (0.2, 0.8)
-    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    operating_point: OperatingPoint = OperatingPoint.BALANCED
+    # A fixed P(unsafe) threshold instead of the operating point's (None: the operating point).
+    threshold: float | None = Field(None, ge=0.0, le=1.0)
     deliberative: bool = True
     on_undecided: OnUndecided = OnUndecided.BLOCK
     disabled_categories: list[str] = Field(default_factory=list)
