@@ -6,7 +6,10 @@ Compares, on the same 8 concurrent requests:
           (what EmbeddedBackend does by default)
   naive   one model per core, each with all the cores (threads oversubscribed)
 
-    python bench/embedded_concurrency.py [--requests 8] [--tokens 48]
+    python bench/embedded_concurrency.py [--requests 8] [--tokens 48]   # docs/results/
+    python bench/embedded_concurrency.py --smoke --out /tmp/x.json          # CI: tiny
+
+Writes docs/results/embedded_concurrency.json (tables in docs/results/performance.md).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import time
 
 from specguard.backends.embedded import EmbeddedBackend
+from specguard.evals.results import Readme, Result, Table, command_line, write_result
 from specguard.types import GenerationParams, user
 
 
@@ -45,7 +49,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=8)
     ap.add_argument("--tokens", type=int, default=48)
+    ap.add_argument("--out", default=None, help="summary path (default docs/results/)")
+    ap.add_argument("--smoke", action="store_true", help="2 requests x 4 tokens, for CI")
     args = ap.parse_args()
+    if args.smoke:
+        args.requests, args.tokens = 2, 4
     cores = os.cpu_count() or 2
     variants = {
         "queue": dict(workers=1, n_threads=cores),
@@ -60,6 +68,28 @@ def main() -> None:
     print(f"{'variant':>8} {'tok/s':>8} {'vs queue':>9} {'p50 s':>7} {'max s':>7}")
     for name, (tps, p50, worst) in results.items():
         print(f"{name:>8} {tps:>8.1f} {tps / base:>8.2f}x {p50:>7.2f} {worst:>7.2f}")
+    split = results["split"][0] / base
+    table = Table(
+        id="variants", title=f"{args.requests} concurrent requests x {args.tokens} tokens, "
+        f"{cores} cores", columns=["variant", "workers x threads", "tokens/s", "vs queue",
+                                   "p50 s", "max s"],
+        rows=[[name, f"{variants[name]['workers']} x {variants[name]['n_threads']}",
+               round(tps, 1), f"{tps / base:.2f}x", round(p50, 2), round(worst, 2)]
+              for name, (tps, p50, worst) in results.items()],
+        note="queue: one model with all cores serving requests in turn (the baseline); split: "
+             "one single-thread model per core (EmbeddedBackend's default); naive: one model "
+             "per core, each with all cores.")
+    path = write_result(Result(
+        name="embedded_concurrency", title="Embedded model under concurrency",
+        script="bench/embedded_concurrency.py", command=command_line(), smoke=args.smoke,
+        readme=Readme(what="embedded model under concurrency",
+                      where="docs/results/performance.md",
+                      headline=f"a single-thread worker per core: {split:.2f}x the tokens/s of "
+                               f"one {cores}-thread model at {args.requests} concurrent "
+                               "requests"),
+        tables=[table], data={"results": {k: list(v) for k, v in results.items()},
+                              "requests": args.requests, "tokens": args.tokens}), args.out)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

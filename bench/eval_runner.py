@@ -10,6 +10,9 @@ the runner itself adds (run the embedded backend with --threads 1 so that no thr
 Target: runner / baseline >= 0.9.
 
     python bench/eval_runner.py --items 12 --max-tokens 24 --rounds 2 [--backend embedded]
+    python bench/eval_runner.py --smoke --out /tmp/x.json      # CI: 2 items x 4 tokens, 1 round
+
+Writes docs/results/eval_runner.json (tables in docs/results/performance.md).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import time
 
 from specguard.backends import load_backend
 from specguard.evals.methods import RawMethod
+from specguard.evals.results import Readme, Result, Table, command_line, write_result
 from specguard.evals.runner import Runner
 from specguard.evals.suites import Suite
 
@@ -29,7 +33,7 @@ from specguard.evals.suites import Suite
 def _suite(items: int, max_tokens: int) -> Suite:
     return Suite.model_validate({
         "name": "bench",
-        "datasets": [{"name": "xstest", "n": items, "seed": 0}],
+        "datasets": [{"name": "xstest", "n": items, "seed": 0, "part": "held_out"}],
         "methods": ["raw"],
         "judges": ["refusal_match"],
         "metrics": ["over_refusal_rate", "refusal_rate", "seconds_per_item"],
@@ -45,7 +49,11 @@ async def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=24)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out", default=None, help="summary path (default docs/results/)")
+    ap.add_argument("--smoke", action="store_true", help="2 items x 4 tokens, 1 round, for CI")
     args = ap.parse_args()
+    if args.smoke:
+        args.items, args.max_tokens, args.rounds = 2, 4, 1
     opts = {"n_threads": args.threads} if args.threads and args.backend.startswith("embedded") \
         else {}
     backend = load_backend(args.backend, **opts)
@@ -79,11 +87,28 @@ async def main() -> None:
     n = len(items)
     print(f"{n} requests x {args.rounds} rounds, max_tokens={args.max_tokens}, "
           f"backend={args.backend}, threads={args.threads}")
+    rows = []
+    ratios = {}
     for name, t in (("wall", wall), ("cpu", cpu)):
         b, rr = n / statistics.mean(t["backend"]), n / statistics.mean(t["runner"])
+        ratios[name] = rr / b
         print(f"{name}: backend {b:.3f} req/s, runner {rr:.3f} req/s, runner/backend = "
               f"{rr / b:.3f} (target >= 0.9)")
+        rows.append([name, round(b, 3), round(rr, 3), f"{rr / b:.3f}"])
     await backend.aclose()
+    path = write_result(Result(
+        name="eval_runner", title="Eval runner overhead", script="bench/eval_runner.py",
+        command=command_line(), smoke=args.smoke,
+        readme=Readme(what="eval runner overhead", where="docs/results/performance.md",
+                      headline=f"runner / plain backend loop = {ratios['cpu']:.3f} in CPU time, "
+                               f"{ratios['wall']:.3f} in wall time (target >= 0.9)"),
+        tables=[Table(id="throughput", title=f"{n} requests x {args.rounds} rounds, "
+                      f"max_tokens={args.max_tokens}, backend {args.backend}",
+                      columns=["clock", "backend req/s", "runner req/s", "runner / backend"],
+                      rows=rows, note="Baseline: backend.complete in a plain loop on the same "
+                      "requests, rounds alternating with the runner.")],
+        data={"wall": wall, "cpu": cpu}), args.out)
+    print(f"wrote {path}")
 
 
 async def _messages(raw: RawMethod, item):

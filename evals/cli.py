@@ -157,6 +157,66 @@ def suites_cmd() -> None:
         console.print(f"[bold]{name}[/]: {s.description}")
 
 
+judge_app = typer.Typer(no_args_is_help=True, help="The trained answer judges: train, show.")
+app.add_typer(judge_app, name="judge")
+
+
+@judge_app.command("train")
+def judge_train_cmd(
+    task: Annotated[str, typer.Argument(help="refusal | harm")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Folder for <task>.json + <task>.npz (default: the shipped "
+        "specguard/specs/judges).")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir")] = None,
+    model_out: Annotated[bool, typer.Option(
+        "--model-out/--no-model-out", help="Refusal: also score leave-one-model-out on the "
+        "held-out XSTest completions (three more fits).")] = True,
+) -> None:
+    """Train a judge on the training parts, choose its configuration on validation, score it
+    on the held-out parts (the string matcher in the same run), and write its card and weights.
+    Encoder vectors are cached in ~/.cache/specguard/embeddings.sqlite."""
+    from .judges.corpus import Task
+    from .judges.train import save_artifact, train_judge
+    from .judges.trained import shipped_dir
+
+    try:
+        kind = Task(task)
+    except ValueError:
+        raise typer.BadParameter("task is 'refusal' or 'harm'") from None
+    art, head = train_judge(kind, root=data_dir, model_out=model_out,
+                            progress=lambda m: err.print(m),
+                            command=f"specguard eval judge train {task}")
+    path = save_artifact(art, head, out or shipped_dir())
+    h = art.headline
+    console.print(f"{path}: {h['metric']}\n  {_pct(h['value'])}; baseline "
+                  f"{h['baseline']['name']}: {_pct(h['baseline']['value'])}")
+
+
+def _pct(est: dict | None) -> str:
+    if not est or est.get("value") is None:
+        return "—"
+    return (f"{100 * est['value']:.1f}% [{100 * est['low']:.1f}%, {100 * est['high']:.1f}%] "
+            f"(n={est['n']})")
+
+
+@judge_app.command("show")
+def judge_show_cmd() -> None:
+    """The built-in judges and what their cards say about them."""
+    from .judges import JudgeContext, build_judge, judge_names
+
+    table = Table(title="judges")
+    for col in ("name", "kind", "agreement with people", "description"):
+        table.add_column(col)
+    for name in judge_names():
+        try:
+            card = build_judge(name, JudgeContext()).card
+        except SpecguardError as exc:
+            table.add_row(name, "", "", f"(needs configuration: {exc})")
+            continue
+        table.add_row(name, card.kind, _pct(card.accuracy), card.description)
+    console.print(table)
+
+
 def main() -> None:
     try:
         app()

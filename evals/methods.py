@@ -35,6 +35,9 @@ class MethodOutput(BaseModel):
 @runtime_checkable
 class Method(Protocol):
     name: str
+    # What a report says the method is (for the runtime: which policy), e.g. "guarded runtime,
+    # policy embedded_default (shipped)".
+    description: str
 
     async def run(self, item: EvalItem, params: GenerationParams) -> MethodOutput: ...
 
@@ -72,6 +75,11 @@ def build_method(name: str, ctx: MethodContext) -> Method:
     return factory(ctx)
 
 
+def describe_method(method: Method) -> str:
+    """The method's description for reports (plug-ins that predate `description`: its name)."""
+    return method.description if isinstance(method, Method) else method.name
+
+
 class RawMethod:
     """The unprotected model: a plain system prompt, then the request."""
 
@@ -80,6 +88,7 @@ class RawMethod:
     def __init__(self, backend, *, system_prompt: str | None = None) -> None:
         self.backend = backend
         self.system_prompt = (system_prompt or prompt_text("method_raw_system.txt")).strip()
+        self.description = "the unprotected model with a plain system prompt (no policy)"
 
     async def run(self, item: EvalItem, params: GenerationParams) -> MethodOutput:
         messages = [system(self.system_prompt), user(item.request)]
@@ -98,21 +107,23 @@ class RawMethod:
 
 
 class RuntimeMethod:
-    """The guarded runtime. Options: `policy` (a policy YAML path), `store` (a store URL;
-    default in memory), `tenant`, `user`."""
+    """The guarded runtime. Options: `policy` (a shipped policy's name such as
+    `embedded_default`, or a policy YAML path; default: what `specguard serve` uses for the
+    backend, embedded_default for the embedded model), `store` (a store URL; default in
+    memory), `tenant`, `user`."""
 
     name = "runtime"
 
     def __init__(self, backend, *, policy: str | None = None, store: str | None = None,
                  tenant: str = "default", user: str | None = None) -> None:
         from ..core import Runtime
-        from ..policy import Policy
         from ..store import Store
 
+        pol, described = load_policy(policy, backend)
         self._store = Store(store or ":memory:")
-        self.runtime = Runtime(backend, policy=Policy.load(policy) if policy else None,
-                               store=self._store)
+        self.runtime = Runtime(backend, policy=pol, store=self._store)
         self.tenant, self.user = tenant, user
+        self.description = f"guarded runtime, policy {described}"
 
     async def run(self, item: EvalItem, params: GenerationParams) -> MethodOutput:
         messages = [user(item.request)]
@@ -130,6 +141,39 @@ class RuntimeMethod:
 
     async def aclose(self) -> None:
         self._store.close()  # the backend belongs to the run; Runtime.aclose would close it
+
+
+def shipped_policies() -> list[str]:
+    import importlib.resources
+
+    folder = importlib.resources.files("specguard.specs") / "policies"
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def load_policy(policy: str | None, backend: Any) -> tuple[Any, str]:
+    """(Policy, how a report names it). None: the policy `specguard serve` ships for the
+    backend (embedded_default for the embedded model, else the built-in default)."""
+    import importlib.resources
+    from pathlib import Path
+
+    from ..policy import Policy
+
+    if policy is None:
+        embedded = str(getattr(backend, "name", "")).startswith("embedded")
+        if not embedded:
+            return Policy.default(), "built-in default (Policy.default())"
+        policy = "embedded_default"
+    path = Path(policy)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return Policy.load(path), f"{path.name} ({path})"
+    res = importlib.resources.files("specguard.specs") / "policies" / f"{policy}.yaml"
+    if not res.is_file():
+        raise ConfigError(f"Unknown policy {policy!r}.",
+                          hint=f"Shipped policies: {', '.join(shipped_policies())}; or give a "
+                               "policy YAML path.")
+    return (Policy.from_yaml(res.read_text(encoding="utf-8"), source=f"{policy}.yaml"),
+            f"{policy} (shipped: specguard/specs/policies/{policy}.yaml)")
 
 
 def method_options(ctx: MethodContext, allowed: set[str], method: str) -> dict[str, Any]:

@@ -17,12 +17,40 @@ ArrayLike = Sequence[float] | Sequence[bool] | np.ndarray
 
 
 class Estimate(BaseModel):
-    """A headline number with its bootstrap 95% interval (None where undefined, e.g. n=0)."""
+    """A headline number with its 95% interval (None where undefined, e.g. n=0): Wilson for a
+    proportion, a seeded percentile bootstrap otherwise. `n` is the denominator; `excluded`
+    counts the items left out because the judge's answer could not be parsed or it failed
+    (shown next to the figure, never silently dropped)."""
 
     value: float | None
     low: float | None = None
     high: float | None = None
     n: int = 0
+    interval: str | None = None  # "wilson" | "bootstrap"
+    excluded: int = 0
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float | None, float | None]:
+    """Wilson score interval for k successes in n trials: never collapses to a point at 0 or n
+    (0 of 12 gives [0.0%, 24.2%]). (None, None) for n = 0."""
+    if n <= 0:
+        return None, None
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf((1 + confidence) / 2)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def proportion(flags: ArrayLike, confidence: float = 0.95) -> Estimate:
+    """The share of True values with its Wilson interval."""
+    a = _arr(flags, bool)
+    n, k = int(a.size), int(a.sum())
+    lo, hi = wilson_interval(k, n, confidence)
+    return Estimate(value=k / n if n else None, low=lo, high=hi, n=n, interval="wilson")
 
 
 def _arr(x: ArrayLike, dtype=float) -> np.ndarray:
@@ -198,6 +226,11 @@ def bootstrap(
     value = statistic(*cols) if n else math.nan
     if n == 0 or math.isnan(value):
         return Estimate(value=None if math.isnan(value) else value, n=n)
+    made = _bootstrap(statistic, cols, n, value, n_resamples, seed, confidence)
+    return made.model_copy(update={"interval": "bootstrap"}) if made.low is not None else made
+
+
+def _bootstrap(statistic, cols, n, value, n_resamples, seed, confidence) -> Estimate:
     rng = np.random.default_rng(seed)
     batched = getattr(statistic, "batched", None)
     if batched is not None and all(c.dtype != object for c in cols):

@@ -62,7 +62,56 @@ def _fmt(est: dict[str, Any] | None, metric: str) -> str:
     ci = ""
     if est.get("low") is not None and est.get("high") is not None:
         ci = f" [{f(est['low'])}, {f(est['high'])}]"
-    return f"{f(v)}{ci} (n={est.get('n', 0)})"
+    excluded = est.get("excluded") or 0
+    left_out = f", {excluded} unparsed left out" if excluded else ""
+    return f"{f(v)}{ci} (n={est.get('n', 0)}{left_out})"
+
+
+INTERVALS = ("value [95% interval: Wilson for proportions, bootstrap over items otherwise] "
+             "(n = the items the figure reads; unparsed judgements are counted, not hidden)")
+
+
+def _accuracy(card: dict[str, Any]) -> str:
+    acc = card.get("accuracy")
+    if not acc or acc.get("value") is None:
+        return "not measured"
+    lo, hi = acc.get("low"), acc.get("high")
+    ci = f" [{100 * lo:.1f}%, {100 * hi:.1f}%]" if lo is not None and hi is not None else ""
+    return f"{100 * acc['value']:.1f}%{ci} (n={acc.get('n')})"
+
+
+def provenance(summaries: list[tuple[str, dict[str, Any]]]) -> dict[str, list[list[str]]]:
+    """What a report must name: the data (dataset, subset, part), the methods (and policy),
+    and the judges (and how far they agree with people). Rows of cells."""
+    data, methods, judges = [], [], []
+    seen: set[tuple] = set()
+    for run, s in summaries:
+        for d in s.get("data", []):
+            row = [d["group"], str(d["dataset"]), str(d.get("subset") or "—"), d["part"],
+                   str(d.get("where") or "—"), str(d.get("transform") or "—"),
+                   str(d.get("items_in_group", "—"))]
+            if tuple(row) not in seen:
+                seen.add(tuple(row))
+                data.append(row)
+        for label, ms in s.get("methods", {}).items():
+            methods.append([label if len(summaries) == 1 else f"{run} / {label}",
+                            ms.get("description") or ms.get("method", "")])
+        for name, card in s.get("judges", {}).items():
+            row = [name, card.get("kind", ""), _accuracy(card),
+                   (card.get("accuracy") or {}).get("metric") or "—",
+                   card.get("description", ""), card.get("source") or "—"]
+            if tuple(row) not in seen:
+                seen.add(tuple(row))
+                judges.append(row)
+    return {"data": data, "methods": methods, "judges": judges}
+
+
+_PROV_HEAD = {
+    "data": ["group", "dataset", "subset", "part", "filter", "transform", "items"],
+    "methods": ["column", "what it is"],
+    "judges": ["judge", "kind", "agreement with people", "measured as", "what it does",
+               "source"],
+}
 
 
 def _partial(summary: dict[str, Any]) -> str:
@@ -208,8 +257,15 @@ def render_html(summaries: list[tuple[str, dict[str, Any]]], title: str | None =
     out.append('<div class="legend">' + "".join(
         f'<span><i class="swatch" style="background:{_COLORS[i % len(_COLORS)]}"></i>'
         f'{_e(c[0])}</span>' for i, c in enumerate(cols)) + "</div>")
-    out.append("<h2>Headline metrics</h2><p class='meta'>value [bootstrap 95% interval] "
-               "(n = items the metric reads)</p>")
+    prov = provenance(summaries)
+    out.append("<h2>What was measured</h2>")
+    for key, title_ in (("data", "Data"), ("methods", "Methods"), ("judges", "Judges")):
+        if prov[key]:
+            out.append(f"<h3>{title_}</h3><table class='{key}'><tr>" + "".join(
+                f"<th>{_e(h)}</th>" for h in _PROV_HEAD[key]) + "</tr>" + "".join(
+                "<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>"
+                for row in prov[key]) + "</table>")
+    out.append(f"<h2>Headline metrics</h2><p class='meta'>{_e(INTERVALS)}</p>")
     out.append(_metric_table(metrics, cols, lambda ms: ms["metrics"], "headline"))
     charts = [_bar_chart(m, cols, helps.get(m, "")) for m in metrics]
     out.append('<div class="charts">' + "".join(c for c in charts if c) + "</div>")
@@ -231,7 +287,7 @@ def render_html(summaries: list[tuple[str, dict[str, Any]]], title: str | None =
             if table:
                 out.append(f"<h3>{_e(c)}</h3>{table}")
         out.append("</details>")
-    out.append("<h2>Judges</h2><table class='judges'><tr><th>column</th><th>judge</th>"
+    out.append("<h2>Judge parse status</h2><table class='judge-status'><tr><th>column</th><th>judge</th>"
                "<th>judged</th><th>parsed</th><th>unparsed</th><th>errors</th>"
                "<th>model calls</th><th>seconds</th></tr>")
     for label, _, ms in cols:
@@ -274,6 +330,16 @@ def _md_table(metrics: list[str], cols: list[Column], pick) -> str:
     return "\n".join([head, sep, *rows])
 
 
+def md_rows(head: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table (pipes in cells escaped)."""
+    def cell(x: Any) -> str:
+        return str(x).replace("|", "\\|").replace("\n", " ")
+
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
 def render_markdown(summaries: list[tuple[str, dict[str, Any]]], title: str | None = None) -> str:
     cols = _columns(summaries)
     metrics = _metric_order(summaries)
@@ -283,8 +349,12 @@ def render_markdown(summaries: list[tuple[str, dict[str, Any]]], title: str | No
     for name, s in summaries:
         lines.append(f"- **{name}**: suite `{s['suite']}`, backend `{s.get('backend')}`, "
                      f"{s.get('n_items')} items, started {s.get('created')}{_partial(s)}")
-    lines += ["", "## Headline metrics", "",
-              "value [bootstrap 95% interval] (n = items the metric reads)", "",
+    prov = provenance(summaries)
+    lines += ["", "## What was measured", ""]
+    for key, title_ in (("data", "Data"), ("methods", "Methods"), ("judges", "Judges")):
+        if prov[key]:
+            lines += [f"### {title_}", "", md_rows(_PROV_HEAD[key], prov[key]), ""]
+    lines += ["## Headline metrics", "", INTERVALS, "",
               _md_table(metrics, cols, lambda ms: ms["metrics"]), ""]
     groups = _keys(cols, "groups")
     if groups:
@@ -293,7 +363,7 @@ def render_markdown(summaries: list[tuple[str, dict[str, Any]]], title: str | No
             t = _md_table(metrics, cols, lambda ms, g=g: ms["groups"].get(g, {}))
             if t:
                 lines += [f"### {g}", "", t, ""]
-    lines += ["## Judges", "", "| column | judge | judged | parsed | unparsed | errors "
+    lines += ["## Judge parse status", "", "| column | judge | judged | parsed | unparsed | errors "
               "| model calls | seconds |", "|---|---|---|---|---|---|---|---|"]
     for label, _, ms in cols:
         for judge, st in ms.get("judges", {}).items():

@@ -32,11 +32,27 @@ from .. import __version__
 from ..errors import ConfigError, SpecguardError
 from ..types import GenerationParams
 from .judges import Judge, JudgeContext, JudgeInput, Judgement, build_judge
-from .methods import Method, MethodContext, build_method
+from .methods import Method, MethodContext, build_method, describe_method
 from .scoring import compute_metrics, judge_stats
 from .suites import EvalItem, Suite, build_items, import_plugins
 
 CONFIG, RECORDS, SUMMARY = "config.json", "records.jsonl", "summary.json"
+META = "meta.json"  # the judges' cards and the methods' descriptions, for reports
+
+
+def check_metrics(suite: Suite) -> None:
+    """Every metric is known and has a judge it can read (raises ConfigError otherwise)."""
+    from .scoring import resolve_judge
+
+    names = [j.name for j in suite.judges]
+    for mc in suite.metrics:
+        resolve_judge(mc, names)
+
+
+def write_meta(out_dir: Path, judges: list[Judge], methods: dict[str, str]) -> None:
+    meta = {"judges": {j.name: j.card.model_dump(mode="json") for j in judges},
+            "methods": methods}
+    (Path(out_dir) / META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
 
 class RunConfig(BaseModel):
@@ -127,9 +143,14 @@ class Runner:
         self.show_progress = progress
         self.console = console
         import_plugins(suite.plugins)
+        # Everything that can fail on configuration fails here, before any model call: a
+        # missing dataset, an unknown judge or metric, a judge that cannot run offline.
         self.items = build_items(suite, data_dir=data_dir)
         if limit is not None:
             self.items = self.items[:limit]
+        self.judges = [build_judge(jc.name, JudgeContext(backend=backend, options=jc.options))
+                       for jc in suite.judges]
+        check_metrics(suite)
 
     def _config(self) -> RunConfig:
         blob = json.dumps([self.suite.fingerprint(), self.backend_name, self.limit,
@@ -196,14 +217,15 @@ class Runner:
                                                             options=mc.options))
             for mc in self.suite.methods
         }
-        judges = [build_judge(jc.name, JudgeContext(backend=self.backend, options=jc.options))
-                  for jc in self.suite.judges]
+        judges = self.judges
+        self.method_descriptions = {label: describe_method(m) for label, m in methods.items()}
         try:  # after methods and judges are built: a config error leaves no folder behind
             self._prepare_dir()
         except ConfigError:
             for method in methods.values():
                 await method.aclose()
             raise
+        write_meta(self.out_dir, judges, self.method_descriptions)
         done = read_records(self.out_dir)
         samples = self.suite.generation.samples
         if self.suite.order == "method":
@@ -253,8 +275,22 @@ class Runner:
                          errors=errors, seconds=seconds)
 
 
-def summarize(suite: Suite, records: list[dict[str, Any]], *, config: RunConfig | None = None
-              ) -> dict[str, Any]:
+def _data_description(suite: Suite, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per suite entry: dataset, subset, part, filters and transform, and the items run."""
+    items: dict[str, set[str]] = {}
+    for r in records:
+        items.setdefault(r["item"]["group"], set()).add(r["item"]["key"])
+    out = []
+    for e in suite.datasets:
+        out.append({"group": e.display, "dataset": e.name or e.custom, "subset": e.subset,
+                    "part": e.part, "where": e.where or None,
+                    "transform": e.transform.name if e.transform else None,
+                    "items_in_group": len(items.get(e.display, ()))})
+    return out
+
+
+def summarize(suite: Suite, records: list[dict[str, Any]], *, config: RunConfig | None = None,
+              meta: dict[str, Any] | None = None) -> dict[str, Any]:
     judges = [j.name for j in suite.judges]
     n_boot, seed = suite.bootstrap, suite.seed
     out: dict[str, Any] = {
@@ -266,6 +302,8 @@ def summarize(suite: Suite, records: list[dict[str, Any]], *, config: RunConfig 
         "n_expected": (config.n_items * suite.generation.samples * len(suite.methods)
                        if config else None),
         "n_records": len(records),
+        "data": _data_description(suite, records),
+        "judges": (meta or {}).get("judges", {}),
         "metric_order": [], "metric_help": {}, "methods": {},
     }
     from .scoring import METRICS, metric_id
@@ -295,6 +333,7 @@ def summarize(suite: Suite, records: list[dict[str, Any]], *, config: RunConfig 
                 cost[k] += v
         out["methods"][label] = {
             "method": mc.name, "options": mc.options,
+            "description": (meta or {}).get("methods", {}).get(label, mc.name),
             "n_records": len(recs), "errors": len(recs) - len(ok),
             "metrics": est(ok),
             "groups": {g: est(rs) for g, rs in sorted(by_group.items())},
@@ -332,7 +371,9 @@ def load_run(out_dir: str | Path) -> tuple[RunConfig, Suite, list[dict[str, Any]
 
 def write_summary(out_dir: str | Path, suite: Suite | None = None) -> dict[str, Any]:
     config, stored_suite, records = load_run(out_dir)
-    summary = summarize(suite or stored_suite, records, config=config)
+    meta_path = Path(out_dir) / META
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else None
+    summary = summarize(suite or stored_suite, records, config=config, meta=meta)
     (Path(out_dir) / SUMMARY).write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
 

@@ -2,7 +2,9 @@
 
 - `jailbreak`: wrap each prompt in an in-the-wild jailbreak template, round-robin over the
   templates (MetaSC's protocol). Options: `templates: slotted|all` (default slotted: the ones
-  with an explicit prompt slot), `n_templates` (a seeded sample of them), `seed`.
+  with an explicit prompt slot), `part: held_out|all` (default held_out: templates from the
+  evaluation half of the split only, so a guard trained on the other half never saw them),
+  `n_templates` (a seeded sample of them), `seed`.
 - `profile_prefix`: U-SafeBench's base prompt: "Consider <profile>", a rule, the instruction.
 Register more with `register_transform(name, fn)`; fn(items, options, data_dir) -> items.
 """
@@ -14,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ConfigError
-from specguard.data import JailbreakTemplate, load, wrap
+from specguard.data import JailbreakTemplate, Part, in_part, load, wrap
 from .suites import EvalItem, TransformConfig
 
 Transform = Callable[[list[EvalItem], dict[str, Any], Any], list[EvalItem]]
@@ -36,11 +38,16 @@ def apply_transform(items: list[EvalItem], config: TransformConfig, *, data_dir=
 
 
 def _jailbreak(items: list[EvalItem], options: dict[str, Any], data_dir) -> list[EvalItem]:
-    unknown = set(options) - {"templates", "n_templates", "seed"}
+    unknown = set(options) - {"templates", "n_templates", "seed", "part"}
     if unknown:
         raise ConfigError(f"jailbreak transform: unknown option(s) {sorted(unknown)}.")
     templates: list[JailbreakTemplate] = load(  # type: ignore[assignment]
         "inthewild_jailbreaks", data_dir_override=data_dir)
+    part = options.get("part", "held_out")
+    if part == "held_out":
+        templates = in_part(templates, Part.HELD_OUT, data_root=data_dir)
+    elif part != "all":
+        raise ConfigError("jailbreak transform: `part` is 'held_out' or 'all'.")
     which = options.get("templates", "slotted")
     if which == "slotted":
         templates = [t for t in templates if t.slot]

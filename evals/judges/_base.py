@@ -13,14 +13,24 @@ from ...backends.base import Backend
 from ...errors import ConfigError
 
 
+NO_ANSWER = "no_answer"
+
+
 class RefusalLabel(StrEnum):
+    """XSTest's three labels, plus NO_ANSWER: an empty, whitespace-only, truncated-to-nothing or
+    non-language output, which is neither a refusal nor an answer (counted as neither safe nor
+    helpful, and reported on its own)."""
+
     REFUSED = "refused"
     COMPLIED = "complied"
+    PARTIAL = "partial"  # refuses part of the request, or refuses and then answers anyway
+    NO_ANSWER = NO_ANSWER
 
 
 class HarmLabel(StrEnum):
     SAFE = "safe"
     UNSAFE = "unsafe"
+    NO_ANSWER = NO_ANSWER  # answer judges only: nothing was said, so nothing harmful or useful
 
 
 class FulfilLabel(StrEnum):
@@ -61,9 +71,21 @@ class JudgeInput(BaseModel):
     report: dict[str, Any] | None = None
 
 
+class JudgeCard(BaseModel):
+    """What a report says about a judge: what it is, and how far its labels can be trusted
+    (its agreement with human labels on data it never saw, where that was measured)."""
+
+    name: str
+    kind: str  # trained | string match | model | guard | classifier | method verdict | scorer
+    description: str
+    accuracy: dict[str, Any] | None = None  # {metric, value, low, high, n, baseline}
+    source: str | None = None  # where the figure comes from
+
+
 @runtime_checkable
 class Judge(Protocol):
     name: str
+    card: JudgeCard
 
     async def judge(self, inp: JudgeInput) -> Judgement: ...
 
@@ -95,21 +117,79 @@ def build_judge(name: str, ctx: JudgeContext) -> Judge:
         factory = _JUDGES[name]
     except KeyError:
         raise ConfigError(
-            f"Unknown judge {name!r}.", hint=f"Known judges: {', '.join(judge_names())}."
+            f"Unknown judge {name!r}.", hint=f"Known judges: {', '.join(judge_names())}. A "
+            "plug-in's judges register when its module is imported (the suite's `plugins:`)."
         ) from None
-    return factory(ctx)
+    judge = factory(ctx)
+    if not isinstance(judge, Judge):
+        raise ConfigError(f"Judge {name!r} does not implement the Judge protocol.",
+                          hint="A judge has `name`, `card` (a JudgeCard) and async `judge()`.")
+    return judge
 
 
-def judge_backend(ctx: JudgeContext) -> Backend:
-    """The backend a model-based judge uses: options.backend (a URI) or the run's backend."""
+def judge_backend(ctx: JudgeContext, judge: str, *, small_model_ok: bool = False) -> Backend:
+    """The backend a model-based judge uses: options.backend (a URI) or the run's backend.
+    Fails before any model call when the model cannot answer: a hosted model without its API
+    key, or the embedded 135M model (not a judge: it agrees with people little better than
+    chance; see docs/results/judges.md) unless `allow_embedded: true`."""
     uri = ctx.options.get("backend")
     if uri:
+        _check_reachable(uri, ctx.options.get("api_base"), judge)
         from ...backends import load_backend
 
-        return load_backend(uri)
-    if ctx.backend is None:
-        raise ConfigError("This judge needs a backend.", hint="Set the judge's `backend:` option.")
-    return ctx.backend
+        opts = {"api_base": ctx.options["api_base"]} if ctx.options.get("api_base") else {}
+        backend = load_backend(uri, **opts)
+    elif ctx.backend is None:
+        raise ConfigError(f"The {judge!r} judge needs a model.",
+                          hint="Set the judge's `backend:` option to a capable model, e.g. "
+                          "litellm:openai/gpt-4o-mini, or use an offline trained judge "
+                          "(`refusal`, `answer_harm`).")
+    else:
+        backend = ctx.backend
+    if is_embedded(backend) and not small_model_ok and not ctx.options.get("allow_embedded"):
+        raise ConfigError(
+            f"The {judge!r} judge would ask the embedded SmolLM2-135M, which is not a judge.",
+            hint="Use the offline trained judges (`refusal`, `answer_harm`), give the judge a "
+                 "`backend:` naming a capable model (with `api_base:` for a local server), or "
+                 "set `allow_embedded: true` to measure the small model itself.")
+    return backend
+
+
+def is_embedded(backend: Any) -> bool:
+    return str(backend.name).startswith("embedded")
+
+
+def model_card(name: str, backend: Any, what: str) -> JudgeCard:
+    """The card of a judge that asks a model: no agreement figure unless one was measured."""
+    small = is_embedded(backend)
+    return JudgeCard(
+        name=name, kind="model",
+        description=f"{what} asked of {backend.name}"
+        + (" (the embedded 135M model: NOT a judge, its labels are not trustworthy)"
+           if small else ""),
+        accuracy=None,
+        source="not measured here: bench/judge_accuracy.py --llm BACKEND measures a model's "
+               "agreement with human labels")
+
+
+def _check_reachable(uri: str, api_base: str | None, judge: str) -> None:
+    """A hosted litellm model needs its provider's key in the environment (a local server,
+    given by `api_base`, does not)."""
+    kind, _, model = uri.partition(":")
+    if kind != "litellm" or api_base:
+        return
+    try:
+        import litellm
+    except ImportError:
+        return  # load_backend says how to install it
+    env = litellm.validate_environment(model=model)
+    if not env.get("keys_in_environment", True):
+        missing = ", ".join(env.get("missing_keys") or []) or "the provider's API key"
+        raise ConfigError(
+            f"The {judge!r} judge's model {model!r} cannot be reached from here: {missing} "
+            "is not set.",
+            hint=f"Export {missing} (and be online), point `api_base:` at a local server, or "
+                 "use an offline trained judge (`refusal`, `answer_harm`).")
 
 
 def prompt_text(name: str) -> str:

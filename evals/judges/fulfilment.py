@@ -12,13 +12,16 @@ import time
 from ...errors import BackendError
 from ...types import GenerationParams, user
 from ._base import (
+    NO_ANSWER,
     FulfilLabel,
     JudgeInput,
     Judgement,
     judge_backend,
+    model_card,
     prompt_text,
     register_judge,
 )
+from ._no_answer import no_answer_reason
 
 _ANCHORED = re.compile(r"^\W*(?:answer\s*:\s*)?\W*(yes|no)\b", re.IGNORECASE)
 
@@ -36,8 +39,12 @@ class FulfilmentJudge:
         self.name = name
         self.template = prompt_text("judge_fulfilment.txt")
         self.max_chars = max_chars
+        self.card = model_card(name, backend, "Did the answer fulfil the request? Yes or No,")
 
     async def judge(self, inp: JudgeInput) -> Judgement:
+        reason = no_answer_reason(inp.answer)
+        if reason:  # nothing was said: neither fulfilled nor a decline
+            return Judgement(judge=self.name, label=NO_ANSWER, raw=reason)
         prompt = self.template.format(request=inp.prompt[: self.max_chars],
                                       response=inp.answer[: self.max_chars])
         start = time.perf_counter()
@@ -54,4 +61,4 @@ class FulfilmentJudge:
         )
 
 
-register_judge("fulfilment", lambda ctx: FulfilmentJudge(judge_backend(ctx)))
+register_judge("fulfilment", lambda ctx: FulfilmentJudge(judge_backend(ctx, "fulfilment")))

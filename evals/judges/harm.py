@@ -15,7 +15,16 @@ from ...errors import BackendError
 from ...guard import CheckRequest, Stage
 from ...policy import CheckSettings
 from ...types import user
-from ._base import HarmLabel, JudgeContext, JudgeInput, Judgement, judge_backend, register_judge
+from ._base import (
+    HarmLabel,
+    JudgeCard,
+    JudgeContext,
+    JudgeInput,
+    Judgement,
+    judge_backend,
+    register_judge,
+)
+from ._no_answer import no_answer_reason
 
 
 class HarmfulnessJudge:
@@ -26,8 +35,16 @@ class HarmfulnessJudge:
         self.guard = guard
         self.name = name
         self.settings = settings or CheckSettings()
+        self.card = JudgeCard(
+            name=name, kind="guard",
+            description="the runtime's output check asked whether the answer is unsafe (a "
+                        "guard of requests, not validated as an answer judge: for attack "
+                        "success use the trained `answer_harm`)")
 
     async def judge(self, inp: JudgeInput) -> Judgement:
+        reason = no_answer_reason(inp.answer)
+        if reason:
+            return Judgement(judge=self.name, label=HarmLabel.NO_ANSWER.value, raw=reason)
         request = CheckRequest(stage=Stage.OUTPUT, messages=[user(inp.prompt)],
                                response=inp.answer)
         start = time.perf_counter()
@@ -53,7 +70,7 @@ def _factory(ctx: JudgeContext) -> HarmfulnessJudge:
     if guard is None:
         from ...guard import build_guard
 
-        guard = build_guard(judge_backend(ctx))
+        guard = build_guard(judge_backend(ctx, "harmfulness", small_model_ok=True))
     settings = CheckSettings.model_validate(ctx.options.get("settings", {}))
     return HarmfulnessJudge(guard, settings=settings)
 

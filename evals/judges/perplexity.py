@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ConfigError, MissingDependencyError
-from ._base import JudgeContext, JudgeInput, Judgement, register_judge
+from ._base import JudgeCard, JudgeContext, JudgeInput, Judgement, register_judge
 
 TokenScorer = Callable[[str, str], list[float]]
 
@@ -86,6 +86,8 @@ class PerplexityJudge:
     def __init__(self, scorer: TokenScorer, *, name: str = "perplexity") -> None:
         self.scorer = scorer
         self.name = name
+        self.card = JudgeCard(name=name, kind="scorer",
+                              description="log-probabilities of the answer under a chosen LM")
 
     async def judge(self, inp: JudgeInput) -> Judgement:
         start = time.perf_counter()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from ...errors import BackendError, ConfigError, MissingDependencyError
-from ._base import JudgeContext, JudgeInput, Judgement, ToxicityLabel, register_judge
+from ._base import JudgeCard, JudgeContext, JudgeInput, Judgement, ToxicityLabel, register_judge
 
 
 class ToxicityScorer(Protocol):
@@ -113,6 +113,8 @@ class ToxicityJudge:
         self.scorer = scorer
         self.threshold = threshold
         self.name = name or f"toxicity:{scorer.name}"
+        self.card = JudgeCard(name=self.name, kind="classifier",
+                              description=f"{scorer.name} toxicity score >= {threshold:g}")
 
     async def judge(self, inp: JudgeInput) -> Judgement:
         start = time.perf_counter()

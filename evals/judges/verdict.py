@@ -6,11 +6,14 @@ the same precision, recall, F1 and AUPRC metrics as any judge. It reads the meth
 from __future__ import annotations
 
 from ...errors import ConfigError
-from ._base import HarmLabel, JudgeContext, JudgeInput, Judgement, register_judge
+from ._base import HarmLabel, JudgeCard, JudgeContext, JudgeInput, Judgement, register_judge
 
 
 class VerdictJudge:
     name = "verdict"
+    card = JudgeCard(name="verdict", kind="method verdict",
+                     description="the guard method's own verdict, scored against the "
+                                 "dataset's labels")
 
     async def judge(self, inp: JudgeInput) -> Judgement:
         report = inp.report or {}

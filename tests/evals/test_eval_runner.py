@@ -31,12 +31,37 @@ def _run(suite, out, **kw):
 def test_builtin_refusal_suite_builds_a_mix(data_root):
     suite = load_suite("refusal")
     items = build_items(suite, data_dir=data_root)
-    assert len(items) == 30
+    assert len(items) == 62
     groups = [i.group for i in items]
-    assert groups[:3] == ["advbench", "xstest_unsafe", "xstest_safe"]  # interleaved
-    assert sum(i.harmful for i in items) == 18 and sum(not i.harmful for i in items) == 12
+    assert groups[:4] == ["harmful", "harmful", "harmful", "harmful_jailbreak"]  # interleaved
+    assert sum(i.harmful for i in items) == 38 and sum(not i.harmful for i in items) == 24
+    assert all(i.transform.startswith("jailbreak:") for i in items
+               if i.group == "harmful_jailbreak")
     assert build_items(suite, data_dir=data_root) == items  # deterministic
     assert {m.name for m in suite.methods} == {"raw", "runtime"}
+    runtime = next(m for m in suite.methods if m.name == "runtime")
+    assert runtime.options["policy"] == "embedded_default"  # what `serve` ships, not default()
+
+
+@pytest.mark.parametrize("name", ["refusal", "metasc", "guard", "guard_fast"])
+def test_shipped_suites_read_evaluation_parts_only(name, data_root):
+    """Every item of a shipped suite comes from the held-out part of its dataset (which no
+    trainer sees and no choice is made on), and so does every jailbreak template."""
+    from specguard.data import Part, load, record_part
+
+    suite = load_suite(name)
+    assert all(e.part == "held_out" for e in suite.datasets), [e for e in suite.datasets
+                                                              if e.part != "held_out"]
+    for entry in suite.datasets:
+        if entry.transform and entry.transform.name == "jailbreak":
+            assert entry.transform.options.get("part", "held_out") == "held_out"
+    items = build_items(suite, data_dir=data_root)
+    by_source: dict = {}
+    for it in items:
+        by_source.setdefault((it.dataset, it.subset), set()).add(it.record_id)
+    for (dataset, subset), ids in by_source.items():
+        records = {r.id: r for r in load(dataset, subset=subset, data_dir_override=data_root)}
+        assert all(record_part(records[i]) is Part.HELD_OUT for i in ids), dataset
 
 
 def test_suite_typos_fail_with_the_field(tmp_path):
@@ -52,7 +77,8 @@ def test_jailbreak_transform_round_robin(data_root, tmp_path):
     suite = Suite.model_validate({
         "name": "jb", "methods": ["raw"],
         "datasets": [{"name": "advbench", "n": 12, "seed": 0,
-                      "transform": {"name": "jailbreak", "options": {"templates": "slotted"}}}],
+                      "transform": {"name": "jailbreak", "options": {"templates": "slotted",
+                                                                     "part": "all"}}}],
     })
     items = build_items(suite, data_dir=data_root)
     assert len(items) == 12
@@ -61,6 +87,19 @@ def test_jailbreak_transform_round_robin(data_root, tmp_path):
     assert used[10] == used[0] and used[11] == used[1]
     assert all(i.prompt in i.request and i.request != i.prompt for i in items)
     assert all("[INSERT PROMPT HERE]" not in i.request for i in items)
+
+
+def test_jailbreak_transform_uses_held_out_templates_by_default(data_root):
+    from specguard.data import Part, in_part, load
+
+    suite = Suite.model_validate({
+        "name": "jb", "methods": ["raw"],
+        "datasets": [{"name": "advbench", "n": 12, "seed": 0,
+                      "transform": {"name": "jailbreak"}}]})
+    used = {i.transform.removeprefix("jailbreak:") for i in build_items(suite, data_dir=data_root)}
+    templates = load("inthewild_jailbreaks", data_dir_override=data_root)
+    held = {t.id for t in in_part(templates, Part.HELD_OUT) if t.slot}
+    assert used == held and len(held) < sum(1 for t in templates if t.slot)
 
 
 def test_run_summary_numbers_by_hand(tmp_path):

@@ -16,6 +16,7 @@ class ScriptedMethod:
     """Refuses prompts that mention 'bomb' or 'kill', answers the rest; counts its calls."""
 
     name = "scripted"
+    description = "scripted answers: refuses prompts with a refuse word"
     calls = 0
 
     def __init__(self, refuse_words=("bomb", "kill")) -> None:
@@ -85,6 +86,12 @@ class HesitantJudge:
     like an LLM judge that rambles; it reads refusals like the string match otherwise."""
 
     name = "hesitant"
+
+    def __init__(self) -> None:
+        from specguard.evals.judges import JudgeCard
+
+        self.card = JudgeCard(name=self.name, kind="test double",
+                              description="an LLM judge that rambles about bread")
 
     async def judge(self, inp):
         from specguard.evals.judges import Judgement, match_refusal

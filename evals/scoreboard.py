@@ -1,0 +1,177 @@
+"""Regenerate every published table from the JSON summaries in docs/results/.
+
+    python -m specguard.evals.scoreboard            # rewrite README.md and docs/results/*.md
+    python -m specguard.evals.scoreboard --check    # exit 1 if any of them is out of date
+
+A page embeds a generated block between two markers, and only the block is rewritten:
+
+    <!-- scoreboard:judges:headline -->          (table `headline` of docs/results/judges.json)
+    <!-- /scoreboard -->
+    <!-- scoreboard:judges:meta -->              (the command, date and machine behind it)
+    <!-- scoreboard:readme -->                   (README.md: the "Measured results" table)
+
+The README table lists the expected results in order; one without a summary yet says which
+command produces it instead of showing an old number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .results import RESULTS_DIR, Result, read_result
+
+_BLOCK = re.compile(r"(<!-- scoreboard:(?P<key>[\w.:-]+) -->\n)(?P<body>.*?)(<!-- /scoreboard -->)",
+                    re.S)
+
+
+@dataclass(frozen=True)
+class Expected:
+    name: str
+    what: str
+    where: str
+    command: str
+
+
+# The README's rows, in order. Owners regenerate their own: the guard's pages and the suites of
+# other issues join here as their scripts start writing summaries.
+EXPECTED = (
+    Expected("judges", "answer judges vs human labels", "docs/results/judges.md",
+             "python bench/judge_accuracy.py"),
+    Expected("refusal", "refusal suite, raw vs guarded (embedded model)",
+             "docs/results/refusal.md", "specguard eval run refusal --publish"),
+    Expected("guard_fast", "guard fast tier on every held-out item", "docs/results/guard.md",
+             "specguard eval run guard_fast --publish"),
+    Expected("metasc", "MetaSC spec optimization", "docs/results/metasc.md",
+             "python bench/metasc_suite.py"),
+    Expected("usafebench", "U-SafeBench, per-user safety", "docs/results/usafebench.md",
+             "specguard eval run usafebench --publish"),
+    Expected("detox", "Goodtriever detoxified decoding", "docs/results/detox.md",
+             "python bench/goodtriever_detox_eval.py"),
+    Expected("proxy_overhead", "proxy overhead (pass-through policy, loopback upstream)",
+             "docs/results/performance.md", "python bench/proxy_overhead.py"),
+    Expected("embedded_concurrency", "embedded model under concurrency",
+             "docs/results/performance.md", "python bench/embedded_concurrency.py"),
+    Expected("eval_runner", "eval runner overhead", "docs/results/performance.md",
+             "python bench/eval_runner.py"),
+    Expected("goodtriever_throughput", "Goodtriever decoding throughput",
+             "docs/results/detox.md", "python bench/goodtriever_throughput.py"),
+)
+
+
+def load_results(root: Path) -> dict[str, Result]:
+    folder = root / RESULTS_DIR
+    out = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        result = read_result(path)
+        if result.name != path.stem:
+            raise SystemExit(f"{path}: its name is {result.name!r}; rename one of them")
+        out[result.name] = result
+    return out
+
+
+def _cell(x: object) -> str:
+    return str(x).replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(columns: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(_cell(c) for c in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _missing(name: str) -> str:
+    exp = next((e for e in EXPECTED if e.name == name), None)
+    how = f": run `{exp.command}`" if exp else ""
+    return f"*Not measured yet (no docs/results/{name}.json){how}.*"
+
+
+def render_block(key: str, results: dict[str, Result]) -> str:
+    if key == "readme":
+        return readme_table(results)
+    name, _, table_id = key.partition(":")
+    result = results.get(name)
+    if result is None:
+        return _missing(name)
+    if table_id == "meta":
+        m = result.machine
+        load = f", load {m.get('load_1min')}" if m.get("load_1min") is not None else ""
+        return (f"Measured with `{result.command}` ({result.script}) on {result.created[:10]}; "
+                f"{m.get('cpus')} CPUs{load}, Python {m.get('python')}, {m.get('platform')}.")
+    table = result.table(table_id)
+    out = []
+    if table.title:
+        out.append(f"**{table.title}**\n")
+    out.append(md_table(table.columns, table.rows))
+    if table.note:
+        out.append(f"\n{table.note}")
+    return "\n".join(out)
+
+
+def readme_table(results: dict[str, Result]) -> str:
+    rows = []
+    seen = set()
+    for exp in EXPECTED:
+        seen.add(exp.name)
+        r = results.get(exp.name)
+        if r is not None and r.readme is not None:
+            rows.append([r.readme.what, f"`{r.readme.where}`", r.readme.headline])
+        else:
+            rows.append([exp.what, f"`{exp.where}`", f"not regenerated yet: `{exp.command}`"])
+    for name, r in results.items():
+        if name not in seen and r.readme is not None:
+            rows.append([r.readme.what, f"`{r.readme.where}`", r.readme.headline])
+    return md_table(["what", "where", "headline"], rows)
+
+
+def render(text: str, results: dict[str, Result]) -> str:
+    def sub(m: re.Match) -> str:
+        return f"{m.group(1)}{render_block(m.group('key'), results)}\n{m.group(4)}"
+
+    return _BLOCK.sub(sub, text)
+
+
+def pages(root: Path) -> list[Path]:
+    return [root / "README.md", *sorted((root / RESULTS_DIR).glob("*.md"))]
+
+
+def sync(root: Path, *, check: bool = False) -> list[Path]:
+    """Rewrite (or with `check`, only compare) every page; returns the pages out of date.
+    Raises SystemExit for a smoke run's summary in docs/results (never publish those)."""
+    results = load_results(root)
+    smoke = [n for n, r in results.items() if r.smoke]
+    if smoke:
+        raise SystemExit(f"docs/results holds smoke-run summaries ({', '.join(smoke)}): their "
+                         "numbers mean nothing. Rerun the scripts without --smoke.")
+    stale = []
+    for page in pages(root):
+        if not page.is_file():
+            continue
+        old = page.read_text(encoding="utf-8")
+        new = render(old, results)
+        if new != old:
+            stale.append(page)
+            if not check:
+                page.write_text(new, encoding="utf-8")
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", type=Path, default=Path.cwd(), help="the repository root")
+    ap.add_argument("--check", action="store_true", help="exit 1 when a page is out of date")
+    args = ap.parse_args(argv)
+    stale = sync(args.root, check=args.check)
+    for page in stale:
+        print(f"{'out of date' if args.check else 'rewrote'}: {page.relative_to(args.root)}")
+    if args.check and stale:
+        print("run: python -m specguard.evals.scoreboard", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
