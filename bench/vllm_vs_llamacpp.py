@@ -11,6 +11,9 @@ at a time (it batches) and also one at a time (like for like). The vLLM side nee
 dequantized: llama.cpp computes on Q4_1, vLLM on float32 or bfloat16). On a GPU box pass
 --model and --python for the GPU's vLLM (llama.cpp then stays the CPU baseline).
 Other processes on the machine change both numbers; the ratio is measured in one run.
+Writes docs/results/vllm_vs_llamacpp.json (tables in docs/results/performance.md).
+
+    python bench/vllm_vs_llamacpp.py --smoke --out /tmp/x.json    # CI: 2 requests x 4 tokens
 """
 
 from __future__ import annotations
@@ -64,8 +67,12 @@ async def main() -> None:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--python", default=str(CACHE / "vllm-venv" / "bin" / "python"))
     ap.add_argument("--model", default=None, help="HF folder for vLLM (default: the converted one)")
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--json", default=None, help="also write the raw numbers here")
+    ap.add_argument("--out", default=None, help="summary path (default docs/results/)")
+    ap.add_argument("--smoke", action="store_true", help="2 requests x 4 tokens: CI")
     args = ap.parse_args()
+    if args.smoke:
+        args.n, args.max_tokens, args.concurrency = 2, 4, 2
     model = args.model or str(next(iter(sorted((CACHE / "models").glob("*-hf")))))
     params = GenerationParams(max_tokens=args.max_tokens, temperature=0.0)
     convs = prompts(args.n)
@@ -107,6 +114,26 @@ async def main() -> None:
           f"{out['vllm_serial']['load_avg_1m_before']} on {os.cpu_count()} cores)")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
+    from specguard.evals.results import Readme, Result, Table, command_line, write_result
+
+    rows = [[name, out[key]["requests"], out[key]["concurrency"], out[key]["tokens"],
+             out[key]["seconds"], out[key]["tokens_per_s"], out[key]["load_avg_1m_before"]]
+            for name, key in (("llama.cpp (embedded, the baseline)", "llama_cpp"),
+                              (f"vLLM {args.dtype}, batched", "vllm_batched"),
+                              (f"vLLM {args.dtype}, one at a time", "vllm_serial"))]
+    path = write_result(Result(
+        name="vllm_vs_llamacpp", title="vLLM vs llama.cpp on this machine",
+        script="bench/vllm_vs_llamacpp.py", command=command_line(), smoke=args.smoke,
+        readme=Readme(what="vLLM server vs embedded llama.cpp (same weights)",
+                      where="docs/results/performance.md",
+                      headline=f"vLLM / llama.cpp tokens/s: batched x{out['ratio_batched']}, "
+                               f"one at a time x{out['ratio_serial']} ({os.cpu_count()} CPUs)"),
+        tables=[Table(id="throughput", title=f"{args.n} chat questions x {args.max_tokens} "
+                      "tokens, greedy", columns=["engine", "requests", "concurrency", "tokens",
+                                                 "seconds", "tokens/s", "load (1 min) before"],
+                      rows=rows, note=f"vLLM server started in {out['vllm_start_s']} s.")],
+        data=out), args.out)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

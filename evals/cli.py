@@ -53,6 +53,11 @@ def run_cmd(
         "--plugin", help="Module to import first (registers methods/judges); repeatable.")
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    publish: Annotated[bool, typer.Option(
+        "--publish", help="Also write the run's summary (numbers only) to docs/results/<suite>"
+        ".json; then `python -m specguard.evals.scoreboard` regenerates the pages.")] = False,
+    results_dir: Annotated[Path, typer.Option(
+        "--results-dir", help="Where --publish writes.")] = Path("docs/results"),
 ) -> None:
     """Run SUITE and write its run directory (config.json, records.jsonl, summary.json,
     report.html, report.md). Interrupted runs resume without recomputing finished items."""
@@ -86,6 +91,14 @@ def run_cmd(
               f"{result.errors} errors) in {result.seconds:.1f}s")
     _print_summary(out_dir)
     console.print(f"report: {html_path}")
+    if publish:
+        from .results import run_result, write_result
+
+        prog = "specguard" if Path(sys.argv[0]).name == "specguard" else \
+            "python -m specguard.evals.cli"
+        cmd = " ".join([prog, *sys.argv[1:]])
+        path = write_result(run_result(out_dir, command=cmd), results_dir)
+        console.print(f"published: {path}")
 
 
 def _backend_options(backend: str, api_base: str | None, threads: int | None) -> dict:

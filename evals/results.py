@@ -13,7 +13,6 @@ outputs (several sets are non-commercial: their texts are never committed).
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -157,9 +156,31 @@ def run_result(run_dir: str | os.PathLike, *, name: str | None = None,
     keep = {k: summary[k] for k in ("suite", "backend", "created", "n_items", "n_expected",
                                    "n_records", "data", "judges", "metric_order")}
     keep["methods"] = summary["methods"]
+    readme = readme or suite_readme(name or suite.name, summary)
     return Result(
         name=name or suite.name, title=f"Suite {suite.name} on {config.backend}",
         script=f"specguard eval run {suite.name}",
         command=command or f"specguard eval run {suite.name} --backend {config.backend}"
         + (f" --limit {config.limit}" if config.limit else "") + " --publish",
         readme=readme, tables=tables, data={"summary": keep}, smoke=smoke)
+
+
+# Where each built-in suite's page is, and what its README row is called.
+SUITE_PAGES = {
+    "refusal": ("refusal suite, raw vs guarded (embedded model)", "docs/results/refusal.md"),
+    "guard_fast": ("guard fast tier on every held-out item", "docs/results/guard.md"),
+    "guard": ("guard: fast tier, deliberative tier, escalation", "docs/results/guard.md"),
+    "metasc": ("MetaSC spec optimization", "docs/results/metasc.md"),
+}
+
+
+def suite_readme(name: str, summary: dict[str, Any]) -> Readme:
+    """A suite's README row: each method's first two metrics, with intervals."""
+    what, where = SUITE_PAGES.get(name, (f"suite {name}", f"docs/results/{name}.md"))
+    metrics = summary["metric_order"][:2]
+    parts = []
+    for label, ms in summary["methods"].items():
+        vals = [f"{m.split('@')[0].replace('_', ' ')} {pct(ms['metrics'].get(m))}"
+                for m in metrics if ms["metrics"].get(m)]
+        parts.append(f"{label}: " + ", ".join(vals))
+    return Readme(what=what, where=where, headline="; ".join(parts) + f" ({summary['backend']})")

@@ -25,7 +25,7 @@ from pathlib import Path
 from .results import RESULTS_DIR, Result, read_result
 
 _BLOCK = re.compile(r"(<!-- scoreboard:(?P<key>[\w.:-]+) -->\n)(?P<body>.*?)(<!-- /scoreboard -->)",
-                    re.S)
+                    re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ EXPECTED = (
              "python bench/eval_runner.py"),
     Expected("goodtriever_throughput", "Goodtriever decoding throughput",
              "docs/results/detox.md", "python bench/goodtriever_throughput.py"),
+    Expected("vllm_vs_llamacpp", "vLLM server vs embedded llama.cpp (same weights)",
+             "docs/results/performance.md", "python bench/vllm_vs_llamacpp.py"),
 )
 
 
