@@ -1,23 +1,20 @@
-"""LangGraph flows, one graph per module: the guarded chat graph, the spec loop and the
-MetaSC spec updates built on it."""
+"""MetaSC's agents (LangGraph flows, one per module): the spec loop on its own, the
+meta-critic, gated spec updates per scope and the offline optimizer. They build on the runtime
+(`specguard`: the guarded chat graph, backends, store) and never the other way round: the
+runtime takes a `SpecUpdater` through its `SpecUpdates` protocol."""
 
-from .chat_graph import build_chat_graph
-from .context import ChatContext
-from .critique_loop import build_critique_loop, run_spec_loop
+from .critique_loop import LoopResult, build_spec_loop, run_spec_loop
 from .meta_critic import MetaCritic
 from .optimize import optimize
 from .spec_gate import SpecGate, load_canaries
 from .spec_updates import SpecUpdater
-from .state import ChatState
 
 __all__ = [
-    "ChatContext",
-    "ChatState",
+    "LoopResult",
     "MetaCritic",
     "SpecGate",
     "SpecUpdater",
-    "build_chat_graph",
-    "build_critique_loop",
+    "build_spec_loop",
     "load_canaries",
     "optimize",
     "run_spec_loop",

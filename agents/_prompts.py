@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-from functools import cache
-from importlib import resources
+from specguard._prompts import prompt as _prompt
 
 
-@cache
 def prompt(name: str) -> str:
     """The text of agents/prompts/<name>.txt (one file per step that uses it)."""
-    return (resources.files("specguard.agents") / "prompts" / f"{name}.txt").read_text("utf-8").strip()
+    return _prompt(name, "specguard.agents")

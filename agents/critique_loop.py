@@ -1,9 +1,8 @@
-"""MetaSC's critique/revise step as a LangGraph subgraph: critique the draft against the active
-spec, then revise it. The chat graph runs it once per round.
-
-`build_spec_loop()` is the whole loop on its own (draft -> (critique -> revise) x rounds), for
-the places that run it outside a chat request: the spec gate's canaries, the offline optimizer
-and the MetaSC suite. `run_spec_loop(...)` calls it and returns the answer with its transcript.
+"""MetaSC's spec loop on its own: draft -> (critique -> revise) x rounds, one compiled graph,
+for the places that run it outside a chat request: the spec gate's canaries, the offline
+optimizer and the MetaSC suite. Its critique and revise nodes are the guarded chat graph's own
+(specguard.graph), so a spec is judged by the same steps that serve it.
+`run_spec_loop(...)` runs it and returns the answer with its transcript.
 """
 
 from __future__ import annotations
@@ -14,66 +13,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from langgraph.graph import END, START, StateGraph
-from langgraph.runtime import Runtime
+from langgraph.runtime import Runtime as LangGraphRuntime
 
 from specguard.backends.base import Backend
+from specguard.graph import ChatState, critique, revise, with_policy_system_prompt
 from specguard.report import StepRecord
-from specguard.types import GenerationParams, Message, Role
-
-from ._prompts import prompt
-from .context import ChatContext
-from .state import ChatState
-
-
-async def critique(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
-    ctx = runtime.context
-    start = time.perf_counter()
-    ask = Message(role=Role.USER, content=prompt("critique").format(spec=ctx.spec_text))
-    # The transcript starts with the draft: each round continues the same conversation.
-    out = await ctx.backend.complete([*state["messages"], *state["transcript"], ask], _params(ctx.params))
-    return {
-        "transcript": [ask, Message(role=Role.ASSISTANT, content=out.text)],
-        "steps": [_record("critique", start, out)],
-    }
-
-
-async def revise(state: ChatState, runtime: Runtime[ChatContext]) -> dict:
-    ctx = runtime.context
-    start = time.perf_counter()
-    ask = Message(role=Role.USER, content=prompt("revise"))
-    out = await ctx.backend.complete([*state["messages"], *state["transcript"], ask], ctx.params)
-    revised = out.text.strip() or state["draft"]
-    return {
-        "draft": revised,
-        "rounds": state.get("rounds", 0) + 1,
-        "transcript": [ask, Message(role=Role.ASSISTANT, content=revised)],
-        "steps": [_record("revise", start, out)],
-    }
-
-
-def _params(params: GenerationParams) -> GenerationParams:
-    return params.model_copy(update={"max_tokens": min(params.max_tokens, 256)})
-
-
-def _record(name: str, start: float, out) -> StepRecord:
-    return StepRecord(
-        name=name,
-        ms=(time.perf_counter() - start) * 1000,
-        model_calls=1,
-        prompt_tokens=out.usage.prompt_tokens,
-        completion_tokens=out.usage.completion_tokens,
-    )
-
-
-def build_critique_loop():
-    g = StateGraph(ChatState, context_schema=ChatContext)
-    g.add_node("critique", critique)
-    g.add_node("revise", revise)
-    g.add_edge(START, "critique")
-    g.add_edge("critique", "revise")
-    g.add_edge("revise", END)
-    return g.compile()
-
+from specguard.types import Cost, GenerationParams, Message, assistant
 
 # -- the loop on its own -------------------------------------------------------------------
 
@@ -101,31 +46,22 @@ class LoopResult:
     steps: list[StepRecord]
 
     @property
-    def model_calls(self) -> int:
-        return sum(s.model_calls for s in self.steps)
-
-    @property
-    def tokens(self) -> int:
-        return sum(s.prompt_tokens + s.completion_tokens for s in self.steps)
+    def cost(self) -> Cost:
+        return Cost.total(self.steps)
 
 
-async def draft(state: ChatState, runtime: Runtime[LoopContext]) -> dict:
+async def draft(state: ChatState, runtime: LangGraphRuntime[LoopContext]) -> dict:
     if state.get("draft") is not None:  # the caller brought the draft (it does not depend on the spec)
         return {}
     ctx = runtime.context
     start = time.perf_counter()
-    client_system = [m.content for m in state["messages"] if m.role == Role.SYSTEM]
-    rest = [m for m in state["messages"] if m.role != Role.SYSTEM]
-    system = Message(role=Role.SYSTEM, content="\n\n".join([ctx.system_prompt, *client_system]))
-    out = await ctx.backend.complete([system, *rest], ctx.params)
-    return {
-        "draft": out.text,
-        "transcript": [Message(role=Role.ASSISTANT, content=out.text)],
-        "steps": [_record("draft", start, out)],
-    }
+    out = await ctx.backend.complete(with_policy_system_prompt(state["messages"], ctx.system_prompt),
+                                     ctx.params)
+    return {"draft": out.text, "transcript": [assistant(out.text)],
+            "steps": [StepRecord.timed("draft", start, Cost.of(out.usage))]}
 
 
-def _more_rounds(state: ChatState, runtime: Runtime[LoopContext]) -> Literal["critique", "__end__"]:
+def _more_rounds(state: ChatState, runtime: LangGraphRuntime[LoopContext]) -> Literal["critique", "__end__"]:
     return "critique" if state.get("rounds", 0) < runtime.context.rounds else END
 
 
@@ -165,7 +101,7 @@ async def run_spec_loop(
     state: dict = {"messages": list(messages), "rounds": 0, "transcript": [], "steps": []}
     if draft_text is not None:
         state["draft"] = draft_text
-        state["transcript"] = [Message(role=Role.ASSISTANT, content=draft_text)]
+        state["transcript"] = [assistant(draft_text)]
     out = await _SPEC_LOOP.ainvoke(state, context=ctx)
     return LoopResult(draft=out["transcript"][0].content, answer=out["draft"],
                       transcript=list(out["transcript"]), steps=list(out.get("steps", [])))

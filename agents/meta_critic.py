@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from specguard.backends.base import Backend
 from specguard.report import StepRecord
-from specguard.types import GenerationParams, Message, Role
+from specguard.types import Cost, GenerationParams, Message, Role
 
 from ._prompts import prompt
 
@@ -123,9 +123,7 @@ class MetaCritic:
                 spec=_TAG.sub("[tag removed]", current_spec), transcript=quote_transcript(transcript))),
         ]
         out = await self.backend.complete(messages, self.params)
-        step = StepRecord(name="meta_critic", ms=(time.perf_counter() - start) * 1000, model_calls=1,
-                          prompt_tokens=out.usage.prompt_tokens,
-                          completion_tokens=out.usage.completion_tokens)
+        step = StepRecord.timed("meta_critic", start, Cost.of(out.usage))
         sentence = clean_sentence(out.text)
         reason = self._reject_reason(sentence, transcript, current_spec)
         if reason is not None:

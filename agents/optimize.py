@@ -126,20 +126,20 @@ async def optimize(
     updater.use_gate(settings, gate)
     initial = store.specs.active(spec_name, scope)
     first = await gate.score(initial.text)
-    calls = first.model_calls
+    cost = first.cost()
     trajectory: list[TrajectoryPoint] = []
     for i, prompt in enumerate(trainset, 1):
         active = store.specs.active(spec_name, scope)
         result = await run_spec_loop(backend, [user(prompt)], active.text,
                                      rounds=settings.critique_rounds or 1, params=params,
                                      system_prompt=settings.system_prompt)
-        calls += result.model_calls
+        cost = cost + result.cost
         tid = f"train-{i}"
         outcome = await updater.apply(UpdateJob(
             spec_name=spec_name, scope=scope, mode=method, settings=settings,
             transcript=Transcript(id=tid, messages=[user(prompt)], turns=result.transcript,
                                   answer=result.answer)))
-        calls += outcome.model_calls
+        cost = cost + outcome.cost()
         now = store.specs.active(spec_name, scope)
         point = TrajectoryPoint(step=i, transcript_id=tid, status=outcome.status,
                                 reason=outcome.reason, version=now.version, spec_text=now.text)
@@ -148,7 +148,7 @@ async def optimize(
                 scored = outcome.gate.candidate
             else:
                 scored = await gate.score(now.text)
-                calls += scored.model_calls
+                cost = cost + scored.cost()
             point.safety, point.over_refusal = scored.safety, scored.over_refusal
         trajectory.append(point)
         if on_step is not None:
@@ -156,6 +156,6 @@ async def optimize(
     return OptimizeResult(
         method=method, spec_name=spec_name, scope=scope, initial=initial,
         spec=store.specs.active(spec_name, scope), initial_safety=first.safety,
-        initial_over_refusal=first.over_refusal, trajectory=trajectory, model_calls=calls,
+        initial_over_refusal=first.over_refusal, trajectory=trajectory, model_calls=cost.model_calls,
         seconds=time.perf_counter() - start,
     )

@@ -3,9 +3,10 @@ a safe spec keeps refused, benign ones it must keep answering) run through the s
 the candidate and with the active spec; the candidate is accepted only if safety does not drop
 and over-refusal does not rise by more than the policy's tolerances.
 
-Judges come from the eval harness (specguard.evals.judges): by default `refusal_match` (a
-refused harmful canary is safe; a refused benign canary is an over-refusal), or `harmfulness`
-(the guard's output check) for safety.
+A gate judge is `async (prompt, answer) -> (label, cost)`: by default the runtime's refusal
+matcher (specguard.refusal: a refused harmful canary is safe, a refused benign canary is an
+over-refusal, free); any other (an eval-harness judge, the guard's output check) plugs in as
+`safety_judge` or `refusal_judge`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import time
 from importlib import resources
 from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import yaml
@@ -21,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from specguard.backends.base import Backend
 from specguard.errors import ConfigError
-from specguard.types import GenerationParams, user
+from specguard.refusal import is_refusal
+from specguard.types import Cost, GenerationParams, user
 
 from .critique_loop import DEFAULT_SYSTEM_PROMPT, run_spec_loop
 
@@ -63,16 +66,22 @@ def load_canaries(name_or_path: str = "default") -> CanarySet:
         raise ConfigError(f"{source}: invalid canary set: {exc}") from exc
 
 
-class GateMetrics(BaseModel):
+GateJudge = Callable[[str, str], Awaitable[tuple[bool | None, Cost]]]
+"""(prompt, answer) -> (True / False, or None when it cannot tell; what judging cost)."""
+
+
+async def refusal_match(prompt: str, answer: str) -> tuple[bool | None, Cost]:
+    """True when the answer refuses (the runtime's string matcher; costs nothing)."""
+    return is_refusal(answer), Cost()
+
+
+class GateMetrics(Cost):
     """One spec text's scores on one canary set."""
 
     safety: float  # share of harmful canaries answered safely
     over_refusal: float  # share of benign canaries refused
     unjudged: int = 0  # answers a judge could not label (counted as unsafe / refused)
     canaries: str = ""
-    model_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
     seconds: float = 0.0
     answers: dict[str, str] = Field(default_factory=dict)  # canary id -> answer (audit)
 
@@ -102,18 +111,16 @@ class SpecGate:
         backend: Backend,
         canaries: CanarySet,
         *,
-        safety_judge: Any = None,
-        refusal_judge: Any = None,
+        safety_judge: GateJudge | None = None,
+        refusal_judge: GateJudge = refusal_match,
         params: GenerationParams | None = None,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         rounds: int = 1,
     ) -> None:
-        from specguard.evals.judges import RefusalMatchJudge
-
         self.backend = backend
         self.canaries = canaries
-        self.refusal_judge = refusal_judge or RefusalMatchJudge()
-        self.safety_judge = safety_judge  # None: safe iff the refusal judge says refused
+        self.refusal_judge = refusal_judge  # True: refused
+        self.safety_judge = safety_judge  # True: safe. None: safe iff the refusal judge says refused
         self.params = params or GenerationParams(max_tokens=128)
         self.system_prompt = system_prompt
         self.rounds = rounds
@@ -132,12 +139,10 @@ class SpecGate:
                           over_refusal_tolerance=over_refusal_tolerance)
 
     async def _score(self, spec_text: str) -> GateMetrics:
-        from specguard.evals.judges import JudgeInput
-
         start = time.perf_counter()
-        calls = ptok = ctok = unjudged = 0
+        cost = Cost()
+        unjudged = safe = refused = 0
         answers: dict[str, str] = {}
-        safe = refused = 0
         for group in ("harmful", "benign"):
             for c in getattr(self.canaries, group):
                 result = await run_spec_loop(
@@ -146,35 +151,21 @@ class SpecGate:
                     draft_text=self._drafts.get(c.id),
                 )
                 self._drafts.setdefault(c.id, result.draft)
-                calls += result.model_calls
-                ptok += sum(st.prompt_tokens for st in result.steps)
-                ctok += sum(st.completion_tokens for st in result.steps)
                 answers[c.id] = result.answer
-                inp = JudgeInput(prompt=c.text, request=c.text, answer=result.answer)
+                judge = self.safety_judge if group == "harmful" and self.safety_judge else self.refusal_judge
+                label, judging = await judge(c.text, result.answer)
+                cost = cost + result.cost + judging
+                unjudged += label is None
                 if group == "harmful":
-                    ok, judged = await self._safe(inp)
-                    safe += ok
+                    safe += bool(label)  # safe, or refused (unjudged counts as unsafe)
                 else:
-                    j = await self.refusal_judge.judge(inp)
-                    judged = j.label is not None
-                    refused += j.label != "complied"  # unjudged counts as refused
-                    calls += j.model_calls
-                    ptok += j.tokens
-                unjudged += not judged
+                    refused += label is not False  # unjudged counts as refused
         return GateMetrics(
             safety=safe / len(self.canaries.harmful),
             over_refusal=refused / len(self.canaries.benign),
-            unjudged=unjudged, canaries=self.canaries.name, model_calls=calls, prompt_tokens=ptok,
-            completion_tokens=ctok,
-            seconds=time.perf_counter() - start, answers=answers,
+            unjudged=unjudged, canaries=self.canaries.name, seconds=time.perf_counter() - start,
+            answers=answers, **cost.model_dump(),
         )
-
-    async def _safe(self, inp) -> tuple[bool, bool]:
-        if self.safety_judge is None:
-            j = await self.refusal_judge.judge(inp)
-            return j.label == "refused", j.label is not None
-        j = await self.safety_judge.judge(inp)
-        return j.label == "safe", j.label is not None  # unjudged counts as unsafe
 
 
 def judge_gate(baseline: GateMetrics, candidate: GateMetrics, *, safety_tolerance: float = 0.0,

@@ -30,7 +30,7 @@ from specguard.errors import ConflictError, NotFoundError
 from specguard.policy import PolicySettings, ResolvedPolicy, SpecUpdateMode
 from specguard.spec import Provenance, Spec, SpecStatus, scope_for
 from specguard.store import Store
-from specguard.types import GenerationParams, Message
+from specguard.types import Cost, GenerationParams, Message
 
 from .meta_critic import MetaCritic, Proposal, Transcript
 from .spec_gate import GateMetrics, GateResult, SpecGate, judge_gate, load_canaries
@@ -58,7 +58,9 @@ class UpdateJob(BaseModel):
     settings: PolicySettings = Field(default_factory=PolicySettings)
 
 
-class UpdateOutcome(BaseModel):
+class UpdateOutcome(Cost):
+    """What one update did, and what it cost (meta-critic and gate calls)."""
+
     status: UpdateStatus
     spec_name: str
     scope: str
@@ -68,9 +70,6 @@ class UpdateOutcome(BaseModel):
     text: str | None = None
     proposal: str | None = None  # the meta-critic's raw answer
     gate: GateResult | None = None
-    model_calls: int = 0  # meta-critic and gate calls
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
     seconds: float = 0.0
 
 
@@ -195,14 +194,12 @@ class SpecUpdater:
         head = self._scope_head(name, scope)
         revision = self.store.specs.head_revision(name, scope)
         proposal = await self.meta_critic.propose(job.transcript, head.text)
-        cost = dict(model_calls=sum(s.model_calls for s in proposal.steps),
-                    prompt_tokens=sum(s.prompt_tokens for s in proposal.steps),
-                    completion_tokens=sum(s.completion_tokens for s in proposal.steps))
+        cost = Cost.total(proposal.steps)
         if proposal.text is None:
             return UpdateOutcome(status=UpdateStatus.DROPPED, spec_name=name, scope=scope,
                                  reason=f"proposal dropped: {proposal.dropped}",
                                  proposal=proposal.raw, seconds=time.perf_counter() - start,
-                                 **cost)
+                                 **cost.model_dump())
         outcome = None
         for attempt in range(2):
             outcome = await self._candidate(job, head, revision, proposal)
@@ -214,9 +211,8 @@ class SpecUpdater:
             outcome = UpdateOutcome(status=UpdateStatus.DROPPED, spec_name=name, scope=scope,
                                     reason="the head moved twice while gating; dropped",
                                     proposal=proposal.raw)
-        for key, value in cost.items():
-            setattr(outcome, key, getattr(outcome, key) + value)
-        outcome.seconds = time.perf_counter() - start
+        outcome = outcome.model_copy(update={**(outcome.cost() + cost).model_dump(),
+                                             "seconds": time.perf_counter() - start})
         return outcome
 
     async def _candidate(self, job: UpdateJob, head: Spec, revision: int,
@@ -234,17 +230,14 @@ class SpecUpdater:
                 {} if mode is SpecUpdateMode.GATED else {"gate_reason": f"{mode.value}: ungated"})},
         )
         gate: GateResult | None = None
-        cost = {"model_calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        cost = Cost()
         common = dict(spec_name=name, scope=scope, version=cand.version, parent=head.version,
                       text=text, proposal=proposal.raw)
         if mode is SpecUpdateMode.GATED:
             g = self._gate(job.settings)
             baseline = await self._baseline(head, g)
             scored = await g.score(text)
-            for m in (baseline, scored):  # a stored baseline costs nothing (its counts are 0)
-                cost["model_calls"] += m.model_calls
-                cost["prompt_tokens"] += m.prompt_tokens
-                cost["completion_tokens"] += m.completion_tokens
+            cost = Cost.total([baseline, scored])  # a stored baseline costs nothing
             gate = judge_gate(baseline, scored,
                               safety_tolerance=job.settings.spec_update_safety_tolerance,
                               over_refusal_tolerance=job.settings.spec_update_overrefusal_tolerance)
@@ -253,7 +246,7 @@ class SpecUpdater:
                 specs.reject(name, scope, cand.version, reason=gate.reason, metrics=metrics,
                              actor=self.actor)
                 return UpdateOutcome(status=UpdateStatus.REJECTED, reason=gate.reason, gate=gate,
-                                     **cost, **common)
+                                     **cost.model_dump(), **common)
             specs.set_metrics(name, scope, cand.version, metrics)
         try:
             specs.activate(name, scope, cand.version, expected_revision=revision, actor=self.actor)
@@ -264,7 +257,7 @@ class SpecUpdater:
             return None
         reason = gate.reason if gate is not None else f"{mode.value}: ungated"
         return UpdateOutcome(status=UpdateStatus.ACTIVATED, reason=reason, gate=gate,
-                             **cost, **common)
+                             **cost.model_dump(), **common)
 
     def use_gate(self, settings: PolicySettings, gate: SpecGate) -> None:
         """Gate the jobs with these settings on `gate` (so a caller can share its draft cache)."""

@@ -11,7 +11,9 @@
 Each method instance keeps its spec as versions in a store (option `store`, default in
 memory; a file makes an interrupted run resume with the spec it had), in its own scope. The
 cost of an update (meta-critic and gate calls) is charged to the request that caused it.
-Import this module to register the method (`import specguard.agents.metasc_methods`).
+Import this module to register the method (`import specguard.evals.metasc_methods`). It lives
+in the eval harness, above the agents it drives (layers point one way: runtime <- agents <-
+evals).
 """
 
 from __future__ import annotations
@@ -20,17 +22,17 @@ import time
 from typing import Any
 
 from specguard.errors import ConfigError
-from specguard.evals.methods import Cost, MethodContext, MethodOutput, register_method
-from specguard.evals.suites import EvalItem
+from specguard.agents.critique_loop import run_spec_loop
+from specguard.agents.meta_critic import Transcript
+from specguard.agents.optimize import PAPER_SPEC, PAPER_SYSTEM
+from specguard.agents.spec_updates import SpecUpdater, UpdateJob
 from specguard.policy import PolicySettings, SpecUpdateMode
 from specguard.spec import Provenance
 from specguard.store import Store
 from specguard.types import GenerationParams, system, user
 
-from .critique_loop import run_spec_loop
-from .meta_critic import Transcript
-from .optimize import PAPER_SPEC, PAPER_SYSTEM
-from .spec_updates import SpecUpdater, UpdateJob
+from .methods import Cost, MethodContext, MethodOutput, register_method
+from .suites import EvalItem
 
 MODES = ("system_prompt", "static", "metasc-10", "metasc-full", "gated")
 SPEC_NAME = "metasc"
@@ -79,24 +81,19 @@ class MetaSCMethod:
         spec = self._store.specs.active(SPEC_NAME, self.scope)
         result = await run_spec_loop(self.backend, messages, spec.text, rounds=self.rounds,
                                      params=params, system_prompt=self.system_prompt)
-        steps = list(result.steps)
         report: dict[str, Any] = {"spec_version": spec.version, "spec_text": spec.text}
-        update = {"model_calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        spent = result.cost
         if self.update_mode is not None:
             outcome = await self.updater.apply(UpdateJob(
                 spec_name=SPEC_NAME, scope=self.scope, mode=self.update_mode,
                 settings=self.settings,
                 transcript=Transcript(id=item.key, messages=messages, turns=result.transcript,
                                       answer=result.answer)))
-            update = {k: getattr(outcome, k) for k in update}
+            spent = spent + outcome.cost()
             report["update"] = outcome.model_dump(mode="json", exclude={"gate": {"baseline": {"answers"}, "candidate": {"answers"}}})
-        tokens = sum(s.prompt_tokens for s in steps), sum(s.completion_tokens for s in steps)
         return MethodOutput(
             answer=result.answer, messages=messages, report=report,
-            cost=Cost(model_calls=result.model_calls + update["model_calls"],
-                      prompt_tokens=tokens[0] + update["prompt_tokens"],
-                      completion_tokens=tokens[1] + update["completion_tokens"],
-                      seconds=time.perf_counter() - start))
+            cost=Cost(**spent.model_dump(), seconds=time.perf_counter() - start))
 
     def history(self):
         return self._store.specs.history(SPEC_NAME, self.scope)

@@ -1,5 +1,6 @@
-"""`specguard optimize`: MetaSC over a suite's prompts, offline. The lead mounts it with
-`app.command("optimize")(optimize_command)`; `app` here is the same command on its own."""
+"""`specguard optimize`: MetaSC over a suite's prompts, offline. It lives in the eval harness
+because it composes a suite (its prompts are the training stream) with the agents' optimizer;
+`specguard.cli` names it in its LAZY table."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from rich.console import Console
 from specguard.policy import SpecUpdateMode
 
 console = Console()
-app = typer.Typer(help="Optimize a safety spec offline (MetaSC).")
 
 
 def optimize_command(
@@ -34,14 +34,14 @@ def optimize_command(
     spec version (in the store and as JSON) with its trajectory (Markdown)."""
     from specguard.backends import load_backend
     from specguard.config import store_url
-    from specguard.evals.suites import build_items, load_suite
     from specguard.policy import Policy
     from specguard.spec import scope_for
     from specguard.store import Store
     from specguard.types import GenerationParams
 
-    from .optimize import optimize
-    from .spec_gate import load_canaries
+    from specguard.agents import load_canaries, optimize
+
+    from .suites import build_items, load_suite
 
     if method is SpecUpdateMode.OFF:
         raise typer.BadParameter("--method must be gated, metasc-10 or metasc-full")
@@ -74,5 +74,3 @@ def optimize_command(
     console.print(f"Active now: [bold]{result.spec.ref}[/] ({len(result.trajectory)} steps); "
                   f"wrote {out} and {md}. Undo with `specguard spec rollback {name} --scope {scope}`.")
 
-
-app.command("optimize")(optimize_command)

@@ -112,7 +112,7 @@ class Suite(_Strict):
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     seed: int = 0
     # Modules to import before the run: they register methods, judges or transforms
-    # (e.g. specguard.agents.metasc_methods).
+    # (e.g. specguard.evals.metasc_methods).
     plugins: list[str] = Field(default_factory=list)
     concurrency: int = Field(1, ge=1)
     bootstrap: int = Field(1000, ge=0)

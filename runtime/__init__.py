@@ -1,19 +1,55 @@
-"""specguard: a test-time safety specification runtime for LLMs."""
+"""specguard: a test-time safety specification runtime for LLMs.
+
+    from specguard import Runtime, load_backend, Policy, user
+    rt = Runtime(load_backend("embedded"), policy=Policy.load("policy.yaml"))
+    result = rt.chat_sync([user("How do I bake bread?")])
+
+Names load on first use, so `import specguard` stays light (no LangGraph, web framework or
+model code until a name that needs it is used). Everything here is runtime code: the upper
+layers (specguard.agents, specguard.evals) are imported by name, never from here.
+"""
 
 from __future__ import annotations
 
-from .errors import SpecguardError
-from .types import Completion, GenerationParams, Message, Role, StreamChunk, Usage
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Completion",
-    "GenerationParams",
-    "Message",
-    "Role",
-    "SpecguardError",
-    "StreamChunk",
-    "Usage",
-    "__version__",
-]
+_EXPORTS = {
+    "ChatResult": "core",
+    "Runtime": "core",
+    "StreamEvent": "core",
+    "load_backend": "backends",
+    "Backend": "backends",
+    "SpecguardError": "errors",
+    "Policy": "policy",
+    "Action": "report",
+    "SafetyReport": "report",
+    "Capabilities": "types",
+    "Completion": "types",
+    "Cost": "types",
+    "GenerationParams": "types",
+    "Message": "types",
+    "Role": "types",
+    "StreamChunk": "types",
+    "Usage": "types",
+    "assistant": "types",
+    "system": "types",
+    "user": "types",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'specguard' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

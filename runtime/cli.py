@@ -1,28 +1,108 @@
-"""The `specguard` command line."""
+"""The `specguard` command line.
+
+Light commands live here and import what they need when they run: `specguard --help`,
+`hash-key` and `policy check` load no model code, LangGraph or web framework. Sub-commands
+that live with their feature, or above the runtime (the server with MetaSC's spec updates in
+specguard.agents, the eval harness in specguard.evals), are named in `LAZY` and imported only
+when invoked: this module is the composition root of the command line and never imports an
+upper layer itself. A sub-command whose optional dependencies are missing still shows in
+`--help` and, when invoked, says what to install.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import secrets
+import functools
+import importlib
 import socket
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, NamedTuple, Optional
 
+import click
 import typer
-from rich.console import Console
-from rich.table import Table
+from typer.core import TyperGroup
 
-from .errors import SpecguardError
+from .errors import MissingDependencyError, SpecguardError
 
-app = typer.Typer(no_args_is_help=True, help="specguard: a test-time safety specification runtime.")
+
+class LazyCommand(NamedTuple):
+    target: str  # "module:attribute": a Typer app, or a function to wrap as a command
+    help: str
+    extra: str  # the pip extra that brings its dependencies
+
+
+LAZY: dict[str, LazyCommand] = {
+    "serve": LazyCommand("specguard.agents.cli:serve",
+                         "Run the guarded OpenAI-compatible server.", "server"),
+    "optimize": LazyCommand("specguard.evals.optimize_cli:optimize_command",
+                            "Optimize a safety spec offline (MetaSC: gated, metasc-10, metasc-full).",
+                            "eval"),
+    "data": LazyCommand("specguard.data.cli:app",
+                        "Datasets, their splits and the near-duplicate manifest.", "eval"),
+    "eval": LazyCommand("specguard.evals.cli:app", "Offline evaluation: suites, runs, reports.", "eval"),
+    "guard": LazyCommand("specguard.guard.cli:app", "Train and inspect the guard's fast tier.", "guard"),
+    "datastore": LazyCommand("specguard.decoding.cli:app",
+                             "Goodtriever datastores: build, add, remove, stats.", "faiss"),
+    "admin": LazyCommand("specguard.admin_cli:app",
+                         "Users, profiles, API keys and derived guidelines (audited).", "server"),
+}
+
+
+class _Lazy(click.Command):
+    """Stands in for a LAZY sub-command in `--help`; loads the real one when it runs."""
+
+    def __init__(self, name: str, entry: LazyCommand) -> None:
+        super().__init__(name=name, help=entry.help, short_help=entry.help)
+        self.entry = entry
+
+    def load(self) -> click.Command:
+        module, _, attr = self.entry.target.partition(":")
+        try:
+            obj = getattr(importlib.import_module(module), attr)
+        except ImportError as exc:
+            raise MissingDependencyError(
+                f"`specguard {self.name}` could not load: {exc}.",
+                hint=f"Install its dependencies: pip install 'specguard[{self.entry.extra}]'",
+            ) from exc
+        if isinstance(obj, typer.Typer):
+            return typer.main.get_command(obj)
+        sub = typer.Typer()
+        sub.command(self.name, help=self.entry.help)(obj)
+        return typer.main.get_command(sub)
+
+    def make_context(self, info_name, args, parent=None, **extra: Any) -> click.Context:
+        return self.load().make_context(info_name, args, parent=parent, **extra)
+
+
+class _Group(TyperGroup):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, entry in LAZY.items():
+            self.commands.setdefault(name, _Lazy(name, entry))
+
+
+app = typer.Typer(cls=_Group, no_args_is_help=True,
+                  help="specguard: a test-time safety specification runtime.")
 spec_app = typer.Typer(no_args_is_help=True, help="Inspect and manage safety specifications.")
 policy_app = typer.Typer(no_args_is_help=True, help="Validate and explain policy files.")
 app.add_typer(spec_app, name="spec")
 app.add_typer(policy_app, name="policy")
-console = Console()
-err = Console(stderr=True)
+
+
+@functools.cache
+def _console(stderr: bool = False):
+    from rich.console import Console  # rich loads only when a command prints
+
+    return Console(stderr=stderr)
+
+
+def _table(*columns: str):
+    from rich.table import Table
+
+    return Table(*columns)
+
 
 BackendOpt = Annotated[str, typer.Option("--backend", "-b", help="embedded | embedded:/path.gguf | litellm:<provider>/<model> | openai:<model> (with --api-base) | vllm:<model> | vllm:engine:/hf/folder")]
 PolicyOpt = Annotated[Optional[Path], typer.Option("--policy", "-p", help="Policy YAML file.")]
@@ -32,21 +112,17 @@ FastGuardOpt = Annotated[Optional[str], typer.Option("--fast-guard", help="The g
 UpstreamKeyOpt = Annotated[Optional[str], typer.Option("--upstream-api-key", envvar="SPECGUARD_UPSTREAM_API_KEY", help="API key specguard sends upstream (litellm/openai backends).")]
 
 
-def _mount_optional(module: str, name: str, help_: str) -> None:
-    """Sub-commands that live with their feature; missing extras only hide them."""
-    import importlib
-
-    try:
-        sub = importlib.import_module(module).app
-    except ImportError:
-        return
-    app.add_typer(sub, name=name, help=help_)
-
-
-def _build_runtime(backend: str, policy: Path | None, store: str | None, api_base: str | None = None,
-                   checkpointer: str | None = None, upstream_api_key: str | None = None,
-                   fast_guard: str | None = None):
+def build_runtime(backend: str, policy: Path | None, store: str | None, api_base: str | None = None,
+                  checkpointer: str | None = None, upstream_api_key: str | None = None,
+                  fast_guard: str | None = None, api_key: str | None = None,
+                  generate_key: bool = False, spec_updater: Any = None):
+    """The Runtime the CLI's commands run: the backend URI, the policy file (the embedded
+    model's defaults when none and the backend is embedded), the store, the checkpointer, an
+    optional fast tier, an extra accepted API key (tenant 'default'; with generate_key, one is
+    made and printed when the policy has none) and an optional spec updater factory
+    `(store, backend) -> SpecUpdates`."""
     from .backends import load_backend
+    from .checkpoint import make_checkpointer
     from .config import store_url
     from .core import Runtime
     from .policy import Policy
@@ -62,16 +138,23 @@ def _build_runtime(backend: str, policy: Path | None, store: str | None, api_bas
         pol = _embedded_default_policy()
     else:
         pol = Policy.default()
-    from .checkpoint import make_checkpointer
+    if api_key is None and generate_key and not pol.file.api_keys:
+        import secrets
 
+        api_key = "sg-" + secrets.token_urlsafe(24)
+        _console().print(f"No API keys configured; generated one for this run: [bold]{api_key}[/]")
+    if api_key:
+        pol = pol.with_key(api_key, name="cli")
     guard = None
     if fast_guard:
         from .guard import build_guard
 
         guard = build_guard(be, pol.resolve("default").settings if "default" in pol.file.tenants
                             else None, fast_artifact=fast_guard)
-    return Runtime(be, policy=pol, store=Store(store_url(store)), guard=guard,
-                   checkpointer=make_checkpointer(checkpointer))
+    st = Store(store_url(store))
+    return Runtime(be, policy=pol, store=st, guard=guard,
+                   checkpointer=make_checkpointer(checkpointer),
+                   spec_updater=spec_updater(st, be) if spec_updater else None)
 
 
 def _embedded_default_policy():
@@ -83,50 +166,11 @@ def _embedded_default_policy():
     return Policy.from_yaml(path.read_text("utf-8"), source="embedded_default.yaml")
 
 
-def _load_with_progress(runtime) -> None:
-    load = getattr(runtime.backend, "load", None)
-    if load is None:
-        return
-    with console.status(f"Loading {runtime.backend.name} ...", spinner="dots"):
+def load_with_progress(runtime) -> None:
+    with _console().status(f"Loading {runtime.backend.name} ...", spinner="dots"):
         start = time.perf_counter()
-        asyncio.run(load())
-    console.print(f"[green]Loaded[/] {runtime.backend.name} in {time.perf_counter() - start:.1f} s")
-
-
-@app.command()
-def serve(
-    backend: BackendOpt = "embedded",
-    policy: PolicyOpt = None,
-    store: StoreOpt = None,
-    api_base: ApiBaseOpt = None,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    api_key: Annotated[Optional[str], typer.Option(envvar="SPECGUARD_API_KEY", help="Accept this key (tenant 'default').")] = None,
-    rate_limit: Annotated[int, typer.Option(help="Requests per minute per key; 0 = unlimited.")] = 0,
-    checkpointer: Annotated[str, typer.Option(help="Graph state per request: none, memory or sqlite:PATH.")] = "none",
-    upstream_api_key: UpstreamKeyOpt = None,
-    fast_guard: FastGuardOpt = None,
-) -> None:
-    """Run the guarded OpenAI-compatible server."""
-    import uvicorn
-
-    from .server import ServerSettings, create_app
-
-    runtime = _build_runtime(backend, policy, store, api_base, checkpointer, upstream_api_key,
-                             fast_guard)
-    if api_key is None and not runtime.policy.file.api_keys:
-        api_key = "sg-" + secrets.token_urlsafe(24)
-        console.print(f"No API keys configured; generated one for this run: [bold]{api_key}[/]")
-    if api_key:
-        runtime.policy = runtime.policy.with_key(api_key, name="cli")
-    from specguard.agents import SpecUpdater
-
-    # Idle unless a policy turns spec updates on; the server starts and stops it.
-    runtime.spec_updater = SpecUpdater(runtime.store, runtime.backend)
-    _load_with_progress(runtime)
-    fastapi_app = create_app(runtime, ServerSettings(rate_limit_per_minute=rate_limit))
-    console.print(f"Point an OpenAI client at [bold]http://{host}:{port}/v1[/] (model 'specguard')")
-    uvicorn.run(fastapi_app, host=host, port=port, log_level="warning")
+        asyncio.run(runtime.load())
+    _console().print(f"[green]Loaded[/] {runtime.backend.name} in {time.perf_counter() - start:.1f} s")
 
 
 @app.command()
@@ -142,8 +186,8 @@ def chat(
     """Chat with the guarded model in the terminal (empty line or Ctrl-D to quit)."""
     from .types import Message, Role
 
-    runtime = _build_runtime(backend, policy, store, api_base, fast_guard=fast_guard)
-    _load_with_progress(runtime)
+    runtime = build_runtime(backend, policy, store, api_base, fast_guard=fast_guard)
+    load_with_progress(runtime)
     history: list[Message] = []
 
     async def turn(text: str):
@@ -154,16 +198,16 @@ def chat(
 
     while True:
         try:
-            text = console.input("[bold cyan]you> [/]").strip()
+            text = _console().input("[bold cyan]you> [/]").strip()
         except (EOFError, KeyboardInterrupt):
             break
         if not text:
             break
         result = asyncio.run(turn(text))
-        console.print(f"[bold]assistant>[/] {result.answer}")
+        _console().print(f"[bold]assistant>[/] {result.answer}")
         r = result.report
         verdicts = ", ".join(f"{d.stage.value}={d.label}" for d in r.decisions) or "no checks"
-        console.print(f"[dim]{r.action.value} | {verdicts} | {r.model_calls} model calls | {r.total_ms:.0f} ms[/]")
+        _console().print(f"[dim]{r.action.value} | {verdicts} | {r.model_calls} model calls | {r.total_ms:.0f} ms[/]")
 
 
 @app.command()
@@ -177,9 +221,9 @@ def demo(
     from .demo import run_demo
 
     try:
-        run_demo(backend=backend, api_base=api_base, port=port or _free_port(), console=console)
+        run_demo(backend=backend, api_base=api_base, port=port or _free_port(), console=_console())
     except SpecguardError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        _console(stderr=True).print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc
 
 
@@ -202,10 +246,10 @@ def _store(store: str | None):
 @spec_app.command("list")
 def spec_list(store: StoreOpt = None) -> None:
     """Active specs in every scope."""
-    table = Table("name", "scope", "version", "title", "source")
+    table = _table("name", "scope", "version", "title", "source")
     for s in _store(store).specs.list_active():
         table.add_row(s.name, s.scope, str(s.version), s.title, s.provenance.source)
-    console.print(table)
+    _console().print(table)
 
 
 @spec_app.command("show")
@@ -213,18 +257,18 @@ def spec_show(name: str, scope: str = "global", version: Optional[int] = None, s
     """Print a spec (the active version unless --version)."""
     specs = _store(store).specs
     s = specs.get(name, scope, version) if version else specs.active(name, scope)
-    console.print(f"[bold]{s.ref}[/] ({s.status.value}) {s.title}")
+    _console().print(f"[bold]{s.ref}[/] ({s.status.value}) {s.title}")
     typer.echo(s.text)
 
 
 @spec_app.command("history")
 def spec_history(name: str, scope: str = "global", store: StoreOpt = None) -> None:
     """Every version of a spec in a scope, with parents, status and gate results."""
-    table = Table("version", "parent", "status", "source", "created", "metrics")
+    table = _table("version", "parent", "status", "source", "created", "metrics")
     for s in _store(store).specs.history(name, scope):
         table.add_row(str(s.version), str(s.parent or "-"), s.status.value, s.provenance.source,
                       s.created_at.strftime("%Y-%m-%d %H:%M:%S"), ", ".join(f"{k}={v}" for k, v in s.metrics.items()))
-    console.print(table)
+    _console().print(table)
 
 
 @spec_app.command("diff")
@@ -240,7 +284,7 @@ def spec_diff(name: str, a: int, b: int, scope: str = "global", store: StoreOpt 
 def spec_rollback(name: str, scope: str = "global", store: StoreOpt = None) -> None:
     """Re-activate the parent of the active version."""
     s = _store(store).specs.rollback(name, scope, actor="cli")
-    console.print(f"Active now: [bold]{s.ref}[/]")
+    _console().print(f"Active now: [bold]{s.ref}[/]")
 
 
 # -- policies --------------------------------------------------------------------------------
@@ -254,10 +298,10 @@ def policy_check(file: Path) -> None:
     try:
         p = Policy.load(file)
     except SpecguardError as exc:
-        err.print(f"[red]invalid:[/] {exc}")
+        _console(stderr=True).print(f"[red]invalid:[/] {exc}")
         raise typer.Exit(1) from exc
     f = p.file
-    console.print(f"[green]ok[/] {file}: {len(f.tenants)} tenants, {len(f.profiles)} profiles, "
+    _console().print(f"[green]ok[/] {file}: {len(f.tenants)} tenants, {len(f.profiles)} profiles, "
                   f"{len(f.users)} users, {len(f.api_keys)} API keys")
 
 
@@ -288,11 +332,11 @@ def policy_explain(
     if tenant is None:
         tenant = p.file.users[user].tenant if user else "default"
     resolved = p.resolve(tenant, user)
-    console.print(f"tenant [bold]{tenant}[/], user [bold]{user or '-'}[/], profile [bold]{resolved.profile_id or '-'}[/]")
-    table = Table("setting", "value", "from")
+    _console().print(f"tenant [bold]{tenant}[/], user [bold]{user or '-'}[/], profile [bold]{resolved.profile_id or '-'}[/]")
+    table = _table("setting", "value", "from")
     for path, value, source in p.explain(tenant, user):
         table.add_row(path, str(value), source)
-    console.print(table)
+    _console().print(table)
 
 
 @app.command("hash-key")
@@ -300,28 +344,22 @@ def hash_key_cmd(key: str) -> None:
     """Print the SHA-256 to store in a policy file's api_keys for KEY."""
     from .policy import hash_key
 
-    console.print(hash_key(key))
+    _console().print(hash_key(key))
 
 
-def _mount_optimize() -> None:
-    from specguard.agents.optimize_cli import optimize_command
+@app.command("graph")
+def graph_cmd(draw: Annotated[bool, typer.Option("--draw", help="Print the graph as Mermaid text.")] = True) -> None:
+    """The guarded chat graph every request runs, streaming or not."""
+    from .graph import draw_mermaid
 
-    app.command("optimize", help="Optimize a safety spec offline (MetaSC: gated, metasc-10, metasc-full).")(optimize_command)
-
-
-_mount_optimize()
-_mount_optional("specguard.data.cli", "data", "Datasets, their splits and the near-duplicate manifest.")
-_mount_optional("specguard.evals.cli", "eval", "Offline evaluation: suites, runs, reports.")
-_mount_optional("specguard.guard.cli", "guard", "Train and inspect the guard's fast tier.")
-_mount_optional("specguard.decoding.cli", "datastore", "Goodtriever datastores: build, add, remove, stats.")
-_mount_optional("specguard.admin_cli", "admin", "Users, profiles, API keys and derived guidelines (audited).")
+    typer.echo(draw_mermaid())
 
 
 def main() -> None:
     try:
         app()
     except SpecguardError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        _console(stderr=True).print(f"[red]error:[/] {exc}")
         sys.exit(2)
 
 

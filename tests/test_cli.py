@@ -68,9 +68,9 @@ def test_chat_reads_turns_until_an_empty_line():
 
 
 def test_chat_with_a_chosen_fast_guard_and_a_clear_error_for_an_unknown_one(tmp_path):
-    from specguard.cli import _build_runtime
+    from specguard.cli import build_runtime
 
-    rt = _build_runtime("scripted:Sure.", None, str(tmp_path / "a.db"), fast_guard="fast_tfidf")
+    rt = build_runtime("scripted:Sure.", None, str(tmp_path / "a.db"), fast_guard="fast_tfidf")
     assert rt.guard.fast.artifact.name == "fast_tfidf"
     res = runner.invoke(app, ["chat", "--backend", "scripted:Sure, happy to help.",
                               "--store", str(tmp_path / "b.db"), "--fast-guard", "fast_tfidx"],

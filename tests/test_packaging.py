@@ -33,7 +33,8 @@ elapsed = time.perf_counter() - t
 heavy = sorted(m for m in ("torch", "llama_cpp", "faiss", "vllm", "sklearn", "litellm", "fastapi") if m in sys.modules)
 from specguard.spec import builtin_specs
 from specguard.policy import Policy
-from specguard.agents import build_chat_graph
+from specguard.graph import build_chat_graph
+from specguard.agents import SpecUpdater
 import specguard.evals, specguard.guard, specguard.store, specguard.backends
 from importlib import resources
 policies = [p.name for p in (resources.files("specguard.specs") / "policies").iterdir()]

@@ -10,10 +10,17 @@ from ..types import Capabilities, Completion, GenerationParams, Message, StreamC
 
 @runtime_checkable
 class Backend(Protocol):
-    """A chat model. Implementations never block the event loop."""
+    """A chat model. Implementations never block the event loop.
+
+    `capabilities` declares what it can do beyond these methods (see types.Capabilities);
+    callers read it instead of probing the implementation. `load` readies the model before
+    serving (idempotent; nothing to do for a remote model)."""
 
     name: str
     capabilities: Capabilities
+
+    async def load(self) -> None:
+        ...
 
     async def complete(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
         ...

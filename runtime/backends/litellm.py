@@ -129,6 +129,9 @@ class LiteLLMBackend:
             raise _map_error(exc, litellm) from exc
         yield StreamChunk(finish_reason=finish or "stop", usage=usage or Usage())
 
+    async def load(self) -> None:  # nothing to load: the model is elsewhere
+        return None
+
     async def aclose(self) -> None:
         return None
 

@@ -118,6 +118,9 @@ class OpenAICompatBackend:
             raise BackendError(f"{self.name} failed while streaming: {exc}") from exc
         yield StreamChunk(finish_reason=finish, usage=usage)
 
+    async def load(self) -> None:  # nothing to load: the model is elsewhere
+        return None
+
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()

@@ -43,5 +43,8 @@ class ScriptedBackend:
             yield StreamChunk(text=w if i == 0 else " " + w)
         yield StreamChunk(finish_reason="stop", usage=Usage(completion_tokens=len(words)))
 
+    async def load(self) -> None:  # nothing to load: the script is the model
+        return None
+
     async def aclose(self) -> None:
         return None

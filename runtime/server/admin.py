@@ -12,7 +12,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from ..errors import PermissionDeniedError
 from ..policy import Caller
 from ..profiles import (
     GuidelineSet,
@@ -28,16 +27,13 @@ from ..profiles import (
     UserOut,
     UserPatch,
 )
-from .app import authenticate
+from .auth import authenticate, require_admin
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 
 async def admin_caller(caller: Caller = Depends(authenticate)) -> Caller:
-    if not caller.admin:
-        raise PermissionDeniedError("This key may not use the admin API.",
-                                    hint="Use an admin key (api_keys[].admin: true).")
-    return caller
+    return require_admin(caller)
 
 
 def _admin(request: Request) -> ProfileAdmin:

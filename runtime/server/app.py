@@ -1,11 +1,17 @@
-"""The OpenAI-compatible guarded chat server (FastAPI)."""
+"""The OpenAI-compatible guarded chat server (FastAPI): edge duties only.
+
+A chat request: `authenticate` (auth.py: key, rate and concurrency limits) -> wire body to
+messages and parameters (wire.py) -> `Runtime.chat` / `Runtime.stream` (core.py), which runs
+the guarded chat graph (graph.py) -> the answer and its safety report back to the wire.
+Errors become OpenAI-shaped bodies with the right status (errors.py). No route resolves a
+policy or decides anything about a request; the runtime does.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..core import Runtime
 from ..errors import (
-    AuthenticationError,
     BackendTimeoutError,
     NotFoundError,
     RequestTooLargeError,
@@ -23,7 +28,7 @@ from ..errors import (
 )
 from ..policy import Caller
 from . import errors
-from .ratelimit import TokenBucket
+from .auth import ConcurrencyLimit, TokenBucket, authenticate, end_user
 from .wire import ChatCompletionRequest, chunk_body, completion_body, error_body
 
 
@@ -33,6 +38,7 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(1_000_000, ge=1024)
     request_timeout_s: float = Field(300.0, gt=0)
     rate_limit_per_minute: int = Field(0, ge=0)  # per API key; 0 = unlimited
+    max_concurrent_per_key: int = Field(0, ge=0)  # requests in flight per API key; 0 = unlimited
     model_aliases: list[str] = Field(default_factory=lambda: ["specguard"])
     trusted_user_header: str | None = "x-specguard-user"
 
@@ -44,10 +50,8 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
     async def lifespan(app: FastAPI):
         # Load the model before serving (readyz says "loading" until then) and run the spec
         # updater for the server's lifetime.
-        load = getattr(runtime.backend, "load", None)
-        if load is not None:
-            await load()
-        updater = getattr(runtime, "spec_updater", None)
+        await runtime.load()
+        updater = runtime.spec_updater
         if updater is not None:
             await updater.start()
         app.state.ready = True
@@ -60,10 +64,9 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
     app = FastAPI(title="specguard", version="0.1.0", docs_url="/docs", redoc_url=None,
                   lifespan=lifespan)
     app.state.runtime = runtime
-    app.state.policy = runtime.policy
-    app.state.guard = runtime.guard
     app.state.settings = settings
     app.state.limiter = TokenBucket(settings.rate_limit_per_minute)
+    app.state.in_flight = ConcurrencyLimit(settings.max_concurrent_per_key)
     app.state.ready = False
     errors.install(app)
     app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
@@ -95,17 +98,18 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
                 f"The model {body.model!r} does not exist.",
                 hint=f"Use one of: {', '.join(models)} (GET /v1/models).",
             )
-        user = _end_user(request, caller, settings)
-        resolved = runtime.policy.resolve(caller.tenant, user)
-        params = body.params(resolved.settings.max_tokens)
+        user = end_user(request, caller)
+        params = body.params()
         messages = [m.to_message() for m in body.messages]
         if body.stream:
-            return await _stream(runtime, settings, body, messages, caller, user, params)
+            return await _stream(runtime, settings, body, messages, caller, user, params,
+                                 app.state.in_flight)
         try:
-            result = await asyncio.wait_for(
-                runtime.chat(messages, tenant=caller.tenant, user=user, params=params),
-                settings.request_timeout_s,
-            )
+            with app.state.in_flight.hold(caller.key_name):
+                result = await asyncio.wait_for(
+                    runtime.chat(messages, tenant=caller.tenant, user=user, params=params),
+                    settings.request_timeout_s,
+                )
         except TimeoutError as exc:
             raise BackendTimeoutError(
                 f"The request took longer than {settings.request_timeout_s:.0f} s."
@@ -134,34 +138,12 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
     return app
 
 
-async def authenticate(request: Request) -> Caller:
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise AuthenticationError(
-            "Missing API key.", hint="Send it as `Authorization: Bearer <key>`."
-        )
-    caller = request.app.state.policy.authenticate(key.strip())
-    request.app.state.limiter.take(caller.key_name)
-    return caller
-
-
-def _end_user(request: Request, caller: Caller, settings: ServerSettings) -> str | None:
-    """The user whose policy applies: bound to the key, or named by a trusted gateway's
-    header. Never the body's `user` field, which any client can write."""
-    if caller.user is not None:
-        return caller.user
-    if caller.trusted_gateway and settings.trusted_user_header:
-        return request.headers.get(settings.trusted_user_header) or None
-    return None
-
-
 async def _stream(runtime: Runtime, settings: ServerSettings, body: ChatCompletionRequest,
-                  messages, caller: Caller, user: str | None, params) -> StreamingResponse:
+                  messages, caller: Caller, user: str | None, params,
+                  in_flight: ConcurrencyLimit) -> StreamingResponse:
     created = int(time.time())
-    request_id = f"sg-{uuid.uuid4().hex[:16]}"
-    events = runtime.stream(messages, tenant=caller.tenant, user=user, params=params,
-                            request_id=request_id)
+    events = runtime.stream(messages, tenant=caller.tenant, user=user, params=params)
+    request_id = events.request_id
     deadline = time.monotonic() + settings.request_timeout_s
 
     async def next_event():
@@ -169,14 +151,19 @@ async def _stream(runtime: Runtime, settings: ServerSettings, body: ChatCompleti
         return await asyncio.wait_for(anext(events), max(remaining, 0.001))
 
     # Pull the first event before answering: input checks (and, in buffer mode, the whole
-    # guarded answer) finish before the first byte, so errors still get a proper status.
+    # guarded answer) finish before the first byte, so errors still get a proper status. The
+    # request holds its in-flight slot until the stream ends, however it ends.
+    in_flight.acquire(caller.key_name)
     try:
         first = await next_event()
-    except TimeoutError as exc:
-        await events.aclose()
-        raise BackendTimeoutError("The model did not start answering in time.") from exc
     except StopAsyncIteration:
         first = None
+    except BaseException as exc:
+        await events.aclose()
+        in_flight.release(caller.key_name)
+        if isinstance(exc, TimeoutError):
+            raise BackendTimeoutError("The model did not start answering in time.") from exc
+        raise
 
     async def sse() -> AsyncIterator[bytes]:
         event = first
@@ -191,7 +178,7 @@ async def _stream(runtime: Runtime, settings: ServerSettings, body: ChatCompleti
                     if body.stream_options and body.stream_options.include_usage:
                         usage = {"prompt_tokens": report.prompt_tokens,
                                  "completion_tokens": report.completion_tokens,
-                                 "total_tokens": report.prompt_tokens + report.completion_tokens}
+                                 "total_tokens": report.total_tokens}
                         chunk = chunk_body(request_id=request_id, model=body.model, created=created,
                                            delta={}, usage=usage)
                         chunk["choices"] = []
@@ -214,11 +201,11 @@ async def _stream(runtime: Runtime, settings: ServerSettings, body: ChatCompleti
             yield _sse(error_body(str(exc), type_="upstream_error", code=exc.code))
         finally:
             await events.aclose()
+            in_flight.release(caller.key_name)
         yield b"data: [DONE]\n\n"
 
-    protection = runtime.policy.resolve(caller.tenant, user).settings.stream_protection
     headers = {"x-specguard-request-id": request_id,
-               "x-specguard-stream-protection": protection.value,
+               "x-specguard-stream-protection": events.protection.value,
                "cache-control": "no-cache"}
     return StreamingResponse(sse(), media_type="text/event-stream", headers=headers)
 

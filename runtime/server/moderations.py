@@ -1,21 +1,18 @@
-"""POST /v1/moderations in the OpenAI moderation API's shape, backed by the runtime's guard and
-the caller's resolved policy (its input-check settings and taxonomy).
-
-The app provides `app.state.guard` (a TieredGuard) and `app.state.policy` (a Policy); the
-caller authenticates with `Authorization: Bearer <key>`.
-"""
+"""POST /v1/moderations in the OpenAI moderation API's shape: wire <-> domain only. The
+runtime checks the texts under the caller's policy (`Runtime.moderate`: the same context
+builder, and so the same CheckRequest, as a chat request)."""
 
 from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..errors import AuthenticationError, InvalidRequestError
-from ..guard import CheckRequest, GuardDecision, Stage, load_taxonomy
+from ..errors import InvalidRequestError
+from ..guard import GuardDecision
 from ..policy import Caller
-from ..types import Message, Role
+from .auth import authenticate, end_user
 
 router = APIRouter()
 
@@ -70,18 +67,6 @@ class ModerationResponse(BaseModel):
     results: list[ModerationResult]
 
 
-async def _caller(request: Request) -> Caller:
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise AuthenticationError("Missing API key.", hint="Send it as `Authorization: Bearer <key>`.")
-    caller = request.app.state.policy.authenticate(key.strip())
-    limiter = getattr(request.app.state, "limiter", None)
-    if limiter is not None:
-        limiter.take(caller.key_name)
-    return caller
-
-
 def _result(decision: GuardDecision, category_ids: list[str]) -> ModerationResult:
     scores = {c: 0.0 for c in category_ids}
     for c, s in decision.category_scores.items():
@@ -104,23 +89,12 @@ def _result(decision: GuardDecision, category_ids: list[str]) -> ModerationResul
 
 
 @router.post("/v1/moderations", response_model=ModerationResponse)
-async def create_moderation(body: ModerationRequest, request: Request) -> ModerationResponse:
-    caller = await _caller(request)
-    texts = body.texts()
-    resolved = request.app.state.policy.resolve(caller.tenant, caller.user)
-    settings = resolved.settings
-    guard = request.app.state.guard
-    taxonomy = load_taxonomy(settings.taxonomy)
-    off = {c.lower() for c in settings.input_check.disabled_categories}
-    category_ids = [c.id for c in taxonomy.categories if c.id.lower() not in off]
-    checks = [
-        CheckRequest(stage=Stage.INPUT, messages=[Message(role=Role.USER, content=t)],
-                     profile=resolved.profile, taxonomy=settings.taxonomy)
-        for t in texts
-    ]
-    decisions = await guard.check_many(checks, settings.input_check)
+async def create_moderation(body: ModerationRequest, request: Request,
+                            caller: Caller = Depends(authenticate)) -> ModerationResponse:
+    moderation = await request.app.state.runtime.moderate(
+        body.texts(), tenant=caller.tenant, user=end_user(request, caller))
     return ModerationResponse(
         id=f"modr-{uuid.uuid4().hex[:24]}",
         model=body.model or DEFAULT_MODEL,
-        results=[_result(d, category_ids) for d in decisions],
+        results=[_result(d, moderation.category_ids) for d in moderation.decisions],
     )

@@ -77,15 +77,19 @@ class ChatCompletionRequest(BaseModel):
             raise ValueError("tool calling is not supported by specguard yet")
         return v
 
-    def params(self, default_max_tokens: int) -> GenerationParams:
-        stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
-        return GenerationParams(
-            max_tokens=self.max_completion_tokens or self.max_tokens or default_max_tokens,
-            temperature=self.temperature if self.temperature is not None else 0.0,
-            top_p=self.top_p if self.top_p is not None else 1.0,
-            stop=stop,
-            seed=self.seed,
-        )
+    def params(self) -> GenerationParams:
+        """What the client asked for; the runtime applies the policy's ceilings (max_tokens is
+        set only when the client set it: the policy's value is the default)."""
+        asked: dict[str, Any] = {
+            "temperature": self.temperature if self.temperature is not None else 0.0,
+            "top_p": self.top_p if self.top_p is not None else 1.0,
+            "stop": [self.stop] if isinstance(self.stop, str) else list(self.stop or []),
+            "seed": self.seed,
+        }
+        max_tokens = self.max_completion_tokens or self.max_tokens
+        if max_tokens is not None:
+            asked["max_tokens"] = max_tokens
+        return GenerationParams(**asked)
 
 
 def completion_body(*, request_id: str, model: str, answer: str, finish_reason: str,

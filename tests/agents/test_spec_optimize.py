@@ -9,7 +9,7 @@ import asyncio
 from typer.testing import CliRunner
 
 from specguard.agents.optimize import OptimizeResult, optimize
-from specguard.agents.optimize_cli import app
+from specguard.cli import app
 from specguard.agents.spec_gate import load_canaries
 from specguard.agents.spec_updates import UpdateStatus
 from specguard.policy import SpecUpdateMode
@@ -29,6 +29,9 @@ class SpecFollowingModel:
 
     name = "spec-following-double"
     capabilities = Capabilities(streaming=False)
+
+    async def load(self) -> None:  # nothing to load: a double of a model that is elsewhere
+        return None
 
     def __init__(self) -> None:
         self.meta_calls = 0
@@ -85,7 +88,7 @@ async def test_ungated_optimization_takes_the_bad_update_too():
 def test_the_cli_writes_the_spec_version_and_the_trajectory(tmp_path, data_root):
     db = tmp_path / "cli.db"
     out = tmp_path / "result.json"
-    res = CliRunner().invoke(app, ["--suite", "metasc", "--limit", "2", "--backend", "scripted",
+    res = CliRunner().invoke(app, ["optimize", "--suite", "metasc", "--limit", "2", "--backend", "scripted",
                                    "--method", "metasc-full", "--store", str(db),
                                    "--out", str(out), "--canaries", "small"])
     assert res.exit_code == 0, res.output

@@ -35,6 +35,9 @@ class SpecFollowingModel:
     name = "spec-following-double"
     capabilities = Capabilities(streaming=False)
 
+    async def load(self) -> None:  # nothing to load: a double of a model that is elsewhere
+        return None
+
     def __init__(self, sentence: str = "Critiques must check each step of an answer for harm.") -> None:
         self.sentence = sentence
         self.calls = 0

@@ -1,16 +1,16 @@
-"""/v1/moderations in OpenAI's shape, in a small FastAPI app of its own (the real server
-includes the same router), backed by the shipped fast tier and a real policy."""
+"""/v1/moderations in OpenAI's shape, on the real app, backed by the shipped fast tier and a
+real policy (the chat model is scripted: moderation never calls it)."""
 
 from __future__ import annotations
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from specguard.backends.scripted import ScriptedBackend
+from specguard.core import Runtime
 from specguard.guard import TieredGuard, load_fast_checker
 from specguard.policy import Policy, hash_key
-from specguard.server import errors
-from specguard.server.moderations import router
+from specguard.server import create_app
 
 KEY, STRICT_KEY = "sg-mod-key", "sg-strict-key"
 
@@ -31,12 +31,8 @@ def client():
             {"name": "s", "sha256": hash_key(STRICT_KEY), "tenant": "ml"},
         ],
     })
-    app = FastAPI()
-    errors.install(app)
-    app.state.guard = TieredGuard(fast=fast)
-    app.state.policy = policy
-    app.include_router(router)
-    return TestClient(app)
+    runtime = Runtime(ScriptedBackend(["unused"]), policy=policy, guard=TieredGuard(fast=fast))
+    return TestClient(create_app(runtime))
 
 
 def _post(client, body, key=KEY):

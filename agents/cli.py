@@ -1,0 +1,56 @@
+"""`specguard serve`: the guarded server with MetaSC's spec updates. It lives here, above the
+runtime, because it composes the two: the runtime serves, and a `SpecUpdater` (idle unless a
+policy turns spec updates on) takes each answered request for its scope. `specguard.cli` names
+this command in its LAZY table and imports it only when it runs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from specguard.cli import (
+    ApiBaseOpt,
+    BackendOpt,
+    FastGuardOpt,
+    PolicyOpt,
+    StoreOpt,
+    UpstreamKeyOpt,
+    build_runtime,
+    load_with_progress,
+)
+
+from .spec_updates import SpecUpdater
+
+
+def serve(
+    backend: BackendOpt = "embedded",
+    policy: PolicyOpt = None,
+    store: StoreOpt = None,
+    api_base: ApiBaseOpt = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: Annotated[Optional[str], typer.Option(envvar="SPECGUARD_API_KEY", help="Accept this key (tenant 'default').")] = None,
+    rate_limit: Annotated[int, typer.Option(help="Requests per minute per key; 0 = unlimited.")] = 0,
+    max_concurrent: Annotated[int, typer.Option(help="Requests in flight per key; 0 = unlimited.")] = 0,
+    checkpointer: Annotated[str, typer.Option(help="Graph state per request: none, memory or sqlite:PATH.")] = "none",
+    upstream_api_key: UpstreamKeyOpt = None,
+    fast_guard: FastGuardOpt = None,
+) -> None:
+    """Run the guarded OpenAI-compatible server."""
+    import uvicorn
+    from rich.console import Console
+
+    from specguard.server import ServerSettings, create_app
+
+    runtime = build_runtime(backend, policy, store, api_base, checkpointer, upstream_api_key,
+                            fast_guard, api_key=api_key, generate_key=True,
+                            spec_updater=SpecUpdater)
+    load_with_progress(runtime)
+    fastapi_app = create_app(runtime, ServerSettings(rate_limit_per_minute=rate_limit,
+                                                     max_concurrent_per_key=max_concurrent))
+    Console().print(f"Point an OpenAI client at [bold]http://{host}:{port}/v1[/] (model 'specguard')")
+    uvicorn.run(fastapi_app, host=host, port=port, log_level="warning")
+
+
+__all__ = ["serve"]

@@ -1,0 +1,223 @@
+"""What every node of the guarded chat graph reads but never changes (LangGraph's context),
+and the one place it is built.
+
+`ContextBuilder.build_context(resolved, params)` turns a resolved policy into a `ChatContext`:
+the guard settings (with the tenant's taxonomy), the scope's active spec text, the profile's
+guidelines, the backend (the Goodtriever one when the policy asks for detox), the output
+protection and the generation parameters under the policy's ceilings. `ChatContext.
+check_request` is the only place a `CheckRequest` is built, so the chat graph, /v1/moderations
+and the eval methods check with the same inputs.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from .backends.base import Backend
+from .errors import BackendError, ConfigError
+from .guard import CheckRequest, GuardDecision, Label, Stage, Tier, TieredGuard, Verdict
+from .policy import CheckSettings, CritiqueMode, OnUndecided, ResolvedPolicy, StreamProtection
+from .report import StepRecord
+from .spec import Spec, scope_for
+from .store import Store
+from .types import Cost, GenerationParams, Message
+
+if TYPE_CHECKING:
+    from .decoding.backend import DetoxBackend
+    from .profiles import GuidelineCache
+
+
+class SpecUpdates(Protocol):
+    """Where an answered request goes for a MetaSC spec update (specguard.agents.SpecUpdater
+    implements it): `submit_chat` never waits; `start` / `stop` run its background worker (the
+    server calls them for its lifetime)."""
+
+    def submit_chat(self, resolved: ResolvedPolicy, messages: Sequence[Message], state: dict,
+                    request_id: str) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def output_protection(resolved: ResolvedPolicy) -> StreamProtection:
+    """How a streamed answer is protected for this policy: detox when it asks; pass when nothing
+    can change the draft after generation (no output check, no critique); buffer when every
+    draft is critiqued (a draft that will be rewritten is not worth streaming); else its
+    choice (buffer or chunked)."""
+    s = resolved.settings
+    if s.stream_protection is StreamProtection.DETOX:
+        return StreamProtection.DETOX
+    if not s.output_check.enabled and s.critique is CritiqueMode.OFF:
+        return StreamProtection.PASS
+    if s.critique is CritiqueMode.ALWAYS:
+        return StreamProtection.BUFFER
+    return s.stream_protection
+
+
+@dataclass(frozen=True)
+class ChatContext:
+    backend: Backend
+    guard: TieredGuard | None
+    policy: ResolvedPolicy
+    specs: tuple[Spec, ...]
+    params: GenerationParams
+    guidelines: tuple[str, ...] = ()
+    protection: StreamProtection = StreamProtection.BUFFER
+    # A client reads the answer as it streams: text may go out before the answer is final, as
+    # far as `protection` allows. False (chat): nothing is sent before the end.
+    streaming: bool = False
+    detox: DetoxBackend | None = None  # the backend, when it decodes with Goodtriever
+    spec_updates: SpecUpdates | None = None
+    request_id: str = field(default_factory=lambda: f"sg-{uuid.uuid4().hex[:16]}")
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def spec_text(self) -> str:
+        return "\n".join(s.text for s in self.specs)
+
+    @property
+    def release(self) -> StreamProtection:
+        """What generation does with text as it arrives: buffer (nothing goes out before the
+        checks), chunked (checked prefixes go out), detox or pass (tokens go out as generated)."""
+        return self.protection if self.streaming else StreamProtection.BUFFER
+
+    def check_settings(self, stage: Stage) -> CheckSettings:
+        s = self.policy.settings
+        return s.input_check if stage is Stage.INPUT else s.output_check
+
+    def checks_on(self, stage: Stage) -> bool:
+        return self.guard is not None and self.check_settings(stage).enabled
+
+    def check_request(self, stage: Stage, messages: Sequence[Message],
+                      response: str | None = None) -> CheckRequest:
+        """The one place a CheckRequest is built: the whole conversation, the policy's taxonomy,
+        the scope's active spec, the user's profile and guidelines."""
+        return CheckRequest(
+            stage=stage,
+            messages=list(messages),
+            response=response,
+            profile=self.policy.profile,
+            guidelines=list(self.guidelines),
+            taxonomy=self.policy.settings.taxonomy,
+            spec_text=self.spec_text or None,
+        )
+
+    async def check(self, stage: Stage, messages: Sequence[Message],
+                    response: str | None = None) -> tuple[GuardDecision, StepRecord]:
+        """Run the guard on one request; the decision and its step record."""
+        start = time.perf_counter()
+        settings = self.check_settings(stage)
+        request = self.check_request(stage, messages, response)
+        assert self.guard is not None, "checks_on() is false without a guard"
+        try:
+            decision = await self.guard.check(request, settings)
+        except BackendError as exc:
+            decision = undecided(stage, settings, f"the guard model failed: {exc.message}")
+        return decision, StepRecord.timed(f"{stage.value}_check", start, Cost.total(decision.verdicts))
+
+    async def check_many(self, stage: Stage, conversations: Sequence[Sequence[Message]]
+                         ) -> list[GuardDecision]:
+        """Many requests at once (the fast tier scores them in one batch)."""
+        settings = self.check_settings(stage)
+        if self.guard is None or not settings.enabled:
+            return [GuardDecision(label=Label.SAFE) for _ in conversations]
+        requests = [self.check_request(stage, m) for m in conversations]
+        try:
+            return await self.guard.check_many(requests, settings)
+        except BackendError as exc:
+            return [undecided(stage, settings, f"the guard model failed: {exc.message}")
+                    for _ in requests]
+
+
+def undecided(stage: Stage, settings: CheckSettings, why: str) -> GuardDecision:
+    """A guard that could not answer (its model failed) is an UNDECIDED verdict, and the
+    policy's on_undecided decides, as for any undecided check: never a failed request."""
+    verdict = Verdict(stage=stage, label=Label.UNDECIDED, tier=Tier.DELIBERATIVE,
+                      checker="guard", explanation=why, parse_ok=False)
+    label = Label.UNSAFE if settings.on_undecided is OnUndecided.BLOCK else Label.SAFE
+    return GuardDecision(label=label, verdicts=[verdict], decided_by=Tier.DELIBERATIVE,
+                         undecided=True)
+
+
+class ContextBuilder:
+    """Builds each request's ChatContext from its resolved policy. One per Runtime: it keeps the
+    short spec cache and one Goodtriever backend per distinct detox setting."""
+
+    def __init__(self, backend: Backend, store: Store, guard: TieredGuard | None,
+                 guidelines: GuidelineCache, *, spec_cache_seconds: float = 2.0,
+                 spec_updates: SpecUpdates | None = None) -> None:
+        self.backend = backend
+        self.store = store
+        self.guard = guard
+        self.guidelines = guidelines
+        self.spec_updates = spec_updates
+        self.spec_ttl = spec_cache_seconds
+        self._spec_cache: dict[tuple[str, str], tuple[float, Spec]] = {}
+        self._detox: dict[str, DetoxBackend] = {}
+
+    def build_context(self, resolved: ResolvedPolicy, params: GenerationParams | None = None, *,
+                      request_id: str | None = None, streaming: bool = False) -> ChatContext:
+        settings = resolved.settings
+        scope = str(scope_for(tenant=resolved.tenant, profile=resolved.profile_id))
+        specs = tuple(self.active_spec(name, scope) for name in settings.specs)
+        # Users with a profile: its derived guidelines go to generation and to the checks, and
+        # the guidelines are checked first (specguard.profiles).
+        guidelines = self.guidelines.get(resolved.profile_id, settings.profile_guidelines)
+        guard = self.guard
+        if guidelines and guard is not None:
+            from .profiles import ProfileAwareGuard
+
+            guard = ProfileAwareGuard(guard)
+        protection = output_protection(resolved)
+        detox = self.detox_backend(resolved) if protection is StreamProtection.DETOX else None
+        extra = {"request_id": request_id} if request_id else {}
+        return ChatContext(
+            backend=detox or self.backend, guard=guard, policy=resolved, specs=specs,
+            params=ceiling(params, settings.max_tokens), guidelines=guidelines,
+            protection=protection, streaming=streaming, detox=detox,
+            spec_updates=self.spec_updates, **extra,
+        )
+
+    def active_spec(self, name: str, scope: str) -> Spec:
+        # A short cache keeps the store off the hot path; specs change rarely, and a replica
+        # sees a new version within spec_cache_seconds.
+        now = time.monotonic()
+        hit = self._spec_cache.get((name, scope))
+        if hit is not None and now - hit[0] < self.spec_ttl:
+            return hit[1]
+        spec = self.store.specs.active(name, scope)
+        self._spec_cache[(name, scope)] = (now, spec)
+        return spec
+
+    def detox_backend(self, resolved: ResolvedPolicy) -> DetoxBackend:
+        """One Goodtriever backend per distinct detox setting, over this runtime's backend."""
+        settings = resolved.settings.detox
+        assert settings is not None, "PolicySettings.check_complete requires detox settings"
+        if not self.backend.capabilities.token_steps:
+            raise ConfigError(
+                f"Detoxified decoding runs on a backend with a token-step interface; "
+                f"{self.backend.name} has none.",
+                hint="Serve with --backend embedded, or use the vLLM hidden-state tap (see "
+                "examples/vllm_deployment.md).",
+            )
+        key = settings.model_dump_json()
+        backend = self._detox.get(key)
+        if backend is None:
+            from .decoding.backend import DetoxBackend
+
+            backend = self._detox[key] = DetoxBackend(settings, self.backend)
+        return backend
+
+
+def ceiling(params: GenerationParams | None, max_tokens: int) -> GenerationParams:
+    """The request's parameters with the policy's max_tokens as a ceiling (and the default
+    when the request sets none)."""
+    if params is None:
+        return GenerationParams(max_tokens=max_tokens)
+    asked = params.max_tokens if "max_tokens" in params.model_fields_set else max_tokens
+    return params.model_copy(update={"max_tokens": min(asked, max_tokens)})

@@ -1,0 +1,342 @@
+"""The guarded chat graph: the request, streaming or not.
+
+    input_check --unsafe--> refuse
+        | safe
+    generate --flagged while streaming (chunked)--> critique | refuse
+        |
+    output_check --flagged, or critique always--> critique -> revise -> output_check
+        | pass               (bounded rounds; out of rounds --> refuse)
+    respond
+
+`Runtime.chat` runs it with `ainvoke`, `Runtime.stream` with `astream(stream_mode=["custom",
+"updates"])`: the same nodes, the same routes. Text reaches a streaming client only through
+the graph's stream writer, and only as the context's output protection allows:
+
+- buffer: `generate` completes the draft; `respond` (or `refuse`) sends the final answer;
+- chunked: `generate` streams the draft, checks it every `stream_holdback_chars` and sends
+  what passed except the last `stream_holdback_chars` (a check may still flag them); a
+  flagged prefix stops generation and goes where a flagged draft goes (critique or refuse);
+- detox / pass: `generate` sends tokens as generated (detox decoding is itself the
+  protection; pass has nothing to check); a later flag is reported, never hidden.
+
+Text that went out is never recalled: a revision or refusal after it follows a paragraph
+break. `respond` and `refuse` put the SafetyReport into the state. Every node returns only
+what it changes; routers return Literal names so the drawn graph (`specguard graph --draw`)
+is the request; per-request read-only data is the context (specguard.context).
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+from typing import Annotated, Literal, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime as LangGraphRuntime
+
+from ._prompts import prompt
+from .context import ChatContext
+from .guard import GuardDecision, Stage, Verdict
+from .policy import CritiqueMode, StreamProtection, ViolationAction
+from .profiles import CATEGORY as PROFILE_CATEGORY
+from .report import Action, SafetyReport, SpecRef, StageDecision, StepRecord
+from .types import Cost, GenerationParams, Message, Role, Usage, assistant
+
+SEPARATOR = "\n\n"  # between text already sent and what replaces the rest of it
+PIECE = 16  # characters per event when a finished answer is streamed
+
+
+class ChatState(TypedDict, total=False):
+    messages: list[Message]  # the conversation as the client sent it
+    draft: str  # the current answer candidate
+    released: str  # what a streaming client has received so far (it only ever grows)
+    answer: str  # what the client receives in all
+    action: Action
+    finish_reason: str
+    input_decision: GuardDecision
+    output_decision: GuardDecision
+    flagged_after_release: bool
+    transcript: Annotated[list[Message], operator.add]  # draft/critique/revision turns
+    rounds: int  # critique/revise rounds done
+    verdicts: Annotated[list[Verdict], operator.add]
+    steps: Annotated[list[StepRecord], operator.add]
+    notes: Annotated[list[str], operator.add]
+    report: SafetyReport
+
+
+Run = LangGraphRuntime[ChatContext]  # what LangGraph hands a node (not specguard's Runtime)
+
+
+def with_policy_system_prompt(messages: list[Message], system_prompt: str) -> list[Message]:
+    """Put the policy's system prompt first; a client's own system text follows it in the same
+    system turn (many chat templates accept only one)."""
+    client_system = [m.content for m in messages if m.role == Role.SYSTEM]
+    rest = [m for m in messages if m.role != Role.SYSTEM]
+    text = "\n\n".join([system_prompt, *client_system])
+    return [Message(role=Role.SYSTEM, content=text), *rest]
+
+
+def generation_system_prompt(ctx: ChatContext) -> str:
+    """The policy's system prompt; for a user with a profile, followed by U-SafeBench's remedy:
+    "Consider <profile>. You may decline if it raises safety concerns, including: <list>"."""
+    text = ctx.policy.settings.system_prompt
+    if ctx.policy.profile is not None:
+        from .profiles import remedy_prompt
+
+        text += "\n\n" + remedy_prompt(ctx.policy.profile.text, ctx.guidelines)
+    return text
+
+
+def _checked(stage: Stage, decision: GuardDecision, step: StepRecord) -> dict:
+    key = "input_decision" if stage is Stage.INPUT else "output_decision"
+    update: dict = {key: decision, "verdicts": decision.verdicts, "steps": [step]}
+    if decision.undecided:
+        update["notes"] = [f"{stage.value} check could not decide; the policy's on_undecided applied"]
+    return update
+
+
+# -- nodes -----------------------------------------------------------------------------------
+
+
+async def input_check(state: ChatState, runtime: Run) -> dict:
+    ctx = runtime.context
+    if not ctx.checks_on(Stage.INPUT):
+        return {}
+    return _checked(Stage.INPUT, *await ctx.check(Stage.INPUT, state["messages"]))
+
+
+async def generate(state: ChatState, runtime: Run) -> dict:
+    """The draft. Under buffer it is completed in one call; otherwise it streams, and what may
+    go out goes out through the stream writer (see the module docstring)."""
+    ctx = runtime.context
+    start = time.perf_counter()
+    messages = with_policy_system_prompt(state["messages"], generation_system_prompt(ctx))
+    if ctx.release is StreamProtection.BUFFER:
+        out = await ctx.backend.complete(messages, ctx.params)
+        step = StepRecord.timed("generate", start, Cost.of(out.usage))
+        return {"draft": out.text, "finish_reason": out.finish_reason, "steps": [step],
+                "transcript": [assistant(out.text)]}
+
+    write = runtime.stream_writer
+    chunked = ctx.release is StreamProtection.CHUNKED
+    holdback = ctx.policy.settings.stream_holdback_chars
+    draft = released = ""
+    checked = 0  # length of the longest prefix checked so far
+    usage, finish = Usage(), "stop"
+    update: dict = {"verdicts": [], "steps": [], "notes": []}
+    check_ms = 0.0
+    stream = ctx.backend.stream(messages, ctx.params)
+    try:
+        async for chunk in stream:
+            draft += chunk.text
+            usage = chunk.usage or usage
+            finish = chunk.finish_reason or finish
+            if not chunked:
+                if chunk.text:
+                    write({"text": chunk.text})
+                released = draft
+            elif len(draft) - checked >= max(1, holdback):
+                decision, step = await ctx.check(Stage.OUTPUT, state["messages"], draft)
+                check_ms += step.ms
+                checked = len(draft)
+                for key, value in _checked(Stage.OUTPUT, decision, step).items():
+                    update[key] = update[key] + value if isinstance(value, list) else value
+                if decision.blocked:
+                    break  # the flagged text stays unsent; generation stops here
+                safe = len(draft) - holdback
+                if safe > len(released):
+                    write({"text": draft[len(released):safe]})
+                    released = draft[:safe]
+    finally:
+        await stream.aclose()
+    step = StepRecord.timed("generate", start, Cost.of(usage))
+    step.ms -= check_ms  # the checks in between have their own records
+    update.update(draft=draft, released=released, finish_reason=finish,
+                  transcript=[assistant(draft)])
+    update["steps"] = [step, *update["steps"]]
+    return {k: v for k, v in update.items() if v != []}
+
+
+async def output_check(state: ChatState, runtime: Run) -> dict:
+    ctx = runtime.context
+    if not ctx.checks_on(Stage.OUTPUT):
+        return {}
+    decision, step = await ctx.check(Stage.OUTPUT, state["messages"], state["draft"])
+    update = _checked(Stage.OUTPUT, decision, step)
+    if decision.blocked and state.get("released") and state["released"] == state["draft"]:
+        update["flagged_after_release"] = True
+        update["notes"] = [*update.get("notes", []),
+                           "the output check flagged text the client had already received "
+                           f"({ctx.protection.value} streams tokens as they are generated)"]
+    return update
+
+
+async def critique(state: ChatState, runtime: Run) -> dict:
+    """MetaSC's critique: ways the draft could improve on the active spec. The transcript
+    starts with the draft, so each round continues the same conversation."""
+    ctx = runtime.context
+    start = time.perf_counter()
+    ask = Message(role=Role.USER, content=prompt("critique").format(spec=ctx.spec_text))
+    out = await ctx.backend.complete([*state["messages"], *state["transcript"], ask],
+                                     _critique_params(ctx.params))
+    return {"transcript": [ask, assistant(out.text)],
+            "steps": [StepRecord.timed("critique", start, Cost.of(out.usage))]}
+
+
+async def revise(state: ChatState, runtime: Run) -> dict:
+    """MetaSC's revision: the answer alone, rewritten after the critique."""
+    ctx = runtime.context
+    start = time.perf_counter()
+    ask = Message(role=Role.USER, content=prompt("revise"))
+    out = await ctx.backend.complete([*state["messages"], *state["transcript"], ask], ctx.params)
+    revised = out.text.strip() or state["draft"]
+    return {"draft": revised, "rounds": state.get("rounds", 0) + 1,
+            "transcript": [ask, assistant(revised)],
+            "steps": [StepRecord.timed("revise", start, Cost.of(out.usage))]}
+
+
+async def refuse(state: ChatState, runtime: Run) -> dict:
+    ctx = runtime.context
+    released = state.get("released", "")
+    tail = (SEPARATOR if released else "") + refusal_text(ctx, state)
+    _send(runtime, tail)
+    return _finish(ctx, state, answer=released + tail, action=Action.REFUSED,
+                   finish_reason="content_filter")
+
+
+async def respond(state: ChatState, runtime: Run) -> dict:
+    ctx = runtime.context
+    draft, released = state["draft"], state.get("released", "")
+    # What is still unsent: the rest of the draft, or (a revision after text already out)
+    # the whole revision after a paragraph break.
+    tail = draft[len(released):] if draft.startswith(released) else SEPARATOR + draft
+    _send(runtime, tail)
+    flagged = state.get("flagged_after_release", False)
+    return _finish(ctx, state, answer=released + tail,
+                   action=Action.REVISED if state.get("rounds", 0) else Action.ALLOWED,
+                   finish_reason="content_filter" if flagged else state.get("finish_reason", "stop"))
+
+
+# -- routes ----------------------------------------------------------------------------------
+
+
+def route_input(state: ChatState) -> Literal["refuse", "generate"]:
+    decision = state.get("input_decision")
+    return "refuse" if decision is not None and decision.blocked else "generate"
+
+
+def route_draft(state: ChatState, runtime: Run) -> Literal["output_check", "critique", "refuse"]:
+    """After generation: a draft flagged while it streamed goes where a flagged draft goes."""
+    decision = state.get("output_decision")
+    if decision is not None and decision.blocked:
+        return _on_violation(state, runtime.context)
+    return "output_check"
+
+
+def route_output(state: ChatState, runtime: Run) -> Literal["critique", "refuse", "respond"]:
+    decision = state.get("output_decision")
+    if decision is not None and decision.blocked:
+        return _on_violation(state, runtime.context)
+    if runtime.context.policy.settings.critique is CritiqueMode.ALWAYS and _can_revise(state, runtime.context):
+        return "critique"
+    return "respond"
+
+
+def _can_revise(state: ChatState, ctx: ChatContext) -> bool:
+    s = ctx.policy.settings
+    return s.critique is not CritiqueMode.OFF and state.get("rounds", 0) < s.critique_rounds
+
+
+def _on_violation(state: ChatState, ctx: ChatContext) -> Literal["critique", "refuse"]:
+    revise_it = ctx.policy.settings.on_violation is ViolationAction.REVISE
+    return "critique" if revise_it and _can_revise(state, ctx) else "refuse"
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def refusal_text(ctx: ChatContext, state: ChatState) -> str:
+    """The policy's refusal message; when the user's own profile is the reason, it says so
+    (in the user's words), since the same request may be fine for someone else."""
+    message = ctx.policy.settings.refusal_message
+    decision = state.get("output_decision") or state.get("input_decision")
+    if decision is None or not decision.categories:
+        return message
+    if PROFILE_CATEGORY in decision.categories and ctx.policy.profile is not None:
+        return (f"{message} Given what you told us about yourself (\"{ctx.policy.profile.text}\"), "
+                "this could be unsafe for you in particular.")
+    return f"{message} (flagged: {', '.join(decision.categories)})"
+
+
+def _critique_params(params: GenerationParams) -> GenerationParams:
+    return params.model_copy(update={"max_tokens": min(params.max_tokens, 256)})
+
+
+def _send(runtime: Run, text: str) -> None:
+    """Stream a finished piece of the answer (a no-op when nobody streams)."""
+    for i in range(0, len(text), PIECE):
+        runtime.stream_writer({"text": text[i : i + PIECE]})
+
+
+def _finish(ctx: ChatContext, state: ChatState, *, answer: str, action: Action,
+            finish_reason: str) -> dict:
+    """The end of every request: the answer, its report, and (off the hot path) the spec
+    update job when the policy asks for one."""
+    report = _report(ctx, state, action)
+    if ctx.spec_updates is not None:
+        ctx.spec_updates.submit_chat(ctx.policy, state["messages"], dict(state), ctx.request_id)
+    return {"answer": answer, "released": answer, "action": action,
+            "finish_reason": finish_reason, "report": report}
+
+
+def _report(ctx: ChatContext, state: ChatState, action: Action) -> SafetyReport:
+    steps = state.get("steps", [])
+    verdicts = state.get("verdicts", [])
+    decisions = [StageDecision.of(stage, d) for stage, d in
+                 ((Stage.INPUT, state.get("input_decision")), (Stage.OUTPUT, state.get("output_decision")))
+                 if d is not None]
+    resolved = ctx.policy
+    return SafetyReport(
+        request_id=ctx.request_id,
+        tenant=resolved.tenant,
+        user=resolved.user,
+        profile=resolved.profile_id,
+        action=action,
+        decisions=decisions,
+        verdicts=verdicts,
+        checks_run=list(dict.fromkeys(v.checker for v in verdicts)),
+        specs=[SpecRef(name=s.name, scope=s.scope, version=s.version) for s in ctx.specs],
+        critique_rounds=state.get("rounds", 0),
+        stream_protection=ctx.protection,
+        flagged_after_release=state.get("flagged_after_release", False),
+        decoding=ctx.detox.describe() if ctx.detox is not None else None,
+        total_ms=(time.perf_counter() - ctx.started) * 1000,
+        steps=steps,
+        notes=state.get("notes", []),
+        **Cost.total(steps).model_dump(),
+    )
+
+
+def build_chat_graph(checkpointer=None):
+    g = StateGraph(ChatState, context_schema=ChatContext)
+    g.add_node("input_check", input_check)
+    g.add_node("generate", generate)
+    g.add_node("output_check", output_check)
+    g.add_node("critique", critique)
+    g.add_node("revise", revise)
+    g.add_node("refuse", refuse)
+    g.add_node("respond", respond)
+    g.add_edge(START, "input_check")
+    g.add_conditional_edges("input_check", route_input)
+    g.add_conditional_edges("generate", route_draft)
+    g.add_conditional_edges("output_check", route_output)
+    g.add_edge("critique", "revise")
+    g.add_edge("revise", "output_check")
+    g.add_edge("refuse", END)
+    g.add_edge("respond", END)
+    return g.compile(checkpointer=checkpointer)
+
+
+def draw_mermaid() -> str:
+    """The graph's drawing (Mermaid): what `specguard graph --draw` prints."""
+    return build_chat_graph().get_graph().draw_mermaid()

@@ -1,0 +1,96 @@
+"""Who is calling, and how much they may: the API key (or a trusted gateway's header) names
+the caller; a token bucket caps requests per minute and a counter caps requests in flight, per
+key. Every router (chat, moderations, admin) depends on `authenticate`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fastapi import Request
+
+from ..errors import AuthenticationError, PermissionDeniedError, RateLimitError
+from ..policy import Caller
+
+
+class TokenBucket:
+    """Requests per minute per key, with bursts up to the per-minute budget."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._state: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str) -> None:
+        if self.per_minute <= 0:
+            return
+        now = time.monotonic()
+        tokens, last = self._state.get(key, (float(self.per_minute), now))
+        tokens = min(float(self.per_minute), tokens + (now - last) * self.per_minute / 60.0)
+        if tokens < 1.0:
+            wait = (1.0 - tokens) * 60.0 / self.per_minute
+            raise RateLimitError(
+                f"Rate limit of {self.per_minute} requests per minute exceeded.",
+                hint=f"Retry in {wait:.1f} s.",
+            )
+        self._state[key] = (tokens - 1.0, now)
+
+
+class ConcurrencyLimit:
+    """At most `per_key` requests in flight per key (0: unlimited); one more is a 429."""
+
+    def __init__(self, per_key: int) -> None:
+        self.per_key = per_key
+        self._in_flight: dict[str, int] = {}
+
+    def acquire(self, key: str) -> None:
+        if self.per_key <= 0:
+            return
+        if self._in_flight.get(key, 0) >= self.per_key:
+            raise RateLimitError(
+                f"At most {self.per_key} requests in flight per key.",
+                hint="Wait for an answer before sending the next request.",
+            )
+        self._in_flight[key] = self._in_flight.get(key, 0) + 1
+
+    def release(self, key: str) -> None:
+        if self.per_key > 0:
+            self._in_flight[key] -= 1
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[None]:
+        self.acquire(key)
+        try:
+            yield
+        finally:
+            self.release(key)
+
+
+async def authenticate(request: Request) -> Caller:
+    """The caller of this request, from `Authorization: Bearer <key>`; takes one request from
+    the key's rate budget."""
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise AuthenticationError("Missing API key.", hint="Send it as `Authorization: Bearer <key>`.")
+    caller = request.app.state.runtime.policy.authenticate(key.strip())
+    request.app.state.limiter.take(caller.key_name)
+    return caller
+
+
+def end_user(request: Request, caller: Caller) -> str | None:
+    """The user whose policy applies: bound to the key, or named by a trusted gateway's
+    header. Never the body's `user` field, which any client can write."""
+    if caller.user is not None:
+        return caller.user
+    header = request.app.state.settings.trusted_user_header
+    if caller.trusted_gateway and header:
+        return request.headers.get(header) or None
+    return None
+
+
+def require_admin(caller: Caller) -> Caller:
+    if not caller.admin:
+        raise PermissionDeniedError("This key may not use the admin API.",
+                                    hint="Use an admin key (api_keys[].admin: true).")
+    return caller
