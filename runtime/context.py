@@ -144,21 +144,20 @@ def undecided(stage: Stage, settings: CheckSettings, why: str) -> GuardDecision:
                          undecided=True)
 
 
+@dataclass
 class ContextBuilder:
     """Builds each request's ChatContext from its resolved policy. One per Runtime: it keeps the
-    short spec cache and one Goodtriever backend per distinct detox setting."""
+    short spec cache (a replica sees a new spec version within `spec_ttl` seconds) and one
+    Goodtriever backend per distinct detox setting."""
 
-    def __init__(self, backend: Backend, store: Store, guard: TieredGuard | None,
-                 guidelines: GuidelineCache, *, spec_cache_seconds: float = 2.0,
-                 spec_updates: SpecUpdates | None = None) -> None:
-        self.backend = backend
-        self.store = store
-        self.guard = guard
-        self.guidelines = guidelines
-        self.spec_updates = spec_updates
-        self.spec_ttl = spec_cache_seconds
-        self._spec_cache: dict[tuple[str, str], tuple[float, Spec]] = {}
-        self._detox: dict[str, DetoxBackend] = {}
+    backend: Backend
+    store: Store
+    guard: TieredGuard | None
+    guidelines: GuidelineCache
+    spec_ttl: float = 2.0
+    spec_updates: SpecUpdates | None = None
+    _spec_cache: dict[tuple[str, str], tuple[float, Spec]] = field(default_factory=dict)
+    _detox: dict[str, DetoxBackend] = field(default_factory=dict)
 
     def build_context(self, resolved: ResolvedPolicy, params: GenerationParams | None = None, *,
                       request_id: str | None = None, streaming: bool = False) -> ChatContext:

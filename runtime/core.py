@@ -107,8 +107,7 @@ class Runtime:
                                 if "default" in self.policy.file.tenants else None)
         self.guard = guard
         self.contexts = ContextBuilder(backend, self.store, guard, GuidelineCache(self.store),
-                                       spec_cache_seconds=spec_cache_seconds,
-                                       spec_updates=spec_updater)
+                                       spec_ttl=spec_cache_seconds, spec_updates=spec_updater)
         self.graph = build_chat_graph(checkpointer=checkpointer)
         self._checkpointer = checkpointer
 

@@ -148,7 +148,7 @@ async def test_empty_conversation_is_an_invalid_request():
 
 async def test_store_changes_reach_requests_after_the_cache_ttl():
     rt = runtime(["ok"])
-    rt._spec_ttl = 0.0
+    rt.contexts.spec_ttl = 0.0
     store = rt.store.specs
     v2 = store.propose("general", "global", "New text.", parent=1)
     store.activate("general", "global", v2.version)
