@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from specguard._prompts import prompt as _prompt
+from .._prompts import prompt as _prompt
 
 
 def prompt(name: str) -> str:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from specguard.cli import (
+from ..cli import (
     ApiBaseOpt,
     BackendOpt,
     FastGuardOpt,
@@ -19,7 +19,6 @@ from specguard.cli import (
     build_runtime,
     load_with_progress,
 )
-
 from .spec_updates import SpecUpdater
 
 
@@ -41,7 +40,7 @@ def serve(
     import uvicorn
     from rich.console import Console
 
-    from specguard.server import ServerSettings, create_app
+    from ..server import ServerSettings, create_app
 
     runtime = build_runtime(backend, policy, store, api_base, checkpointer, upstream_api_key,
                             fast_guard, api_key=api_key, generate_key=True,

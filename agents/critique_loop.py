@@ -15,10 +15,10 @@ from typing import Literal
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime as LangGraphRuntime
 
-from specguard.backends.base import Backend
-from specguard.graph import ChatState, critique, revise, with_policy_system_prompt
-from specguard.report import StepRecord
-from specguard.types import Cost, GenerationParams, Message, assistant
+from ..backends.base import Backend
+from ..graph import ChatState, critique, revise, with_policy_system_prompt
+from ..report import StepRecord
+from ..types import Cost, GenerationParams, Message, assistant
 
 # -- the loop on its own -------------------------------------------------------------------
 

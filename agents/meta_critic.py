@@ -16,10 +16,9 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from specguard.backends.base import Backend
-from specguard.report import StepRecord
-from specguard.types import Cost, GenerationParams, Message, Role
-
+from ..backends.base import Backend
+from ..report import StepRecord
+from ..types import Cost, GenerationParams, Message, Role
 from ._prompts import prompt
 
 # A proposal sharing this many consecutive words with user-written text is treated as copied.

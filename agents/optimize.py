@@ -17,12 +17,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from specguard.backends.base import Backend
-from specguard.policy import PolicySettings, SpecUpdateMode
-from specguard.spec import Provenance, Spec
-from specguard.store import Store
-from specguard.types import GenerationParams, user
-
+from ..backends.base import Backend
+from ..policy import PolicySettings, SpecUpdateMode
+from ..spec import Provenance, Spec
+from ..store import Store
+from ..types import GenerationParams, user
 from .critique_loop import run_spec_loop
 from .meta_critic import Transcript
 from .spec_gate import CanarySet, SpecGate

@@ -13,19 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from specguard.backends.base import Backend
-from specguard.errors import ConfigError
-from specguard.refusal import is_refusal
-from specguard.types import Cost, GenerationParams, user
-
+from ..backends.base import Backend
+from ..errors import ConfigError
+from ..refusal import is_refusal
+from ..types import Cost, GenerationParams, user
 from .critique_loop import DEFAULT_SYSTEM_PROMPT, run_spec_loop
 
 

@@ -25,13 +25,12 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from specguard.backends.base import Backend
-from specguard.errors import ConflictError, NotFoundError
-from specguard.policy import PolicySettings, ResolvedPolicy, SpecUpdateMode
-from specguard.spec import Provenance, Spec, SpecStatus, scope_for
-from specguard.store import Store
-from specguard.types import Cost, GenerationParams, Message
-
+from ..backends.base import Backend
+from ..errors import ConflictError, NotFoundError
+from ..policy import PolicySettings, ResolvedPolicy, SpecUpdateMode
+from ..spec import Provenance, Spec, SpecStatus, scope_for
+from ..store import Store
+from ..types import Cost, GenerationParams, Message
 from .meta_critic import MetaCritic, Proposal, Transcript
 from .spec_gate import GateMetrics, GateResult, SpecGate, judge_gate, load_canaries
 

@@ -21,16 +21,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from specguard.errors import ConfigError
-from specguard.agents.critique_loop import run_spec_loop
-from specguard.agents.meta_critic import Transcript
-from specguard.agents.optimize import PAPER_SPEC, PAPER_SYSTEM
-from specguard.agents.spec_updates import SpecUpdater, UpdateJob
-from specguard.policy import PolicySettings, SpecUpdateMode
-from specguard.spec import Provenance
-from specguard.store import Store
-from specguard.types import GenerationParams, system, user
-
+from ..agents.critique_loop import run_spec_loop
+from ..agents.meta_critic import Transcript
+from ..agents.optimize import PAPER_SPEC, PAPER_SYSTEM
+from ..agents.spec_updates import SpecUpdater, UpdateJob
+from ..errors import ConfigError
+from ..policy import PolicySettings, SpecUpdateMode
+from ..spec import Provenance
+from ..store import Store
+from ..types import GenerationParams, system, user
 from .methods import Cost, MethodContext, MethodOutput, register_method
 from .suites import EvalItem
 

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from specguard.policy import SpecUpdateMode
+from ..policy import SpecUpdateMode
 
 console = Console()
 
@@ -32,15 +32,13 @@ def optimize_command(
 ) -> None:
     """Run the spec loop and the meta-critic over a suite's prompts and write the resulting
     spec version (in the store and as JSON) with its trajectory (Markdown)."""
-    from specguard.backends import load_backend
-    from specguard.config import store_url
-    from specguard.policy import Policy
-    from specguard.spec import scope_for
-    from specguard.store import Store
-    from specguard.types import GenerationParams
-
-    from specguard.agents import load_canaries, optimize
-
+    from ..agents import load_canaries, optimize
+    from ..backends import load_backend
+    from ..config import store_url
+    from ..policy import Policy
+    from ..spec import scope_for
+    from ..store import Store
+    from ..types import GenerationParams
     from .suites import build_items, load_suite
 
     if method is SpecUpdateMode.OFF:

@@ -174,7 +174,7 @@ class SpecguardLogitsProcessor(LogitsProcessor):
         key = sw.model_copy(update={"record": None})
         retriever = self._retrievers.get(key)
         if retriever is None:
-            from specguard.decoding import DetoxSettings, Retriever
+            from ..decoding import DetoxSettings, Retriever
 
             settings = DetoxSettings(**sw.model_dump(include=set(GoodtrieverParams.model_fields)))
             retriever = Retriever(
@@ -188,7 +188,7 @@ class SpecguardLogitsProcessor(LogitsProcessor):
     def _store(self, name: str, dim: int):
         store = self._stores.get(name)
         if store is None:
-            from specguard.decoding import Datastore, DatastoreMismatchError
+            from ..decoding import Datastore, DatastoreMismatchError
 
             path: Path = root(DATASTORE_ROOT_ENV, "datastores") / name
             store = Datastore.open(path)
