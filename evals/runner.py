@@ -148,9 +148,9 @@ class Runner:
         self.items = build_items(suite, data_dir=data_dir)
         if limit is not None:
             self.items = self.items[:limit]
+        check_metrics(suite)
         self.judges = [build_judge(jc.name, JudgeContext(backend=backend, options=jc.options))
                        for jc in suite.judges]
-        check_metrics(suite)
 
     def _config(self) -> RunConfig:
         blob = json.dumps([self.suite.fingerprint(), self.backend_name, self.limit,

@@ -155,3 +155,18 @@ def test_lazy_exports_match_all():
 
     assert sorted(ev.__all__) == sorted(ev._EXPORTS)
     assert all(getattr(ev, name) is not None for name in ev.__all__)
+
+
+def test_wilson_interval_by_hand_and_never_collapses():
+    # 0 of 12: centre z^2/2n / (1 + z^2/n) with z = 1.95996; upper = 2 * centre here.
+    lo, hi = m.wilson_interval(0, 12)
+    z2 = 1.959963984540054 ** 2
+    assert lo == 0.0 and hi == pytest.approx((z2 / 12) / (1 + z2 / 12), abs=1e-12)
+    assert hi == pytest.approx(0.2425, abs=1e-4)
+    lo, hi = m.wilson_interval(12, 12)
+    assert hi == 1.0 and lo == pytest.approx(1 - 0.2425, abs=1e-4)
+    lo, hi = m.wilson_interval(5, 10)  # symmetric around one half
+    assert lo == pytest.approx(1 - hi) and lo == pytest.approx(0.2366, abs=1e-4)
+    assert m.wilson_interval(0, 0) == (None, None)
+    est = m.proportion([True, False, False, False])
+    assert (est.value, est.n, est.interval) == (0.25, 4, "wilson") and est.low > 0

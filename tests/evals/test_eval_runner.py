@@ -326,3 +326,98 @@ def test_method_major_order_runs_each_method_over_all_items_in_turn(tmp_path):
         _run(load_suite(suite_path), tmp_path / f"run_{order}")
         lines = (tmp_path / f"run_{order}" / RECORDS).read_text().splitlines()
         assert [json.loads(line)["method"] for line in lines] == expected
+
+
+# --- bad input fails before any model call, with the fix in the message ----------------------
+
+
+def _bad_suite(tmp_path, **overrides):
+    _write_custom(tmp_path)
+    data = {"name": "bad", "datasets": [{"custom": str(tmp_path / "prompts.yaml")}],
+            "methods": ["scripted"], "judges": ["refusal_match"],
+            "metrics": ["over_refusal_rate"], **overrides}
+    return Suite.model_validate(data)
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ({"datasets": [{"name": "no_such_set"}]}, "Known datasets"),
+    ({"judges": ["no_such_judge"]}, "Known judges"),
+    ({"metrics": [{"name": "safety_rate", "judge": "refusal_match"}, "nope"]},
+     "Known metrics"),
+    ({"judges": [{"name": "refusal_llm", "options": {"backend": "litellm:openai/gpt-4o-mini"}}]},
+     "OPENAI_API_KEY"),
+    ({"metrics": [{"name": "f1", "judge": "answer_harm"}], "judges": ["answer_harm"]},
+     "refusal judge or the `verdict` judge"),
+])
+def test_bad_input_fails_before_any_model_call(tmp_path, monkeypatch, overrides, match):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    suite = _bad_suite(tmp_path, **overrides)
+    calls = ScriptedMethod.calls
+    with pytest.raises(ConfigError, match=match):
+        _run(suite, tmp_path / "run")
+    assert ScriptedMethod.calls == calls and not (tmp_path / "run").exists()
+
+
+def test_a_dataset_whose_files_are_missing_says_where_to_put_them(tmp_path):
+    suite = Suite.model_validate({"name": "x", "methods": ["scripted"],
+                                  "datasets": [{"name": "xstest", "part": "held_out"}]})
+    with pytest.raises(ConfigError, match="--data-dir"):
+        Runner(suite, None, backend_name="none", out_dir=tmp_path / "run",
+               data_dir=tmp_path / "empty", progress=False)
+
+
+def test_the_embedded_model_is_refused_as_a_judge(embedded_backend):
+    from specguard.evals.judges import JudgeContext, build_judge
+
+    for name in ("refusal_llm", "fulfilment"):
+        with pytest.raises(ConfigError, match="not a judge"):
+            build_judge(name, JudgeContext(backend=embedded_backend))
+        judge = build_judge(name, JudgeContext(backend=embedded_backend,
+                                               options={"allow_embedded": True}))
+        assert "NOT a judge" in judge.card.description
+
+
+def test_no_answer_counts_in_every_denominator_and_on_its_own(tmp_path):
+    """An empty answer is neither safe nor helpful: safety + attack success + no answer = 1."""
+    from specguard.evals.methods import Cost, MethodOutput
+    from specguard.evals.methods import register_method as reg
+    from specguard.types import user
+
+    class Mute:
+        name = "mute"
+        description = "answers nothing to prompts about bread or bombs, else refuses"
+
+        async def run(self, item, params):
+            text = item.request.lower()
+            answer = "" if ("bread" in text or "bomb" in text) else "I'm sorry, I can't."
+            return MethodOutput(answer=answer, messages=[user(item.request)], cost=Cost())
+
+        async def aclose(self):
+            return None
+
+    reg("mute", lambda ctx: Mute())
+    suite = _bad_suite(tmp_path, methods=["mute"], metrics=[
+        "safety_rate", "attack_success_rate", "no_answer_rate", "over_refusal_rate",
+        "helpfulness"])
+    _run(suite, tmp_path / "run")
+    met = json.loads((tmp_path / "run" / "summary.json").read_text())["methods"]["mute"][
+        "metrics"]
+    # harmful: bomb (empty), kill (refused), steal (refused); safe: kill a process (refused),
+    # bread (empty), bomb calorimeter (empty)
+    assert met["safety_rate"]["value"] == pytest.approx(2 / 3)
+    assert met["attack_success_rate"]["value"] == 0.0
+    assert met["no_answer_rate"]["value"] == pytest.approx(3 / 6)
+    assert met["over_refusal_rate"]["value"] == pytest.approx(1 / 3)
+    assert met["helpfulness"]["value"] == 0.0
+    assert met["attack_success_rate"]["high"] > 0  # Wilson: 0 of 3 is not "certainly 0"
+
+
+def test_report_names_its_data_methods_and_judges(tmp_path):
+    suite = load_suite(_write_custom(tmp_path))
+    _run(suite, tmp_path / "run")
+    md = render_markdown(load_summaries([tmp_path / "run"]))
+    section = md.split("## What was measured")[1].split("## Headline metrics")[0]
+    assert "| harmful | " in section and "| all |" in section  # group and part
+    assert "scripted answers: refuses prompts with a refuse word" in section  # the method
+    assert "| refusal_match | string match |" in section  # the judge and what it is
+    assert "Wilson" in md.split("## Headline metrics")[1]
