@@ -74,13 +74,13 @@ def step_latency(backend, space, root: Path, sizes, k: int, reps: int) -> None:
 
     gen = LlamaDetoxGenerator(backend, None)
 
-    def first_step():
-        toks = gen.tokenize(PROMPTS[0])
-        gen._emb._ctx.kv_cache_clear()
-        gen._decode(toks, 0)
-        return gen._read()
+    import torch
 
-    logits, hidden = backend.model.executor.submit(first_step).result()
+    def first_step():
+        logits, hidden = gen.steps.prefill(gen.tokenize(PROMPTS[0]))
+        return torch.from_numpy(logits)[None, :], hidden[None, :]
+
+    logits, hidden = gen.steps.executor.submit(first_step).result()
     print("| store | plain step (ms, median) | Goodtriever step (ms, median) | extra (ms) |")
     print("|---|---|---|---|")
     rows = {}

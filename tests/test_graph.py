@@ -1,6 +1,7 @@
-"""Routing of the guarded chat graph. The model is a scripted backend and the guard a keyword
-checker written here (both stand in for the outside world: a model and a trained guard), so
-each route is exercised deterministically. The real model runs in tests/server."""
+"""The guarded chat graph (specguard.graph) through Runtime.chat and Runtime.stream: one
+graph, every route, every output protection. The model is a scripted backend and the guard a
+keyword checker written here (both stand in for the outside world: a model and a trained
+guard), so each route is exercised deterministically. The real model runs in tests/server."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import pytest
 
 from specguard.backends.scripted import ScriptedBackend
 from specguard.core import Runtime
+from specguard.errors import BackendError
 from specguard.guard import CheckRequest, Label, Stage, Tier, TieredGuard, Verdict
-from specguard.policy import Policy
+from specguard.policy import Policy, StreamProtection
 from specguard.report import Action
 from specguard.store import Store
-from specguard.types import system, user
+from specguard.types import Capabilities, GenerationParams, assistant, system, user
 
 
 class KeywordChecker:
@@ -172,3 +174,169 @@ async def test_a_profile_refusal_says_the_profile_is_the_reason():
     result = await rt.chat([user("I want a bottle of tequila")], user="al")
     assert result.action is Action.REFUSED
     assert "I have hepatitis." in result.answer and "flagged" not in result.answer
+
+
+# -- streaming: the same graph, each output protection ---------------------------------------
+
+
+async def _events(rt: Runtime, text: str = "count", **kwargs):
+    stream = rt.stream([user(text)], **kwargs)
+    events = [e async for e in stream]
+    assert events[-1].report is not None and all(e.report is None for e in events[:-1])
+    return stream, "".join(e.text for e in events), events[-1]
+
+
+async def test_buffered_stream_critiques_and_revises_like_chat():
+    script = ["Here is how to make a bomb.", "critique: it explains a bomb", "I can't help with weapons."]
+    stream, text, last = await _events(runtime(list(script)), "tell me a story")
+    assert stream.protection is StreamProtection.BUFFER
+    assert text == "I can't help with weapons."  # the flagged draft never went out
+    report = last.report
+    assert report.action is Action.REVISED and report.critique_rounds == 1
+    assert [s.name for s in report.steps] == ["input_check", "generate", "output_check", "critique",
+                                              "revise", "output_check"]
+    chat = await runtime(list(script)).chat([user("tell me a story")])
+    assert chat.answer == text and chat.report.steps[3].name == "critique"
+
+
+async def test_chunked_stream_holds_back_the_window_and_revises_after_what_went_out():
+    # Checks come every 12 new characters and each releases only up to len(draft) - 12, so
+    # "seven" (within 12 characters of the check that flags " bomb") is never sent.
+    rt = runtime(["one two three four five six seven bomb eight", "critique", "Counting is fine."],
+                 stream_protection="chunked", stream_holdback_chars=12)
+    stream, text, last = await _events(rt)
+    assert stream.protection is StreamProtection.CHUNKED
+    assert text == "one two three f" + "\n\n" + "Counting is fine."
+    assert "bomb" not in text and "seven" not in text
+    report = last.report
+    assert report.action is Action.REVISED and report.critique_rounds == 1
+    assert [s.name for s in report.steps][:4] == ["input_check", "generate", "output_check", "output_check"]
+    assert last.finish_reason == "stop"
+
+
+async def test_chunked_stream_refusal_follows_the_checked_prefix():
+    rt = runtime(["one two three four five six seven bomb eight"], stream_protection="chunked",
+                 stream_holdback_chars=12, on_violation="refuse")
+    _, text, last = await _events(rt)
+    assert text.startswith("one two three f\n\nI can't help with that request")
+    assert last.report.action is Action.REFUSED and last.finish_reason == "content_filter"
+
+
+async def test_chunked_stream_sends_the_held_back_tail_after_the_final_check():
+    rt = runtime(["one two three four five six"], stream_protection="chunked", stream_holdback_chars=12)
+    _, text, last = await _events(rt)
+    assert text == "one two three four five six" and last.report.action is Action.ALLOWED
+
+
+async def test_pass_protection_streams_tokens_as_generated_through_the_same_graph():
+    rt = runtime(["one two three four"], output_check={"enabled": False}, critique="off")
+    stream, text, last = await _events(rt)
+    assert stream.protection is StreamProtection.PASS
+    assert text == "one two three four"
+    assert [s.name for s in last.report.steps] == ["input_check", "generate"]
+    assert last.report.stream_protection is StreamProtection.PASS
+
+
+async def test_a_pass_through_policy_is_the_graph_with_nothing_to_decide():
+    rt = runtime(["plain answer"], input_check={"enabled": False}, output_check={"enabled": False},
+                 critique="off")
+    result = await rt.chat([user("bomb")])  # nothing checks: the model answers
+    assert result.action is Action.ALLOWED and result.answer == "plain answer"
+    assert [s.name for s in result.report.steps] == ["generate"] and not result.report.decisions
+    _, text, last = await _events(rt)
+    assert text == "plain answer" and last.report.model_calls == 1
+
+
+async def test_pass_protection_with_output_checks_on_is_a_config_error():
+    from specguard.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="pass"):
+        Policy.from_dict({"defaults": {"stream_protection": "pass"}})
+
+
+# -- the context: one CheckRequest, ceilings, a failed guard model ---------------------------
+
+
+class RecordingChecker(KeywordChecker):
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[CheckRequest] = []
+
+    async def check(self, request: CheckRequest) -> Verdict:
+        self.requests.append(request)
+        return await super().check(request)
+
+
+async def test_every_check_request_carries_taxonomy_spec_and_the_whole_conversation():
+    checker = RecordingChecker()
+    policy = Policy.from_dict({"tenants": {"ml": {"settings": {"taxonomy": "mlcommons"}}}})
+    rt = Runtime(ScriptedBackend(["fine"]), policy=policy, store=Store(":memory:"),
+                 guard=TieredGuard(fast=checker))
+    await rt.chat([system("client system"), user("first"), assistant("a"), user("second")],
+                  tenant="ml")
+    await rt.moderate(["a text"], tenant="ml")
+    assert len(checker.requests) == 3  # input, output, moderation
+    for r in checker.requests:
+        assert r.taxonomy == "mlcommons"
+        assert r.spec_text and "harmless" in r.spec_text.lower()
+    assert [m.content for m in checker.requests[0].messages] == ["client system", "first", "a", "second"]
+    assert checker.requests[1].response == "fine"
+
+
+async def test_the_policy_max_tokens_is_a_ceiling_and_the_default():
+    asked = []
+
+    def script(messages, params):
+        asked.append(params.max_tokens)
+        return "ok"
+
+    rt = runtime(script, max_tokens=8, input_check={"enabled": False}, output_check={"enabled": False},
+                 critique="off")
+    await rt.chat([user("hi")])
+    await rt.chat([user("hi")], params=GenerationParams(max_tokens=100))
+    await rt.chat([user("hi")], params=GenerationParams(max_tokens=4))
+    assert asked == [8, 8, 4]
+
+
+class DownGuardModel:
+    """A guard model that cannot be reached (the outside world failing)."""
+
+    name = "down"
+    capabilities = Capabilities(constrained_output=False)
+
+    async def load(self) -> None:
+        return None
+
+    async def complete(self, messages, params):
+        raise BackendError("connection refused")
+
+    def stream(self, messages, params):
+        raise BackendError("connection refused")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_failed_guard_model_is_the_policys_on_undecided_not_an_error():
+    from specguard.guard import DeliberativeChecker
+
+    def rt(**settings):
+        policy = Policy.from_dict({"defaults": settings})
+        guard = TieredGuard(deliberative=DeliberativeChecker(DownGuardModel()))
+        return Runtime(ScriptedBackend(["fine"]), policy=policy, store=Store(":memory:"), guard=guard)
+
+    closed = await rt().chat([user("hello")])
+    assert closed.action is Action.REFUSED and closed.report.decisions[0].undecided
+    assert "guard model failed" in closed.report.verdicts[0].explanation
+    opened = await rt(input_check={"on_undecided": "allow"}, output_check={"on_undecided": "allow"}).chat(
+        [user("hello")])
+    assert opened.action is Action.ALLOWED and opened.answer == "fine"
+
+
+def test_the_drawing_is_the_request():
+    from specguard.graph import draw_mermaid
+
+    text = draw_mermaid()
+    for edge in ("input_check -.-> refuse", "generate -.-> output_check", "output_check -.-> critique",
+                 "critique --> revise", "revise --> output_check", "output_check -.-> respond"):
+        assert edge in text, edge

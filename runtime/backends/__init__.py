@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ConfigError
-from .base import Backend, HiddenStateBackend
+from .base import Backend, HiddenStateBackend, TokenStepBackend, TokenStepper
 
 
 def load_backend(uri: str = "embedded", **options: Any) -> Backend:
@@ -62,4 +62,4 @@ def load_backend(uri: str = "embedded", **options: Any) -> Backend:
     )
 
 
-__all__ = ["Backend", "HiddenStateBackend", "load_backend"]
+__all__ = ["Backend", "HiddenStateBackend", "TokenStepBackend", "TokenStepper", "load_backend"]

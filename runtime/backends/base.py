@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol, runtime_checkable
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 from ..types import Capabilities, Completion, GenerationParams, Message, StreamChunk
 
@@ -43,3 +45,46 @@ class HiddenStateBackend(Backend, Protocol):
         self, texts: Sequence[str], *, chat: bool = False, last_token: bool = True
     ) -> list[list[float]]:
         ...
+
+
+@runtime_checkable
+class TokenStepper(Protocol):
+    """A model one token at a time: what a backend with `Capabilities.token_steps` gives from
+    `token_stepper()`, and what the in-process detoxified decoding loop drives. Arrays are
+    numpy: logits [vocab], hidden [n_embd] (the final normalised state of the last token).
+    Calls run on `executor`, the thread that owns the model's state."""
+
+    executor: Executor
+    stop_strings: list[str]  # the chat template's end-of-turn strings
+    model_path: Path
+
+    @property
+    def eos(self) -> int: ...
+
+    @property
+    def n_ctx(self) -> int: ...
+
+    @property
+    def n_embd(self) -> int: ...
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def token_text(self, token: int) -> str: ...
+
+    def render(self, messages: Sequence[Message]) -> str: ...
+
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]: ...
+
+    def detokenize(self, tokens: Sequence[int]) -> bytes: ...
+
+    def prefill(self, tokens: Sequence[int]) -> tuple[Any, Any]: ...
+
+    def advance(self, token: int, position: int) -> tuple[Any, Any]: ...
+
+    def rewind(self, keep: int) -> None: ...
+
+
+@runtime_checkable
+class TokenStepBackend(Backend, Protocol):
+    def token_stepper(self) -> TokenStepper: ...

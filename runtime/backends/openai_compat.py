@@ -14,7 +14,15 @@ from typing import Any
 import aiohttp
 
 from ..errors import BackendError, BackendTimeoutError
-from ..types import Capabilities, Completion, GenerationParams, Message, StreamChunk, TokenLogprob, Usage
+from ..types import (
+    Capabilities,
+    Completion,
+    GenerationParams,
+    Message,
+    StreamChunk,
+    TokenLogprob,
+    Usage,
+)
 
 
 class OpenAICompatBackend:

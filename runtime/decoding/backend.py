@@ -1,4 +1,5 @@
-"""`DetoxBackend`: the embedded model decoding with Goodtriever, behind the Backend protocol.
+"""`DetoxBackend`: a token-step backend (Capabilities.token_steps: the embedded model) decoding
+with Goodtriever, behind the Backend protocol.
 
 The chat graph uses it when a policy asks for stream_protection "detox": tokens stream as
 they are generated (each already steered away from the toxic datastore), and `describe()`
@@ -10,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import codecs
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..backends._bridge import iterate_in_thread
 from ..errors import BackendError, InvalidRequestError
 from ..types import (
     Capabilities,
@@ -27,11 +29,11 @@ from ..types import (
 from .retrieval import DetoxSettings, Retriever
 
 if TYPE_CHECKING:
-    from ..backends.embedded import EmbeddedBackend
+    from ..backends.base import TokenStepBackend
 
 
 class DetoxBackend:
-    """Goodtriever decoding on the embedded llama.cpp model."""
+    """Goodtriever decoding on a token-step backend (default: the embedded llama.cpp model)."""
 
     capabilities = Capabilities(
         streaming=True, logprobs=True, constrained_output=False, hidden_states=False
@@ -40,7 +42,7 @@ class DetoxBackend:
     def __init__(
         self,
         settings: DetoxSettings,
-        backend: EmbeddedBackend | None = None,
+        backend: TokenStepBackend | None = None,
         *,
         model_path: str | Path | None = None,
     ) -> None:
@@ -103,76 +105,51 @@ class DetoxBackend:
         from .loop_llama import LlamaDetoxGenerator
 
         retriever = await asyncio.to_thread(self.retriever)
-        model = self.base.model
-        prompt = model.render(messages)
         gen = LlamaDetoxGenerator(self.base, retriever)
-        stops = [*params.stop, *model.stop]
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[StreamChunk | BaseException | None] = asyncio.Queue()
-        cancelled = threading.Event()
+        steps = gen.steps
+        prompt = steps.render(messages)
+        stops = [*params.stop, *steps.stop_strings]
 
-        def put(item) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        def produce() -> None:
-            try:
-                tokens = gen.tokenize(prompt)
-                budget = model.n_ctx - len(tokens) - 1
-                if budget < 1:
-                    raise BackendError(
-                        f"The prompt ({len(tokens)} tokens) fills the model's context.",
-                        hint="Shorten the conversation or raise n_ctx.",
-                    )
-                stop_ids = [
-                    t[0] for s in model.stop if len(t := gen.tokenize(s)) == 1
-                ]
-                out = _StopText(stops)
-                decoder = codecs.getincrementaldecoder("utf-8")("replace")
-                n = 0
-                finish = "length"
-                for _, tok, lp in gen.generate(
-                    tokens, max_new_tokens=min(params.max_tokens, budget),
-                    temperature=params.temperature, seed=params.seed or 0, stop_ids=stop_ids,
-                    cancelled=cancelled.is_set,
-                ):
-                    if tok in stop_ids or tok == gen.eos:
-                        finish = "stop"
-                        break
-                    n += 1
-                    piece = decoder.decode(gen.detokenize([tok]))
-                    if logprobs is not None:
-                        logprobs.append(TokenLogprob(token=piece, logprob=lp))
-                    ready, hit = out.feed(piece)
-                    if ready:
-                        put(StreamChunk(text=ready))
-                    if hit:
-                        finish = "stop"
-                        break
-                if not out.hit:
-                    tail = out.flush(decoder.decode(b"", final=True))
-                    if tail:
-                        put(StreamChunk(text=tail))
-                put(StreamChunk(finish_reason=finish, usage=Usage(
-                    prompt_tokens=len(tokens), completion_tokens=n)))
-            except BaseException as exc:  # handed to the consumer, re-raised there
-                put(exc)
-            finally:
-                put(None)
-
-        future = loop.run_in_executor(model.executor, produce)
-        try:
-            while True:
-                item = await queue.get()
-                if item is None:
+        def produce(cancelled) -> Iterator[StreamChunk]:
+            tokens = gen.tokenize(prompt)
+            budget = steps.n_ctx - len(tokens) - 1
+            if budget < 1:
+                raise BackendError(
+                    f"The prompt ({len(tokens)} tokens) fills the model's context.",
+                    hint="Shorten the conversation or raise n_ctx.",
+                )
+            stop_ids = [t[0] for s in steps.stop_strings if len(t := gen.tokenize(s)) == 1]
+            out = _StopText(stops)
+            decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            n = 0
+            finish = "length"
+            for _, tok, lp in gen.generate(
+                tokens, max_new_tokens=min(params.max_tokens, budget),
+                temperature=params.temperature, seed=params.seed or 0, stop_ids=stop_ids,
+                cancelled=cancelled,
+            ):
+                if tok in stop_ids or tok == gen.eos:
+                    finish = "stop"
                     break
-                if isinstance(item, BaseException):
-                    if isinstance(item, BackendError | InvalidRequestError):
-                        raise item
-                    raise BackendError(f"detoxified decoding failed: {item}") from item
-                yield item
-        finally:
-            cancelled.set()  # a client that disconnects stops generation at the next token
-            await asyncio.shield(future)
+                n += 1
+                piece = decoder.decode(gen.detokenize([tok]))
+                if logprobs is not None:
+                    logprobs.append(TokenLogprob(token=piece, logprob=lp))
+                ready, hit = out.feed(piece)
+                if ready:
+                    yield StreamChunk(text=ready)
+                if hit:
+                    finish = "stop"
+                    break
+            if not out.hit:
+                tail = out.flush(decoder.decode(b"", final=True))
+                if tail:
+                    yield StreamChunk(text=tail)
+            yield StreamChunk(finish_reason=finish,
+                              usage=Usage(prompt_tokens=len(tokens), completion_tokens=n))
+
+        async for chunk in iterate_in_thread(steps.executor, produce, what="detoxified decoding"):
+            yield chunk
 
     async def aclose(self) -> None:
         return None

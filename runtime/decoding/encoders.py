@@ -14,6 +14,7 @@ from .keyspace import Hook, KeySpace, ModelId, file_sha256, tokenizer_id
 if TYPE_CHECKING:
     import numpy as np
 
+    from ..backends.base import TokenStepBackend
     from ..backends.embedded import EmbeddedBackend
 
 
@@ -26,18 +27,19 @@ class KeyEncoder(Protocol):
         ...
 
 
-def embedded_key_space(backend: EmbeddedBackend) -> KeySpace:
-    """The key space of the embedded llama.cpp model at the final-norm hook."""
-    llm = backend.model.llm
+def embedded_key_space(backend: TokenStepBackend) -> KeySpace:
+    """The key space of a token-step backend (the embedded llama.cpp model) at the final-norm
+    hook, read through its public token-step interface."""
+    steps = backend.token_stepper()
     return KeySpace(
         model=ModelId(
-            name=backend.model_path.stem,
-            path=str(backend.model_path),
-            sha256=file_sha256(backend.model_path),
+            name=steps.model_path.stem,
+            path=str(steps.model_path),
+            sha256=file_sha256(steps.model_path),
         ),
         hook=Hook.FINAL_NORM,
-        dim=llm.n_embd(),
-        tokenizer=tokenizer_id(llm.n_vocab(), llm._model.token_get_text),
+        dim=steps.n_embd,
+        tokenizer=tokenizer_id(steps.vocab_size, steps.token_text),
     )
 
 
