@@ -61,7 +61,7 @@ async def draft(state: ChatState, runtime: LangGraphRuntime[LoopContext]) -> dic
             "steps": [StepRecord.timed("draft", start, Cost.of(out.usage))]}
 
 
-def _more_rounds(state: ChatState, runtime: LangGraphRuntime[LoopContext]) -> Literal["critique", "__end__"]:
+async def _more_rounds(state: ChatState, runtime: LangGraphRuntime[LoopContext]) -> Literal["critique", "__end__"]:
     return "critique" if state.get("rounds", 0) < runtime.context.rounds else END
 
 

@@ -18,6 +18,11 @@ STATE_TYPES = [
     ("specguard.guard.verdict", "Tier"),
     ("specguard.guard.verdict", "Verdict"),
     ("specguard.guard.tiered", "GuardDecision"),
+    ("specguard.report", "SafetyReport"),
+    ("specguard.report", "SpecRef"),
+    ("specguard.report", "StageDecision"),
+    ("specguard.policy", "StreamProtection"),
+    ("specguard.graph", "ChatResult"),
 ]
 
 

@@ -23,19 +23,12 @@ from pydantic import BaseModel
 from .backends.base import Backend
 from .context import ChatContext, ContextBuilder, SpecUpdates
 from .errors import InvalidRequestError
-from .graph import build_chat_graph
+from .graph import ChatResult, build_chat_graph
 from .guard import GuardDecision, Stage, TieredGuard, load_taxonomy
 from .policy import Policy, ResolvedPolicy, StreamProtection
-from .report import Action, SafetyReport
+from .report import SafetyReport
 from .store import Store
 from .types import GenerationParams, Message, Role
-
-
-class ChatResult(BaseModel):
-    answer: str
-    action: Action
-    report: SafetyReport
-    finish_reason: str = "stop"
 
 
 class StreamEvent(BaseModel):
@@ -138,8 +131,7 @@ class Runtime:
     ) -> ChatResult:
         ctx = self._prepare(messages, tenant, user, params, request_id, streaming=False)
         state = await self.graph.ainvoke({"messages": list(messages)}, self._config(ctx), context=ctx)
-        return ChatResult(answer=state["answer"], action=state["action"], report=state["report"],
-                          finish_reason=state["finish_reason"])
+        return state["result"]
 
     def chat_sync(self, messages: Sequence[Message], **kwargs: Any) -> ChatResult:
         """Blocking convenience wrapper around `chat` for scripts and notebooks."""
@@ -197,7 +189,7 @@ class Runtime:
         return {"configurable": {"thread_id": ctx.request_id}} if self._checkpointer else None
 
     async def _events(self, ctx: ChatContext, messages: Sequence[Message]) -> AsyncIterator[StreamEvent]:
-        final: dict = {}
+        result: ChatResult | None = None
         async for mode, chunk in self.graph.astream(
             {"messages": list(messages)}, self._config(ctx), context=ctx,
             stream_mode=["custom", "updates"],
@@ -206,9 +198,10 @@ class Runtime:
                 yield StreamEvent(text=chunk["text"])
             else:
                 for update in chunk.values():
-                    if update and "report" in update:
-                        final = update
-        yield StreamEvent(report=final["report"], finish_reason=final["finish_reason"])
+                    if update and "result" in update:
+                        result = update["result"]
+        assert result is not None, "every path through the graph ends in respond or refuse"
+        yield StreamEvent(report=result.report, finish_reason=result.finish_reason)
 
 
 def _validate(messages: Sequence[Message]) -> None:

@@ -8,6 +8,10 @@
         | pass               (bounded rounds; out of rounds --> refuse)
     respond
 
+A step the policy switches off is routed around (no input check: START -> generate; no output
+check and no critique: generate -> respond), so a pass-through policy runs generate and
+respond only: the same graph with nothing to decide.
+
 `Runtime.chat` runs it with `ainvoke`, `Runtime.stream` with `astream(stream_mode=["custom",
 "updates"])`: the same nodes, the same routes. Text reaches a streaming client only through
 the graph's stream writer, and only as the context's output protection allows:
@@ -20,7 +24,7 @@ the graph's stream writer, and only as the context's output protection allows:
   protection; pass has nothing to check); a later flag is reported, never hidden.
 
 Text that went out is never recalled: a revision or refusal after it follows a paragraph
-break. `respond` and `refuse` put the SafetyReport into the state. Every node returns only
+break. `respond` and `refuse` put the ChatResult (with its SafetyReport) into the state. Every node returns only
 what it changes; routers return Literal names so the drawn graph (`specguard graph --draw`)
 is the request; per-request read-only data is the context (specguard.context).
 """
@@ -32,6 +36,7 @@ import time
 from typing import Annotated, Literal, TypedDict
 
 from langgraph.graph import END, START, StateGraph
+from pydantic import BaseModel
 from langgraph.runtime import Runtime as LangGraphRuntime
 
 from ._prompts import prompt
@@ -46,13 +51,21 @@ SEPARATOR = "\n\n"  # between text already sent and what replaces the rest of it
 PIECE = 16  # characters per event when a finished answer is streamed
 
 
+class ChatResult(BaseModel):
+    """What a request ends with: the answer the client received in all, the action, why the
+    answer ended, and the safety report."""
+
+    answer: str
+    action: Action
+    report: SafetyReport
+    finish_reason: str = "stop"
+
+
 class ChatState(TypedDict, total=False):
     messages: list[Message]  # the conversation as the client sent it
     draft: str  # the current answer candidate
     released: str  # what a streaming client has received so far (it only ever grows)
-    answer: str  # what the client receives in all
-    action: Action
-    finish_reason: str
+    finish_reason: str  # why generation stopped (the model's word)
     input_decision: GuardDecision
     output_decision: GuardDecision
     flagged_after_release: bool
@@ -61,7 +74,7 @@ class ChatState(TypedDict, total=False):
     verdicts: Annotated[list[Verdict], operator.add]
     steps: Annotated[list[StepRecord], operator.add]
     notes: Annotated[list[str], operator.add]
-    report: SafetyReport
+    result: ChatResult  # set by respond or refuse, the last step
 
 
 Run = LangGraphRuntime[ChatContext]  # what LangGraph hands a node (not specguard's Runtime)
@@ -220,20 +233,30 @@ async def respond(state: ChatState, runtime: Run) -> dict:
 # -- routes ----------------------------------------------------------------------------------
 
 
-def route_input(state: ChatState) -> Literal["refuse", "generate"]:
+async def route_start(state: ChatState, runtime: Run) -> Literal["input_check", "generate"]:
+    """A policy without input checks has nothing to decide before generation."""
+    return "input_check" if runtime.context.checks_on(Stage.INPUT) else "generate"
+
+
+async def route_input(state: ChatState) -> Literal["refuse", "generate"]:
     decision = state.get("input_decision")
     return "refuse" if decision is not None and decision.blocked else "generate"
 
 
-def route_draft(state: ChatState, runtime: Run) -> Literal["output_check", "critique", "refuse"]:
-    """After generation: a draft flagged while it streamed goes where a flagged draft goes."""
+async def route_draft(state: ChatState, runtime: Run
+                      ) -> Literal["output_check", "critique", "refuse", "respond"]:
+    """After generation: a draft flagged while it streamed goes where a flagged draft goes; a
+    policy with no output check and no critique has nothing left to decide."""
+    ctx = runtime.context
     decision = state.get("output_decision")
     if decision is not None and decision.blocked:
-        return _on_violation(state, runtime.context)
-    return "output_check"
+        return _on_violation(state, ctx)
+    if ctx.checks_on(Stage.OUTPUT) or ctx.policy.settings.critique is CritiqueMode.ALWAYS:
+        return "output_check"
+    return "respond"
 
 
-def route_output(state: ChatState, runtime: Run) -> Literal["critique", "refuse", "respond"]:
+async def route_output(state: ChatState, runtime: Run) -> Literal["critique", "refuse", "respond"]:
     decision = state.get("output_decision")
     if decision is not None and decision.blocked:
         return _on_violation(state, runtime.context)
@@ -282,11 +305,11 @@ def _finish(ctx: ChatContext, state: ChatState, *, answer: str, action: Action,
             finish_reason: str) -> dict:
     """The end of every request: the answer, its report, and (off the hot path) the spec
     update job when the policy asks for one."""
-    report = _report(ctx, state, action)
+    result = ChatResult(answer=answer, action=action, finish_reason=finish_reason,
+                        report=_report(ctx, state, action))
     if ctx.spec_updates is not None:
         ctx.spec_updates.submit_chat(ctx.policy, state["messages"], dict(state), ctx.request_id)
-    return {"answer": answer, "released": answer, "action": action,
-            "finish_reason": finish_reason, "report": report}
+    return {"released": answer, "result": result}
 
 
 def _report(ctx: ChatContext, state: ChatState, action: Action) -> SafetyReport:
@@ -326,7 +349,7 @@ def build_chat_graph(checkpointer=None):
     g.add_node("revise", revise)
     g.add_node("refuse", refuse)
     g.add_node("respond", respond)
-    g.add_edge(START, "input_check")
+    g.add_conditional_edges(START, route_start)
     g.add_conditional_edges("input_check", route_input)
     g.add_conditional_edges("generate", route_draft)
     g.add_conditional_edges("output_check", route_output)

@@ -31,7 +31,7 @@ async def test_each_request_is_a_thread_whose_state_can_be_read_back(tmp_path, k
                  guard=TieredGuard(fast=AllowAll()), checkpointer=saver)
     result = await rt.chat([user("hi")], request_id="req-42")
     snap = await rt.graph.aget_state({"configurable": {"thread_id": "req-42"}})
-    assert snap.values["answer"] == result.answer == "kept answer"
+    assert snap.values["result"].answer == result.answer == "kept answer"
     assert isinstance(snap.values["input_decision"], GuardDecision)
     # every specguard type kept in the state is on the allowlist the serializer revives
     kept = {(type(o).__module__, type(o).__name__) for o in _walk(snap.values)

@@ -33,6 +33,7 @@ SMOKE = {
     "embedded_concurrency.py": ("embedded_concurrency", False, [needs_model]),
     "eval_runner.py": ("eval_runner", False, [needs_model]),
     "proxy_overhead.py": ("proxy_overhead", False, []),
+    "graph_overhead.py": ("graph_overhead", False, []),
     "metasc_suite.py": ("metasc", True, [needs_model, needs_judges]),
     "goodtriever_detox_eval.py": ("detox", True, [needs_decoding]),
     "goodtriever_temperature.py": ("goodtriever_temperature", False, [needs_decoding]),
