@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from importlib import resources
 
+import pytest
 from typer.testing import CliRunner
 
 from specguard.cli import app
@@ -80,3 +81,43 @@ def test_chat_with_a_chosen_fast_guard_and_a_clear_error_for_an_unknown_one(tmp_
 
     assert res.exit_code != 0 and isinstance(res.exception, ConfigError)
     assert "fast_tfidx does not exist" in str(res.exception) and "fast_tfidf" in str(res.exception)
+
+
+def test_light_commands_load_no_heavy_or_upper_layer_module():
+    """`specguard --help`, `hash-key` and `policy check` start without LangGraph, the web
+    framework, model code or the upper layers (what keeps them fast)."""
+    import subprocess
+    import sys
+
+    example = resources.files("specguard.specs") / "policies" / "two_tenants.yaml"
+    probe = (
+        "import sys\n"
+        "from specguard.cli import app\n"
+        "from typer.testing import CliRunner\n"
+        "for args in (['--help'], ['hash-key', 'k'], ['policy', 'check', sys.argv[1]]):\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
+        "heavy = ('langgraph', 'fastapi', 'uvicorn', 'litellm', 'llama_cpp', 'torch', 'numpy',\n"
+        "         'sqlalchemy', 'specguard.agents', 'specguard.evals', 'specguard.core')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, str(example)], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_help_lists_every_sub_command_and_a_broken_one_says_what_to_install():
+    from specguard.cli import LAZY, LazyCommand, _Lazy
+    from specguard.errors import MissingDependencyError
+
+    res = runner.invoke(app, ["--help"], terminal_width=200)
+    for name in [*LAZY, "chat", "demo", "graph", "hash-key", "policy", "spec"]:
+        assert name in res.output, name
+    broken = _Lazy("broken", LazyCommand("specguard_not_installed.cli:app", "A feature.", "eval"))
+    with pytest.raises(MissingDependencyError, match=r"pip install 'specguard\[eval\]'"):
+        broken.make_context("broken", [])
+
+
+def test_graph_draw_prints_the_request_as_mermaid():
+    res = runner.invoke(app, ["graph", "--draw"])
+    assert res.exit_code == 0 and "graph TD" in res.output
+    assert "critique" in res.output and "respond" in res.output and "refuse" in res.output
