@@ -17,6 +17,7 @@ windows and says which window a vector came from.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -175,9 +176,15 @@ class E5Small:
         np = self._np
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        out = []
         with self._lock:
-            rows = [np.asarray(self._model.query(t or " "), dtype=np.float32) for t in texts]
-        return np.vstack(rows)
+            # The engine's batch call shares one thread pool across texts: several times faster
+            # than one call per text.
+            for i in range(0, len(texts), batch_size):
+                chunk = [t or " " for t in texts[i:i + batch_size]]
+                vecs = self._model.query(chunk)
+                out.append(np.asarray(vecs, dtype=np.float32).reshape(len(chunk), self.dim))
+        return np.vstack(out)
 
 
 def _package_file(package: str, relative: str) -> Path:
@@ -285,3 +292,27 @@ class EmbeddingCache:
 def default_cache_dir() -> Path:
     """$SPECGUARD_CACHE, else ~/.cache/specguard: derived files that can always be rebuilt."""
     return Path(os.environ.get("SPECGUARD_CACHE") or Path.home() / ".cache" / "specguard")
+
+
+_EN_STOP = frozenset(
+    "the a an and or but if of to in on at for with by from as is are was were be been being "
+    "i you he she it we they me him her us them my your his its our their this that these those "
+    "what which who whom how why when where do does did have has had can could would should will "
+    "not no yes so than then there here all any some more most very just about into over out up "
+    "down please tell give make write explain".split())
+_WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+
+
+def looks_english(text: str) -> bool:
+    """A cheap guess, to route a text to the multilingual encoder: Latin letters dominate and
+    common English function words appear. Short texts count as English (MiniLM reads them)."""
+    letters = [c for c in text if c.isalpha()]
+    if not letters:
+        return True
+    ascii_share = sum(c.isascii() for c in letters) / len(letters)
+    if ascii_share < 0.85:
+        return False
+    words = [w.lower() for w in _WORD.findall(text)]
+    if len(words) < 4:
+        return True
+    return sum(w in _EN_STOP for w in words) / len(words) >= 0.12

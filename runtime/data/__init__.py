@@ -40,6 +40,7 @@ from ._records import (
 from ._dedupe import build_manifest, is_excluded, manifest_status, record_key, write_manifest
 from ._splits import (
     HELD_OUT_SHARE,
+    MULTILINGUAL_NEAR_DUPLICATE_COSINE,
     NEAR_DUPLICATE_COSINE,
     VALIDATION_SHARE,
     NearDuplicate,
@@ -55,6 +56,7 @@ from ._registry import DatasetSpec, dataset_names, get_spec, load, load_from_hub
 
 __all__ = [
     "HELD_OUT_SHARE",
+    "MULTILINGUAL_NEAR_DUPLICATE_COSINE",
     "NEAR_DUPLICATE_COSINE",
     "VALIDATION_SHARE",
     "NearDuplicate",

@@ -165,10 +165,27 @@ register(DatasetSpec(
 
 # --- refusal_direction completions (automatic labels) ---------------------------------------
 
-_RD_FILES = {"completions": "refusal_direction_completions/completions_flat.csv"}
+_RD_FILES = {"completions": "refusal_direction_completions/completions_flat.csv",
+             "harmless_val": "refusal_direction_completions/harmless_val.json",
+             "harmless_test": "refusal_direction_completions/harmless_test.json"}
+
+
+def _read_refusal_direction(root: Path, subset: str) -> list[dict[str, Any]]:
+    path = require_file(root, _RD_FILES[subset], "refusal_direction_completions")
+    if subset == "completions":
+        return read_csv(path, ("model", "prompt_set", "prompt", "response"))
+    data = read_json(path)
+    if not isinstance(data, list):
+        raise DatasetError(f"refusal_direction_completions: {path.name} must be a JSON list.")
+    return data
 
 
 def _parse_refusal_direction(rows, subset: str) -> list[Record]:
+    if subset != "completions":  # benign Alpaca-style instructions, no answers
+        return [Record(id=f"{subset}-{i}", text=field(row, "instruction", "refusal_direction"),
+                       source="refusal_direction_completions", subset=subset, harmful=False,
+                       label="harmless")
+                for i, row in enumerate(rows)]
     out: list[Record] = []
     for i, row in enumerate(rows):
         prompt_set = field(row, "prompt_set", "refusal_direction")
@@ -190,17 +207,17 @@ register(DatasetSpec(
     name="refusal_direction_completions",
     description="Completions of 5 chat models (Arditi et al. 2024) on JailbreakBench and "
     "harmless prompts, with and without refusal-direction interventions (2,350).",
-    subsets=("completions",),
+    subsets=tuple(_RD_FILES),
     default_subsets=("completions",),
     files=_RD_FILES,
     record_type=AnswerRecord,
-    read=lambda root, sub: read_csv(require_file(root, _RD_FILES[sub],
-                                                 "refusal_direction_completions"),
-                                    ("model", "prompt_set", "prompt", "response")),
+    read=_read_refusal_direction,
     parse=_parse_refusal_direction,
     license="code Apache-2.0; completions subject to the models' licences",
     non_commercial=True,
     notes=["labels are AUTOMATIC: label from upstream substring matching (refused/complied), "
            "answer_harmful from Llama Guard 2 (JailbreakBench prompts only): say so where used",
-           "one prompt's completions (all models, all interventions) share a group"],
+           "one prompt's completions (all models, all interventions) share a group",
+           "subsets harmless_val / harmless_test: 12,530 benign Alpaca-derived instructions "
+           "(plain Records, no answers)"],
 ))

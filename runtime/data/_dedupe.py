@@ -34,6 +34,7 @@ POOL = (
     "u_safebench", "inthewild_jailbreaks", "coconot", "harmfulqa_dangerousqa",
     "davidson_hate_offensive", "toxigen_seeds", "convabuse", "toxic_spans_semeval2021",
     "cyberseceval_frr_pi", "multijail", "safety_tuned_llamas", "hh_rlhf_harmless_test",
+    "refusal_direction_completions",
 )
 
 
@@ -107,6 +108,7 @@ def manifest_status(root: str | Path | None = None) -> dict[str, str]:
 def build_manifest(
     embed: Callable[[list[str]], Any],
     *,
+    embed_multilingual: Callable[[list[str]], Any] | None = None,
     root: str | Path | None = None,
     threshold: float | None = None,
     encoder_name: str = "minilm",
@@ -115,37 +117,39 @@ def build_manifest(
 ) -> dict[str, Any]:
     """Compare every training/validation record with every evaluation record (and training
     with validation) of the pooled datasets; those at or above `threshold` cosine, or equal
-    after case and whitespace folding, are excluded. Returns the manifest (write it with
-    `write_manifest`)."""
+    after case and whitespace folding, are excluded. English texts are compared with `embed`,
+    the others with `embed_multilingual` (an English encoder maps all Arabic or Chinese text
+    close together), each only with texts of its own kind. Returns the manifest (write it
+    with `write_manifest`)."""
     import numpy as np
 
+    from ..encoders import looks_english
     from ._registry import load
-    from ._splits import NEAR_DUPLICATE_COSINE, Part, record_part
+    from ._splits import MULTILINGUAL_NEAR_DUPLICATE_COSINE, NEAR_DUPLICATE_COSINE, Part, record_part
 
     threshold = NEAR_DUPLICATE_COSINE if threshold is None else threshold
+    thresholds = {True: threshold, False: MULTILINGUAL_NEAR_DUPLICATE_COSINE
+                  if embed_multilingual is not None else threshold}
     r = data_dir(root)
     say = progress or (lambda _m: None)
-    parts: dict[Part, list[Any]] = {p: [] for p in Part}
+    parts: dict[tuple[Part, bool], list[Any]] = {(p, en): [] for p in Part for en in (True, False)}
     info: dict[str, dict[str, Any]] = {}
     for name in datasets:
         records = [x for x in load(name, subset="all", data_dir_override=r) if x.text.strip()]
         info[name] = {"fingerprint": fingerprint(name, r), "records": len(records)}
         for x in records:
-            parts[record_part(x)].append(x)
+            parts[(record_part(x), looks_english(x.text))].append(x)
     say(f"pool: {sum(v['records'] for v in info.values())} records; "
-        + ", ".join(f"{p.value} {len(v)}" for p, v in parts.items()))
-
-    def vectors(items: list[Any]) -> Any:
-        return np.asarray(embed([x.text for x in items]), dtype=np.float32)
-
-    held, val, train = parts[Part.HELD_OUT], parts[Part.VALIDATION], parts[Part.TRAIN]
-    say(f"encoding {len(held) + len(val) + len(train)} texts")
-    e_held, e_val, e_train = vectors(held), vectors(val), vectors(train)
+        + ", ".join(f"{p.value}{'' if en else ' (not English)'} {len(v)}"
+                    for (p, en), v in parts.items()))
     excluded: dict[str, dict[str, dict[str, Any]]] = {}
 
-    def compare(side: list[Any], e_side: Any, ref: list[Any], e_ref: Any) -> set[int]:
+    def compare(side: list[Any], e_side: Any, ref: list[Any], e_ref: Any,
+                threshold: float) -> set[int]:
         norm = {" ".join(x.text.lower().split()): j for j, x in enumerate(ref)}
         hits: set[int] = set()
+        if not side or not ref:
+            return hits
         for b in range(0, len(side), 2048):
             sims = e_side[b:b + 2048] @ e_ref.T
             best = sims.argmax(axis=1)
@@ -161,18 +165,31 @@ def build_manifest(
                         "cosine": round(cos, 4)}
         return hits
 
-    say("training and validation against the evaluation part")
-    compare(val, e_val, held, e_held)
-    dropped_train = compare(train, e_train, held, e_held)
-    say("training against validation")
-    rest = [i for i in range(len(train)) if i not in dropped_train]
-    compare([train[i] for i in rest], e_train[rest], val, e_val)
+    for english in (True, False):
+        fn = embed if english or embed_multilingual is None else embed_multilingual
+        held, val, train = (parts[(p, english)] for p in (Part.HELD_OUT, Part.VALIDATION,
+                                                          Part.TRAIN))
+        kind = "English" if english else "other languages"
+        say(f"{kind}: encoding {len(held) + len(val) + len(train)} texts")
+
+        def vectors(items: list[Any], fn=fn) -> Any:
+            return np.asarray(fn([x.text for x in items]), dtype=np.float32) if items else \
+                np.zeros((0, 1), dtype=np.float32)
+
+        e_held, e_val, e_train = vectors(held), vectors(val), vectors(train)
+        say(f"{kind}: training and validation against the evaluation part")
+        compare(val, e_val, held, e_held, thresholds[english])
+        dropped_train = compare(train, e_train, held, e_held, thresholds[english])
+        say(f"{kind}: training against validation")
+        rest = [i for i in range(len(train)) if i not in dropped_train]
+        compare([train[i] for i in rest], e_train[rest], val, e_val, thresholds[english])
     for name, v in info.items():
         v["excluded"] = len(excluded.get(name, {}))
     return {
         "format": MANIFEST_FORMAT,
-        "encoder": encoder_name,
+        "encoder": encoder_name if embed_multilingual is None else f"{encoder_name}+e5",
         "threshold": threshold,
+        "threshold_not_english": thresholds[False],
         "datasets": info,
         "excluded": {k: dict(sorted(v.items())) for k, v in sorted(excluded.items())},
     }

@@ -45,24 +45,30 @@ def dedupe_cmd(
     out: Annotated[Optional[Path], typer.Option(help="Where to write the manifest (default: the packaged near_duplicates.json).")] = None,
 ) -> None:
     """Rebuild the near-duplicate manifest: training and validation records that repeat an
-    evaluation record (MiniLM cosine, or equal text) are excluded from training."""
+    evaluation record (MiniLM cosine for English, multilingual e5 for other languages, or
+    equal text) are excluded from training."""
     from ..encoders import EmbeddingCache, load_encoder
     from ._dedupe import MANIFEST, build_manifest, write_manifest
 
-    encoder = load_encoder("minilm")
     cache = EmbeddingCache()
 
-    def embed(texts):
-        with typer.progressbar(length=len(texts), label="encoding") as bar:
-            last = [0]
+    def embedder(name: str):
+        encoder = load_encoder(name)
 
-            def tick(done, total):
-                bar.update(done - last[0])
-                last[0] = done
+        def embed(texts):
+            with typer.progressbar(length=len(texts), label=f"encoding ({name})") as bar:
+                last = [0]
 
-            return cache.encode(encoder, texts, progress=tick)
+                def tick(done, total):
+                    bar.update(done - last[0])
+                    last[0] = done
 
-    manifest = build_manifest(embed, root=data_dir, threshold=threshold, progress=console.print)
+                return cache.encode(encoder, texts, progress=tick)
+
+        return embed
+
+    manifest = build_manifest(embedder("minilm"), embed_multilingual=embedder("e5"),
+                              root=data_dir, threshold=threshold, progress=console.print)
     path = write_manifest(manifest, out or MANIFEST)
     n = sum(v["excluded"] for v in manifest["datasets"].values())
     console.print(f"{n} training/validation records excluded; wrote {path}")
