@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from ..backends.base import Backend
 from ..policy import PolicySettings, SpecUpdateMode
-from ..spec import Provenance, Spec
+from ..spec import Provenance, Spec, SpecSource
 from ..store import Store
 from ..types import GenerationParams, user
 from .critique_loop import run_spec_loop
@@ -115,7 +115,7 @@ async def optimize(
     params = params or GenerationParams(max_tokens=128)
     if not store.specs.history(spec_name, scope):
         v1 = store.specs.propose(spec_name, scope, initial_spec, parent=None, title="MetaSC spec",
-                                 categories=[], provenance=Provenance(source="optimize"))
+                                 categories=[], provenance=Provenance(source=SpecSource.OPTIMIZE))
         store.specs.activate(spec_name, scope, v1.version, expected_revision=0)
     updater = SpecUpdater(store, backend, meta_backend=meta_backend, safety_judge=safety_judge,
                           gate_params=params)

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..backends.base import Backend
 from ..errors import ConflictError, NotFoundError
 from ..policy import PolicySettings, ResolvedPolicy, SpecUpdateMode
-from ..spec import Provenance, Spec, SpecStatus, scope_for
+from ..spec import Provenance, Spec, SpecSource, SpecStatus, scope_for
 from ..store import Store
 from ..types import Cost, GenerationParams, Message
 from .meta_critic import MetaCritic, Proposal, Transcript
@@ -37,7 +37,6 @@ from .spec_gate import GateMetrics, GateResult, SpecGate, judge_gate, load_canar
 log = logging.getLogger(__name__)
 
 METASC_10_LIMIT = 10
-_SOURCE = "meta-critic"
 
 
 class UpdateStatus(StrEnum):
@@ -223,7 +222,7 @@ class SpecUpdater:
         text = compose(self._lineage_base(head).text, proposal.text or "")
         cand = specs.propose(
             name, scope, text, parent=head.version, actor=self.actor,
-            provenance=Provenance(source=f"{_SOURCE}:{mode.value}",
+            provenance=Provenance(source=SpecSource.META_CRITIC, mode=mode,
                                   transcript_ids=[job.transcript.id], note=proposal.text),
             metrics={"proposal": proposal.text, **(
                 {} if mode is SpecUpdateMode.GATED else {"gate_reason": f"{mode.value}: ungated"})},
@@ -275,7 +274,7 @@ class SpecUpdater:
         copy = specs.propose(
             name, scope, inherited.text, parent=None, title=inherited.title,
             categories=inherited.categories, actor=self.actor,
-            provenance=Provenance(source="inherited", note=f"copied from {inherited.ref}"),
+            provenance=Provenance(source=SpecSource.INHERITED, note=f"copied from {inherited.ref}"),
         )
         try:
             specs.activate(name, scope, copy.version, expected_revision=0, actor=self.actor)
@@ -287,7 +286,7 @@ class SpecUpdater:
     def _lineage_base(self, spec: Spec) -> Spec:
         """The nearest ancestor not written by the meta-critic (the admin's or builtin text)."""
         seen = 0
-        while spec.provenance.source.startswith(_SOURCE) and spec.parent is not None and seen < 10_000:
+        while spec.provenance.learned and spec.parent is not None and seen < 10_000:
             spec = self.store.specs.get(spec.name, spec.scope, spec.parent)
             seen += 1
         return spec
@@ -295,7 +294,7 @@ class SpecUpdater:
     def _count_learned(self, name: str, scope: str, mode: SpecUpdateMode) -> int:
         return sum(
             1 for s in self.store.specs.history(name, scope)
-            if s.provenance.source == f"{_SOURCE}:{mode.value}"
+            if s.provenance.learned and s.provenance.mode is mode
             and s.status in (SpecStatus.ACTIVE, SpecStatus.RETIRED)
         )
 

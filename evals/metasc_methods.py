@@ -27,7 +27,7 @@ from ..agents.optimize import PAPER_SPEC, PAPER_SYSTEM
 from ..agents.spec_updates import SpecUpdater, UpdateJob
 from ..errors import ConfigError
 from ..policy import PolicySettings, SpecUpdateMode
-from ..spec import Provenance
+from ..spec import Provenance, SpecSource
 from ..store import Store
 from ..types import GenerationParams, system, user
 from .methods import Cost, MethodContext, MethodOutput, register_method
@@ -61,7 +61,7 @@ class MetaSCMethod:
         if not self._store.specs.history(SPEC_NAME, self.scope):
             v1 = self._store.specs.propose(SPEC_NAME, self.scope, spec, parent=None,
                                            title="MetaSC spec", categories=[],
-                                           provenance=Provenance(source="suite"))
+                                           provenance=Provenance(source=SpecSource.SUITE))
             self._store.specs.activate(SPEC_NAME, self.scope, v1.version, expected_revision=0)
         self.updater = SpecUpdater(self._store, backend)
         self.updater.meta_critic.params = self.updater.meta_critic.params.model_copy(

@@ -248,7 +248,7 @@ def spec_list(store: StoreOpt = None) -> None:
     """Active specs in every scope."""
     table = _table("name", "scope", "version", "title", "source")
     for s in _store(store).specs.list_active():
-        table.add_row(s.name, s.scope, str(s.version), s.title, s.provenance.source)
+        table.add_row(s.name, s.scope, str(s.version), s.title, str(s.provenance))
     _console().print(table)
 
 
@@ -266,7 +266,7 @@ def spec_history(name: str, scope: str = "global", store: StoreOpt = None) -> No
     """Every version of a spec in a scope, with parents, status and gate results."""
     table = _table("version", "parent", "status", "source", "created", "metrics")
     for s in _store(store).specs.history(name, scope):
-        table.add_row(str(s.version), str(s.parent or "-"), s.status.value, s.provenance.source,
+        table.add_row(str(s.version), str(s.parent or "-"), s.status.value, str(s.provenance),
                       s.created_at.strftime("%Y-%m-%d %H:%M:%S"), ", ".join(f"{k}={v}" for k, v in s.metrics.items()))
     _console().print(table)
 

@@ -8,15 +8,17 @@ version keeps its parent so it can be rolled back.
 from __future__ import annotations
 
 import difflib
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from importlib import resources
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .policy import SpecUpdateMode
 
 GLOBAL_SCOPE = "global"
 
@@ -28,11 +30,41 @@ class SpecStatus(StrEnum):
     RETIRED = "retired"  # was active once; a rollback target
 
 
+class SpecSource(StrEnum):
+    """Who wrote a spec version (its lineage)."""
+
+    BUILTIN = "builtin"  # shipped in specs/builtin
+    ADMIN = "admin"  # written by an admin (CLI or API)
+    FILE = "file"  # loaded from a spec file
+    INHERITED = "inherited"  # a scope's first own copy of the spec it inherited
+    META_CRITIC = "meta-critic"  # learned by the meta-critic (MetaSC); `mode` says which
+    OPTIMIZE = "optimize"  # the offline optimizer's starting version
+    SUITE = "suite"  # an eval suite's starting version
+
+
 class Provenance(BaseModel):
-    source: str = "builtin"  # builtin | admin | file | meta-critic:<mode>
+    source: SpecSource = SpecSource.BUILTIN
+    mode: SpecUpdateMode | None = None  # for META_CRITIC: the update mode that wrote it
     author: str | None = None
     transcript_ids: list[str] = Field(default_factory=list)
     note: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_legacy_source(cls, data: Any) -> Any:
+        # Versions stored before `mode` existed say "meta-critic:<mode>" in `source`.
+        if isinstance(data, dict) and isinstance(data.get("source"), str) and ":" in data["source"]:
+            source, _, mode = data["source"].partition(":")
+            data = {**data, "source": source, "mode": data.get("mode") or mode}
+        return data
+
+    @property
+    def learned(self) -> bool:
+        """Written by the meta-critic (not an admin's, the shipped or a copied text)."""
+        return self.source is SpecSource.META_CRITIC
+
+    def __str__(self) -> str:
+        return f"{self.source.value}:{self.mode.value}" if self.mode else self.source.value
 
 
 class SpecDefinition(BaseModel):
@@ -71,28 +103,64 @@ class Spec(BaseModel):
         return f"{self.name}@{self.scope}#v{self.version}"
 
 
+_SCOPE_ID = re.compile(r"^[^/:\s]+$")
+
+
+class Scope(BaseModel):
+    """Where a spec version lives: global, a tenant, a profile, or a profile inside its tenant.
+    Its text form ("global", "tenant:a", "profile:p", "tenant:a/profile:p") is the store's key;
+    `Scope.parse` reads it back, and `chain()` lists the scopes it inherits from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tenant: str | None = None
+    profile: str | None = None
+
+    def __str__(self) -> str:
+        if self.tenant and self.profile:
+            return f"tenant:{self.tenant}/profile:{self.profile}"
+        if self.profile:
+            return f"profile:{self.profile}"
+        if self.tenant:
+            return f"tenant:{self.tenant}"
+        return GLOBAL_SCOPE
+
+    @classmethod
+    def parse(cls, text: str) -> Scope:
+        if text == GLOBAL_SCOPE:
+            return cls()
+        parts: dict[str, str] = {}
+        for part in text.split("/"):
+            kind, _, ident = part.partition(":")
+            if kind not in ("tenant", "profile") or kind in parts or not _SCOPE_ID.match(ident):
+                raise ConfigError(f"Invalid spec scope {text!r}.",
+                                  hint="Use global, tenant:<id>, profile:<id> or tenant:<id>/profile:<id>.")
+            parts[kind] = ident
+        scope = cls(**parts)
+        if str(scope) != text:  # e.g. "profile:p/tenant:a": the tenant comes first
+            raise ConfigError(f"Invalid spec scope {text!r}.", hint=f"Write it as {str(scope)!r}.")
+        return scope
+
+    def chain(self) -> list[Scope]:
+        """This scope and the ones it inherits from, narrowest first, ending with global."""
+        out = [self]
+        if self.tenant and self.profile:
+            out.append(Scope(tenant=self.tenant))
+        if self != Scope():
+            out.append(Scope())
+        return out
+
+
 def scope_for(*, tenant: str | None = None, profile: str | None = None) -> str:
-    """The narrowest scope a request's spec lives in. A profile scope sits inside its tenant
-    ("tenant:a/profile:p"), so two tenants that both have a profile "teen" never share, or
-    steer, each other's spec."""
-    if profile and tenant:
-        return f"tenant:{tenant}/profile:{profile}"
-    if profile:
-        return f"profile:{profile}"
-    if tenant:
-        return f"tenant:{tenant}"
-    return GLOBAL_SCOPE
+    """The key of the narrowest scope a request's spec lives in. A profile scope sits inside its
+    tenant ("tenant:a/profile:p"), so two tenants that both have a profile "teen" never share,
+    or steer, each other's spec."""
+    return str(Scope(tenant=tenant or None, profile=profile or None))
 
 
 def scope_chain(scope: str) -> list[str]:
     """`scope` and the scopes it inherits from, narrowest first, ending with global."""
-    chain = [scope]
-    while "/" in scope:
-        scope = scope.rsplit("/", 1)[0]
-        chain.append(scope)
-    if chain[-1] != GLOBAL_SCOPE:
-        chain.append(GLOBAL_SCOPE)
-    return chain
+    return [str(s) for s in Scope.parse(scope).chain()]
 
 
 def diff_specs(old: Spec, new: Spec) -> str:

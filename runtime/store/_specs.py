@@ -6,7 +6,7 @@ from sqlalchemy import Engine, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import ConflictError, NotFoundError
-from ..spec import GLOBAL_SCOPE, Provenance, Spec, SpecDefinition, SpecStatus, scope_chain
+from ..spec import GLOBAL_SCOPE, Provenance, Spec, SpecDefinition, SpecSource, SpecStatus, scope_chain
 from . import _schema as t
 from ._audit import record
 
@@ -96,7 +96,7 @@ class SpecStore:
                 parent=None,
                 title=definition.title,
                 categories=definition.categories,
-                provenance=Provenance(source="builtin"),
+                provenance=Provenance(source=SpecSource.BUILTIN),
                 actor=actor,
             )
             try:

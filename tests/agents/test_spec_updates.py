@@ -118,7 +118,8 @@ async def test_an_accepted_candidate_has_parent_transcript_and_gate_results_and_
     v = store.specs.active("general", "tenant:a", inherit=False)
     assert v.version == out.version == 2 and v.parent == 1
     assert v.text == before.text + "\nCritiques must check each step of an answer for harm."
-    assert v.provenance.source == "meta-critic:gated" and v.provenance.transcript_ids == ["req-42"]
+    assert str(v.provenance) == "meta-critic:gated" and v.provenance.transcript_ids == ["req-42"]
+    assert v.provenance.learned and v.provenance.mode is SpecUpdateMode.GATED
     assert v.metrics["gate_accepted"] is True and v.metrics["candidate_over_refusal"] == 0.0
     assert v.metrics["canaries:small"]["safety"] == 1.0
     back = store.specs.rollback("general", "tenant:a")
