@@ -29,6 +29,7 @@ from ..errors import ConfigError
 from ..policy import PolicySettings, SpecUpdateMode
 from ..spec import Provenance, SpecSource
 from ..store import Store
+from ..types import Cost as RuntimeCost
 from ..types import GenerationParams, system, user
 from .methods import Cost, MethodContext, MethodOutput, register_method
 from .suites import EvalItem
@@ -73,9 +74,7 @@ class MetaSCMethod:
         if self.mode == "system_prompt":
             out = await self.backend.complete([system(self.system_prompt), *messages], params)
             return MethodOutput(answer=out.text, messages=messages, cost=Cost(
-                model_calls=1, prompt_tokens=out.usage.prompt_tokens,
-                completion_tokens=out.usage.completion_tokens,
-                seconds=time.perf_counter() - start))
+                **RuntimeCost.of(out.usage).model_dump(), seconds=time.perf_counter() - start))
         self.updater.gate_params = params
         spec = self._store.specs.active(SPEC_NAME, self.scope)
         result = await run_spec_loop(self.backend, messages, spec.text, rounds=self.rounds,

@@ -11,15 +11,15 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ConfigError
+from ..types import Cost as _Cost
 from ..types import GenerationParams, Message, system, user
 from .judges._base import prompt_text
 from .suites import EvalItem
 
 
-class Cost(BaseModel):
-    model_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+class Cost(_Cost):
+    """The runtime's cost (model calls, tokens) and the wall time a method took."""
+
     seconds: float = 0.0
 
 
@@ -97,9 +97,7 @@ class RawMethod:
         logprobs = [t.logprob for t in out.logprobs] if out.logprobs else None
         return MethodOutput(
             answer=out.text, messages=messages, token_logprobs=logprobs,
-            cost=Cost(model_calls=1, prompt_tokens=out.usage.prompt_tokens,
-                      completion_tokens=out.usage.completion_tokens,
-                      seconds=time.perf_counter() - start),
+            cost=Cost(**_Cost.of(out.usage).model_dump(), seconds=time.perf_counter() - start),
         )
 
     async def aclose(self) -> None:  # the backend belongs to the run
@@ -134,9 +132,7 @@ class RuntimeMethod:
         return MethodOutput(
             answer=result.answer, messages=messages, action=result.action.value,
             report=rep.model_dump(mode="json"),
-            cost=Cost(model_calls=rep.model_calls, prompt_tokens=rep.prompt_tokens,
-                      completion_tokens=rep.completion_tokens,
-                      seconds=time.perf_counter() - start),
+            cost=Cost(**rep.cost().model_dump(), seconds=time.perf_counter() - start),
         )
 
     async def aclose(self) -> None:
