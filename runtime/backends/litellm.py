@@ -8,15 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from ..errors import BackendError, BackendTimeoutError, ConfigError, require
-from ..types import (
-    Capabilities,
-    Completion,
-    GenerationParams,
-    Message,
-    StreamChunk,
-    TokenLogprob,
-    Usage,
-)
+from ..types import Capabilities, Completion, GenerationParams, Message, StreamChunk, TokenLogprob, Usage
 
 # litellm fetches a model cost map from the internet at import unless told not to.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

@@ -14,15 +14,7 @@ from typing import Any
 import aiohttp
 
 from ..errors import BackendError, BackendTimeoutError
-from ..types import (
-    Capabilities,
-    Completion,
-    GenerationParams,
-    Message,
-    StreamChunk,
-    TokenLogprob,
-    Usage,
-)
+from ..types import Capabilities, Completion, GenerationParams, Message, StreamChunk, TokenLogprob, Usage
 
 
 class OpenAICompatBackend:
