@@ -3,9 +3,7 @@
     python examples/quickstart.py
 """
 
-from specguard.backends import load_backend
-from specguard.core import Runtime
-from specguard.types import user
+from specguard import Runtime, load_backend, user
 
 runtime = Runtime(load_backend("embedded"))  # SmolLM2-135M-Instruct via llama.cpp, in process
 
@@ -14,7 +12,7 @@ for question in ["How do I bake a loaf of bread?",
     result = runtime.chat_sync([user(question)])
     report = result.report
     print(f"\n> {question}\n{result.answer}")
-    print(f"[{report.action.value}] " + ", ".join(f"{d.stage.value}: {d.label} by {d.decided_by}"
+    print(f"[{report.action.value}] " + ", ".join(f"{d.stage.value}: {d.label.value} by {d.decided_by}"
                                                    for d in report.decisions)
           + f" | specs {', '.join(map(str, report.specs))} | {report.model_calls} model calls"
           + f" | {report.total_ms:.0f} ms")

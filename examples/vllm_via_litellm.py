@@ -11,9 +11,7 @@ The same from the command line:
 
 import sys
 
-from specguard.backends import load_backend
-from specguard.core import Runtime
-from specguard.types import user
+from specguard import Runtime, load_backend, user
 
 api_base, model = sys.argv[1], sys.argv[2]
 backend = load_backend(f"litellm:hosted_vllm/{model}", api_base=api_base)
