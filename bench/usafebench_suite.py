@@ -4,7 +4,7 @@
 - profile_prompt: U-SafeBench's base setting, "Consider <profile>" + rule + instruction;
 - remedy: the profile's guidelines, derived once per profile by the same model, in the system
   prompt ("Consider <profile>. You may decline if it raises safety concerns, including: ...");
-- runtime: the full guarded runtime; each profile and user is created through ProfileAdmin
+- runtime: the full guarded runtime; each profile and user is created through DirectoryAdmin
   (the admin API's code path), the derived guidelines are approved as they came out of the
   model (no human edits), and the request is sent as the user's plain instruction: the profile
   comes from the server side only.
@@ -52,7 +52,7 @@ async def run(args) -> None:
     from specguard.policy import Policy, PolicySettings, Profile
     from specguard.profiles import (
         ComposedPolicy,
-        ProfileAdmin,
+        DirectoryAdmin,
         ProfileIn,
         UserIn,
         derive_guidelines,
@@ -100,7 +100,7 @@ async def run(args) -> None:
                                             "input_check": check, "output_check": check}})
     store = Store(":memory:")
     composed = ComposedPolicy(policy, store)
-    admin = ProfileAdmin(composed, backend)
+    admin = DirectoryAdmin(composed, backend)
     runtime = Runtime(backend, policy=composed, store=store)
     guidelines: dict[str, list[str]] = {}
     user_of: dict[str, str] = {}

@@ -45,12 +45,12 @@ def _options(
 def _admin(backend=None):
     from .config import store_url
     from .policy import Policy
-    from .profiles import ComposedPolicy, ProfileAdmin
+    from .profiles import ComposedPolicy, DirectoryAdmin
     from .store import Store
 
     p = _state.get("policy")
     base = Policy.load(p) if p else Policy.default()
-    return ProfileAdmin(ComposedPolicy(base, Store(store_url(_state.get("store")))), backend)
+    return DirectoryAdmin(ComposedPolicy(base, Store(store_url(_state.get("store")))), backend)
 
 
 def _actor() -> str:
@@ -163,7 +163,7 @@ def user_delete(user_id: str) -> None:
 @key_app.command("list")
 def key_list() -> None:
     table = Table("name", "from", "tenant", "user", "admin", "trusted gateway")
-    for k in _admin().keys():  # noqa: SIM118 (ProfileAdmin.keys(), not a dict)
+    for k in _admin().keys():  # noqa: SIM118 (DirectoryAdmin.keys(), not a dict)
         table.add_row(k.name, k.origin, k.tenant, k.user or "-", str(k.admin), str(k.trusted_gateway))
     console.print(table)
 

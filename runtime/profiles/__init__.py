@@ -2,9 +2,9 @@
 per-profile guidelines derived once by a model and approved by an admin, and their use in
 generation (the remedy prompt) and in the checks (a profile-aware guard in front).
 
-    from specguard.profiles import ComposedPolicy, ProfileAdmin
+    from specguard.profiles import ComposedPolicy, DirectoryAdmin
     policy = ComposedPolicy(Policy.load("policy.yaml"), store)   # file + admin-managed store
-    admin = ProfileAdmin(policy, backend)
+    admin = DirectoryAdmin(policy, backend)
     gs = await admin.derive("hepatitis", actor="me"); admin.approve("hepatitis", gs.version, "me")
 """
 
@@ -16,7 +16,7 @@ from ._admin import (
     KeyCreated,
     KeyIn,
     KeyOut,
-    ProfileAdmin,
+    DirectoryAdmin,
     ProfileIn,
     ProfileOut,
     ProfilePatch,
@@ -44,7 +44,7 @@ __all__ = [
     "KeyIn",
     "KeyOut",
     "Profile",
-    "ProfileAdmin",
+    "DirectoryAdmin",
     "ProfileAttributes",
     "ProfileAwareGuard",
     "ProfileIn",

@@ -106,7 +106,10 @@ class KeyCreated(KeyOut):
     key: str  # shown once; only its SHA-256 is stored
 
 
-class ProfileAdmin:
+class DirectoryAdmin:
+    """The admin's view of the directory the store keeps beside the policy file: users,
+    profiles, API keys, derived guidelines and the audit log (every change is audited)."""
+
     def __init__(self, policy: ComposedPolicy, backend: Backend | None = None) -> None:
         self.policy = policy
         self.store = policy.store

@@ -53,10 +53,6 @@ class ComposedPolicy:
 
     # -- composition -----------------------------------------------------------------------
 
-    def tenant_of(self, user: str) -> str | None:
-        u = self.file.users.get(user)
-        return u.tenant if u else None
-
     def origin(self, kind: str, key: str) -> str | None:
         """'store', 'file' or None: where the entry `key` of `kind` (profiles, users) lives."""
         if key in getattr(self.store.users, kind)():

@@ -19,7 +19,7 @@ from ..profiles import (
     KeyCreated,
     KeyIn,
     KeyOut,
-    ProfileAdmin,
+    DirectoryAdmin,
     ProfileIn,
     ProfileOut,
     ProfilePatch,
@@ -36,10 +36,10 @@ async def admin_caller(caller: Caller = Depends(authenticate)) -> Caller:
     return require_admin(caller)
 
 
-def _admin(request: Request) -> ProfileAdmin:
+def _admin(request: Request) -> DirectoryAdmin:
     runtime = request.app.state.runtime
     backend = getattr(request.app.state, "guideline_backend", None) or runtime.backend
-    return ProfileAdmin(runtime.policy, backend)
+    return DirectoryAdmin(runtime.policy, backend)
 
 
 def _actor(caller: Caller) -> str:

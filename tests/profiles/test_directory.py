@@ -10,7 +10,7 @@ from specguard.profiles import (
     ComposedPolicy,
     InvalidReferenceError,
     KeyIn,
-    ProfileAdmin,
+    DirectoryAdmin,
     ProfileIn,
     ProfilePatch,
     UserIn,
@@ -31,7 +31,7 @@ FILE = {
 @pytest.fixture
 def admin(tmp_path):
     store = Store(str(tmp_path / "specguard.db"), seed_builtin=False)
-    yield ProfileAdmin(ComposedPolicy(Policy.from_dict(FILE), store))
+    yield DirectoryAdmin(ComposedPolicy(Policy.from_dict(FILE), store))
     store.close()
 
 
@@ -136,7 +136,7 @@ def test_every_change_is_audited_with_who_and_when(admin):
 
 def test_a_second_process_sees_changes_after_its_cache_time(tmp_path):
     path = str(tmp_path / "shared.db")
-    writer = ProfileAdmin(ComposedPolicy(Policy.from_dict(FILE), Store(path, seed_builtin=False)))
+    writer = DirectoryAdmin(ComposedPolicy(Policy.from_dict(FILE), Store(path, seed_builtin=False)))
     reader = ComposedPolicy(Policy.from_dict(FILE), Store(path, seed_builtin=False), ttl_s=0.0)
     assert reader.resolve("acme", "late").profile_id is None
     writer.create_user(UserIn(id="late", tenant="acme", profile="teen"), actor="t")

@@ -14,7 +14,7 @@ from specguard.guard import TieredGuard
 from specguard.guard.deliberative import DeliberativeChecker
 from specguard.guard.taxonomy import load_taxonomy
 from specguard.policy import Policy
-from specguard.profiles import GuidelinesIn, ProfileAdmin
+from specguard.profiles import GuidelinesIn, DirectoryAdmin
 from specguard.store import Store
 from specguard.types import user
 
@@ -40,7 +40,7 @@ def runtime(tmp_path):
     })
     guard = TieredGuard(deliberative=DeliberativeChecker(backend, taxonomy=load_taxonomy("beavertails")))
     rt = Runtime(backend, policy=policy, store=Store(str(tmp_path / "s.db")), guard=guard)
-    yield rt, backend, ProfileAdmin(rt.policy, backend)
+    yield rt, backend, DirectoryAdmin(rt.policy, backend)
     rt.store.close()
 
 

@@ -110,6 +110,34 @@ def test_rate_limit_is_429_per_key():
     assert "Retry in" in str(info.value)
 
 
+def test_requests_in_flight_per_key_are_capped_with_429_and_freed_after_streams():
+    """One request in flight per key: a second one while the first waits on a slow upstream is a
+    429; the slot comes back when the first ends, streamed or not."""
+    import threading
+    import time
+
+    with serve(create_echo_upstream(answer="slow answer", delay_s=1.5)) as upstream:
+        backend = OpenAICompatBackend("echo", api_base=upstream + "/v1", timeout=30)
+        app = _app(backend, settings=ServerSettings(max_concurrent_per_key=1),
+                   output_check={"enabled": False}, critique="off")
+        with serve(app) as base:
+            c = _client(base)
+            first: list = []
+            t = threading.Thread(target=lambda: first.append(
+                c.chat.completions.create(model="specguard", messages=MSG)))
+            t.start()
+            time.sleep(0.7)  # the first request is waiting on the upstream now
+            with pytest.raises(openai.RateLimitError) as info:
+                c.chat.completions.create(model="specguard", messages=MSG)
+            t.join()
+            assert first[0].choices[0].message.content == "slow answer"
+            streamed = list(c.chat.completions.create(model="specguard", messages=MSG, stream=True))
+            again = c.chat.completions.create(model="specguard", messages=MSG)
+    assert "in flight" in str(info.value)
+    assert "".join(x.choices[0].delta.content or "" for x in streamed if x.choices) == "slow answer"
+    assert again.choices[0].message.content == "slow answer"
+
+
 @pytest.mark.parametrize("client", UPSTREAM_CLIENTS)
 def test_upstream_stream_reaches_the_client(client):
     with serve(create_echo_upstream(answer="hello from upstream")) as upstream:
