@@ -69,9 +69,7 @@ def run_demo(*, backend: str, api_base: str | None, port: int, console: Console)
         store = Store(":memory:")
         _approve_demo_guidelines(store)
         runtime = Runtime(be, policy=demo_policy(keys), store=store)
-        load = getattr(be, "load", None)
-        if load is not None:
-            asyncio.run(load())
+        asyncio.run(runtime.load())
     server = uvicorn.Server(uvicorn.Config(create_app(runtime, ServerSettings()), host="127.0.0.1",
                                            port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
