@@ -63,23 +63,30 @@ BATCH_TOKENS = 512
 _OPEN_LOCK = threading.Lock()
 
 
-def open_llama(llama_cpp, **kwargs: Any):
-    """`llama_cpp.Llama(**kwargs)` with llama.cpp's extra CPU buffer types off (AMX tiles,
-    weight repacking). A virtual machine can advertise AMX and still fault on the first tile
-    instruction: on this project's machines the first decode died with SIGILL in
-    ggml_backend_amx_mul_mat. SmolLM2's Q4_1 weights gain nothing from either buffer type.
-    llama-cpp-python has no argument for `use_extra_bufts`, so the default model parameters
-    are wrapped while the model loads (under a lock: loads in other threads see the same)."""
-    lib = llama_cpp.llama_cpp
-    defaults = lib.llama_model_default_params
+def without_extra_buffers(llama_cpp) -> Any:
+    """llama.cpp's default model parameters with its extra CPU buffer types off (AMX tiles,
+    weight repacking), as a drop-in for `llama_cpp.llama_cpp.llama_model_default_params`. A
+    virtual machine can advertise AMX and still fault on the first tile instruction: on this
+    project's machines the first decode died with SIGILL in ggml_backend_amx_mul_mat. SmolLM2's
+    Q4_1 weights gain nothing from either buffer type."""
+    defaults = llama_cpp.llama_cpp.llama_model_default_params
 
     def no_extra_buffers():
         params = defaults()
         params.use_extra_bufts = False
         return params
 
+    return no_extra_buffers
+
+
+def open_llama(llama_cpp, **kwargs: Any):
+    """`llama_cpp.Llama(**kwargs)` without the extra CPU buffer types. llama-cpp-python has no
+    argument for `use_extra_bufts`, so the default model parameters are swapped while the model
+    loads (under a lock: loads in other threads see the same)."""
+    lib = llama_cpp.llama_cpp
     with _OPEN_LOCK:
-        lib.llama_model_default_params = no_extra_buffers
+        defaults = lib.llama_model_default_params
+        lib.llama_model_default_params = without_extra_buffers(llama_cpp)
         try:
             return llama_cpp.Llama(**kwargs)
         finally:

@@ -29,7 +29,7 @@ def llamacpp_server(embedded_backend, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("llamacpp") / "server.log"
     log = open(log_path, "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_backend.model_path),
+        [sys.executable, "-m", "specguard.backends.llama_server", "--model", str(embedded_backend.model_path),
          "--port", str(port), "--n_threads", "1", "--n_ctx", "2048", "--model_alias", "smollm2",
          "--verbose", "False"],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
