@@ -12,6 +12,7 @@ CPU contention from other processes the 2-thread queue collapsed (6.6 vs 115 tok
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import os
 import threading
@@ -470,21 +471,15 @@ class LlamaTokenSteps:
     def _emb(self):
         return self._model.embedder()
 
-    @property
-    def eos(self) -> int:
-        return self._emb.token_eos()
+    @functools.cached_property
+    def _sizes(self) -> tuple[int, int, int, int]:
+        emb = self._emb
+        return emb.token_eos(), emb.n_ctx(), emb.n_embd(), emb.n_vocab()
 
-    @property
-    def n_ctx(self) -> int:
-        return self._emb.n_ctx()
-
-    @property
-    def n_embd(self) -> int:
-        return self._emb.n_embd()
-
-    @property
-    def vocab_size(self) -> int:
-        return self._emb.n_vocab()
+    eos = property(lambda self: self._sizes[0])
+    n_ctx = property(lambda self: self._sizes[1])
+    n_embd = property(lambda self: self._sizes[2])
+    vocab_size = property(lambda self: self._sizes[3])
 
     def token_text(self, token: int) -> str:
         return self._emb._model.token_get_text(token)
