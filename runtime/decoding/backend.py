@@ -17,15 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends._bridge import iterate_in_thread
 from ..errors import BackendError, InvalidRequestError
-from ..types import (
-    Capabilities,
-    Completion,
-    GenerationParams,
-    Message,
-    StreamChunk,
-    TokenLogprob,
-    Usage,
-)
+from ..types import Capabilities, Completion, GenerationParams, Message, StreamChunk, TokenLogprob, Usage
 from .retrieval import DetoxSettings, Retriever
 
 if TYPE_CHECKING:
