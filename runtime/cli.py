@@ -11,10 +11,8 @@ upper layer itself. A sub-command whose optional dependencies are missing still 
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import importlib
-import socket
 import sys
 import time
 from pathlib import Path
@@ -169,6 +167,8 @@ def _embedded_default_policy():
 def load_with_progress(runtime) -> None:
     with _console().status(f"Loading {runtime.backend.name} ...", spinner="dots"):
         start = time.perf_counter()
+        import asyncio
+
         asyncio.run(runtime.load())
     _console().print(f"[green]Loaded[/] {runtime.backend.name} in {time.perf_counter() - start:.1f} s")
 
@@ -203,6 +203,8 @@ def chat(
             break
         if not text:
             break
+        import asyncio
+
         result = asyncio.run(turn(text))
         _console().print(f"[bold]assistant>[/] {result.answer}")
         r = result.report
@@ -228,6 +230,8 @@ def demo(
 
 
 def _free_port() -> int:
+    import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -298,11 +302,11 @@ def policy_check(file: Path) -> None:
     try:
         p = Policy.load(file)
     except SpecguardError as exc:
-        _console(stderr=True).print(f"[red]invalid:[/] {exc}")
+        typer.secho(f"invalid: {exc}", fg="red", err=True)
         raise typer.Exit(1) from exc
     f = p.file
-    _console().print(f"[green]ok[/] {file}: {len(f.tenants)} tenants, {len(f.profiles)} profiles, "
-                  f"{len(f.users)} users, {len(f.api_keys)} API keys")
+    typer.echo(f"{typer.style('ok', fg='green')} {file}: {len(f.tenants)} tenants, "
+               f"{len(f.profiles)} profiles, {len(f.users)} users, {len(f.api_keys)} API keys")
 
 
 @policy_app.command("explain")
@@ -342,9 +346,9 @@ def policy_explain(
 @app.command("hash-key")
 def hash_key_cmd(key: str) -> None:
     """Print the SHA-256 to store in a policy file's api_keys for KEY."""
-    from .policy import hash_key
+    from ._keys import hash_key
 
-    _console().print(hash_key(key))
+    typer.echo(hash_key(key))
 
 
 @app.command("graph")

@@ -9,7 +9,6 @@ layer set each value (what `specguard policy explain` prints).
 from __future__ import annotations
 
 import copy
-import hashlib
 import hmac
 from enum import StrEnum
 from pathlib import Path
@@ -19,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .decoding.settings import DetoxSettings
+from ._keys import hash_key
 from .errors import AuthenticationError, ConfigError, NotFoundError
 
 
@@ -359,8 +359,6 @@ class Policy:
         return rows
 
 
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
 def _validate_partial(settings: dict, layer: str) -> None:
