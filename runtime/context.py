@@ -44,18 +44,18 @@ class SpecUpdates(Protocol):
     async def stop(self) -> None: ...
 
 
-def output_protection(resolved: ResolvedPolicy) -> StreamProtection:
-    """How a streamed answer is protected for this policy: detox when it asks; pass when nothing
-    can change the draft after generation (no output check, no critique); buffer when every
-    draft is critiqued (a draft that will be rewritten is not worth streaming); else its
-    choice (buffer or chunked)."""
+def output_protection(resolved: ResolvedPolicy, *, guard: bool = True) -> StreamProtection:
+    """How a streamed answer is protected for this policy: detox when it asks; buffer when every
+    draft is critiqued (a draft that will be rewritten is not worth streaming); pass when
+    nothing checks the output (no output check, or no guard: no critique can be triggered
+    either); else its choice (buffer or chunked)."""
     s = resolved.settings
     if s.stream_protection is StreamProtection.DETOX:
         return StreamProtection.DETOX
-    if not s.output_check.enabled and s.critique is CritiqueMode.OFF:
-        return StreamProtection.PASS
     if s.critique is CritiqueMode.ALWAYS:
         return StreamProtection.BUFFER
+    if not (guard and s.output_check.enabled):
+        return StreamProtection.PASS
     return s.stream_protection
 
 
@@ -172,7 +172,7 @@ class ContextBuilder:
             from .profiles import ProfileAwareGuard
 
             guard = ProfileAwareGuard(guard)
-        protection = output_protection(resolved)
+        protection = output_protection(resolved, guard=guard is not None)
         detox = self.detox_backend(resolved) if protection is StreamProtection.DETOX else None
         extra = {"request_id": request_id} if request_id else {}
         return ChatContext(

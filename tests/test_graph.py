@@ -340,3 +340,15 @@ def test_the_drawing_is_the_request():
     for edge in ("input_check -.-> refuse", "generate -.-> output_check", "output_check -.-> critique",
                  "critique --> revise", "revise --> output_check", "output_check -.-> respond"):
         assert edge in text, edge
+
+
+async def test_chunked_without_an_output_check_streams_as_generated():
+    rt = runtime(["one two three"], stream_protection="chunked", output_check={"enabled": False})
+    stream, text, last = await _events(rt)
+    assert stream.protection is StreamProtection.PASS and text == "one two three"
+    no_guard = Runtime(ScriptedBackend(["one two"]), policy=Policy.from_dict(
+        {"defaults": {"stream_protection": "chunked"}}), store=Store(":memory:"), guard=None)
+    no_guard.contexts.guard = None  # a runtime whose guard was switched off
+    stream, text, last = await _events(no_guard)
+    assert stream.protection is StreamProtection.PASS and text == "one two"
+    assert last.report.action is Action.ALLOWED and not last.report.decisions
