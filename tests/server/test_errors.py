@@ -190,3 +190,21 @@ def test_moderations_through_the_real_server_with_the_shipped_fast_tier():
     assert harmful.flagged and not benign.flagged
     scores = harmful.category_scores.model_dump()
     assert scores and all(0.0 <= v <= 1.0 for v in scores.values() if v is not None)
+
+
+def test_a_chunked_stream_through_the_server_sends_only_checked_text():
+    """The same graph behind the HTTP edge: the stream-protection header comes from the
+    request's context (resolved once), checked text streams, the flagged word never does."""
+    backend = ScriptedBackend(["one two three four five six seven bomb eight nine"])
+    app = _app(backend, guard=TieredGuard(fast=BombChecker()), stream_protection="chunked",
+               stream_holdback_chars=12, on_violation="refuse")
+    with serve(app) as base:
+        raw = _client(base).chat.completions.with_raw_response.create(
+            model="specguard", messages=MSG, stream=True)
+        chunks = list(raw.parse())
+    assert raw.headers["x-specguard-stream-protection"] == "chunked"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith("one two three") and "bomb" not in text and "seven" not in text
+    final = [c for c in chunks if c.choices and c.choices[0].finish_reason][0]
+    assert final.choices[0].finish_reason == "content_filter"
+    assert final.model_extra["specguard"]["action"] == "refused"
