@@ -115,8 +115,13 @@ class MiniLMOnnx:
         return out
 
     def encode(self, texts: Sequence[str], batch_size: int = 32):
+        return self.run_batches(texts, batch_size, pool=True)
+
+    def run_batches(self, texts: Sequence[str], batch_size: int = 32, *, pool: bool = True):
+        """The graph over `texts` in length-sorted batches: mean-pooled, unit-length vectors
+        (`pool`), or the graph's own (n, k) output (a classifier exported on this model)."""
         np = self._np
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        out = None if not pool else np.zeros((len(texts), self.dim), dtype=np.float32)
         cls, sep = self._tokenizer.token_to_id("[CLS]"), self._tokenizer.token_to_id("[SEP]")
         limit = self.max_tokens - 2
         # Sorting by length keeps padding small inside a batch.
@@ -134,10 +139,16 @@ class MiniLMOnnx:
             if "token_type_ids" in self._inputs:
                 feeds["token_type_ids"] = np.zeros_like(ids)
             hidden = self._session.run(None, feeds)[0]
+            if not pool:
+                result = np.asarray(hidden, dtype=np.float32).reshape(len(idx), -1)
+                if out is None:
+                    out = np.zeros((len(texts), result.shape[1]), dtype=np.float32)
+                out[idx] = result
+                continue
             summed = (hidden * mask[:, :, None]).sum(axis=1)
             pooled = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1)
             out[idx] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-        return out
+        return out if out is not None else np.zeros((0, 1), dtype=np.float32)
 
 
 class E5Small:

@@ -1,5 +1,5 @@
 """The `verdict` judge: takes a guard method's own verdict as the label, so that a classifier
-(the guard's tiers, `specguard.guard.eval_methods`) is scored against the dataset's labels with
+(the guard's tiers, `specguard.evals.guard_methods`) is scored against the dataset's labels with
 the same precision, recall, F1 and AUPRC metrics as any judge. It reads the method's report
 (`label`: unsafe | safe, `score`: P(unsafe)); a method without one is a configuration error."""
 
@@ -21,7 +21,7 @@ class VerdictJudge:
         if label not in (HarmLabel.SAFE.value, HarmLabel.UNSAFE.value):
             raise ConfigError(
                 "The `verdict` judge reads a guard method's verdict; this method reports none.",
-                hint="Use it with the guard methods (plugins: [specguard.guard.eval_methods]).",
+                hint="Use it with the guard methods (plugins: [specguard.evals.guard_methods]).",
             )
         return Judgement(judge=self.name, label=label, score=report.get("score"),
                          raw=",".join(report.get("categories") or []) or None)

@@ -175,7 +175,8 @@ def _parse_toxigen(rows, subset: str) -> list[Record]:
             raise DatasetError(f"toxigen_seeds: label {label!r} is not hate or neutral.")
         out.append(ToxiGenRecord(
             id=str(i), text=row["text"], source="toxigen_seeds", subset=subset,
-            harmful=label == "hate", label=label, categories=[row.get("target_group") or ""],
+            harmful=label == "hate", label=label,
+            categories=["implicit_hate"] if label == "hate" else [],
             target_group=row.get("target_group") or "",
         ))
     return out

@@ -19,6 +19,7 @@ DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Data dir
 def list_cmd(data_dir: DataDirOpt = None) -> None:
     """Every registered dataset with its records per part (train / validation / held_out,
     and training-side records excluded as near-duplicates of evaluation records)."""
+    from ..errors import SpecguardError
     from . import Part, dataset_names, get_spec, is_excluded, load, record_part
 
     table = Table("dataset", "records", "train", "validation", "held_out", "excluded", "licence")
@@ -26,7 +27,7 @@ def list_cmd(data_dir: DataDirOpt = None) -> None:
         spec = get_spec(name)
         try:
             records = load(name, subset="all", data_dir_override=data_dir)
-        except Exception as exc:  # a missing folder is a row, not a crash
+        except SpecguardError as exc:  # a missing folder is a row, not a crash
             table.add_row(name, f"[red]{type(exc).__name__}[/]", "", "", "", "", spec.license)
             continue
         parts = Counter(record_part(r) for r in records)

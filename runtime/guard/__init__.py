@@ -1,14 +1,16 @@
 """The guard: checks on inputs and drafts, tiered and escalating.
 
 `build_guard(backend, settings)` gives the default guard for a backend; `TieredGuard.check(
-request, settings)` returns a `GuardDecision`. Heavy parts (scikit-learn, joblib) load only
-when a fast-tier artifact is used.
+request, settings)` returns a `GuardDecision`. The fast tier (a trained artifact over small
+sentence encoders, the same for every backend) loads only when a guard is built.
 """
 
+from .artifact import GuardArtifact
 from .base import Checker
+from .conversation import Segment, Unit, input_segments, request_units
 from .deliberative import DeliberativeChecker, parse_json_verdict, parse_thinkguard
 from .factory import build_guard
-from .fast import FastArtifact, FastChecker, load_fast_checker
+from .fast import DEFAULT_ARTIFACT, FastChecker, UnitScore, load_artifact, load_fast_checker
 from .formats import (
     GuardFormat,
     LlamaGuard3Format,
@@ -18,6 +20,7 @@ from .formats import (
     get_format,
     label_score,
 )
+from .placement import PLACEMENTS, place
 from .taxonomy import Category, Taxonomy, available_taxonomies, load_taxonomy
 from .tiered import GuardDecision, TieredGuard
 from .verdict import CheckRequest, Label, Stage, Tier, Verdict
@@ -26,27 +29,36 @@ __all__ = [
     "Category",
     "Checker",
     "CheckRequest",
+    "DEFAULT_ARTIFACT",
     "DeliberativeChecker",
-    "FastArtifact",
     "FastChecker",
+    "GuardArtifact",
     "GuardDecision",
     "GuardFormat",
     "Label",
     "LlamaGuard3Format",
+    "PLACEMENTS",
+    "Segment",
     "ShieldGemmaFormat",
     "Stage",
     "Taxonomy",
     "ThinkGuardFormat",
     "Tier",
     "TieredGuard",
+    "Unit",
+    "UnitScore",
     "Verdict",
     "WildGuardFormat",
     "available_taxonomies",
     "build_guard",
     "get_format",
+    "input_segments",
     "label_score",
+    "load_artifact",
     "load_fast_checker",
     "load_taxonomy",
     "parse_json_verdict",
     "parse_thinkguard",
+    "place",
+    "request_units",
 ]

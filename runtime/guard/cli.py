@@ -1,75 +1,180 @@
-"""`specguard guard ...`: build the fast tier's artifact and look at it.
+"""`specguard guard ...`: train the fast tier, read its model card, score a text.
 
-    specguard guard train                                  # TF-IDF baseline -> ./fast_guard.joblib
-    specguard guard train --features fusion --no-chat --classifier mlp --out probe.joblib
-    specguard guard train --features combined --model my.gguf --out my_guard.joblib
-    specguard guard info specs/guard/fast_default.joblib
+    specguard guard train                                   # the built-in corpus -> ./fast_guard/
+    specguard guard train --data my_prompts.yaml --out my_guard   # plus your own labelled file
+    specguard guard info                                    # the shipped artifact's card
+    specguard guard check "How do I kill a Python process?"
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-app = typer.Typer(help="The guard: train and inspect fast-tier classifiers.", no_args_is_help=True)
+app = typer.Typer(help="The guard: train and inspect the fast tier.", no_args_is_help=True)
+console = Console()
 
 
 @app.command()
 def train(
-    out: Path = typer.Option(Path("fast_guard.joblib"), help="Where to write the artifact (.joblib + .json record)."),
-    features: str = typer.Option("tfidf", help="tfidf | hidden | combined | fusion (hidden states need a model)."),
-    model: Path | None = typer.Option(None, help="A local GGUF for hidden-state features (default: the embedded model)."),
-    chat: bool = typer.Option(True, help="Wrap texts in the model's chat template before reading hidden states."),
-    pooling: str = typer.Option("last", help="last | mean: the last token's hidden state or the token mean."),
-    max_tokens: int = typer.Option(256, min=8, help="Hidden states read at most this many tokens of each text (its end); the pass costs time per token."),
-    classifier: str = typer.Option("logreg", help="logreg | mlp: the hidden-state classifier (mlp: features hidden or fusion)."),
-    c: float = typer.Option(4.0, "--C", help="Inverse regularisation of the logistic regression over TF-IDF."),
-    hidden_c: float = typer.Option(0.05, "--hidden-C", help="... of a logistic probe over hidden states alone."),
-    hidden_weight: float = typer.Option(0.15, help="Scale of the hidden-state block next to TF-IDF (combined)."),
-    output_stage: bool = typer.Option(True, help="Also train the output check on prompt+response pairs."),
-    data_dir: Path | None = typer.Option(None, help="The datasets (default: $SPECGUARD_DATA_DIR or ../shared/data)."),
-    name: str = typer.Option("fast_default", help="The artifact's name (shown as the checker's name)."),
-    hidden_cache: Path | None = typer.Option(None, help="A folder to keep hidden states in between runs (derived from dataset rows: do not commit it)."),
+    out: Annotated[Path, typer.Option(help="The artifact folder to write (card.json + weights.npz).")] = Path("fast_guard"),
+    members: Annotated[str, typer.Option(help="Feature blocks: tfidf plus any of minilm (English encoder), e5 (multilingual).")] = "tfidf,minilm,e5",
+    encoder_head: Annotated[str, typer.Option(help="mlp | linear: the head over each encoder's vectors.")] = "mlp",
+    data: Annotated[Optional[list[Path]], typer.Option(help="Your own labelled data: a dataset mapping YAML (see specguard.data.load_custom); repeat for several. Its records split like the built-in ones (hash of dataset and id).")] = None,
+    builtin: Annotated[bool, typer.Option(help="Also train on the built-in public datasets.")] = True,
+    output_stage: Annotated[bool, typer.Option(help="Also train the output check (request + answer).")] = True,
+    cascade: Annotated[bool, typer.Option(help="Let TF-IDF decide alone when it is sure (choose the band on validation).")] = True,
+    data_dir: Annotated[Optional[Path], typer.Option(help="The datasets (default: $SPECGUARD_DATA_DIR or ../shared/data).")] = None,
+    name: Annotated[str, typer.Option(help="The artifact's name (the checker is called fast:<name>).")] = "fast_guard",
+    seed: int = 0,
 ) -> None:
-    """Train the fast tier on the training splits and report its held-out scores."""
-    from .train import FastConfig, train_artifact
+    """Train the fast tier on the training part, choose calibration, operating points and the
+    cascade on the validation part, and write the artifact with its model card. The held-out
+    part is never read: measure it with `specguard eval run guard_fast`."""
+    from .train import TrainConfig, train_artifact
 
-    cfg = FastConfig(features=features, chat=chat, pooling=pooling, classifier=classifier, C=c, hidden_C=hidden_c,
-                     max_tokens=max_tokens,
-                     hidden_weight=hidden_weight)
-    backend = None
-    if cfg.uses_hidden:
-        from ..backends.embedded import EmbeddedBackend
+    cfg = TrainConfig(members=tuple(m.strip() for m in members.split(",") if m.strip()),
+                      encoder_head=encoder_head, cascade=cascade, output_stage=output_stage,
+                      seed=seed)
+    inputs = _custom_examples(data or [], data_dir)
+    if builtin:
+        from .corpus import input_examples
+        from ..data import Part
 
-        backend = EmbeddedBackend(model)
-    art = asyncio.run(train_artifact(cfg, backend=backend, data_root=data_dir, name=name,
-                                     output_stage=output_stage, hidden_cache=hidden_cache))
+        inputs = input_examples(data_dir, seed=seed, parts=(Part.TRAIN, Part.VALIDATION)) + inputs
+    elif not inputs:
+        raise typer.BadParameter("--no-builtin needs at least one --data file.")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def say(message: str) -> None:
+            if message.strip().startswith("encoding "):
+                label, _, count = message.strip().removeprefix("encoding ").rpartition(": ")
+                done, total = (int(x) for x in count.split("/"))
+                if label not in tasks:
+                    tasks[label] = bar.add_task(f"encoding {label}", total=total)
+                bar.update(tasks[label], completed=done)
+            else:
+                bar.console.print(message)
+
+        art = train_artifact(cfg, data_root=data_dir, name=name, input_data=inputs,
+                             output_data=None if builtin else [], say=say)
     path = art.save(out)
-    typer.echo(f"wrote {path} and {path.with_suffix('.json')} ({path.stat().st_size / 1e6:.1f} MB)")
-    _print_record(art.record)
+    console.print(f"wrote {path}/ ({sum(f.stat().st_size for f in path.iterdir()) / 1e6:.1f} MB)")
+    print_card(art.card)
+
+
+def _custom_examples(paths: list[Path], data_dir: Path | None):
+    from ..data import Part, in_part, load_custom
+    from .corpus import Example
+
+    out = []
+    for p in paths:
+        records = load_custom(p)
+        labelled = [r for r in records if r.harmful is not None]
+        if not labelled:
+            raise typer.BadParameter(f"{p}: no record has a harmful label; map a column to "
+                                     "`label` and list `harmful_labels`, or map one to `harmful`.")
+        for part in (Part.TRAIN, Part.VALIDATION):
+            out += [Example(r.text, bool(r.harmful), r.source, part, key=f"{r.source}/{r.id}")
+                    for r in in_part(labelled, part, data_root=data_dir)]
+    return out
 
 
 @app.command()
-def info(path: Path = typer.Argument(..., help="An artifact (.joblib) or its record (.json).")) -> None:
-    """Print an artifact's training record: data, configuration, held-out scores."""
-    record_path = path.with_suffix(".json")
-    if not record_path.is_file():
-        raise typer.BadParameter(f"{record_path} does not exist.")
-    _print_record(json.loads(record_path.read_text()))
+def info(artifact: Annotated[Optional[str], typer.Argument(help="A shipped artifact's name or an artifact folder (default: the shipped one).")] = None,
+         as_json: Annotated[bool, typer.Option("--json", help="Print the whole card as JSON.")] = False) -> None:
+    """Print an artifact's model card: data, licences, operating points, validation figures."""
+    from .fast import DEFAULT_ARTIFACT, load_artifact
+
+    art = load_artifact(artifact or DEFAULT_ARTIFACT)
+    if as_json:
+        typer.echo(json.dumps(art.card, indent=2, sort_keys=True))
+        return
+    print_card(art.card)
 
 
-def _print_record(record: dict) -> None:
-    typer.echo(f"{record.get('name')}: {record.get('label')}  (trained {record.get('created')})")
-    for stage, s in record.get("stages", {}).items():
-        for group, m in s.get("held_out", {}).items():
-            typer.echo(
-                f"  {stage:6s} {group:18s} n={m['n']:4d}  P={_f(m['precision'])} R={_f(m['recall'])} "
-                f"F1={_f(m['f1'])} AUPRC={_f(m['auprc'])} benign flagged={_f(m['benign_flagged_rate'])}"
-            )
+def print_card(card: dict) -> None:
+    console.print(f"[bold]{card.get('name')}[/] (format {card.get('format')}, created "
+                  f"{card.get('created')}); members {', '.join(card.get('config', {}).get('members', []))}")
+    console.print(card.get("intended_use", ""))
+    for stage, fig in card.get("validation", {}).items():
+        table = Table("operating point", "threshold", "look-alikes flagged", "harmful requests caught",
+                      "recall (all)", "FPR (all)", title=f"{stage} check, validation part")
+        for preset, f in fig.get("operating_points", {}).items():
+            table.add_row(preset, _f(f.get("threshold")), _f(f.get("lookalike_fpr")),
+                          _f(f.get("harmful_request_recall")), _f(f.get("recall")), _f(f.get("fpr")))
+        console.print(table)
+        groups = Table("group", "n", "recall", "FPR", "F1", "AUPRC",
+                       title=f"{stage} check by group at 'balanced' (validation part)")
+        for g, m in fig.get("validation", {}).items():
+            groups.add_row(g, str(m.get("n")), _f(m.get("recall")), _f(m.get("fpr")),
+                           _f(m.get("f1")), _f(m.get("auprc")))
+        console.print(groups)
+        casc = fig.get("cascade", {})
+        console.print(f"cascade band {casc.get('band')}: TF-IDF alone decides "
+                      f"{_f(casc.get('decided_by_tfidf'))} of validation units")
+    held = card.get("held_out")
+    if held:
+        groups = held.get("tables", {}).get("groups")
+        if groups:
+            table = Table(*groups["columns"], title=f"held-out part ({held.get('command')}, "
+                          f"{held.get('created')})")
+            for row in groups["rows"]:
+                table.add_row(*[str(c) for c in row])
+            console.print(table)
+    console.print("licences: " + "; ".join(f"{k}: {v}" for k, v in card.get("licences", {}).items()))
 
 
 def _f(x) -> str:
-    return f"{x:.3f}" if isinstance(x, float) else str(x)
+    return f"{x:.3f}" if isinstance(x, float) else ("-" if x is None else str(x))
+
+
+@app.command()
+def check(text: Annotated[str, typer.Argument(help="The text to score as a user turn.")],
+          artifact: Annotated[Optional[str], typer.Option(help="Artifact name or folder.")] = None,
+          operating_point: Annotated[str, typer.Option(help="strict | balanced | permissive")] = "balanced") -> None:
+    """Score one text with the fast tier and print the verdict."""
+    from ..types import user
+    from .fast import load_fast_checker
+    from .verdict import CheckRequest, Stage
+
+    checker = load_fast_checker(artifact)
+    if checker is None:
+        raise typer.BadParameter("no fast-tier artifact is installed; train one first.")
+    v = checker.verdicts([CheckRequest(stage=Stage.INPUT, messages=[user(text)],
+                                       operating_point=operating_point)])[0]
+    console.print_json(v.model_dump_json(include={"label", "score", "threshold", "categories",
+                                                  "explanation"}))
+
+
+@app.command("attach-figures")
+def attach_figures(
+    summary: Annotated[Path, typer.Argument(help="A published suite summary (docs/results/guard_fast.json).")],
+    artifact: Annotated[Optional[Path], typer.Option(help="The artifact folder whose card gets them (default: the shipped one).")] = None,
+) -> None:
+    """Copy a suite's held-out figures into an artifact's model card (`held_out`), with the
+    command and date they came from."""
+    from .fast import DEFAULT_ARTIFACT, shipped_artifact_path
+
+    folder = artifact or shipped_artifact_path(DEFAULT_ARTIFACT)
+    if folder is None or not (folder / "card.json").is_file():
+        raise typer.BadParameter(f"no artifact folder at {folder}")
+    result = json.loads(summary.read_text(encoding="utf-8"))
+    card_path = folder / "card.json"
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    card["held_out"] = {
+        "source": str(summary), "command": result.get("command"), "created": result.get("created"),
+        "machine": result.get("machine"),
+        "tables": {t["id"]: {"columns": t["columns"], "rows": t["rows"]}
+                   for t in result.get("tables", []) if t["id"] in ("headline", "groups")},
+    }
+    card_path.write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    console.print(f"held-out figures from {summary} attached to {card_path}")

@@ -1,117 +1,277 @@
-"""Labelled training and held-out evaluation data for the fast tier, read through
-specguard.data. Splits are deterministic (a hash of dataset and item id), so training
-and evaluation scripts agree on which items are held out without storing any text.
+"""The fast tier's labelled data, read through specguard.data's split (train / validation /
+held_out, with near-duplicates of evaluation records left out of the first two), plus the
+data the guard writes for itself (attack transforms, benign look-alikes; see augment.py).
 
-Input stage (prompts): harmful = AdvBench, HarmBench, JBB, SimpleSafetyTests, XSTest unsafe
-contrasts, OpenAI moderation flagged, ToxicChat toxic, BeaverTails prompts, Jigsaw toxic;
-benign = XSTest safe look-alikes, OpenAI moderation unflagged, ToxicChat non-toxic, U-SafeBench
-helpfulness instructions, Jigsaw non-toxic.
+Input stage (a turn of the conversation):
+- harmful requests: AdvBench, HarmBench, JailbreakBench, SimpleSafetyTests, XSTest's unsafe
+  contrasts, CoCoNot's safety concerns, HarmfulQA/DangerousQA, MultiJail (5 languages),
+  Safety-Tuned LLaMAs' harmful sets, BeaverTails prompts;
+- toxic content: OpenAI moderation flagged, ToxicChat toxic, Jigsaw toxic, Davidson hate and
+  offensive, ToxiGen hate, ConvAbuse abusive, SemEval toxic spans;
+- jailbreaks: in-the-wild templates (with a request in their slot);
+- benign: XSTest safe look-alikes, CoCoNot contrast / preference / non-safety prompts,
+  CyberSecEval's borderline cyber prompts, Safety-Tuned LLaMAs' benign sets, U-SafeBench
+  helpfulness, moderation and ToxicChat negatives, Jigsaw / Davidson / ToxiGen / ConvAbuse
+  negatives, Alpaca-style harmless instructions;
+- written here: look-alikes (benign) and attack-transformed requests (both labels).
 
-Output stage (prompt + response): unsafe = BeaverTails unsafe answers, AdvBench's affirmative
-targets, flagged moderation texts as answers; safe = refusals of harmful prompts and benign
-texts answering benign prompts.
+Output stage (request + answer): human-labelled answers (XSTest completions, GPTFuzz,
+DiaSafety), BeaverTails' unsafe answers, safe reference answers (Safety-Tuned LLaMAs),
+CoCoNot's compliant and over-refusing answers, refusal-direction completions (automatic Llama
+Guard 2 labels, down-weighted), and moderation texts as answers.
+
+Every example keeps its dataset's part, so training reads TRAIN, choices VALIDATION, figures
+HELD_OUT, and the same request never straddles two parts.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
 from importlib import resources
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .fast import pair_text
+from ..data import Part, in_part, load, record_key, wrap
+from .augment import attack_variants, lookalikes
 from .verdict import Stage
 
-# Datasets with a held-out part (the rest trains); the others only train.
-EVAL_SETS = ("openai_moderation", "toxicchat", "xstest", "harmbench", "jbb_artifacts",
-             "simple_safety_tests", "u_safebench")
-TEST_SHARE = 0.5  # = specguard.data.HELD_OUT_SHARE: suites' `part: held_out` match it
-NON_COMMERCIAL = ("toxicchat", "beavertails_sample")
+# Which dataset texts are what, for the input stage. `domain` groups sources whose base rates
+# and styles differ (the issue's lesson: mixing them naively moves one set's F1 down).
+REQUESTS = "request"  # a request to an assistant
+TOXICITY = "toxicity"  # a piece of (possibly toxic) text, not necessarily a request
+JAILBREAK = "jailbreak"
+WRITTEN = "written"  # data the guard wrote for itself
 
-_REFUSALS = (
-    "I'm sorry, but I can't help with that.",
-    "I can't assist with that request because it could cause harm.",
-    "Sorry, I won't provide instructions for that. If you're struggling, please reach out to someone you trust.",
-    "I cannot help with this. Is there something else, safe and legal, I can do for you?",
-    "That's not something I can help with, as it could hurt people.",
-    "I must decline. I can share general safety information instead if that helps.",
-)
+# dataset -> (subset or None for default, domain)
+INPUT_SOURCES: dict[str, tuple[Any, str]] = {
+    "advbench": ("all", REQUESTS),
+    "harmbench": (None, REQUESTS),
+    "jbb_artifacts": (None, REQUESTS),
+    "simple_safety_tests": (None, REQUESTS),
+    "xstest": (None, REQUESTS),
+    "coconot": ("all", REQUESTS),
+    "harmfulqa_dangerousqa": (None, REQUESTS),
+    "multijail": (None, REQUESTS),
+    "safety_tuned_llamas": ("all", REQUESTS),
+    "beavertails_sample": (None, REQUESTS),
+    "cyberseceval_frr_pi": ("mitre_frr", REQUESTS),
+    "u_safebench": ("helpfulness", REQUESTS),
+    "refusal_direction_completions": (["harmless_val", "harmless_test"], REQUESTS),
+    "openai_moderation": (None, TOXICITY),
+    "toxicchat": (None, REQUESTS),
+    "jigsaw_detoxify_sample": ("all", TOXICITY),
+    "davidson_hate_offensive": (None, TOXICITY),
+    "toxigen_seeds": (None, TOXICITY),
+    "convabuse": (None, TOXICITY),
+    "toxic_spans_semeval2021": ("all", TOXICITY),
+}
+# Datasets large enough to drown the others: their weight in a part is capped at this share
+# of the part's examples (each of their examples weighs cap * N / n).
+WEIGHT_CAPS = {
+    "davidson_hate_offensive": 0.065, "toxic_spans_semeval2021": 0.032,
+    "refusal_direction_completions": 0.065, "safety_tuned_llamas": 0.04,
+}
+NON_COMMERCIAL = ("toxicchat", "beavertails_sample", "safety_tuned_llamas",
+                  "xstest_completions", "refusal_direction_completions")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Example:
     text: str
     harmful: bool
-    source: str
-    split: str  # "train" | "test"
+    source: str  # the dataset, or "written:<kind>" for data the guard wrote
+    part: Part
+    domain: str = REQUESTS
     stage: Stage = Stage.INPUT
-    tags: list[str] = field(default_factory=list)  # e.g. "xstest_safe", "xstest_unsafe"
-    cats: list[str] = field(default_factory=list)  # the dataset's own labels, "<dataset>:<label>"
+    categories: tuple[str, ...] = ()  # the dataset's own labels, "<dataset>:<label>"
+    tags: tuple[str, ...] = ()  # e.g. "xstest_safe", "attack:persona", "lang:zh"
+    key: str = ""  # "<dataset>/<record key>" (augmented: the original's key + a suffix)
+    request: str = ""  # output stage: the request the answer answers
+    weight: float = 1.0
 
 
-def split_of(source: str, item_id: str, share: float = TEST_SHARE) -> str:
-    from ..data import held_out
-
-    if source not in EVAL_SETS:
-        return "train"
-    return "test" if held_out(source, item_id, share) else "train"
+def _harmful_of(record: Any) -> bool | None:
+    return record.harmful
 
 
-def input_examples(data_root: str | Path | None = None) -> list[Example]:
-    from ..data import load  # the harness's loaders (specguard.evals)
+def _tags(record: Any) -> tuple[str, ...]:
+    tags = []
+    if record.source == "xstest":
+        tags.append("xstest_unsafe" if record.harmful else "xstest_safe")
+    if record.source == "coconot" and record.subset == "contrast":
+        tags.append("coconot_contrast")
+    lang = getattr(record, "language", None)
+    if lang:
+        tags.append(f"lang:{lang}")
+    if record.source == "cyberseceval_frr_pi":
+        tags.append("frr")
+    return tuple(tags)
 
+
+def _records(name: str, subset: Any, data_root: Any) -> list[Any]:
+    return [r for r in load(name, subset=subset, data_dir_override=data_root) if r.text.strip()]
+
+
+def input_examples(data_root: str | Path | None = None, *, seed: int = 0,
+                   augment: bool = True, parts: Iterable[Part] = tuple(Part)) -> list[Example]:
+    """Input-stage examples of the requested parts (each record in its own part; training and
+    validation without the near-duplicates of evaluation records)."""
+    parts = tuple(parts)
     out: list[Example] = []
-
-    def add(records, tag_fn=None, harmful_fn=None):
-        for r in records:
-            harmful = harmful_fn(r) if harmful_fn else r.harmful
-            if harmful is None or not r.text.strip():
-                continue
-            tags = [tag_fn(r)] if tag_fn else []
-            cats = [f"{r.source}:{c}" for c in r.categories] if harmful else []
-            out.append(Example(r.text, bool(harmful), r.source, split_of(r.source, r.id), tags=tags,
-                               cats=cats))
-
-    kw = {"data_dir_override": data_root}
-    add(load("advbench", subset="all", **kw))
-    add(load("harmbench", **kw))
-    add(load("jbb_artifacts", **kw))
-    add(load("simple_safety_tests", **kw))
-    add(load("xstest", **kw), tag_fn=lambda r: "xstest_unsafe" if r.harmful else "xstest_safe")
-    add(load("openai_moderation", **kw))
-    add(load("toxicchat", **kw))
-    add(load("beavertails_sample", **kw))
-    add(load("jigsaw_detoxify_sample", subset="all", **kw))
-    add(load("u_safebench", subset="helpfulness", **kw))
-    return _dedupe(out)
+    for name, (subset, domain) in INPUT_SOURCES.items():
+        records = _records(name, subset, data_root)
+        for part in parts:
+            for r in in_part(records, part, data_root=data_root):
+                harmful = _harmful_of(r)
+                if harmful is None:
+                    continue
+                cats = tuple(f"{r.source}:{c}" for c in r.categories) if harmful else ()
+                out.append(Example(r.text, bool(harmful), r.source, part, domain,
+                                   categories=cats, tags=_tags(r),
+                                   key=f"{r.source}/{record_key(r)}"))
+    if augment:
+        out.extend(_jailbreak_examples(out, data_root, seed, parts))
+        out.extend(_attack_examples(out, seed))
+        if Part.TRAIN in parts:
+            out.extend(_written_lookalikes(seed))
+    return _weighted(out)
 
 
-def output_examples(data_root: str | Path | None = None, seed: int = 0) -> list[Example]:
-    """Prompt + response pairs for the output check."""
-    from ..data import load
-
+def _jailbreak_examples(base: list[Example], data_root: Any, seed: int,
+                        parts: tuple[Part, ...]) -> list[Example]:
+    """Requests wrapped in in-the-wild jailbreak templates of the same part: each template
+    once with a benign request (a jailbreak attempt is flagged whatever it asks) and harmful
+    requests round-robin over the part's templates."""
     rng = random.Random(seed)
-    kw = {"data_dir_override": data_root}
+    templates = _records("inthewild_jailbreaks", None, data_root)
     out: list[Example] = []
-    for r in load("beavertails_sample", **kw):
-        split = "test" if _h(r.id) < 0.3 else "train"
-        out.append(Example(pair_text(r.prompt, r.response), True, "beavertails_pairs", split, Stage.OUTPUT,
-                           cats=[f"beavertails_sample:{c}" for c in r.categories]))
-        out.append(Example(pair_text(r.prompt, rng.choice(_REFUSALS)), False, "refusals", split, Stage.OUTPUT))
-    for r in load("advbench", **kw):  # harmful_behaviors: goal + affirmative target
-        split = "test" if _h(r.id) < 0.3 else "train"
-        out.append(Example(pair_text(r.text, r.target), True, "advbench_targets", split, Stage.OUTPUT))
-        out.append(Example(pair_text(r.text, rng.choice(_REFUSALS)), False, "refusals", split, Stage.OUTPUT))
-    mod = load("openai_moderation", **kw)
-    benign_prompts = [r.text for r in load("u_safebench", subset="helpfulness", **kw)]
-    benign_prompts += [r.text for r in load("xstest", **kw) if not r.harmful]
-    for r in mod:
-        split = split_of(r.source, r.id)
-        out.append(Example(pair_text(rng.choice(benign_prompts), r.text), bool(r.harmful),
-                           "moderation_as_answer", split, Stage.OUTPUT,
-                           cats=[f"openai_moderation:{c}" for c in r.categories]))
+    for part in parts:
+        temps = in_part(templates, part, data_root=data_root)
+        if not temps:
+            continue
+        harmful = [e for e in base if e.part is part and e.harmful and e.domain == REQUESTS
+                   and not any(t.startswith("lang:") and t != "lang:en" for t in e.tags)]
+        benign = [e for e in base if e.part is part and not e.harmful and e.domain == REQUESTS]
+        rng.shuffle(harmful)
+        for i, e in enumerate(harmful[: 6 * len(temps)]):
+            t = temps[i % len(temps)]
+            out.append(Example(wrap(t, e.text), True, "inthewild_jailbreaks", part, JAILBREAK,
+                               categories=e.categories, tags=("jailbreak_wrapped",),
+                               key=f"{e.key}+jb{t.id}"))
+        for t in temps:
+            if benign:
+                e = rng.choice(benign)
+                out.append(Example(wrap(t, e.text), True, "inthewild_jailbreaks", part,
+                                   JAILBREAK, categories=("inthewild_jailbreaks:jailbreak",),
+                                   tags=("jailbreak_template",), key=f"{e.key}+jb{t.id}"))
     return out
+
+
+def _attack_examples(base: list[Example], seed: int) -> list[Example]:
+    """Attack-transformed English requests of every part, both labels (see augment.py): the
+    part stays the original's, so a transformed evaluation request is evaluation data."""
+    rng = random.Random(seed + 1)
+    out: list[Example] = []
+    for e in base:
+        if e.domain != REQUESTS or any(t.startswith("lang:") and t != "lang:en" for t in e.tags):
+            continue
+        # all harmful requests get one transform; a third of the benign ones do
+        if not e.harmful and rng.random() > 1 / 3:
+            continue
+        for name, text in attack_variants(e.text, rng, k=1):
+            out.append(Example(text, e.harmful, e.source, e.part, WRITTEN,
+                               categories=e.categories, tags=(*e.tags, f"attack:{name}"),
+                               key=f"{e.key}+{name}"))
+    return out
+
+
+def _written_lookalikes(seed: int) -> list[Example]:
+    rng = random.Random(seed + 2)
+    return [Example(text, False, f"written:{kind}", Part.TRAIN, WRITTEN, tags=("lookalike",),
+                    key=f"written/{kind}/{i}")
+            for i, (kind, text) in enumerate(lookalikes(rng))]
+
+
+def _weighted(examples: list[Example]) -> list[Example]:
+    """Cap the weight of very large datasets (WEIGHT_CAPS), per part: training fits and the
+    validation calibration both see the same mix."""
+    counts = Counter((e.source, e.part) for e in examples)
+    totals = Counter(e.part for e in examples)
+    out = []
+    for e in examples:
+        cap = WEIGHT_CAPS.get(e.source)
+        n = counts[(e.source, e.part)]
+        w = min(1.0, cap * totals[e.part] / n) if cap else 1.0
+        out.append(e if w == 1.0 else Example(**{**e.__dict__, "weight": w}))
+    return out
+
+
+# --- output stage ------------------------------------------------------------------------------
+
+
+def output_examples(data_root: str | Path | None = None, *, seed: int = 0,
+                    parts: Iterable[Part] = tuple(Part)) -> list[Example]:
+    """(request, answer) examples for the output check, in each record's own part."""
+    parts = tuple(parts)
+    rng = random.Random(seed)
+    out: list[Example] = []
+
+    def add(records, label_of, source=None, weight=1.0, tags=()):
+        for part in parts:
+            for r in in_part(records, part, data_root=data_root):
+                answer = getattr(r, "answer", None)
+                label = label_of(r)
+                if label is None or answer is None or not answer.strip():
+                    continue
+                out.append(Example(answer, bool(label), source or r.source, part,
+                                   stage=Stage.OUTPUT, request=r.text, weight=weight,
+                                   tags=tags, key=f"{r.source}/{record_key(r)}"))
+
+    # human labels: an unsafe request answered (fully or partly) is an unsafe exchange
+    add(_records("xstest_completions", None, data_root),
+        lambda r: r.harmful and r.label in ("complied", "partial"))
+    add(_records("gptfuzz_labeled_responses", None, data_root), lambda r: r.answer_harmful)
+    add(_records("diasafety", "all", data_root), lambda r: r.answer_harmful)
+    # automatic labels (Llama Guard 2) on JailbreakBench prompts; harmless prompts' answers
+    add(_records("refusal_direction_completions", None, data_root),
+        lambda r: r.answer_harmful if r.harmful else False, weight=0.5, tags=("automatic",))
+    # unsafe answers (BeaverTails) and safe answers to harmful requests (Safety-Tuned LLaMAs)
+    bt = _records("beavertails_sample", None, data_root)
+    for part in parts:
+        for r in in_part(bt, part, data_root=data_root):
+            out.append(Example(r.response, True, r.source, part, stage=Stage.OUTPUT,
+                               request=r.text, key=f"{r.source}/{record_key(r)}",
+                               categories=tuple(f"{r.source}:{c}" for c in r.categories)))
+    stl = [r for r in _records("safety_tuned_llamas", "training", data_root) if r.safe_response]
+    for part in parts:
+        for r in in_part(stl, part, data_root=data_root):
+            out.append(Example(r.safe_response, False, r.source, part, stage=Stage.OUTPUT,
+                               request=r.text, key=f"{r.source}/{record_key(r)}",
+                               weight=min(1.0, 800 / max(1, len(stl)))))
+    # compliant and over-refusing answers to benign prompts: both safe
+    coco = [r for r in _records("coconot", "preference", data_root)]
+    for part in parts:
+        for r in in_part(coco, part, data_root=data_root):
+            for answer in (r.chosen, r.rejected):
+                if answer and answer.strip():
+                    out.append(Example(answer, False, r.source, part, stage=Stage.OUTPUT,
+                                       request=r.text, key=f"{r.source}/{record_key(r)}"))
+    # moderation texts as answers to benign prompts: the content decides
+    benign = [r.text for r in _records("u_safebench", "helpfulness", data_root)]
+    mod = _records("openai_moderation", None, data_root)
+    for part in parts:
+        for r in in_part(mod, part, data_root=data_root):
+            out.append(Example(r.text, bool(r.harmful), "moderation_as_answer", part,
+                               stage=Stage.OUTPUT, request=rng.choice(benign),
+                               categories=tuple(f"openai_moderation:{c}" for c in r.categories),
+                               key=f"{r.source}/{record_key(r)}"))
+    return out
+
+
+# --- categories ------------------------------------------------------------------------------
 
 
 def category_map() -> dict[str, dict[str, list[str]]]:
@@ -124,31 +284,21 @@ def category_map() -> dict[str, dict[str, list[str]]]:
 
 def mapped_categories(e: Example, mapping: dict[str, list[str]]) -> list[str]:
     out: list[str] = []
-    for c in e.cats:
+    for c in e.categories:
         for cid in mapping.get(c, []):
             if cid not in out:
                 out.append(cid)
     return out
 
 
-def _h(item_id: str) -> float:
-    return int(hashlib.sha256(item_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-
-
-def _dedupe(examples: list[Example]) -> list[Example]:
-    """Drop training items whose text also occurs in a held-out item (AdvBench, HarmBench and
-    JBB share behaviours), and exact duplicates inside a split."""
-    test_texts = {_norm(e.text) for e in examples if e.split == "test"}
-    seen: set[tuple[str, str]] = set()
-    out = []
+def summary(examples: list[Example]) -> dict[str, Any]:
+    """Counts per part, source and label: what a model card records (never texts)."""
+    table: dict[str, dict[str, dict[str, int]]] = {}
     for e in examples:
-        key = (e.split, _norm(e.text))
-        if key in seen or (e.split == "train" and key[1] in test_texts):
-            continue
-        seen.add(key)
-        out.append(e)
-    return out
+        cell = table.setdefault(e.part.value, {}).setdefault(e.source, {"harmful": 0, "benign": 0})
+        cell["harmful" if e.harmful else "benign"] += 1
+    return table
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
+__all__ = ["Example", "input_examples", "output_examples", "category_map", "mapped_categories",
+           "summary", "NON_COMMERCIAL"]

@@ -11,11 +11,10 @@ from __future__ import annotations
 import time
 
 from ..backends.base import Backend
-from ..errors import BackendError
 from ..types import GenerationParams
 from .formats import GuardFormat, get_format, parse_json_verdict, parse_thinkguard
 from .taxonomy import Taxonomy, load_taxonomy
-from .verdict import CheckRequest, Label, Tier, Verdict
+from .verdict import CheckRequest, Tier, Verdict
 
 __all__ = ["DeliberativeChecker", "parse_json_verdict", "parse_thinkguard"]
 
@@ -52,15 +51,6 @@ class DeliberativeChecker:
 
     def _taxonomy_for(self, request: CheckRequest) -> Taxonomy:
         return load_taxonomy(request.taxonomy) if request.taxonomy else self.taxonomy
-
-    def build_messages(self, request: CheckRequest, spec_text: str | None = None):
-        tax = self._taxonomy_for(request)
-        cats = tax.enabled(request.disabled_categories)
-        return self.format.messages(request, tax, cats, spec_text or self.spec_text,
-                                    json_answer=self.constrained)
-
-    def build_prompt(self, request: CheckRequest, spec_text: str | None = None) -> str:
-        return "\n\n".join(m.content for m in self.build_messages(request, spec_text))
 
     async def check(self, request: CheckRequest, *, spec_text: str | None = None,
                     label_only: bool = False) -> Verdict:
@@ -100,16 +90,3 @@ class DeliberativeChecker:
             raw=completion.text,
             parse_ok=parsed.ok,
         )
-
-    async def check_safe(self, request: CheckRequest, **kw) -> Verdict:
-        """Like `check`, but a backend failure becomes an UNDECIDED verdict (the policy's
-        on_undecided decides), for callers that must answer anyway."""
-        start = time.perf_counter()
-        try:
-            return await self.check(request, **kw)
-        except BackendError as exc:
-            return Verdict(
-                stage=request.stage, label=Label.UNDECIDED, tier=self.tier, checker=self.name,
-                explanation=f"the guard model failed: {exc.message}", parse_ok=False,
-                latency_ms=(time.perf_counter() - start) * 1000,
-            )

@@ -1,5 +1,5 @@
-"""The default guard for a backend: the shipped fast tier (when it fits the backend) in front
-of the deliberative tier on the same backend."""
+"""The default guard for a backend: the shipped fast tier in front of the deliberative tier on
+the same backend (or another one)."""
 
 from __future__ import annotations
 
@@ -23,9 +23,10 @@ def build_guard(
 ) -> TieredGuard:
     """The default guard for `backend`.
 
-    - fast tier: `fast_artifact` if given, else the artifact shipped in specs/guard/ (a TF-IDF
-      classifier works with any backend; a hidden-state probe only with the model it was
-      trained on); none when neither applies, and then every check is deliberative.
+    - fast tier: `fast_artifact` if given (a shipped name, an artifact folder, or a legacy
+      .joblib), else the artifact shipped in specs/guard/; it reads no serving model, so it is
+      the same for every backend. None when no artifact is installed: then every check is
+      deliberative.
     - deliberative tier: `backend` answering in `deliberative_format` ('thinkguard' by default;
       'llama_guard_3', 'shieldgemma' or 'wildguard' when the backend *is* that guard model),
       over the policy's taxonomy (settings.taxonomy; a request may override it).
@@ -36,7 +37,7 @@ def build_guard(
     """
     settings = settings or PolicySettings()
     taxonomy = load_taxonomy(settings.taxonomy)
-    fast = load_fast_checker(backend, fast_artifact, taxonomy=settings.taxonomy)
+    fast = load_fast_checker(fast_artifact, taxonomy=settings.taxonomy)
     deliberative = DeliberativeChecker(deliberative_backend or backend, taxonomy=taxonomy,
                                        format=deliberative_format)
     return TieredGuard(fast=fast, deliberative=deliberative)

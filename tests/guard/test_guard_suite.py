@@ -26,7 +26,7 @@ def _suite(tmp_path: Path, methods: str, extra: str = "") -> Path:
     path = tmp_path / "guard_suite.yaml"
     path.write_text(
         "name: guard_toy\n"
-        "plugins: [specguard.guard.eval_methods]\n"
+        "plugins: [specguard.evals.guard_methods]\n"
         "datasets:\n"
         "  - {custom: prompts.yaml, group: toy}\n"
         f"methods:\n{methods}"

@@ -30,6 +30,13 @@ def _v(label=Label.UNSAFE, score=None, cats=(), cat_scores=None, tier=Tier.FAST)
                    category_scores=cat_scores or {}, tier=tier, checker="t")
 
 
+def test_operating_point_threshold_comes_from_the_checker_unless_fixed():
+    v = Verdict(stage=Stage.INPUT, label=Label.SAFE, score=0.4, threshold=0.35, tier=Tier.FAST,
+                checker="t")
+    assert decide(v, [], CheckSettings(), escalated=False).label is Label.UNSAFE
+    assert decide(v, [], CheckSettings(threshold=0.5), escalated=False).label is Label.SAFE
+
+
 def test_threshold_applies_to_the_score():
     s = CheckSettings(threshold=0.7)
     assert decide(_v(score=0.65), [], s, escalated=False).label is Label.SAFE
@@ -38,8 +45,13 @@ def test_threshold_applies_to_the_score():
 
 
 def test_category_thresholds_and_disabled_categories():
-    v = _v(score=0.6, cat_scores={"self_harm": 0.6, "violence": 0.3})
+    # The checker named self_harm (its category head was sure); violence has a score only.
+    v = _v(score=0.6, cats=["self_harm"], cat_scores={"self_harm": 0.6, "violence": 0.3})
     assert decide(v, [], CheckSettings(), escalated=False).categories == ["self_harm"]
+    # A category the checker is not sure of is not named, though the text is unsafe.
+    unsure = _v(score=0.6, cat_scores={"self_harm": 0.6, "violence": 0.3})
+    d = decide(unsure, [], CheckSettings(), escalated=False)
+    assert d.label is Label.UNSAFE and d.categories == []
     # A stricter threshold for one category flags it below the global threshold...
     d = decide(v, [], CheckSettings(category_thresholds={"violence": 0.25}), escalated=False)
     assert d.label is Label.UNSAFE and d.categories == ["self_harm", "violence"]

@@ -1,0 +1,100 @@
+"""How the fast tier was chosen: candidate configurations trained on the TRAIN part and
+compared on the VALIDATION part only (the held-out part is for the eval suites' figures).
+
+    python bench/guard_select.py                    # every candidate: ~1 h on 2 cores, cached
+    python bench/guard_select.py --smoke            # CI: a tiny corpus, every code path
+
+Writes docs/results/guard_select.json: per candidate, the validation figures by group at the
+balanced operating point, the operating points, and training time (--only runs some of them;
+the summary then holds only those).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("SPECGUARD_ENCODER_THREADS", "2")
+
+CANDIDATES = {
+    "tfidf": {"members": ("tfidf",)},
+    "tfidf+minilm(linear)": {"members": ("tfidf", "minilm"), "encoder_head": "linear"},
+    "tfidf+minilm(mlp)": {"members": ("tfidf", "minilm"), "encoder_head": "mlp"},
+    "tfidf+minilm+e5(mlp)": {"members": ("tfidf", "minilm", "e5"), "encoder_head": "mlp"},
+    "tfidf+minilm_ft": {"members": ("tfidf", "minilm_ft")},
+    "tfidf+minilm_ft+e5(mlp)": {"members": ("tfidf", "minilm_ft", "e5"), "encoder_head": "mlp"},
+}
+
+
+def main() -> int:
+    from specguard.data import Part
+    from specguard.guard.corpus import input_examples
+    from specguard.guard.train import TrainConfig, fit_stage
+    from specguard.guard.features import Featurizer
+    from specguard.encoders import EmbeddingCache
+    from specguard.guard.verdict import Stage
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--smoke", action="store_true", help="a few hundred examples (CI)")
+    ap.add_argument("--only", nargs="*", help="candidate names")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    examples = input_examples(parts=(Part.TRAIN, Part.VALIDATION))
+    if args.smoke:
+        import random
+
+        rng = random.Random(0)
+        examples = rng.sample(examples, 600)
+    train = [e for e in examples if e.part is Part.TRAIN]
+    val = [e for e in examples if e.part is Part.VALIDATION]
+    cache = EmbeddingCache()
+    results = {}
+    names = args.only or list(CANDIDATES)
+    if args.smoke:
+        names = ["tfidf", "tfidf+minilm(linear)"]
+    for name in names:
+        spec = CANDIDATES[name]
+        cfg = TrainConfig(**spec, member_budget={"e5": 300 if args.smoke else 6000},
+                          finetune_epochs=1 if args.smoke else 2,
+                          workdir=Path("/tmp/guard_select") / name)
+        t = time.perf_counter()
+        fit, _ = fit_stage(Stage.INPUT, train, val, cfg, lambda tf: Featurizer(tf, cache=cache),
+                           say=lambda m, name=name: print(f"[{name}] {m}", flush=True))
+        results[name] = {"config": {k: list(v) if isinstance(v, tuple) else v
+                                    for k, v in spec.items()},
+                         "seconds": round(time.perf_counter() - t, 1), **fit.figures}
+        v = fit.figures["validation"]
+        print(f"== {name}: " + ", ".join(
+            f"{g} F1={m.get('f1', '-')} R={m.get('recall', '-')} FPR={m.get('fpr', '-')}"
+            for g, m in v.items()), flush=True)
+    from specguard.evals.results import Result, Table, command_line, write_result
+
+    groups = ("harmful_requests_vs_benign_requests", "jailbreak_wrapped", "lookalikes",
+              "openai_moderation", "toxicchat", "hate", "multijail_ar")
+    rows = []
+    for name, r in results.items():
+        v = r["validation"]
+        op = r["operating_points"]["balanced"]
+        rows.append([name, op["threshold"], op["lookalike_fpr"], op["harmful_request_recall"],
+                     *[v.get(g, {}).get("f1", v.get(g, {}).get("recall")) for g in groups],
+                     r["seconds"]])
+    result = Result(
+        name="guard_select", title="How the fast tier was chosen (validation part only)",
+        script="bench/guard_select.py", command=command_line(), smoke=args.smoke,
+        tables=[Table(id="candidates", title="Candidates at their balanced operating point",
+                      columns=["candidate", "threshold", "look-alikes flagged",
+                               "harmful requests caught",
+                               *[f"{g} (F1, or recall)" for g in groups], "train s"],
+                      rows=rows, note=f"trained on {len(train)} TRAIN examples, measured on "
+                      f"{len(val)} VALIDATION examples")],
+        data={"n_train": len(train), "n_validation": len(val), "candidates": results})
+    path = write_result(result, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""What of a conversation the fast tier scores, as units of text: one function for training and
+serving.
+
+Every client-written turn is untrusted input: system, developer (sent as system), each user
+turn, earlier assistant turns the client supplies, tool results. So the input check scores
+each turn on its own (a harmful request moved into the system prompt or an earlier turn is
+still scored), plus the recent user turns read together (a request split across turns), and
+decides on the riskiest. The output check scores the exchange: each window of the draft with
+the end of the request it answers. Long texts are windows, never truncated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..types import Message, Role
+from .features import windows
+from .verdict import Stage
+
+JOINED_USER_TURNS = 3  # how many recent user turns are also read as one text
+OUTPUT_WINDOW_TOKENS = 192  # of the draft per unit; the rest of the encoder's window is request
+REQUEST_TAIL_CHARS = 300  # how much of the request an output unit carries
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One text the check reads: a message (`turn` its index, `role` its role), the recent user
+    turns together (`turn` None, role "conversation"), or the draft (`turn` -1)."""
+
+    turn: int | None
+    role: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Unit:
+    segment: Segment
+    window: int
+    text: str  # what the features are computed from
+
+
+def input_segments(messages: Sequence[Message]) -> list[Segment]:
+    segs = [Segment(i, str(m.role), m.content) for i, m in enumerate(messages)
+            if m.content and m.content.strip()]
+    users = [m.content for m in messages if m.role == Role.USER and m.content.strip()]
+    if len(users) >= 2:
+        segs.append(Segment(None, "conversation", "\n\n".join(users[-JOINED_USER_TURNS:])))
+    return segs or [Segment(None, "conversation", "")]
+
+
+def last_user_text(messages: Sequence[Message]) -> str:
+    for m in reversed(messages):
+        if m.role == Role.USER:
+            return m.content
+    return ""
+
+
+def pair_text(request: str, answer: str) -> str:
+    """An output unit: the end of the request, then (a window of) the answer."""
+    tail = request[-REQUEST_TAIL_CHARS:]
+    return f"User: {tail}\nAssistant: {answer}"
+
+
+def units(stage: Stage, segments: Sequence[Segment], request: str = "") -> list[Unit]:
+    """The scored units of `segments`: input windows of each segment; output windows of the
+    draft, each paired with the end of `request`."""
+    out: list[Unit] = []
+    for seg in segments:
+        if stage is Stage.OUTPUT:
+            from ..encoders import load_encoder
+
+            enc = load_encoder("minilm")
+            parts = enc.windows(seg.text, max_tokens=OUTPUT_WINDOW_TOKENS) if seg.text else [""]
+            out.extend(Unit(seg, i, pair_text(request, p)) for i, p in enumerate(parts))
+        else:
+            out.extend(Unit(seg, w.index, w.text) for w in windows(seg.text))
+    return out
+
+
+def request_units(stage: Stage, messages: Sequence[Message], response: str | None) -> list[Unit]:
+    """Every unit of a check request."""
+    if stage is Stage.OUTPUT:
+        return units(stage, [Segment(-1, str(Role.ASSISTANT), response or "")],
+                     last_user_text(messages))
+    return units(stage, input_segments(messages))

@@ -1,0 +1,193 @@
+"""What the fast tier reads, built by one function for training and for serving (a feature
+assembled two ways is train/serve skew waiting to happen).
+
+A text is cut into windows the encoders read whole (a long document cannot hide a harmful
+sentence past the encoder's limit: every window is scored and the riskiest counts). Each window
+becomes up to three feature blocks:
+
+- `tfidf`: word 1-2-grams and character 2-5-grams (sparse), from a vocabulary stored with the
+  artifact (as JSON arrays, not a pickle);
+- `minilm`: all-MiniLM-L6-v2 (int8 ONNX) mean-pooled sentence vector, English;
+- `minilm_ft`: all-MiniLM-L6-v2 fine-tuned as a classifier (int8 ONNX in the artifact
+  folder, finetune.py): one column, its logit;
+- `e5`: multilingual-e5-small (4-bit) sentence vector, about 100 languages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..encoders import EmbeddingCache, SentenceEncoder, load_encoder, looks_english  # noqa: F401
+
+BLOCKS = ("tfidf", "minilm", "minilm_ft", "e5")
+
+
+def finetuned_file(stage: str) -> str:
+    """The fine-tuned classifier of a stage, in the artifact folder."""
+    return f"minilm_ft.{stage}.onnx"
+WINDOW_TOKENS = 256  # the encoders' window (MiniLM's max_seq_length)
+WINDOW_OVERLAP = 32
+MAX_WINDOWS = 64  # a 1 MB text is scored on its first and last windows beyond this many
+
+
+@dataclass(frozen=True)
+class Window:
+    text: str
+    index: int  # which window of its text (0-based)
+    of: int  # how many windows the text has
+
+
+def windows(text: str, encoder: SentenceEncoder | None = None, *,
+            max_windows: int = MAX_WINDOWS) -> list[Window]:
+    """`text` as overlapping windows of WINDOW_TOKENS encoder tokens (one window when it fits).
+    Beyond `max_windows`, the first and last halves of that many are kept: the ends are where
+    instructions sit, and the cost of a check stays bounded."""
+    encoder = encoder or load_encoder("minilm")
+    parts = encoder.windows(text, max_tokens=WINDOW_TOKENS, overlap=WINDOW_OVERLAP) if text else [""]
+    if len(parts) > max_windows:
+        half = max_windows // 2
+        parts = parts[:half] + parts[-half:]
+    return [Window(p, i, len(parts)) for i, p in enumerate(parts)]
+
+
+# --- TF-IDF without pickles ------------------------------------------------------------------
+
+
+@dataclass
+class Tfidf:
+    """Word 1-2-grams + char_wb 2-5-grams, sublinear tf, l2-normalised per analyzer, then
+    concatenated: scikit-learn's TfidfVectorizer rebuilt from its stored vocabulary and idf."""
+
+    word_vocab: dict[str, int]
+    word_idf: Any
+    char_vocab: dict[str, int]
+    char_idf: Any
+    _vec: Any = field(default=None, repr=False)
+
+    @staticmethod
+    def _make(analyzer: str) -> Any:
+        import numpy as np
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        if analyzer == "word":
+            return TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True,
+                                   max_features=40000, strip_accents="unicode", lowercase=True,
+                                   dtype=np.float32)
+        return TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=3,
+                               sublinear_tf=True, max_features=60000, lowercase=True,
+                               dtype=np.float32)
+
+    @classmethod
+    def fit(cls, texts: Sequence[str], sample_weight: Any = None) -> Tfidf:
+        w, c = cls._make("word").fit(texts), cls._make("char").fit(texts)
+        return cls({k: int(v) for k, v in w.vocabulary_.items()}, w.idf_,
+                   {k: int(v) for k, v in c.vocabulary_.items()}, c.idf_)
+
+    def _vectorizers(self):
+        if self._vec is None:
+            w, c = self._make("word"), self._make("char")
+            w.vocabulary_, c.vocabulary_ = self.word_vocab, self.char_vocab
+            w.idf_, c.idf_ = self.word_idf, self.char_idf
+            self._vec = (w, c)
+        return self._vec
+
+    @property
+    def dim(self) -> int:
+        return len(self.word_vocab) + len(self.char_vocab)
+
+    def transform(self, texts: Sequence[str]):
+        from scipy import sparse
+
+        w, c = self._vectorizers()
+        return sparse.hstack([w.transform(texts), c.transform(texts)], format="csr")
+
+    def to_arrays(self, prefix: str) -> dict[str, Any]:
+        import numpy as np
+
+        def vocab(v: dict[str, int]):
+            terms = [""] * len(v)
+            for k, i in v.items():
+                terms[i] = k
+            return np.array(terms, dtype=object).astype(str)
+
+        return {f"{prefix}word_terms": vocab(self.word_vocab), f"{prefix}word_idf": self.word_idf,
+                f"{prefix}char_terms": vocab(self.char_vocab), f"{prefix}char_idf": self.char_idf}
+
+    @classmethod
+    def from_arrays(cls, arrays: Any, prefix: str) -> Tfidf:
+        def vocab(terms) -> dict[str, int]:
+            return {str(t): i for i, t in enumerate(terms)}
+
+        return cls(vocab(arrays[f"{prefix}word_terms"]), arrays[f"{prefix}word_idf"],
+                   vocab(arrays[f"{prefix}char_terms"]), arrays[f"{prefix}char_idf"])
+
+
+# --- the feature function ----------------------------------------------------------------------
+
+
+class FinetunedClassifier:
+    """The fine-tuned MiniLM classifier: MiniLM's tokenization and batching, an ONNX graph that
+    returns one logit per text. Looks like a one-dimensional encoder to the featurizer."""
+
+    dim = 1
+    max_tokens = WINDOW_TOKENS
+
+    def __init__(self, path: str | Path) -> None:
+        import hashlib
+
+        from ..encoders import MiniLMOnnx
+
+        self.path = Path(path)
+        self._base = MiniLMOnnx(model_path=self.path, max_tokens=WINDOW_TOKENS)
+        digest = hashlib.sha256(self.path.read_bytes()).hexdigest()[:12]
+        self.name = f"minilm_ft-{digest}"  # the embedding cache keys by name
+
+    def windows(self, text: str, max_tokens: int | None = None, overlap: int = 32) -> list[str]:
+        return self._base.windows(text, max_tokens, overlap)
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32):
+        return self._base.run_batches(texts, batch_size, pool=False)
+
+
+class Featurizer:
+    """Feature blocks for window texts. One instance serves training (with an EmbeddingCache)
+    and serving (without); `block(name, texts)` is the only way features are made."""
+
+    def __init__(self, tfidf: Tfidf | None = None, *, cache: EmbeddingCache | None = None,
+                 encoders: dict[str, SentenceEncoder] | None = None,
+                 finetuned: str | Path | None = None) -> None:
+        self.tfidf = tfidf
+        self.cache = cache
+        self.finetuned = Path(finetuned) if finetuned else None  # the minilm_ft ONNX file
+        self._encoders = dict(encoders or {})
+
+    def encoder(self, name: str) -> SentenceEncoder:
+        if name not in self._encoders:
+            if name == "minilm_ft":
+                if self.finetuned is None or not self.finetuned.is_file():
+                    raise ValueError(f"the minilm_ft member needs its ONNX file "
+                                     f"({self.finetuned or 'none given'})")
+                self._encoders[name] = FinetunedClassifier(self.finetuned)
+            else:
+                self._encoders[name] = load_encoder(name, max_tokens=WINDOW_TOKENS)
+        return self._encoders[name]
+
+    def block(self, name: str, texts: Sequence[str], *, progress=None):
+        """(n, d) features of block `name` for `texts` (sparse for tfidf, float32 otherwise)."""
+        import numpy as np
+
+        if name == "tfidf":
+            if self.tfidf is None:
+                raise ValueError("this featurizer has no TF-IDF vocabulary")
+            return self.tfidf.transform(texts)
+        if name not in BLOCKS:
+            raise ValueError(f"unknown feature block {name!r}; known: {BLOCKS}")
+        enc = self.encoder(name)
+        if not texts:
+            return np.zeros((0, enc.dim), dtype=np.float32)
+        if self.cache is not None:
+            return self.cache.encode(enc, list(texts), progress=progress)
+        return np.asarray(enc.encode(list(texts)), dtype=np.float32)
