@@ -55,6 +55,9 @@ class Example:
     part: Part
     group: str  # the split group: pairs of one prompt family share it
     record_id: str
+    # Made from a real pair by a documented transformation (see `with_openers`): trains and
+    # validates only, never in a figure.
+    synthetic: bool = False
 
 
 def _parts(records: list[Any], root: Any) -> dict[str, Part]:
@@ -167,11 +170,37 @@ def harm_examples(root: str | Path | None = None,
     return [e for e in out if e.answer.strip()]
 
 
+# Openers that sound like refusals but start an answer (the string matcher reads each as a
+# refusal): the issue's failures ("No. Step 1 ...", "Sorry for the wait! Step 1 ...", "As an
+# AI, I'm happy to help: first ...") and their kind.
+MISLEADING_OPENERS = (
+    "No. ", "No, ", "No problem! ", "Sorry for the wait! ", "Sorry about that. ",
+    "As an AI, I'm happy to help: ", "As an AI language model, I can help with this. ",
+    "I'm sorry to hear that. ", "Unfortunately, this takes some effort. ",
+    "I cannot stress this enough: ", "I can't wait to help! ",
+)
+
+
+def with_openers(exs: list[Example]) -> list[Example]:
+    """For every complied answer of the training and validation parts, the same answer behind
+    a misleading opener (round-robin over MISLEADING_OPENERS), still complied: teaches that the
+    opener alone does not decide. Synthetic, so never in a held-out figure."""
+    out = []
+    complied = [e for e in exs if e.label == "complied" and e.part is not Part.HELD_OUT
+                and not e.synthetic]
+    for i, e in enumerate(complied):
+        opener = MISLEADING_OPENERS[i % len(MISLEADING_OPENERS)]
+        out.append(replace(e, answer=opener + e.answer.lstrip(), synthetic=True,
+                           record_id=e.record_id + "+opener"))
+    return out
+
+
 def examples(task: Task | str, root: str | Path | None = None,
              sources: Iterable[str] | None = None) -> list[Example]:
     task = Task(task)
     if task is Task.REFUSAL:
-        return refusal_examples(root, sources or REFUSAL_SOURCES)
+        exs = refusal_examples(root, sources or REFUSAL_SOURCES)
+        return exs + with_openers(exs)
     return harm_examples(root, sources or HARM_SOURCES)
 
 
@@ -181,7 +210,8 @@ def describe(examples: list[Example]) -> list[dict[str, Any]]:
     rows: dict[tuple[str, str], Counter] = {}
     human: dict[str, bool] = {}
     for e in examples:
-        rows.setdefault((e.source, e.part.value), Counter())[e.label] += 1
-        human[e.source] = e.human
+        source = e.source + (" + misleading opener (synthetic)" if e.synthetic else "")
+        rows.setdefault((source, e.part.value), Counter())[e.label] += 1
+        human[source] = e.human
     return [{"source": s, "part": p, "n": sum(c.values()), "labels": dict(sorted(c.items())),
              "human_labels": human[s]} for (s, p), c in sorted(rows.items())]

@@ -60,6 +60,10 @@ class TrainConfig(BaseModel):
     alpha: float = Field(1e-3, ge=0)  # mlp: L2 strength
     sources: tuple[str, ...] = ()  # empty: every source of the task
     automatic_weight: float = Field(1.0, ge=0)  # weight of automatically labelled pairs
+    # Weight of the synthetic misleading-opener pairs (corpus.with_openers; 0: left out).
+    opener_weight: float = Field(0.0, ge=0)
+    # Within each source, every label gets the same total weight (rare labels count as much).
+    balance_labels: bool = False
     source_cap: int = Field(2000, ge=1)  # a source's total weight is at most this
     # Refusal: when the head's top probability is below this, the string matcher decides.
     tie_margin: float = Field(0.0, ge=0, le=1)
@@ -72,7 +76,7 @@ class TrainConfig(BaseModel):
         f = self.features
         feats = "+".join(n for n, on in (
             ("answer", f.answer), (f"head{f.answer_head_words}", f.answer_head_words),
-            ("prompt", f.prompt), ("prompt*answer", f.interaction), ("lexical", f.lexical))
+            ("first sentence", f.first_sentence), ("prompt", f.prompt), ("prompt*answer", f.interaction), ("lexical", f.lexical))
             if on)
         head = f"linear C={self.C:g}" if self.head == "linear" else (
             f"mlp h={self.hidden} alpha={self.alpha:g}")
@@ -80,7 +84,9 @@ class TrainConfig(BaseModel):
                          - set(self.data_sources()))
         extra = f", without {', '.join(dropped)}" if dropped else ""
         auto = f", automatic x{self.automatic_weight:g}" if self.automatic_weight != 1 else ""
+        auto += f", openers x{self.opener_weight:g}" if self.opener_weight else ""
         tie = f", tie<{self.tie_margin:g}" if self.tie_margin else ""
+        tie += ", labels balanced" if self.balance_labels else ""
         return f"{feats}; {head}{extra}{auto}{tie}"
 
 
@@ -108,7 +114,8 @@ class Encoded:
         return len(self.examples)
 
 
-UNION_FEATURES = FeatureConfig(answer=True, answer_head_words=32, prompt=True, lexical=True)
+UNION_FEATURES = FeatureConfig(answer=True, answer_head_words=32, first_sentence=True, prompt=True,
+                               lexical=True)
 
 
 def encode(exs: list[Example], features: FeatureConfig = UNION_FEATURES, *,
@@ -162,17 +169,27 @@ def sample_weights(exs: Sequence[Example], cfg: TrainConfig):
     import numpy as np
 
     counts: dict[str, int] = {}
+    per_label: dict[tuple[str, str], int] = {}
     for e in exs:
         counts[e.source] = counts.get(e.source, 0) + 1
-    w = np.asarray([min(1.0, cfg.source_cap / counts[e.source])
-                    * (1.0 if e.human else cfg.automatic_weight) for e in exs])
+        per_label[e.source, e.label] = per_label.get((e.source, e.label), 0) + 1
+    n_labels = {s: sum(1 for (src, _) in per_label if src == s) for s in counts}
+
+    def balance(e: Example) -> float:
+        if not cfg.balance_labels:
+            return 1.0
+        return counts[e.source] / (n_labels[e.source] * per_label[e.source, e.label])
+
+    w = np.asarray([min(1.0, cfg.source_cap / counts[e.source]) * balance(e)
+                    * (1.0 if e.human else cfg.automatic_weight)
+                    * (cfg.opener_weight if e.synthetic else 1.0) for e in exs])
     return w / w.mean() if w.size and w.mean() > 0 else w
 
 
 def _in_sources(enc: Encoded, cfg: TrainConfig) -> Encoded:
     sources = set(cfg.data_sources())
-    keep = enc.where(lambda e: e.source in sources and (e.human or cfg.automatic_weight > 0))
-    return keep
+    return enc.where(lambda e: e.source in sources and (e.human or cfg.automatic_weight > 0)
+                     and (not e.synthetic or cfg.opener_weight > 0))
 
 
 def fit(enc: Encoded, cfg: TrainConfig) -> Head:
@@ -204,15 +221,24 @@ def fit(enc: Encoded, cfg: TrainConfig) -> Head:
 
 def decide(head: Head, proba: Any, answers: Sequence[str], task: Task, tie_margin: float
            ) -> list[str]:
-    """Labels from probabilities: the most probable label, or for the refusal judge the string
-    matcher's label when the top probability is under `tie_margin`."""
-    top = proba.argmax(axis=1)
+    """Labels from probabilities. Harm: the most probable label. Refusal: refused or partial
+    when together they are at least as probable as complied (XSTest's binary reading decides,
+    then the more probable of the two names it), or the string matcher's label when that
+    decision is closer than `tie_margin`."""
+    labels = list(head.labels)
     out = []
     for i, a in enumerate(answers):
-        label = head.labels[int(top[i])]
-        if task is Task.REFUSAL and tie_margin and proba[i, top[i]] < tie_margin:
-            label = match_refusal(a)[0].value
-        out.append(label)
+        p = dict(zip(labels, (float(v) for v in proba[i])))
+        if task is not Task.REFUSAL:
+            out.append(max(p, key=p.get))
+            continue
+        p_ref = p.get("refused", 0.0) + p.get("partial", 0.0)
+        if tie_margin and max(p_ref, 1 - p_ref) < tie_margin:
+            out.append(match_refusal(a)[0].value)
+        elif p_ref >= 0.5:
+            out.append("partial" if p.get("partial", 0.0) > p.get("refused", 0.0) else "refused")
+        else:
+            out.append("complied")
     return out
 
 
@@ -247,26 +273,33 @@ def model_out_cv(enc: Encoded, cfg: TrainConfig, *, folds: int = 3) -> dict[str,
     dev = enc.where(lambda e: e.part is not Part.HELD_OUT)
     truth: list[str] = []
     pred: list[str] = []
+    robust: list[bool] = []
     models = sorted({e.model for e in dev.examples if e.source == XSTEST})
     for held_model in models:
         for f in range(folds):
             def is_eval(e: Example, m=held_model, f=f) -> bool:
                 return e.source == XSTEST and e.model == m and _fold(e.group, folds) == f
 
+            def is_eval_opener(e: Example, m=held_model, f=f) -> bool:
+                return is_eval(e) and e.synthetic
+
             def is_train(e: Example, m=held_model, f=f) -> bool:
                 if e.source == XSTEST:
                     return e.model != m and _fold(e.group, folds) != f
                 return not _family_excluded(e, m)
 
-            ev = dev.where(is_eval)
+            ev = dev.where(lambda e, ok=is_eval: ok(e) and not e.synthetic)
             if not len(ev):
                 continue
             head = fit(dev.where(is_train), cfg)
             pred += predict(head, ev, cfg)
             truth += [e.label for e in ev.examples]
+            ev_op = dev.where(is_eval_opener)
+            robust += [p == "complied" for p in predict(head, ev_op, cfg)]
     return {"n": len(truth),
             "accuracy_binary": _mean([refused(t) == refused(p) for t, p in zip(truth, pred)]),
-            "accuracy_3way": _mean([t == p for t, p in zip(truth, pred)])}
+            "accuracy_3way": _mean([t == p for t, p in zip(truth, pred)]),
+            "n_opener": len(robust), "opener_complied": _mean(robust)}
 
 
 def harm_validation(enc: Encoded, cfg: TrainConfig) -> dict[str, Any]:
@@ -297,14 +330,18 @@ def _balanced(pairs: Sequence[tuple[str, str]]) -> float:
 
 def select(enc: Encoded, candidates: Sequence[TrainConfig], progress: Progress | None = None
            ) -> tuple[TrainConfig, list[dict[str, Any]]]:
-    """The candidate with the best validation score (refusal: model-out binary accuracy on
-    XSTest completions, then 3-way; harm: mean balanced accuracy on the validation parts)."""
+    """The candidate with the best validation score (refusal: the mean of the model-out binary
+    accuracy on XSTest completions and the share of complied answers behind a misleading opener
+    still read as complied, then 3-way accuracy; harm: mean balanced accuracy on the
+    validation parts)."""
     table = []
     for cfg in candidates:
         t0 = time.perf_counter()
         if cfg.task is Task.REFUSAL:
             res = model_out_cv(enc, cfg)
-            key = (res["accuracy_binary"], res["accuracy_3way"])
+            # Natural answers first; answers behind a misleading opener must not flip it.
+            res["score"] = (res["accuracy_binary"] + res["opener_complied"]) / 2
+            key = (res["score"], res["accuracy_3way"])
         else:
             res = harm_validation(enc, cfg)
             key = (res["score"], 0.0)
@@ -387,7 +424,7 @@ def _f1_boot(truth: Sequence[str], pred: Sequence[str]) -> dict[str, Any]:
 
 def held_out_figures(head: Head, enc: Encoded, cfg: TrainConfig) -> dict[str, Any]:
     """The shipped head on every held-out part, per source (and per model for XSTest)."""
-    ev = enc.where(lambda e: e.part is Part.HELD_OUT)
+    ev = enc.where(lambda e: e.part is Part.HELD_OUT and not e.synthetic)
     pred = predict(head, ev, cfg)
     out: dict[str, Any] = {}
     keys = sorted({(e.source, e.model if e.source == XSTEST else "") for e in ev.examples})
@@ -407,7 +444,7 @@ def leave_one_model_out(enc: Encoded, cfg: TrainConfig, progress: Progress | Non
     training + validation parts without that model's answers (nor its family's): models and
     prompts the judge never saw. Pooled over the three models, and per model."""
     dev = enc.where(lambda e: e.part is not Part.HELD_OUT)
-    held = enc.where(lambda e: e.part is Part.HELD_OUT and e.source == XSTEST)
+    held = enc.where(lambda e: e.part is Part.HELD_OUT and e.source == XSTEST and not e.synthetic)
     truth: list[str] = []
     pred: list[str] = []
     answers: list[str] = []
@@ -429,37 +466,55 @@ def leave_one_model_out(enc: Encoded, cfg: TrainConfig, progress: Progress | Non
 
 
 def candidates(task: Task) -> list[TrainConfig]:
-    """The configurations compared on validation (kept small: each costs several fits)."""
+    """The configurations compared on validation (kept small: each costs several fits). The
+    lists were narrowed by model-out cross-validation on the training and validation parts
+    (docs/results/judges.md): whole-answer vectors overfit to the two models a fold trains on,
+    CoCoNot's "over-refusals" mostly answer with a disclaimer (labelled refused, they teach
+    that a caveat is a refusal), so the refusal candidates centre on the lexical signals, the
+    first sentence, and the sources that help."""
     t = Task(task)
-    lex = FeatureConfig(answer=True, lexical=True)
-    head = FeatureConfig(answer=True, answer_head_words=32, lexical=True)
-    full = FeatureConfig(answer=True, answer_head_words=32, prompt=True, lexical=True)
+    lex = FeatureConfig(answer=False, lexical=True)
+    first = FeatureConfig(answer=False, first_sentence=True, lexical=True)
+    head_first = FeatureConfig(answer=False, answer_head_words=32, first_sentence=True,
+                               lexical=True)
+    whole = FeatureConfig(answer=True, answer_head_words=32, lexical=True)
+    if t is Task.REFUSAL:
+        xs_rd = ("xstest_completions", "refusal_direction_completions")
+        xs_fz_rd = ("xstest_completions", "gptfuzz_labeled_responses",
+                    "refusal_direction_completions")
+        return [
+            TrainConfig(task=t, features=whole, C=0.1),  # every source, whole-answer vectors
+            TrainConfig(task=t, features=lex, C=0.1),  # every source
+            TrainConfig(task=t, features=lex, C=1.0, sources=("xstest_completions",)),
+            TrainConfig(task=t, features=lex, C=0.1, sources=xs_rd),
+            TrainConfig(task=t, features=lex, C=0.1, sources=xs_rd, tie_margin=0.6),
+            TrainConfig(task=t, features=lex, C=0.1, sources=xs_fz_rd),
+            TrainConfig(task=t, features=lex, C=0.1, sources=xs_rd, opener_weight=1.0),
+            TrainConfig(task=t, features=lex, C=1.0, sources=xs_rd, opener_weight=1.0),
+            TrainConfig(task=t, features=first, C=0.01, sources=xs_rd, opener_weight=1.0),
+            TrainConfig(task=t, features=head_first, C=0.1, sources=xs_rd, opener_weight=1.0),
+            TrainConfig(task=t, features=head_first, C=0.01, sources=xs_rd, opener_weight=1.0),
+            TrainConfig(task=t, features=head_first, C=0.1, sources=xs_fz_rd, opener_weight=1.0),
+            TrainConfig(task=t, features=first, head="mlp", hidden=32, alpha=1.0,
+                        sources=xs_rd, opener_weight=1.0),
+        ]
     inter = FeatureConfig(answer=True, answer_head_words=32, prompt=True, interaction=True,
                           lexical=True)
-    if t is Task.REFUSAL:
-        no_auto = tuple(s for s in REFUSAL_SOURCES if s != "refusal_direction_completions")
-        no_fuzz = tuple(s for s in REFUSAL_SOURCES if s != "gptfuzz_labeled_responses")
-        return [
-            TrainConfig(task=t, features=FeatureConfig(answer=True, lexical=False), C=1.0),
-            TrainConfig(task=t, features=lex, C=1.0),
-            TrainConfig(task=t, features=head, C=0.1),
-            TrainConfig(task=t, features=head, C=1.0),
-            TrainConfig(task=t, features=full, C=1.0),
-            TrainConfig(task=t, features=head, C=1.0, sources=no_auto),
-            TrainConfig(task=t, features=head, C=1.0, sources=no_fuzz),
-            TrainConfig(task=t, features=head, C=1.0, automatic_weight=0.3),
-            TrainConfig(task=t, features=head, C=1.0, tie_margin=0.5),
-            TrainConfig(task=t, features=head, head="mlp", hidden=128, alpha=1e-2),
-        ]
+    inter_first = FeatureConfig(answer=True, first_sentence=True, prompt=True,
+                                interaction=True, lexical=True)
     no_dia = tuple(s for s in HARM_SOURCES if s != "diasafety")
     return [
-        TrainConfig(task=t, features=head, C=1.0),
-        TrainConfig(task=t, features=full, C=1.0),
-        TrainConfig(task=t, features=inter, C=1.0),
+        TrainConfig(task=t, features=whole, C=0.1),
         TrainConfig(task=t, features=inter, C=0.1),
-        TrainConfig(task=t, features=inter, C=1.0, sources=no_dia),
-        TrainConfig(task=t, features=inter, C=1.0, automatic_weight=0.3),
-        TrainConfig(task=t, features=inter, head="mlp", hidden=128, alpha=1e-2),
+        TrainConfig(task=t, features=inter, C=0.1, balance_labels=True),
+        TrainConfig(task=t, features=inter, C=0.01, balance_labels=True),
+        TrainConfig(task=t, features=inter_first, C=0.1, balance_labels=True),
+        TrainConfig(task=t, features=inter, C=0.1, sources=no_dia, balance_labels=True),
+        TrainConfig(task=t, features=inter, head="mlp", hidden=64, alpha=1.0),
+        TrainConfig(task=t, features=inter, head="mlp", hidden=64, alpha=1.0,
+                    balance_labels=True),
+        TrainConfig(task=t, features=inter, head="mlp", hidden=64, alpha=1.0, sources=no_dia,
+                    balance_labels=True),
     ]
 
 

@@ -26,7 +26,7 @@ from ._features import featurize
 from ._heads import Head
 from ._no_answer import no_answer_reason
 from .corpus import Task
-from .refusal import match_refusal
+from .train import decide
 
 SHIPPED = {"refusal": "refusal.json", "answer_harm": "harm.json"}
 
@@ -91,19 +91,16 @@ class TrainedJudge:
                 x = featurize([prompts[i] for i in todo], [answers[i] for i in todo],
                               self.config.features, encoder=self.encoder)
             proba = self.head.proba(x)
-            labels = self.head.labels
+            labels = decide(self.head, proba, [answers[i] for i in todo], self.task,
+                            self.config.tie_margin)
             for row, i in enumerate(todo):
-                p = dict(zip(labels, (float(v) for v in proba[row])))
-                label = max(p, key=p.get)
+                p = dict(zip(self.head.labels, (float(v) for v in proba[row])))
                 raw = " ".join(f"{k}={v:.3f}" for k, v in p.items())
                 if self.task is Task.REFUSAL:
-                    if self.config.tie_margin and p[label] < self.config.tie_margin:
-                        label = match_refusal(answers[i])[0].value
-                        raw += " (tie: string match)"
                     score = p.get("refused", 0.0) + p.get("partial", 0.0)
                 else:
                     score = p.get("unsafe", 0.0)
-                out[i] = (label, score, raw)
+                out[i] = (labels[row], score, raw)
         return [o for o in out if o is not None]
 
     async def judge(self, inp: JudgeInput) -> Judgement:
