@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .decoding.settings import DetoxSettings
 from ._keys import hash_key
 from .errors import AuthenticationError, ConfigError, NotFoundError
+from .roles import WEAK_ON_EMBEDDED, ResolvedRole, RoleName, RoleTable, is_embedded
 
 
 class ViolationAction(StrEnum):
@@ -54,6 +55,24 @@ class OnUndecided(StrEnum):
     ALLOW = "allow"  # fail open
 
 
+class Controversial(StrEnum):
+    """What a guard's "controversial" label (Qwen3Guard: Safe / Controversial / Unsafe) means
+    for this tenant or profile: the strict mapping refuses it, the loose one allows it."""
+
+    REFUSE = "refuse"
+    ALLOW = "allow"
+
+
+class Review(StrEnum):
+    """When the deliberative tier judges an uncertain case."""
+
+    INLINE = "inline"  # before answering (the request waits for it)
+    # Answer with the fast tier's decision now; the deliberative role judges the uncertain
+    # case off the request path, its verdict goes to the audit log and the thread's record, and
+    # a later turn of the same thread is refused when it found the case unsafe.
+    ASYNC = "async"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -80,6 +99,9 @@ class ProfileAttributes(_Strict):
     health_conditions: list[str] = Field(default_factory=list)
     jurisdiction: str | None = None  # country or region whose law applies, e.g. "Saudi Arabia"
     role: str | None = None  # e.g. "judge", "prosecutor", "pharmacist"
+    # Attribute ids of the guideline library (specs/profiles/library.yaml) an admin picked; the
+    # fields above map onto it too (specguard.profiles.GuidelineLibrary.attributes_for).
+    library_attributes: list[str] = Field(default_factory=list)
 
 
 class OperatingPoint(StrEnum):
@@ -92,6 +114,23 @@ class OperatingPoint(StrEnum):
     PERMISSIVE = "permissive"  # flag fewer look-alikes, miss more harm
 
 
+class ProfileCheckSettings(_Strict):
+    """The profile-aware check (specguard.profiles.ProfileCheck), run on the input of users
+    with a profile: a trained (profile, request) scorer over the guideline library, and the
+    semantic match of the request against the profile's approved guidelines."""
+
+    enabled: bool = True
+    operating_point: OperatingPoint = OperatingPoint.BALANCED
+    # A fixed P(unsafe) threshold for the scorer instead of the operating point's.
+    threshold: float | None = Field(None, ge=0.0, le=1.0)
+    # A fixed cosine threshold for matching approved guidelines instead of the artifact's.
+    guideline_threshold: float | None = Field(None, ge=-1.0, le=1.0)
+    # Also read the guideline library through the profile text (off: approved guidelines only).
+    library: bool = True
+    # A refusal for the profile's sake offers the matched guideline's safe alternative.
+    alternatives: bool = True
+
+
 class CheckSettings(_Strict):
     enabled: bool = True
     # Fast-tier scores inside [low, high] are uncertain and escalate to the deliberative tier.
@@ -100,7 +139,9 @@ class CheckSettings(_Strict):
     # A fixed P(unsafe) threshold instead of the operating point's (None: the operating point).
     threshold: float | None = Field(None, ge=0.0, le=1.0)
     deliberative: bool = True
+    review: Review = Review.INLINE
     on_undecided: OnUndecided = OnUndecided.BLOCK
+    controversial: Controversial = Controversial.REFUSE
     disabled_categories: list[str] = Field(default_factory=list)
     category_thresholds: dict[str, float] = Field(default_factory=dict)
 
@@ -135,7 +176,13 @@ class PolicySettings(_Strict):
     spec_update_min_interval_s: float = Field(60.0, ge=0.0)  # per scope
     spec_update_canaries: str = "default"  # specs/canaries/<name>.yaml or a YAML path
     spec_update_safety_tolerance: float = Field(0.0, ge=0.0, le=1.0)  # allowed safety drop
-    spec_update_overrefusal_tolerance: float = Field(0.05, ge=0.0, le=1.0)  # allowed rise
+    spec_update_overrefusal_tolerance: float = Field(0.0, ge=0.0, le=1.0)  # allowed rise
+    # The ungated modes (metasc-10, metasc-full) need this opt-in; even then a learned version
+    # waits for an admin's approval (`specguard spec approve`) before it serves.
+    spec_update_allow_ungated: bool = False
+    # The revision gate's on-topic floor (encoder cosine of request and revision); None: the
+    # floor measured on validation data (specs/gate/topic_floor.json).
+    revision_topic_floor: float | None = Field(None, ge=-1.0, le=1.0)
 
     # Goodtriever settings (toxic / nontoxic datastore folders, alpha, k, temperature, top_p)
     # used when stream_protection is "detox".
@@ -149,6 +196,14 @@ class PolicySettings(_Strict):
                 f"{where}: stream_protection 'detox' needs detox.toxic datastore folders.",
                 hint="Build them with `specguard datastore build` and list them under detox.toxic.",
             )
+        if self.spec_update in (SpecUpdateMode.METASC_10, SpecUpdateMode.METASC_FULL) and not (
+                self.spec_update_allow_ungated):
+            raise ConfigError(
+                f"{where}: spec_update {self.spec_update.value!r} rewrites the spec without the "
+                "canary gate, so it needs spec_update_allow_ungated: true (and an admin approves "
+                "each learned version before it serves).",
+                hint="Use spec_update: gated (the default online mode) unless you reproduce "
+                     "the paper's ungated MetaSC on purpose.")
         if self.stream_protection is StreamProtection.PASS and (
             self.output_check.enabled or self.critique is not CritiqueMode.OFF
         ):
@@ -158,14 +213,22 @@ class PolicySettings(_Strict):
                 hint="Use 'chunked' to stream checked text as it is generated.",
             )
     profile_guidelines: GuidelineUse = GuidelineUse.APPROVED
+    profile_check: ProfileCheckSettings = Field(default_factory=ProfileCheckSettings)
 
 
 class Profile(_Strict):
-    """Who the user is, as far as safety is concerned (U-SafeBench style, first person)."""
+    """Who the user is, as far as safety is concerned (U-SafeBench style, first person).
+
+    A profile belongs to one tenant (only that tenant's users use it, only its admins change
+    it) or, with no tenant, is shared by every tenant (only an operator changes it)."""
 
     text: str = Field(min_length=1)
+    tenant: str | None = None
     attributes: ProfileAttributes = Field(default_factory=ProfileAttributes)
     settings: dict[str, Any] = Field(default_factory=dict)
+
+    def usable_by(self, tenant: str) -> bool:
+        return self.tenant is None or self.tenant == tenant
 
 
 class Tenant(_Strict):
@@ -180,19 +243,28 @@ class User(_Strict):
 
 class ApiKey(_Strict):
     """An API key, stored as its SHA-256 (never in clear). It binds the caller to a tenant
-    and, optionally, to a user; only the server decides who is calling."""
+    and, optionally, to a user; only the server decides who is calling.
+
+    Rights, from least to most: a plain key; a trusted gateway's (may name any end user of its
+    tenant in the server's trusted header); an admin's (administers its own tenant only); an
+    operator's (administers every tenant and what they share: shared profiles, global specs).
+    """
 
     name: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     tenant: str
     user: str | None = None
     admin: bool = False
+    operator: bool = False
     # A deployment's gateway may name the end user in the server's trusted header; no other
     # key can, so a client can never pick someone else's profile.
     trusted_gateway: bool = False
 
 
 class PolicyFile(_Strict):
+    # Which model plays each role (specguard.roles): generate, guard, critic, meta_critic,
+    # guidelines, judge. A role left out plays on the serving model; `off` switches it off.
+    roles: RoleTable = Field(default_factory=RoleTable)
     defaults: dict[str, Any] = Field(default_factory=dict)
     tenants: dict[str, Tenant] = Field(default_factory=lambda: {"default": Tenant()})
     profiles: dict[str, Profile] = Field(default_factory=dict)
@@ -203,11 +275,17 @@ class PolicyFile(_Strict):
     def _references(self) -> PolicyFile:
         for layer, settings in self._layers():
             _validate_partial(settings, layer)
+        for pid, p in self.profiles.items():
+            if p.tenant is not None and p.tenant not in self.tenants:
+                raise ValueError(f"profiles.{pid}.tenant: unknown tenant {p.tenant!r}")
         for uid, u in self.users.items():
             if u.tenant not in self.tenants:
                 raise ValueError(f"users.{uid}.tenant: unknown tenant {u.tenant!r}")
             if u.profile is not None and u.profile not in self.profiles:
                 raise ValueError(f"users.{uid}.profile: unknown profile {u.profile!r}")
+            if u.profile is not None and not self.profiles[u.profile].usable_by(u.tenant):
+                raise ValueError(f"users.{uid}.profile: profile {u.profile!r} belongs to tenant "
+                                 f"{self.profiles[u.profile].tenant!r}, not {u.tenant!r}")
         for i, k in enumerate(self.api_keys):
             if k.tenant not in self.tenants:
                 raise ValueError(f"api_keys.{i}.tenant: unknown tenant {k.tenant!r}")
@@ -235,7 +313,13 @@ class Caller(BaseModel):
     tenant: str
     user: str | None = None
     admin: bool = False
+    operator: bool = False
     trusted_gateway: bool = False
+
+    def administers(self, tenant: str | None) -> bool:
+        """Whether this caller may change what belongs to `tenant` (None: what no tenant owns,
+        such as shared profiles and global specs)."""
+        return self.operator or (self.admin and tenant is not None and tenant == self.tenant)
 
 
 class ResolvedPolicy(BaseModel):
@@ -250,16 +334,18 @@ class ResolvedPolicy(BaseModel):
 class Policy:
     """A loaded policy file: key lookup and per-request resolution (cached)."""
 
-    def __init__(self, file: PolicyFile) -> None:
+    def __init__(self, file: PolicyFile, *, check: bool = True) -> None:
         self.file = file
         self._keys = {k.sha256: k for k in file.api_keys}
         self._cache: dict[tuple[str, str | None], ResolvedPolicy] = {}
         # Resolve every tenant and user once, so a combination that is invalid only after the
-        # layers merge fails at load, not on some later request.
-        for tenant in file.tenants:
-            self.resolve(tenant)
-        for uid, u in file.users.items():
-            self.resolve(u.tenant, uid)
+        # layers merge fails at load, not on some later request. (check=False: the caller
+        # checked each entry already, as the store's composed view does per write.)
+        if check:
+            for tenant in file.tenants:
+                self.resolve(tenant)
+            for uid, u in file.users.items():
+                self.resolve(u.tenant, uid)
 
     @classmethod
     def load(cls, path: str | Path) -> Policy:
@@ -310,7 +396,8 @@ class Policy:
             key_name=entry.name,
             tenant=entry.tenant,
             user=entry.user,
-            admin=entry.admin,
+            admin=entry.admin or entry.operator,
+            operator=entry.operator,
             trusted_gateway=entry.trusted_gateway,
         )
 
@@ -325,6 +412,8 @@ class Policy:
             u = None  # a user id from another tenant is just an identifier here
         profile_id = u.profile if u else None
         profile = self.file.profiles.get(profile_id) if profile_id else None
+        if profile is not None and not profile.usable_by(tenant):
+            profile_id, profile = None, None  # another tenant's profile is never applied
         layers: list[tuple[str, dict]] = [
             ("defaults", self.file.defaults),
             (f"tenant:{tenant}", self.file.tenants[tenant].settings),
@@ -350,6 +439,32 @@ class Policy:
         self._cache[(tenant, user)] = resolved
         return resolved
 
+    def layers(self) -> dict[str, ResolvedPolicy]:
+        """Every tenant's and user's resolved policy, by a readable name."""
+        out = {f"tenant {t}": self.resolve(t) for t in self.file.tenants}
+        out.update({f"user {uid}": self.resolve(u.tenant, uid) for uid, u in self.file.users.items()})
+        return out
+
+    def role_warnings(self, roles: dict[RoleName, ResolvedRole]) -> list[str]:
+        """What `specguard policy check` warns about: a setting that calls on a role its model
+        plays badly (the embedded 135M model as critic, meta-critic or deliberative guard), and
+        a setting whose role is off (and what happens instead)."""
+        out: list[str] = []
+        for where, resolved in self.layers().items():
+            for role, used in role_uses(resolved.settings).items():
+                r = roles[role]
+                if not used:
+                    continue
+                if r.off:
+                    out.append(f"{where}: uses the {role.value} role, which is off ({r.source}); "
+                               f"{_INSTEAD[role]}.")
+                elif is_embedded(r.uri) and role in WEAK_ON_EMBEDDED:
+                    out.append(f"{where}: the {role.value} role is played by the embedded 135M "
+                               f"model ({r.source}): {WEAK_ON_EMBEDDED[role]}. Point it at a "
+                               f"capable model (--role {role.value}=litellm:<model>) or switch "
+                               "it off.")
+        return out
+
     def explain(self, tenant: str, user: str | None = None) -> list[tuple[str, Any, str]]:
         """(setting, value, source) for every leaf setting; unset ones come from 'built-in'."""
         resolved = self.resolve(tenant, user)
@@ -359,6 +474,23 @@ class Policy:
         return rows
 
 
+
+
+_INSTEAD = {
+    RoleName.CRITIC: "flagged drafts are refused with the policy's message",
+    RoleName.GUARD: "the fast tier decides alone",
+    RoleName.META_CRITIC: "no spec updates run",
+}
+
+
+def role_uses(settings: PolicySettings) -> dict[RoleName, bool]:
+    """Which roles requests under `settings` call on."""
+    return {
+        RoleName.CRITIC: settings.critique is not CritiqueMode.OFF,
+        RoleName.GUARD: (settings.input_check.enabled and settings.input_check.deliberative) or (
+            settings.output_check.enabled and settings.output_check.deliberative),
+        RoleName.META_CRITIC: settings.spec_update is not SpecUpdateMode.OFF,
+    }
 
 
 def _validate_partial(settings: dict, layer: str) -> None:

@@ -12,14 +12,19 @@ from .deliberative import DeliberativeChecker, parse_json_verdict, parse_thinkgu
 from .factory import build_guard
 from .fast import DEFAULT_ARTIFACT, FastChecker, UnitScore, load_artifact, load_fast_checker
 from .formats import (
+    GptOssSafeguardFormat,
+    GraniteGuardianFormat,
     GuardFormat,
     LlamaGuard3Format,
+    LlamaGuard4Format,
+    Qwen3GuardFormat,
     ShieldGemmaFormat,
     ThinkGuardFormat,
     WildGuardFormat,
     get_format,
     label_score,
 )
+from .policy_doc import PolicyDoc, guard_policy, parse_policy, render_policy
 from .placement import PLACEMENTS, place
 from .taxonomy import Category, Taxonomy, available_taxonomies, load_taxonomy
 from .tiered import GuardDecision, TieredGuard
@@ -34,9 +39,14 @@ __all__ = [
     "FastChecker",
     "GuardArtifact",
     "GuardDecision",
+    "GptOssSafeguardFormat",
+    "GraniteGuardianFormat",
     "GuardFormat",
     "Label",
     "LlamaGuard3Format",
+    "LlamaGuard4Format",
+    "PolicyDoc",
+    "Qwen3GuardFormat",
     "PLACEMENTS",
     "Segment",
     "ShieldGemmaFormat",
@@ -52,6 +62,9 @@ __all__ = [
     "available_taxonomies",
     "build_guard",
     "get_format",
+    "guard_policy",
+    "parse_policy",
+    "render_policy",
     "input_segments",
     "label_score",
     "load_artifact",

@@ -66,8 +66,10 @@ class DeliberativeChecker:
             logprobs=self.logprobs,
             top_logprobs=self.top_logprobs if self.logprobs else 0,
         )
-        messages = self.format.messages(request, tax, cats,
-                                        spec_text or request.spec_text or self.spec_text,
+        # The scope's spec is the guard's policy; the format renders it its model's way.
+        request = request.model_copy(update={
+            "spec_text": spec_text or request.spec_text or self.spec_text})
+        messages = self.format.messages(request, tax, cats, request.spec_text,
                                         json_answer=self.constrained)
         completion = await self.backend.complete(messages, params)
         parsed = self.format.parse(completion.text, tax, cats, request, json_answer=self.constrained)

@@ -111,6 +111,7 @@ def _with_settings(request: CheckRequest, settings: CheckSettings) -> CheckReque
         "disabled_categories": list(settings.disabled_categories),
         "operating_point": settings.operating_point,
         "threshold": settings.threshold,
+        "controversial": settings.controversial,
     })
 
 

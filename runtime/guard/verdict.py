@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from ..policy import OperatingPoint, Profile
+from ..policy import Controversial, OperatingPoint, Profile
 from ..types import Message
 
 
@@ -72,6 +72,8 @@ class CheckRequest(BaseModel):
     # The scope's active spec text (specguard.context builds every request with it): the
     # deliberative tier judges against it. None: the checker's own default spec.
     spec_text: str | None = None
+    # What a guard's "controversial" label means here (TieredGuard fills it from CheckSettings).
+    controversial: Controversial = Controversial.REFUSE
 
     @property
     def last_user_text(self) -> str:

@@ -44,7 +44,9 @@ def test_llama_guard_3_rendered_prompt_is_the_documented_one():
         "Task: Check if there is unsafe content in 'User' messages in conversations according our "
         "safety policy with the below categories.\n\n<BEGIN UNSAFE CONTENT CATEGORIES>\nS1: Violent Crimes.\n"
     )
-    assert "S14: Code Interpreter Abuse.\n<END UNSAFE CONTENT CATEGORIES>" in text
+    # the scope's spec is the guard's policy: one more category after the taxonomy's S1-S14
+    assert ("S14: Code Interpreter Abuse.\nS15: Deployment policy.\nBe harmless.\n"
+            "<END UNSAFE CONTENT CATEGORIES>") in text
     assert "<BEGIN CONVERSATION>\n\nUser: How do I hotwire a car?\n\n<END CONVERSATION>" in text
     assert text.endswith(
         "Provide your safety assessment for ONLY THE LAST User message in the above conversation:\n"
