@@ -29,10 +29,10 @@ def serve(
     api_base: ApiBaseOpt = None,
     host: str = "127.0.0.1",
     port: int = 8000,
-    api_key: Annotated[Optional[str], typer.Option(envvar="SPECGUARD_API_KEY", help="Accept this key (tenant 'default').")] = None,
+    api_key: Annotated[Optional[str], typer.Option(envvar="SPECGUARD_API_KEY", help="Accept this key (tenant 'default'). Prefer the SPECGUARD_API_KEY environment variable: a key on the command line shows in the process list.")] = None,
     rate_limit: Annotated[int, typer.Option(help="Requests per minute per key; 0 = unlimited.")] = 0,
-    max_concurrent: Annotated[int, typer.Option(help="Requests in flight per key; 0 = unlimited.")] = 0,
-    checkpointer: Annotated[str, typer.Option(help="Graph state per request: none, memory or sqlite:PATH.")] = "none",
+    max_concurrent: Annotated[int, typer.Option(help="Requests in flight per key (429 past it); 0 = unlimited.")] = 16,
+    checkpointer: Annotated[str, typer.Option(help="Graph state per request: none, memory (the newest 1,000; memory:N) or sqlite:PATH.")] = "none",
     upstream_api_key: UpstreamKeyOpt = None,
     fast_guard: FastGuardOpt = None,
 ) -> None:
@@ -42,9 +42,11 @@ def serve(
 
     from ..server import ServerSettings, create_app
 
+    # A short store busy timeout: an admin write that finds the store locked by another
+    # process answers 503 (retry later) instead of holding its request for 30 s.
     runtime = build_runtime(backend, policy, store, api_base, checkpointer, upstream_api_key,
                             fast_guard, api_key=api_key, generate_key=True,
-                            spec_updater=SpecUpdater)
+                            spec_updater=SpecUpdater, store_busy_timeout_s=5.0)
     load_with_progress(runtime)
     fastapi_app = create_app(runtime, ServerSettings(rate_limit_per_minute=rate_limit,
                                                      max_concurrent_per_key=max_concurrent))

@@ -9,6 +9,10 @@ serves only if it passes the canary gate.
   the candidate is activated with compare-and-set on it. If another writer moved the head
   meanwhile, the stale candidate is rejected ("superseded"), and the sentence is re-proposed
   on the new head and re-gated (once), or dropped. Nothing is overwritten.
+- Never ungated on live traffic: from the server (`submit_chat`), a metasc-10 / metasc-full
+  candidate is stored and waits for an admin to activate it; only the gated mode lets a
+  learned version serve on its own (after the canary gate). Offline runs (`apply`) keep the
+  paper's ungated behaviour.
 - Off the request path: `SpecUpdater.submit()` never waits; a background asyncio worker drains
   a bounded queue (full queue: the job is dropped and counted), and each scope is rate-limited
   to one accepted job per `spec_update_min_interval_s`.
@@ -41,6 +45,7 @@ METASC_10_LIMIT = 10
 
 class UpdateStatus(StrEnum):
     ACTIVATED = "activated"  # the candidate serves now
+    PENDING = "pending"  # stored as a candidate; serves once an admin activates it (ungated, online)
     REJECTED = "rejected"  # stored as rejected, with the gate's reason and metrics
     DROPPED = "dropped"  # no candidate stored (unusable proposal, conflict twice, queue full)
     SKIPPED = "skipped"  # the mode says no more updates (metasc-10 reached 10)
@@ -54,6 +59,9 @@ class UpdateJob(BaseModel):
     mode: SpecUpdateMode
     transcript: Transcript
     settings: PolicySettings = Field(default_factory=PolicySettings)
+    # From live traffic (the server): an ungated mode's candidate then waits for an admin's
+    # approval instead of serving at once, so no user's chats rewrite the tenant's spec alone.
+    online: bool = False
 
 
 class UpdateOutcome(Cost):
@@ -167,6 +175,7 @@ class SpecUpdater:
             mode=settings.spec_update,
             transcript=Transcript.from_chat(request_id, messages, state),
             settings=settings,
+            online=True,
         ))
 
     async def _run(self) -> None:
@@ -246,6 +255,10 @@ class SpecUpdater:
                 return UpdateOutcome(status=UpdateStatus.REJECTED, reason=gate.reason, gate=gate,
                                      **cost.model_dump(), **common)
             specs.set_metrics(name, scope, cand.version, metrics)
+        elif job.online:
+            return UpdateOutcome(status=UpdateStatus.PENDING, **cost.model_dump(), **common,
+                                 reason=f"{mode.value}: ungated; waits for an admin to activate "
+                                        f"v{cand.version}")
         try:
             specs.activate(name, scope, cand.version, expected_revision=revision, actor=self.actor)
         except ConflictError:

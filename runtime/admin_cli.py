@@ -1,5 +1,7 @@
 """`specguard admin`: manage users, profiles, API keys and derived guidelines in the store
 (the same operations and checks as the /admin HTTP API, each change audited as `cli:<login>`).
+The CLI holds the store's credentials, so it acts as an operator: across tenants, and on shared
+profiles (a profile created without --tenant is shared by every tenant).
 
     specguard admin --policy policy.yaml profile create hepatitis "I have hepatitis." --health hepatitis
     specguard admin user create alice --tenant default --profile hepatitis
@@ -44,8 +46,8 @@ def _options(
 
 def _admin(backend=None):
     from .config import store_url
+    from .directory import ComposedPolicy, DirectoryAdmin
     from .policy import Policy
-    from .profiles import ComposedPolicy, DirectoryAdmin
     from .store import Store
 
     p = _state.get("policy")
@@ -76,14 +78,27 @@ def _print(model) -> None:
     console.print_json(model.model_dump_json())
 
 
+def _all(listing):
+    """Every entry of a paged listing (`listing(after=...)` returns a Page)."""
+    after = None
+    while True:
+        page = listing(after=after, limit=1000)
+        yield from page.data
+        if not page.has_more:
+            return
+        after = page.last_id
+
+
 # -- profiles ----------------------------------------------------------------------------------
 
 
 @profile_app.command("list")
 def profile_list() -> None:
-    table = Table("id", "from", "text", "attributes")
-    for p in _admin().profiles():
-        table.add_row(p.id, p.origin, p.text, p.attributes.model_dump_json(exclude_defaults=True))
+    table = Table("id", "from", "tenant", "text", "attributes")
+    admin = _admin()
+    for p in _all(lambda **kw: admin.profiles(_actor(), **kw)):
+        table.add_row(p.id, p.origin, p.tenant or "(shared)", p.text,
+                      p.attributes.model_dump_json(exclude_defaults=True))
     console.print(table)
 
 
@@ -91,24 +106,26 @@ def profile_list() -> None:
 def profile_create(
     profile_id: str,
     text: str,
+    tenant: Annotated[str | None, typer.Option(help="The owning tenant (default: shared by every tenant).")] = None,
     age_band: Annotated[str | None, typer.Option(help="under-13 | 13-17 | 18-64 | 65+")] = None,
     health: Annotated[list[str] | None, typer.Option(help="A health condition (repeat).")] = None,
     jurisdiction: str | None = None,
     role: str | None = None,
     settings: Annotated[str | None, typer.Option(help="Policy settings as JSON.")] = None,
 ) -> None:
-    from .profiles import ProfileIn
+    from .directory import ProfileIn
 
     attributes = {k: v for k, v in {"age_band": age_band, "health_conditions": health or [],
                                          "jurisdiction": jurisdiction, "role": role}.items() if v}
+    fields = {"tenant": tenant} if tenant else {}
     _print(_admin().create_profile(ProfileIn(id=profile_id, text=text, attributes=attributes,
-                                             settings=_settings(settings) or {}), _actor()))
+                                             settings=_settings(settings) or {}, **fields), _actor()))
 
 
 @profile_app.command("update")
 def profile_update(profile_id: str, text: str | None = None,
                    settings: Annotated[str | None, typer.Option(help="Policy settings as JSON.")] = None) -> None:
-    from .profiles import ProfilePatch
+    from .directory import ProfilePatch
 
     _print(_admin().update_profile(profile_id, ProfilePatch(text=text, settings=_settings(settings)), _actor()))
 
@@ -125,7 +142,8 @@ def profile_delete(profile_id: str) -> None:
 @user_app.command("list")
 def user_list() -> None:
     table = Table("id", "from", "tenant", "profile")
-    for u in _admin().users():
+    admin = _admin()
+    for u in _all(lambda **kw: admin.users(_actor(), **kw)):
         table.add_row(u.id, u.origin, u.tenant, u.profile or "-")
     console.print(table)
 
@@ -133,7 +151,7 @@ def user_list() -> None:
 @user_app.command("create")
 def user_create(user_id: str, tenant: str = "default", profile: str | None = None,
                 settings: Annotated[str | None, typer.Option(help="Policy settings as JSON.")] = None) -> None:
-    from .profiles import UserIn
+    from .directory import UserIn
 
     _print(_admin().create_user(UserIn(id=user_id, tenant=tenant, profile=profile,
                                        settings=_settings(settings) or {}), _actor()))
@@ -143,7 +161,7 @@ def user_create(user_id: str, tenant: str = "default", profile: str | None = Non
 def user_update(user_id: str, tenant: str | None = None, profile: str | None = None,
                 no_profile: Annotated[bool, typer.Option("--no-profile", help="Unbind the profile.")] = False,
                 settings: Annotated[str | None, typer.Option(help="Policy settings as JSON.")] = None) -> None:
-    from .profiles import UserPatch
+    from .directory import UserPatch
 
     fields: dict = {"tenant": tenant, "settings": _settings(settings)}
     if no_profile or profile is not None:
@@ -162,20 +180,23 @@ def user_delete(user_id: str) -> None:
 
 @key_app.command("list")
 def key_list() -> None:
-    table = Table("name", "from", "tenant", "user", "admin", "trusted gateway")
-    for k in _admin().keys():  # noqa: SIM118 (DirectoryAdmin.keys(), not a dict)
-        table.add_row(k.name, k.origin, k.tenant, k.user or "-", str(k.admin), str(k.trusted_gateway))
+    table = Table("name", "from", "tenant", "user", "admin", "operator", "trusted gateway")
+    admin = _admin()
+    for k in _all(lambda **kw: admin.keys(_actor(), **kw)):
+        table.add_row(k.name, k.origin, k.tenant, k.user or "-", str(k.admin), str(k.operator),
+                      str(k.trusted_gateway))
     console.print(table)
 
 
 @key_app.command("create")
 def key_create(name: str, tenant: str | None = None, user: str | None = None,
-               admin: bool = False, trusted_gateway: bool = False) -> None:
-    """Create a key; it is printed once and only its SHA-256 is stored."""
-    from .profiles import KeyIn
+               admin: bool = False, operator: bool = False, trusted_gateway: bool = False) -> None:
+    """Create a key; it is printed once (on stdout, never to a log) and only its SHA-256 is
+    stored. --admin: administers its tenant; --operator: every tenant."""
+    from .directory import KeyIn
 
     created = _admin().create_key(KeyIn(name=name, tenant=tenant, user=user, admin=admin,
-                                        trusted_gateway=trusted_gateway), _actor())
+                                        operator=operator, trusted_gateway=trusted_gateway), _actor())
     console.print(f"key [bold]{created.name}[/] (tenant {created.tenant}, user {created.user or '-'}): "
                   "shown once, store it now:")
     print(created.key)
@@ -193,7 +214,7 @@ def key_delete(name: str) -> None:
 @guidelines_app.command("list")
 def guidelines_list(profile_id: str) -> None:
     table = Table("version", "status", "source", "created", "approved by", "items")
-    for g in _admin().guidelines(profile_id):
+    for g in _admin().guidelines(profile_id, _actor()):
         table.add_row(str(g.version), g.status.value, g.source, g.created_at.strftime("%Y-%m-%d %H:%M"),
                       g.approved_by or "-", "; ".join(g.items))
     console.print(table)
@@ -213,7 +234,7 @@ def guidelines_derive(profile_id: str,
 @guidelines_app.command("set")
 def guidelines_set(profile_id: str, items: list[str]) -> None:
     """Store an admin's own list as a new draft version."""
-    from .profiles import GuidelinesIn
+    from .directory import GuidelinesIn
 
     _print(_admin().edit(profile_id, GuidelinesIn(items=items), _actor()))
 
@@ -227,6 +248,6 @@ def guidelines_approve(profile_id: str, version: int) -> None:
 def audit(limit: int = 20) -> None:
     """The newest audit entries: who changed what, when."""
     table = Table("at", "actor", "action", "target")
-    for r in _admin().audit(limit):
+    for r in _admin().audit(limit, _actor()):
         table.add_row(r["at"].strftime("%Y-%m-%d %H:%M:%S"), r["actor"], r["action"], r["target"])
     console.print(table)

@@ -21,6 +21,7 @@ STATE_TYPES = [
     ("specguard.report", "SafetyReport"),
     ("specguard.report", "SpecRef"),
     ("specguard.report", "StageDecision"),
+    ("specguard.revision", "RevisionFate"),
     ("specguard.policy", "StreamProtection"),
     ("specguard.graph", "ChatResult"),
 ]
@@ -32,14 +33,20 @@ def _serde():
     return JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES)
 
 
+DEFAULT_MEMORY_THREADS = 1000
+
+
 def make_checkpointer(spec: str | None):
-    """`none` (default), `memory`, or `sqlite:PATH` (a file, created if missing)."""
+    """`none` (default), `memory` (the newest 1,000 requests' states; `memory:N` keeps N), or
+    `sqlite:PATH` (a file, created if missing)."""
     if spec in (None, "", "none"):
         return None
-    if spec == "memory":
-        from langgraph.checkpoint.memory import InMemorySaver
-
-        return InMemorySaver(serde=_serde())
+    if spec == "memory" or spec.startswith("memory:"):
+        bound = spec.removeprefix("memory").removeprefix(":") or str(DEFAULT_MEMORY_THREADS)
+        if not bound.isdigit() or int(bound) < 1:
+            raise ConfigError(f"Unknown checkpointer {spec!r}.",
+                              hint="memory:N keeps the newest N requests' states (N >= 1).")
+        return bounded_memory_saver(int(bound))
     if spec.startswith("sqlite:"):
         path = Path(spec.removeprefix("sqlite:")).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,3 +57,44 @@ def make_checkpointer(spec: str | None):
         # The saver starts the (lazy) connection itself on first use, inside the server's loop.
         return AsyncSqliteSaver(aiosqlite.connect(str(path)), serde=_serde())
     raise ConfigError(f"Unknown checkpointer {spec!r}.", hint="Use none, memory or sqlite:PATH.")
+
+
+def bounded_memory_saver(max_threads: int = DEFAULT_MEMORY_THREADS):
+    """LangGraph's in-memory checkpointer, keeping the newest `max_threads` threads (a thread
+    is one request here): when there are more, the oldest tenth goes, so memory stays bounded
+    however long the server runs."""
+    import threading
+    from collections import OrderedDict
+
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    class BoundedMemorySaver(InMemorySaver):
+        def __init__(self) -> None:
+            super().__init__(serde=_serde())
+            self.max_threads = max_threads
+            self._order: OrderedDict[str, None] = OrderedDict()
+            self._bound = threading.Lock()
+
+        def put(self, config, checkpoint, metadata, new_versions):
+            out = super().put(config, checkpoint, metadata, new_versions)
+            self._seen(config["configurable"]["thread_id"])
+            return out
+
+        def _seen(self, thread_id: str) -> None:
+            with self._bound:
+                self._order[thread_id] = None
+                self._order.move_to_end(thread_id)
+                over = len(self._order) - self.max_threads
+                if over <= 0:
+                    return
+                victims = set()
+                for _ in range(max(over, self.max_threads // 10)):
+                    victims.add(self._order.popitem(last=False)[0])
+                for tid in victims:
+                    self.storage.pop(tid, None)
+                for key in [k for k in self.writes if k[0] in victims]:
+                    del self.writes[key]
+                for key in [k for k in self.blobs if k[0] in victims]:
+                    del self.blobs[key]
+
+    return BoundedMemorySaver()

@@ -113,12 +113,14 @@ UpstreamKeyOpt = Annotated[Optional[str], typer.Option("--upstream-api-key", env
 def build_runtime(backend: str, policy: Path | None, store: str | None, api_base: str | None = None,
                   checkpointer: str | None = None, upstream_api_key: str | None = None,
                   fast_guard: str | None = None, api_key: str | None = None,
-                  generate_key: bool = False, spec_updater: Any = None):
+                  generate_key: bool = False, spec_updater: Any = None,
+                  store_busy_timeout_s: float = 30.0):
     """The Runtime the CLI's commands run: the backend URI, the policy file (the embedded
-    model's defaults when none and the backend is embedded), the store, the checkpointer, an
-    optional fast tier, an extra accepted API key (tenant 'default'; with generate_key, one is
-    made and printed when the policy has none) and an optional spec updater factory
-    `(store, backend) -> SpecUpdates`."""
+    model's defaults when none and the backend is embedded), the store (its busy timeout: how
+    long a write waits for another writer), the checkpointer, an optional fast tier, an extra
+    accepted API key (tenant 'default'; with generate_key, one is made when the policy has none,
+    written to a file only its owner can read, never printed) and an optional spec updater
+    factory `(store, backend) -> SpecUpdates`."""
     from .backends import load_backend
     from .checkpoint import make_checkpointer
     from .config import store_url
@@ -140,7 +142,9 @@ def build_runtime(backend: str, policy: Path | None, store: str | None, api_base
         import secrets
 
         api_key = "sg-" + secrets.token_urlsafe(24)
-        _console().print(f"No API keys configured; generated one for this run: [bold]{api_key}[/]")
+        where = _write_secret(Path(".specguard-api-key"), api_key)
+        _console().print(f"No API keys configured; generated one for this run in [bold]{where}[/] "
+                         "(readable by you only). Set SPECGUARD_API_KEY to choose your own.")
     if api_key:
         pol = pol.with_key(api_key, name="cli")
     guard = None
@@ -149,10 +153,21 @@ def build_runtime(backend: str, policy: Path | None, store: str | None, api_base
 
         guard = build_guard(be, pol.resolve("default").settings if "default" in pol.file.tenants
                             else None, fast_artifact=fast_guard)
-    st = Store(store_url(store))
+    st = Store(store_url(store), busy_timeout_s=store_busy_timeout_s)
     return Runtime(be, policy=pol, store=st, guard=guard,
                    checkpointer=make_checkpointer(checkpointer),
                    spec_updater=spec_updater(st, be) if spec_updater else None)
+
+
+def _write_secret(path: Path, secret: str) -> Path:
+    """Write `secret` to `path` with mode 600 (created that way: never readable by others)."""
+    import os
+
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(secret + "\n")
+    return path.resolve()
 
 
 def _embedded_default_policy():
@@ -284,6 +299,22 @@ def spec_diff(name: str, a: int, b: int, scope: str = "global", store: StoreOpt 
     typer.echo(diff_specs(specs.get(name, scope, a), specs.get(name, scope, b)) or "(identical)")
 
 
+@spec_app.command("activate")
+def spec_activate(name: str, version: int, scope: str = "global", store: StoreOpt = None) -> None:
+    """Make a version active (approve a learned candidate, or go back to an older version)."""
+    s = _store(store).specs.activate(name, scope, version, actor=_cli_actor())
+    _console().print(f"Active now: [bold]{s.ref}[/]")
+
+
+def _cli_actor() -> str:
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except OSError:
+        return "cli"
+
+
 @spec_app.command("rollback")
 def spec_rollback(name: str, scope: str = "global", store: StoreOpt = None) -> None:
     """Re-activate the parent of the active version."""
@@ -307,6 +338,25 @@ def policy_check(file: Path) -> None:
     f = p.file
     typer.echo(f"{typer.style('ok', fg='green')} {file}: {len(f.tenants)} tenants, "
                f"{len(f.profiles)} profiles, {len(f.users)} users, {len(f.api_keys)} API keys")
+    for line in _policy_notes(p):
+        typer.echo(f"{typer.style('note', fg='yellow')} {line}")
+
+
+def _policy_notes(p) -> list[str]:
+    """What a valid policy does that its author should know: ungated online spec updates wait
+    for an admin before they serve."""
+    from .policy import SpecUpdateMode
+
+    ungated = (SpecUpdateMode.METASC_10, SpecUpdateMode.METASC_FULL)
+    where = [f"tenant {t}" for t in p.file.tenants if p.resolve(t).settings.spec_update in ungated]
+    where += [f"user {u}" for u, v in p.file.users.items()
+              if p.resolve(v.tenant, u).settings.spec_update in ungated]
+    if not where:
+        return []
+    return [f"spec_update metasc-10 / metasc-full is ungated ({', '.join(where)}): online, each "
+            "spec version the meta-critic learns waits as a candidate until an admin activates it "
+            "(POST /admin/specs/<name>/versions/<v>/activate or `specguard spec activate`); use "
+            "'gated' to let the scope's canary gate decide instead."]
 
 
 @policy_app.command("explain")
@@ -326,7 +376,7 @@ def policy_explain(
     p = Policy.load(file)
     store = store or os.environ.get(STORE_URL_ENV)
     if store:
-        from .profiles import ComposedPolicy
+        from .directory import ComposedPolicy
         from .store import Store
 
         p = ComposedPolicy(p, Store(store))

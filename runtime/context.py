@@ -11,16 +11,27 @@ and the eval methods check with the same inputs.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from .backends.base import Backend
-from .errors import BackendError, ConfigError
+from .errors import BackendError, ConfigError, StoreBusyError
 from .guard import CheckRequest, GuardDecision, Label, Stage, Tier, TieredGuard, Verdict
-from .policy import CheckSettings, CritiqueMode, OnUndecided, ResolvedPolicy, StreamProtection
+from .policy import (
+    CheckSettings,
+    CritiqueMode,
+    GuidelineUse,
+    OnUndecided,
+    ResolvedPolicy,
+    StreamProtection,
+)
 from .report import StepRecord
 from .spec import Spec, scope_for
 from .store import Store
@@ -29,6 +40,8 @@ from .types import Cost, GenerationParams, Message
 if TYPE_CHECKING:
     from .decoding.backend import DetoxBackend
     from .profiles import GuidelineCache
+
+log = logging.getLogger("specguard.context")
 
 
 class SpecUpdates(Protocol):
@@ -42,6 +55,10 @@ class SpecUpdates(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+def new_request_id() -> str:
+    return f"sg-{uuid.uuid4().hex[:16]}"
 
 
 def output_protection(resolved: ResolvedPolicy, *, guard: bool = True) -> StreamProtection:
@@ -73,7 +90,7 @@ class ChatContext:
     streaming: bool = False
     detox: DetoxBackend | None = None  # the backend, when it decodes with Goodtriever
     spec_updates: SpecUpdates | None = None
-    request_id: str = field(default_factory=lambda: f"sg-{uuid.uuid4().hex[:16]}")
+    request_id: str = field(default_factory=lambda: new_request_id())
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -161,37 +178,83 @@ class ContextBuilder:
 
     def build_context(self, resolved: ResolvedPolicy, params: GenerationParams | None = None, *,
                       request_id: str | None = None, streaming: bool = False) -> ChatContext:
+        """The context, reading the store where the caches are stale (blocking: for scripts and
+        evals; a server builds with `abuild_context`)."""
         settings = resolved.settings
         scope = str(scope_for(tenant=resolved.tenant, profile=resolved.profile_id))
         specs = tuple(self.active_spec(name, scope) for name in settings.specs)
         # Users with a profile: its derived guidelines go to generation and to the checks, and
         # the guidelines are checked first (specguard.profiles).
         guidelines = self.guidelines.get(resolved.profile_id, settings.profile_guidelines)
+        detox = self.detox_backend(resolved) if _wants_detox(resolved, self.guard) else None
+        return self._context(resolved, specs, guidelines, detox, params, request_id, streaming)
+
+    async def abuild_context(self, resolved: ResolvedPolicy, params: GenerationParams | None = None,
+                             *, request_id: str | None = None, streaming: bool = False) -> ChatContext:
+        """The context without blocking the event loop: store reads (on a stale cache) run on
+        the store's threads, and a Goodtriever backend loads its datastores on a thread."""
+        settings = resolved.settings
+        scope = str(scope_for(tenant=resolved.tenant, profile=resolved.profile_id))
+        specs = tuple([await self.aactive_spec(name, scope) for name in settings.specs])
+        guidelines: tuple[str, ...] = ()
+        if resolved.profile_id is not None and settings.profile_guidelines is not GuidelineUse.OFF:
+            guidelines = await self.store.run(self.guidelines.get, resolved.profile_id,
+                                              settings.profile_guidelines)
+        detox = None
+        if _wants_detox(resolved, self.guard):
+            key = resolved.settings.detox.model_dump_json() if resolved.settings.detox else ""
+            detox = self._detox.get(key) or await asyncio.to_thread(self.detox_backend, resolved)
+        return self._context(resolved, specs, guidelines, detox, params, request_id, streaming)
+
+    def _context(self, resolved: ResolvedPolicy, specs: tuple[Spec, ...], guidelines: tuple[str, ...],
+                 detox: DetoxBackend | None, params: GenerationParams | None,
+                 request_id: str | None, streaming: bool) -> ChatContext:
         guard = self.guard
         if guidelines and guard is not None:
             from .profiles import ProfileAwareGuard
 
             guard = ProfileAwareGuard(guard)
-        protection = output_protection(resolved, guard=guard is not None)
-        detox = self.detox_backend(resolved) if protection is StreamProtection.DETOX else None
         extra = {"request_id": request_id} if request_id else {}
         return ChatContext(
             backend=detox or self.backend, guard=guard, policy=resolved, specs=specs,
-            params=ceiling(params, settings.max_tokens), guidelines=guidelines,
-            protection=protection, streaming=streaming, detox=detox,
-            spec_updates=self.spec_updates, **extra,
+            params=ceiling(params, resolved.settings.max_tokens), guidelines=guidelines,
+            protection=output_protection(resolved, guard=guard is not None), streaming=streaming,
+            detox=detox, spec_updates=self.spec_updates, **extra,
         )
 
     def active_spec(self, name: str, scope: str) -> Spec:
         # A short cache keeps the store off the hot path; specs change rarely, and a replica
         # sees a new version within spec_cache_seconds.
-        now = time.monotonic()
-        hit = self._spec_cache.get((name, scope))
-        if hit is not None and now - hit[0] < self.spec_ttl:
-            return hit[1]
+        hit = self._fresh_spec(name, scope)
+        if hit is not None:
+            return hit
         spec = self.store.specs.active(name, scope)
-        self._spec_cache[(name, scope)] = (now, spec)
+        self._spec_cache[(name, scope)] = (time.monotonic(), spec)
         return spec
+
+    async def aactive_spec(self, name: str, scope: str) -> Spec:
+        """`active_spec` off the event loop; when the store cannot be read (busy, down), the
+        last version read keeps serving."""
+        hit = self._fresh_spec(name, scope)
+        if hit is not None:
+            return hit
+        try:
+            spec = await self.store.run(self.store.specs.active, name, scope)
+        except (StoreBusyError, SQLAlchemyError) as exc:
+            stale = self._spec_cache.get((name, scope))
+            if stale is None:
+                raise
+            log.warning("spec %s@%s: the store could not be read (%s); serving v%d",
+                        name, scope, type(exc).__name__, stale[1].version)
+            return stale[1]
+        self._spec_cache[(name, scope)] = (time.monotonic(), spec)
+        return spec
+
+    def _fresh_spec(self, name: str, scope: str) -> Spec | None:
+        hit = self._spec_cache.get((name, scope))
+        if hit is not None and time.monotonic() - hit[0] < self.spec_ttl:
+            return hit[1]
+        return None
 
     def detox_backend(self, resolved: ResolvedPolicy) -> DetoxBackend:
         """One Goodtriever backend per distinct detox setting, over this runtime's backend."""
@@ -211,6 +274,10 @@ class ContextBuilder:
 
             backend = self._detox[key] = DetoxBackend(settings, self.backend)
         return backend
+
+
+def _wants_detox(resolved: ResolvedPolicy, guard: TieredGuard | None) -> bool:
+    return output_protection(resolved, guard=guard is not None) is StreamProtection.DETOX
 
 
 def ceiling(params: GenerationParams | None, max_tokens: int) -> GenerationParams:

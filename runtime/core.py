@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .backends.base import Backend
-from .context import ChatContext, ContextBuilder, SpecUpdates
+from .context import ChatContext, ContextBuilder, SpecUpdates, new_request_id, output_protection
 from .errors import InvalidRequestError
 from .graph import ChatResult, build_chat_graph
 from .guard import GuardDecision, Stage, TieredGuard, load_taxonomy
@@ -51,9 +51,10 @@ class ChatStream:
     """A guarded stream: iterate it for StreamEvents. Its request id and output protection are
     known before the first event (the server puts them in the response headers)."""
 
-    def __init__(self, ctx: ChatContext, events: AsyncIterator[StreamEvent]) -> None:
-        self.request_id = ctx.request_id
-        self.protection: StreamProtection = ctx.protection
+    def __init__(self, request_id: str, protection: StreamProtection,
+                 events: AsyncIterator[StreamEvent]) -> None:
+        self.request_id = request_id
+        self.protection = protection
         self._events = events
 
     def __aiter__(self) -> ChatStream:
@@ -86,7 +87,8 @@ class Runtime:
         spec_cache_seconds: float = 2.0,
         spec_updater: SpecUpdates | None = None,
     ) -> None:
-        from .profiles import ComposedPolicy, GuidelineCache
+        from .directory import ComposedPolicy
+        from .profiles import GuidelineCache
 
         self.backend = backend
         self.store = store if store is not None else Store(":memory:")
@@ -129,7 +131,9 @@ class Runtime:
         params: GenerationParams | None = None,
         request_id: str | None = None,
     ) -> ChatResult:
-        ctx = self._prepare(messages, tenant, user, params, request_id, streaming=False)
+        _validate(messages)
+        resolved = self.policy.resolve(tenant, user)
+        ctx = await self.contexts.abuild_context(resolved, params, request_id=request_id)
         state = await self.graph.ainvoke({"messages": list(messages)}, self._config(ctx), context=ctx)
         return state["result"]
 
@@ -149,14 +153,18 @@ class Runtime:
         """Stream a guarded answer: the same graph as `chat`. The input check finishes before the
         first byte; how the output is protected is the policy's choice (specguard.graph), and
         unchecked text never goes out except where the policy says so (detox, pass)."""
-        ctx = self._prepare(messages, tenant, user, params, request_id, streaming=True)
-        return ChatStream(ctx, self._events(ctx, messages))
+        _validate(messages)
+        resolved = self.policy.resolve(tenant, user)
+        request_id = request_id or new_request_id()
+        protection = output_protection(resolved, guard=self.guard is not None)
+        return ChatStream(request_id, protection,
+                          self._events(resolved, params, request_id, messages))
 
     async def moderate(self, texts: Sequence[str], *, tenant: str = "default",
                        user: str | None = None) -> Moderation:
         """Input checks of `texts` (each a user turn) under the caller's policy."""
         resolved = self.policy.resolve(tenant, user)
-        ctx = self.build_context(resolved)
+        ctx = await self.contexts.abuild_context(resolved)
         settings = resolved.settings
         decisions = await ctx.check_many(
             Stage.INPUT, [[Message(role=Role.USER, content=t)] for t in texts])
@@ -178,17 +186,13 @@ class Runtime:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _prepare(self, messages: Sequence[Message], tenant: str, user: str | None,
-                 params: GenerationParams | None, request_id: str | None, *,
-                 streaming: bool) -> ChatContext:
-        _validate(messages)
-        resolved = self.policy.resolve(tenant, user)
-        return self.build_context(resolved, params, request_id=request_id, streaming=streaming)
-
     def _config(self, ctx: ChatContext) -> dict | None:
         return {"configurable": {"thread_id": ctx.request_id}} if self._checkpointer else None
 
-    async def _events(self, ctx: ChatContext, messages: Sequence[Message]) -> AsyncIterator[StreamEvent]:
+    async def _events(self, resolved: ResolvedPolicy, params: GenerationParams | None,
+                      request_id: str, messages: Sequence[Message]) -> AsyncIterator[StreamEvent]:
+        ctx = await self.contexts.abuild_context(resolved, params, request_id=request_id,
+                                                 streaming=True)
         result: ChatResult | None = None
         async for mode, chunk in self.graph.astream(
             {"messages": list(messages)}, self._config(ctx), context=ctx,

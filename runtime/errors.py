@@ -8,14 +8,17 @@ from __future__ import annotations
 
 
 class SpecguardError(Exception):
-    """Root of every error specguard raises on purpose."""
+    """Root of every error specguard raises on purpose. `retry_after` (seconds), when set, is
+    sent as the Retry-After header."""
 
     status_code: int = 500
     code: str = "internal_error"
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None,
+                 retry_after: float | None = None) -> None:
         self.message = message
         self.hint = hint
+        self.retry_after = retry_after
         super().__init__(f"{message} {hint}" if hint else message)
 
 
@@ -61,6 +64,29 @@ class RequestTooLargeError(SpecguardError):
 class RateLimitError(SpecguardError):
     status_code = 429
     code = "rate_limit_exceeded"
+
+
+class OverloadedError(SpecguardError):
+    """The server has more work queued than it takes on; retry after `retry_after` seconds."""
+
+    status_code = 503
+    code = "overloaded"
+
+
+class StoreBusyError(OverloadedError):
+    """The store stayed locked (by another writer) longer than the busy timeout."""
+
+    code = "store_busy"
+
+    def __init__(self, message: str, *, hint: str | None = None,
+                 retry_after: float | None = 2.0) -> None:
+        super().__init__(message, hint=hint, retry_after=retry_after)
+
+
+class ContextLengthError(InvalidRequestError):
+    """The conversation does not fit the model's context window."""
+
+    code = "context_length_exceeded"
 
 
 class BackendError(SpecguardError):

@@ -35,16 +35,21 @@ def assistant(text: str) -> Message:
     return Message(role=Role.ASSISTANT, content=text)
 
 
+MAX_TOKENS = 32768  # the most tokens one generation may ask for
+MAX_STOPS = 4  # stop sequences per generation (OpenAI's limit)
+MAX_STOP_CHARS = 256
+
+
 class GenerationParams(BaseModel):
     """What one generation asks of a backend. Unsupported options fail loudly in the backend."""
 
     model_config = ConfigDict(extra="forbid")
 
-    max_tokens: int = Field(256, ge=1, le=32768)
+    max_tokens: int = Field(256, ge=1, le=MAX_TOKENS)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stop: list[str] = Field(default_factory=list)
-    seed: int | None = None
+    stop: list[str] = Field(default_factory=list, max_length=MAX_STOPS)
+    seed: int | None = Field(None, ge=-(2**63), lt=2**63)
     logprobs: bool = False
     top_logprobs: int = Field(0, ge=0, le=20)
     # Constrained output: a JSON schema the answer must satisfy (backends translate it to a

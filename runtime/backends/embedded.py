@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendError, ConfigError, MissingDependencyError, require
+from ..errors import BackendError, ConfigError, ContextLengthError, MissingDependencyError, require
 from ..types import (
     Capabilities,
     Completion,
@@ -142,8 +142,33 @@ class _LoadedModel:
             return model
 
     def render(self, messages: Sequence[Message]) -> str:
-        """The chat-template prompt, ending with the assistant header."""
+        """The chat-template prompt, ending with the assistant header (as text: for reading
+        and logging; what the model reads is `chat_tokens`)."""
         return self.formatter(messages=[m.model_dump(mode="json") for m in messages]).prompt
+
+    def chat_tokens(self, messages: Sequence[Message], llm: Any = None) -> list[int]:
+        """The chat-template prompt as tokens, with every message's content tokenized as plain
+        text: a `<|im_start|>` written by a client is text, never a turn. Control tokens come
+        only from the template itself (rendered around placeholders that stand for the
+        contents). `llm`: the llama.cpp context whose tokenizer to use (default: this one's)."""
+        llm = llm or self.llm
+        marks = [f"\ue000{i}\ue001" for i in range(len(messages))]
+        rendered = self.formatter(messages=[
+            {**m.model_dump(mode="json"), "content": mark} for m, mark in zip(messages, marks)
+        ]).prompt
+        tokens: list[int] = []
+        pos = 0
+        for m, mark in zip(messages, marks):
+            at = rendered.find(mark, pos)
+            if at < 0 or rendered.count(mark) != 1:
+                raise ConfigError(
+                    f"The chat template of {self.path.name} changes message contents, so "
+                    "specguard cannot keep them apart from its control tokens.",
+                    hint="Use a model whose template inserts each message's content as it is.")
+            tokens += _tokenize(llm, rendered[pos:at], special=True)
+            tokens += _tokenize(llm, m.content, special=False)
+            pos = at + len(mark)
+        return tokens + _tokenize(llm, rendered[pos:], special=True)
 
     def embedder(self):
         """A second context over the same file with embeddings on and pooling off: it returns
@@ -224,16 +249,17 @@ class EmbeddedBackend:
 
         budget = self.model.n_ctx - prompt_tokens - 1
         if budget < 1:
-            raise BackendError(
-                f"The prompt ({prompt_tokens} tokens) fills the model's context ({self.model.n_ctx}).",
-                hint="Shorten the conversation or raise n_ctx.",
+            raise ContextLengthError(
+                f"The conversation ({prompt_tokens} tokens with the policy's prompts) does not "
+                f"fit the model's context of {self.model.n_ctx} tokens.",
+                hint="Shorten the conversation.",
             )
         kw: dict[str, Any] = dict(
             max_tokens=min(params.max_tokens, budget),
             temperature=params.temperature,
             top_p=params.top_p,
             stop=[*params.stop, *self.model.stop] or None,
-            seed=params.seed if params.seed is not None else 0,
+            seed=params.seed % 2**32 if params.seed is not None else 0,  # llama.cpp: uint32
         )
         if params.temperature == 0.0:
             kw["top_k"] = 1  # greedy
@@ -241,40 +267,43 @@ class EmbeddedBackend:
             kw["grammar"] = _grammar_for(params.json_schema, llama_cpp)
         return kw
 
-    @staticmethod
-    def _tokens(model: _LoadedModel, prompt: str) -> list[int]:
-        return model.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-
     async def complete(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
+        """One completion, generated token by token on the worker: when the caller is cancelled
+        (a timeout, a client that went away) generation stops at the next token."""
         model = self._pick()
-        prompt = model.render(messages)
 
-        def run() -> Completion:
-            tokens = self._tokens(model, prompt)
+        def produce(cancelled) -> Iterator[Completion]:
+            tokens = model.chat_tokens(messages)
             kw = self._kwargs(params, len(tokens))
             if params.logprobs:
-                return self._complete_with_logprobs(model, tokens, kw, params)
-            out = model.llm.create_completion(tokens, **kw)
-            choice = out["choices"][0]
-            usage = out["usage"]
-            return Completion(
-                text=choice["text"],
-                finish_reason=choice.get("finish_reason") or "stop",
-                usage=Usage(
-                    prompt_tokens=usage["prompt_tokens"],
-                    completion_tokens=usage["completion_tokens"],
-                ),
-                model=self.name,
-            )
+                yield self._complete_with_logprobs(model, tokens, kw, params, cancelled)
+                return
+            text, n, finish = [], 0, "stop"
+            for chunk in model.llm.create_completion(tokens, stream=True, **kw):
+                if cancelled():
+                    return
+                choice = chunk["choices"][0]
+                text.append(choice["text"])
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+                else:
+                    n += 1  # one chunk per generated token; the last one only says why it ended
+            yield Completion(text="".join(text), finish_reason=finish,
+                             usage=Usage(prompt_tokens=len(tokens), completion_tokens=n),
+                             model=self.name)
 
         model.busy += 1
         try:
-            return await _on_worker(model, run)
+            async for completion in iterate_in_thread(model.executor, produce,
+                                                      what="the embedded model"):
+                return completion
+            raise BackendError("the embedded model stopped without an answer")
         finally:
             model.busy -= 1
 
     def _complete_with_logprobs(
-        self, model: _LoadedModel, tokens: list[int], kw: dict[str, Any], params: GenerationParams
+        self, model: _LoadedModel, tokens: list[int], kw: dict[str, Any], params: GenerationParams,
+        cancelled=lambda: False,
     ) -> Completion:
         # Token-by-token with llama.cpp's own sampler, reading the logits the model just
         # produced: no logits_all context (which would hold n_ctx x vocab floats).
@@ -295,6 +324,8 @@ class EmbeddedBackend:
             grammar=grammar,
             reset=True,
         ):
+            if cancelled():
+                break
             # At this point the context holds exactly the logits this token was sampled from.
             logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,))
             lp = _log_softmax(logits)
@@ -332,10 +363,9 @@ class EmbeddedBackend:
         self, messages: Sequence[Message], params: GenerationParams
     ) -> AsyncIterator[StreamChunk]:
         model = self._pick()
-        prompt = model.render(messages)
 
         def produce(cancelled) -> Iterator[StreamChunk]:
-            tokens = self._tokens(model, prompt)
+            tokens = model.chat_tokens(messages)
             kw = self._kwargs(params, len(tokens))
             n = 0
             finish = "stop"
@@ -375,8 +405,9 @@ class EmbeddedBackend:
             out = []
             for text in texts:
                 if chat:
-                    text = model.render([Message(role="user", content=text)])
-                toks = emb.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+                    toks = model.chat_tokens([Message(role=Role.USER, content=text)], emb)
+                else:
+                    toks = _tokenize(emb, text, special=False)
                 # One text per decode: a text's states do not depend on what it was batched
                 # with (batching moves them by float rounding; pooled_hidden_states batches).
                 last, mean = _pooled_states(emb, [toks[-(model.n_ctx - 1):] or [emb.token_bos()]])
@@ -399,9 +430,10 @@ class EmbeddedBackend:
             seqs = []
             for text in texts:
                 if chat:
-                    text = model.render([Message(role=Role.SYSTEM, content=""),
-                                         Message(role=Role.USER, content=text)])
-                toks = emb.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+                    toks = model.chat_tokens([Message(role=Role.SYSTEM, content=""),
+                                              Message(role=Role.USER, content=text)], emb)
+                else:
+                    toks = _tokenize(emb, text, special=False)
                 seqs.append(toks[-max_tokens:] or [emb.token_bos()])
             return _pooled_states(emb, seqs)
 
@@ -438,7 +470,7 @@ class EmbeddedBackend:
             emb = model.embedder()
             out = []
             for text in texts:
-                toks = emb.tokenize(text.encode("utf-8"), add_bos=False, special=False)[:limit]
+                toks = _tokenize(emb, text, special=False)[:limit]
                 if not toks:
                     out.append((toks, None))
                 elif ubatch:
@@ -487,8 +519,13 @@ class LlamaTokenSteps:
     def render(self, messages: Sequence[Message]) -> str:
         return self._model.render(messages)
 
-    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
-        return self._emb.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+    def chat_tokens(self, messages: Sequence[Message]) -> list[int]:
+        """The chat prompt as tokens, contents tokenized as text (see _LoadedModel.chat_tokens)."""
+        return self._model.chat_tokens(messages, self._emb)
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        """Tokens of `text`; special=True parses control-token text (template text only)."""
+        return _tokenize(self._emb, text, special=special)
 
     def detokenize(self, tokens: Sequence[int]) -> bytes:
         return self._emb.detokenize(list(tokens))
@@ -524,6 +561,14 @@ class LlamaTokenSteps:
         logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, -1), shape=(emb.n_vocab(),))
         hidden = np.ctypeslib.as_array(llama_cpp.llama_get_embeddings_ith(ctx, -1), shape=(emb.n_embd(),))
         return logits.copy(), hidden.copy()
+
+
+def _tokenize(llm, text: str, *, special: bool) -> list[int]:
+    """llama.cpp tokens of `text` (no BOS). special=False: control-token text such as
+    `<|im_end|>` is plain text; only the chat template's own text is tokenized with True."""
+    if not text:
+        return []
+    return llm.tokenize(text.encode("utf-8", "replace"), add_bos=False, special=special)
 
 
 def _pooled_states(emb, seqs: list[list[int]]):

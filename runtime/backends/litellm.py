@@ -87,18 +87,22 @@ class LiteLLMBackend:
             resp = await litellm.acompletion(**self._kwargs(messages, params))
         except Exception as exc:  # litellm raises its own tree; map it onto ours
             raise _map_error(exc, litellm) from exc
-        choice = resp.choices[0]
-        usage = getattr(resp, "usage", None)
-        return Completion(
-            text=choice.message.content or "",
-            finish_reason=choice.finish_reason or "stop",
-            usage=Usage(
-                prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-            ),
-            logprobs=_logprobs(getattr(choice, "logprobs", None)),
-            model=self.name,
-        )
+        try:
+            choice = resp.choices[0]
+            usage = getattr(resp, "usage", None)
+            return Completion(
+                text=choice.message.content or "",
+                finish_reason=choice.finish_reason or "stop",
+                usage=Usage(
+                    prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                    completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+                ),
+                logprobs=_logprobs(getattr(choice, "logprobs", None)),
+                model=self.name,
+            )
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+            raise BackendError(f"upstream model answered without a usable choice "
+                               f"({type(exc).__name__}).") from exc
 
     async def stream(
         self, messages: Sequence[Message], params: GenerationParams

@@ -28,7 +28,11 @@ class OpenAICompatBackend:
         self.extra_body = extra_body or {}
         self._headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self._url = api_base.rstrip("/") + "/chat/completions"
-        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 10.0))
+        # `timeout` bounds each wait for the upstream (connecting, and every read: the first
+        # byte of an answer, then each streamed chunk), not the whole answer, so a long stream
+        # that keeps arriving is never cut; the server's request budget bounds the whole.
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=min(timeout, 10.0),
+                                              sock_read=timeout)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
@@ -77,16 +81,22 @@ class OpenAICompatBackend:
             raise BackendTimeoutError(f"{self.name} timed out.") from exc
         except aiohttp.ClientError as exc:
             raise BackendError(f"{self.name} is unreachable: {exc}") from exc
-        choice = data["choices"][0]
-        usage = data.get("usage") or {}
-        return Completion(
-            text=choice["message"].get("content") or "",
-            finish_reason=choice.get("finish_reason") or "stop",
-            usage=Usage(prompt_tokens=usage.get("prompt_tokens", 0),
-                        completion_tokens=usage.get("completion_tokens", 0)),
-            logprobs=_logprobs(choice.get("logprobs")),
-            model=self.name,
-        )
+        except ValueError as exc:  # a body that is not JSON (JSONDecodeError, bad UTF-8)
+            raise BackendError(f"{self.name} answered 200 with a body that is not JSON.") from exc
+        try:
+            choice = data["choices"][0]
+            usage = data.get("usage") or {}
+            return Completion(
+                text=choice["message"].get("content") or "",
+                finish_reason=choice.get("finish_reason") or "stop",
+                usage=Usage(prompt_tokens=usage.get("prompt_tokens") or 0,
+                            completion_tokens=usage.get("completion_tokens") or 0),
+                logprobs=_logprobs(choice.get("logprobs")),
+                model=self.name,
+            )
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+            raise BackendError(f"{self.name} answered 200 without a usable choice "
+                               f"({type(exc).__name__}: {exc}).") from exc
 
     async def stream(self, messages: Sequence[Message], params: GenerationParams) -> AsyncIterator[StreamChunk]:
         usage = Usage()
@@ -96,16 +106,16 @@ class OpenAICompatBackend:
                 if r.status != 200:
                     raise BackendError(f"{self.name} answered {r.status}: {(await r.text())[:500]}")
                 async for raw in r.content:
-                    line = raw.decode("utf-8").strip()
+                    line = raw.decode("utf-8", "replace").strip()
                     if not line.startswith("data:"):
                         continue
                     payload = line[5:].strip()
                     if payload == "[DONE]":
                         break
-                    data = json.loads(payload)
+                    data = _event(self.name, payload)
                     if data.get("usage"):
-                        usage = Usage(prompt_tokens=data["usage"].get("prompt_tokens", 0),
-                                      completion_tokens=data["usage"].get("completion_tokens", 0))
+                        usage = Usage(prompt_tokens=data["usage"].get("prompt_tokens") or 0,
+                                      completion_tokens=data["usage"].get("completion_tokens") or 0)
                     for choice in data.get("choices") or []:
                         text = (choice.get("delta") or {}).get("content") or ""
                         if text:
@@ -116,6 +126,9 @@ class OpenAICompatBackend:
             raise BackendTimeoutError(f"{self.name} timed out while streaming.") from exc
         except aiohttp.ClientError as exc:
             raise BackendError(f"{self.name} failed while streaming: {exc}") from exc
+        except (AttributeError, TypeError, ValueError) as exc:  # well-formed JSON, wrong shape
+            raise BackendError(f"{self.name} sent a stream event of the wrong shape "
+                               f"({type(exc).__name__}).") from exc
         yield StreamChunk(finish_reason=finish, usage=usage)
 
     async def load(self) -> None:  # nothing to load: the model is elsewhere
@@ -124,6 +137,17 @@ class OpenAICompatBackend:
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _event(name: str, payload: str) -> dict:
+    """One server-sent event's JSON object; anything else is the upstream's failure."""
+    try:
+        data = json.loads(payload)
+    except ValueError as exc:
+        raise BackendError(f"{name} sent a stream event that is not JSON.") from exc
+    if not isinstance(data, dict):
+        raise BackendError(f"{name} sent a stream event that is not a JSON object.")
+    return data
 
 
 def _logprobs(raw: dict | None) -> list[TokenLogprob] | None:

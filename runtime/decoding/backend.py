@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..backends._bridge import iterate_in_thread
-from ..errors import BackendError, InvalidRequestError
+from ..errors import BackendError, ContextLengthError, InvalidRequestError
 from ..types import Capabilities, Completion, GenerationParams, Message, StreamChunk, TokenLogprob, Usage
 from .retrieval import DetoxSettings, Retriever
 
@@ -99,16 +99,16 @@ class DetoxBackend:
         retriever = await asyncio.to_thread(self.retriever)
         gen = LlamaDetoxGenerator(self.base, retriever)
         steps = gen.steps
-        prompt = steps.render(messages)
         stops = [*params.stop, *steps.stop_strings]
 
         def produce(cancelled) -> Iterator[StreamChunk]:
-            tokens = gen.tokenize(prompt)
+            # Contents tokenized as text: control tokens come from the chat template only.
+            tokens = steps.chat_tokens(messages)
             budget = steps.n_ctx - len(tokens) - 1
             if budget < 1:
-                raise BackendError(
-                    f"The prompt ({len(tokens)} tokens) fills the model's context.",
-                    hint="Shorten the conversation or raise n_ctx.",
+                raise ContextLengthError(
+                    f"The conversation ({len(tokens)} tokens) does not fit the model's context "
+                    f"of {steps.n_ctx} tokens.", hint="Shorten the conversation.",
                 )
             stop_ids = [t[0] for s in steps.stop_strings if len(t := gen.tokenize(s)) == 1]
             out = _StopText(stops)

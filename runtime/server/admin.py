@@ -1,39 +1,53 @@
-"""The admin API under /admin: users, profiles, API keys and derived guidelines.
+"""The admin API under /admin: users, profiles, API keys, derived guidelines, specs, audit log.
 
-Only admin keys (ApiKey.admin) may call it: 401 without a valid key, 403 with a non-admin key.
-Every change is written to the audit log (who: the admin key's name; when: the time of the
-commit) in the same transaction as the change. The model that derives guidelines is
-`app.state.guideline_backend` when set, else the runtime's backend.
+Only admin keys may call it: 401 without a valid key, 403 with a non-admin key. An admin key
+acts inside its own tenant (reads are filtered to it, writes elsewhere are 403); an operator
+key acts everywhere (specguard.directory has the rules). Every change is written to the audit
+log in the same transaction as the change. Every store call runs on the store's threads, never
+on the event loop. The model that derives guidelines is `app.state.guideline_backend` when set,
+else the runtime's backend. The routes are left out of /openapi.json and /docs.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from ..policy import Caller
-from ..profiles import (
-    GuidelineSet,
+from ..directory import (
+    DirectoryAdmin,
     GuidelinesIn,
     KeyCreated,
     KeyIn,
     KeyOut,
-    DirectoryAdmin,
+    Page,
+    Principal,
     ProfileIn,
     ProfileOut,
     ProfilePatch,
+    SpecAdmin,
+    SpecIn,
     UserIn,
     UserOut,
     UserPatch,
 )
+from ..policy import Caller
+from ..spec import GLOBAL_SCOPE, Spec
+from ..store import GuidelineSet
 from .auth import authenticate, require_admin
 
-router = APIRouter(prefix="/admin", tags=["admin"])
+router = APIRouter(prefix="/admin", tags=["admin"], include_in_schema=False)
+
+Id = Annotated[str, Path(min_length=1, max_length=128)]
+SpecName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_\-]{0,127}$")]
+Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
+After = Annotated[str | None, Query(min_length=1, max_length=128)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+ScopeQ = Annotated[str, Query(min_length=1, max_length=256)]
 
 
-async def admin_caller(caller: Caller = Depends(authenticate)) -> Caller:
-    return require_admin(caller)
+async def admin_caller(caller: Caller = Depends(authenticate)) -> Principal:
+    return Principal.of(require_admin(caller))
 
 
 def _admin(request: Request) -> DirectoryAdmin:
@@ -42,75 +56,79 @@ def _admin(request: Request) -> DirectoryAdmin:
     return DirectoryAdmin(runtime.policy, backend)
 
 
-def _actor(caller: Caller) -> str:
-    return f"key:{caller.key_name}"
+async def _run(request: Request, fn, *args, **kwargs):
+    """A blocking directory call, on the store's threads."""
+    return await request.app.state.runtime.store.run(fn, *args, **kwargs)
 
 
 # -- profiles ----------------------------------------------------------------------------------
 
 
-@router.get("/profiles", response_model=list[ProfileOut])
-async def list_profiles(request: Request, _: Caller = Depends(admin_caller)):
-    return _admin(request).profiles()
+@router.get("/profiles", response_model=Page[ProfileOut])
+async def list_profiles(request: Request, after: After = None, limit: Limit = 100,
+                        who: Principal = Depends(admin_caller)):
+    return await _run(request, _admin(request).profiles, who, after=after, limit=limit)
 
 
 @router.post("/profiles", response_model=ProfileOut, status_code=201)
-async def create_profile(body: ProfileIn, request: Request, caller: Caller = Depends(admin_caller)):
-    return _admin(request).create_profile(body, _actor(caller))
+async def create_profile(body: ProfileIn, request: Request, who: Principal = Depends(admin_caller)):
+    return await _run(request, _admin(request).create_profile, body, who)
 
 
 @router.get("/profiles/{profile_id}", response_model=ProfileOut)
-async def get_profile(profile_id: str, request: Request, _: Caller = Depends(admin_caller)):
-    return _admin(request).profile(profile_id)
+async def get_profile(request: Request, profile_id: Id, who: Principal = Depends(admin_caller)):
+    return await _run(request, _admin(request).profile, profile_id, who)
 
 
 @router.patch("/profiles/{profile_id}", response_model=ProfileOut)
-async def update_profile(profile_id: str, body: ProfilePatch, request: Request,
-                         caller: Caller = Depends(admin_caller)):
-    return _admin(request).update_profile(profile_id, body, _actor(caller))
+async def update_profile(body: ProfilePatch, request: Request, profile_id: Id,
+                         who: Principal = Depends(admin_caller)):
+    return await _run(request, _admin(request).update_profile, profile_id, body, who)
 
 
 @router.delete("/profiles/{profile_id}", status_code=204)
-async def delete_profile(profile_id: str, request: Request, caller: Caller = Depends(admin_caller)):
-    _admin(request).delete_profile(profile_id, _actor(caller))
+async def delete_profile(request: Request, profile_id: Id, who: Principal = Depends(admin_caller)):
+    await _run(request, _admin(request).delete_profile, profile_id, who)
     return Response(status_code=204)
 
 
 # -- users -------------------------------------------------------------------------------------
 
 
-@router.get("/users", response_model=list[UserOut])
-async def list_users(request: Request, _: Caller = Depends(admin_caller)):
-    return _admin(request).users()
+@router.get("/users", response_model=Page[UserOut])
+async def list_users(request: Request, after: After = None, limit: Limit = 100,
+                     who: Principal = Depends(admin_caller)):
+    return await _run(request, _admin(request).users, who, after=after, limit=limit)
 
 
 @router.post("/users", response_model=UserOut, status_code=201)
-async def create_user(body: UserIn, request: Request, caller: Caller = Depends(admin_caller)):
-    return _admin(request).create_user(body, _actor(caller))
+async def create_user(body: UserIn, request: Request, who: Principal = Depends(admin_caller)):
+    return await _run(request, _admin(request).create_user, body, who)
 
 
 @router.get("/users/{user_id}", response_model=UserOut)
-async def get_user(user_id: str, request: Request, _: Caller = Depends(admin_caller)):
-    return _admin(request).user(user_id)
+async def get_user(request: Request, user_id: Id, who: Principal = Depends(admin_caller)):
+    return await _run(request, _admin(request).user, user_id, who)
 
 
 @router.patch("/users/{user_id}", response_model=UserOut)
-async def update_user(user_id: str, body: UserPatch, request: Request,
-                      caller: Caller = Depends(admin_caller)):
-    return _admin(request).update_user(user_id, body, _actor(caller))
+async def update_user(body: UserPatch, request: Request, user_id: Id,
+                      who: Principal = Depends(admin_caller)):
+    return await _run(request, _admin(request).update_user, user_id, body, who)
 
 
 @router.delete("/users/{user_id}", status_code=204)
-async def delete_user(user_id: str, request: Request, caller: Caller = Depends(admin_caller)):
-    _admin(request).delete_user(user_id, _actor(caller))
+async def delete_user(request: Request, user_id: Id, who: Principal = Depends(admin_caller)):
+    await _run(request, _admin(request).delete_user, user_id, who)
     return Response(status_code=204)
 
 
 @router.get("/users/{user_id}/policy")
-async def explain_user(user_id: str, request: Request, _: Caller = Depends(admin_caller)) -> dict[str, Any]:
+async def explain_user(request: Request, user_id: Id,
+                       who: Principal = Depends(admin_caller)) -> dict[str, Any]:
     """The user's resolved policy and the layer each setting came from."""
     admin = _admin(request)
-    u = admin.user(user_id)
+    u = await _run(request, admin.user, user_id, who)
     rows = admin.policy.explain(u.tenant, user_id)
     return {"tenant": u.tenant, "user": user_id, "profile": u.profile,
             "settings": [{"setting": p, "value": v, "source": s} for p, v, s in rows]}
@@ -119,19 +137,20 @@ async def explain_user(user_id: str, request: Request, _: Caller = Depends(admin
 # -- API keys ----------------------------------------------------------------------------------
 
 
-@router.get("/api-keys", response_model=list[KeyOut])
-async def list_keys(request: Request, _: Caller = Depends(admin_caller)):
-    return _admin(request).keys()
+@router.get("/api-keys", response_model=Page[KeyOut])
+async def list_keys(request: Request, after: After = None, limit: Limit = 100,
+                    who: Principal = Depends(admin_caller)):
+    return await _run(request, _admin(request).keys, who, after=after, limit=limit)
 
 
 @router.post("/api-keys", response_model=KeyCreated, status_code=201)
-async def create_key(body: KeyIn, request: Request, caller: Caller = Depends(admin_caller)):
-    return _admin(request).create_key(body, _actor(caller))
+async def create_key(body: KeyIn, request: Request, who: Principal = Depends(admin_caller)):
+    return await _run(request, _admin(request).create_key, body, who)
 
 
 @router.delete("/api-keys/{name}", status_code=204)
-async def delete_key(name: str, request: Request, caller: Caller = Depends(admin_caller)):
-    _admin(request).delete_key(name, _actor(caller))
+async def delete_key(request: Request, name: Id, who: Principal = Depends(admin_caller)):
+    await _run(request, _admin(request).delete_key, name, who)
     return Response(status_code=204)
 
 
@@ -139,34 +158,81 @@ async def delete_key(name: str, request: Request, caller: Caller = Depends(admin
 
 
 @router.get("/profiles/{profile_id}/guidelines", response_model=list[GuidelineSet])
-async def guideline_history(profile_id: str, request: Request, _: Caller = Depends(admin_caller)):
-    return _admin(request).guidelines(profile_id)
+async def guideline_history(request: Request, profile_id: Id,
+                            who: Principal = Depends(admin_caller)):
+    return await _run(request, _admin(request).guidelines, profile_id, who)
 
 
 @router.post("/profiles/{profile_id}/guidelines/derive", response_model=GuidelineSet, status_code=201)
-async def derive_guidelines(profile_id: str, request: Request, caller: Caller = Depends(admin_caller)):
+async def derive_guidelines(request: Request, profile_id: Id,
+                            who: Principal = Depends(admin_caller)):
     """Ask the model for the profile's guidelines; stored as a new draft version."""
-    return await _admin(request).derive(profile_id, _actor(caller))
+    return await _admin(request).derive(profile_id, who)
 
 
 @router.post("/profiles/{profile_id}/guidelines", response_model=GuidelineSet, status_code=201)
-async def edit_guidelines(profile_id: str, body: GuidelinesIn, request: Request,
-                          caller: Caller = Depends(admin_caller)):
+async def edit_guidelines(body: GuidelinesIn, request: Request, profile_id: Id,
+                          who: Principal = Depends(admin_caller)):
     """An admin's own (edited) list, stored as a new draft version."""
-    return _admin(request).edit(profile_id, body, _actor(caller))
+    return await _run(request, _admin(request).edit, profile_id, body, who)
 
 
 @router.post("/profiles/{profile_id}/guidelines/{version}/approve", response_model=GuidelineSet)
-async def approve_guidelines(profile_id: str, version: int, request: Request,
-                             caller: Caller = Depends(admin_caller)):
-    return _admin(request).approve(profile_id, version, _actor(caller))
+async def approve_guidelines(request: Request, profile_id: Id, version: Version,
+                             who: Principal = Depends(admin_caller)):
+    return await _run(request, _admin(request).approve, profile_id, version, who)
+
+
+# -- specs -------------------------------------------------------------------------------------
+
+
+def _specs(request: Request) -> SpecAdmin:
+    return SpecAdmin(request.app.state.runtime.store)
+
+
+@router.get("/specs", response_model=list[Spec])
+async def list_specs(request: Request, who: Principal = Depends(admin_caller)):
+    """The active version of every spec in the scopes this key may read."""
+    return await _run(request, _specs(request).active, who)
+
+
+@router.get("/specs/{name}", response_model=list[Spec])
+async def spec_history(request: Request, name: SpecName, scope: ScopeQ = GLOBAL_SCOPE,
+                       who: Principal = Depends(admin_caller)):
+    return await _run(request, _specs(request).history, name, scope, who)
+
+
+@router.post("/specs/{name}", response_model=Spec, status_code=201)
+async def propose_spec(body: SpecIn, request: Request, name: SpecName,
+                       who: Principal = Depends(admin_caller)):
+    """A new version written by an admin (a candidate; `activate: true` makes it active)."""
+    return await _run(request, _specs(request).propose, name, body, who)
+
+
+@router.post("/specs/{name}/versions/{version}/activate", response_model=Spec)
+async def activate_spec(request: Request, name: SpecName, version: Version,
+                        scope: ScopeQ = GLOBAL_SCOPE,
+                        expected_revision: int | None = Query(None, ge=0, le=2**31 - 1),
+                        who: Principal = Depends(admin_caller)):
+    """Make a version active (also how a learned MetaSC candidate is approved)."""
+    return await _run(request, _specs(request).activate, name, scope, version, who,
+                      expected_revision=expected_revision)
+
+
+@router.post("/specs/{name}/rollback", response_model=Spec)
+async def rollback_spec(request: Request, name: SpecName, scope: ScopeQ = GLOBAL_SCOPE,
+                        who: Principal = Depends(admin_caller)):
+    return await _run(request, _specs(request).rollback, name, scope, who)
 
 
 # -- audit -------------------------------------------------------------------------------------
 
 
 @router.get("/audit")
-async def audit(request: Request, limit: int = Query(100, ge=1, le=1000),
-                _: Caller = Depends(admin_caller)) -> list[dict[str, Any]]:
-    rows = _admin(request).audit(limit)
+async def audit(request: Request, limit: Limit = 100,
+                before: int | None = Query(None, ge=1, le=2**62),
+                who: Principal = Depends(admin_caller)) -> list[dict[str, Any]]:
+    """The newest entries first (this key's tenant only, unless an operator's); `before` an
+    entry id for the next page."""
+    rows = await _run(request, _admin(request).audit, limit, who, before=before)
     return [{**r, "at": r["at"].isoformat()} for r in rows]

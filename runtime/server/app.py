@@ -1,44 +1,57 @@
 """The OpenAI-compatible guarded chat server (FastAPI): edge duties only.
 
-A chat request: `authenticate` (auth.py: key, rate and concurrency limits) -> wire body to
-messages and parameters (wire.py) -> `Runtime.chat` / `Runtime.stream` (core.py), which runs
-the guarded chat graph (graph.py) -> the answer and its safety report back to the wire.
-Errors become OpenAI-shaped bodies with the right status (errors.py). No route resolves a
-policy or decides anything about a request; the runtime does.
+A chat request: the edge (`_Edge`: a request id, header and body size limits) ->
+`authenticate` (auth.py: key, rate and concurrency limits) -> wire body to messages and
+parameters (wire.py) -> `Runtime.chat` / `Runtime.stream` (core.py), which runs the guarded
+chat graph (graph.py) -> the answer and its safety report back to the wire. Errors become
+OpenAI-shaped bodies with the right status (errors.py); after a stream's first byte, an error
+event and `[DONE]`. No route resolves a policy or decides anything about a request; the runtime
+does.
+
+Nothing here blocks the event loop: model calls are async (the embedded model runs on its own
+threads), store calls run on the store's threads, and the composed policy is refreshed by a
+background task. A request that times out or whose client goes away is cancelled, down to the
+embedded model's token loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..context import new_request_id
 from ..core import Runtime
-from ..errors import (
-    BackendTimeoutError,
-    NotFoundError,
-    RequestTooLargeError,
-    SpecguardError,
-)
+from ..errors import BackendTimeoutError, NotFoundError, SpecguardError
 from ..policy import Caller
 from . import errors
+from ._cancel import ClientGone, until_done
 from .auth import ConcurrencyLimit, TokenBucket, authenticate, end_user
+from .errors import REQUEST_ID, error_type, log_failure, public_message, request_id
 from .wire import ChatCompletionRequest, chunk_body, completion_body, error_body
+
+log = logging.getLogger("specguard.server")
 
 
 class ServerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_header_bytes: int = Field(16_384, ge=1024)  # all request headers together; more is 431
+    body_timeout_s: float = Field(15.0, gt=0)  # a body that stops arriving is 408
+    # The whole budget of one request: every model call of the graph (retries included) and
+    # every check share it; past it the request is cancelled (504).
     request_timeout_s: float = Field(300.0, gt=0)
     rate_limit_per_minute: int = Field(0, ge=0)  # per API key; 0 = unlimited
-    max_concurrent_per_key: int = Field(0, ge=0)  # requests in flight per API key; 0 = unlimited
+    max_concurrent_per_key: int = Field(16, ge=0)  # requests in flight per API key (429); 0 = unlimited
+    max_in_flight: int = Field(256, ge=0)  # requests in flight in all (503); 0 = unlimited
     model_aliases: list[str] = Field(default_factory=lambda: ["specguard"])
     trusted_user_header: str | None = "x-specguard-user"
 
@@ -48,9 +61,13 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        # Load the model before serving (readyz says "loading" until then) and run the spec
-        # updater for the server's lifetime.
+        # Load the model before serving (readyz says "loading" until then), keep the composed
+        # policy fresh off the event loop, and run the spec updater for the server's lifetime.
         await runtime.load()
+        refresher = None
+        keep_fresh = getattr(runtime.policy, "keep_fresh", None)
+        if keep_fresh is not None:
+            refresher = asyncio.create_task(keep_fresh(), name="specguard-directory")
         updater = runtime.spec_updater
         if updater is not None:
             await updater.start()
@@ -60,16 +77,22 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
         finally:
             if updater is not None:
                 await updater.stop()
+            if refresher is not None:
+                refresher.cancel()
+                with suppress(asyncio.CancelledError):
+                    await refresher
 
     app = FastAPI(title="specguard", version="0.1.0", docs_url="/docs", redoc_url=None,
                   lifespan=lifespan)
     app.state.runtime = runtime
     app.state.settings = settings
     app.state.limiter = TokenBucket(settings.rate_limit_per_minute)
-    app.state.in_flight = ConcurrencyLimit(settings.max_concurrent_per_key)
+    app.state.in_flight = ConcurrencyLimit(settings.max_concurrent_per_key, settings.max_in_flight)
     app.state.ready = False
     errors.install(app)
-    app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(_Edge, max_body_bytes=settings.max_body_bytes,
+                       max_header_bytes=settings.max_header_bytes,
+                       body_timeout_s=settings.body_timeout_s)
 
     models = [*settings.model_aliases, runtime.backend.name]
 
@@ -101,19 +124,17 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
         user = end_user(request, caller)
         params = body.params()
         messages = [m.to_message() for m in body.messages]
+        rid = request_id(request)
         if body.stream:
             return await _stream(runtime, settings, body, messages, caller, user, params,
-                                 app.state.in_flight)
-        try:
-            with app.state.in_flight.hold(caller.key_name):
-                result = await asyncio.wait_for(
-                    runtime.chat(messages, tenant=caller.tenant, user=user, params=params),
-                    settings.request_timeout_s,
-                )
-        except TimeoutError as exc:
-            raise BackendTimeoutError(
-                f"The request took longer than {settings.request_timeout_s:.0f} s."
-            ) from exc
+                                 app.state.in_flight, rid)
+        with app.state.in_flight.hold(caller.key_name):
+            try:
+                result = await until_done(request, runtime.chat(
+                    messages, tenant=caller.tenant, user=user, params=params, request_id=rid),
+                    settings.request_timeout_s)
+            except ClientGone:
+                return Response(status_code=499)
         report = result.report.model_copy(update={"client_user": body.user})
         content = completion_body(
             request_id=report.request_id,
@@ -140,10 +161,16 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
 
 async def _stream(runtime: Runtime, settings: ServerSettings, body: ChatCompletionRequest,
                   messages, caller: Caller, user: str | None, params,
-                  in_flight: ConcurrencyLimit) -> StreamingResponse:
+                  in_flight: ConcurrencyLimit, rid: str) -> StreamingResponse:
     created = int(time.time())
-    events = runtime.stream(messages, tenant=caller.tenant, user=user, params=params)
-    request_id = events.request_id
+    # The request holds its in-flight slot until the stream ends, however it ends.
+    in_flight.acquire(caller.key_name)
+    try:
+        events = runtime.stream(messages, tenant=caller.tenant, user=user, params=params,
+                                request_id=rid)
+    except BaseException:
+        in_flight.release(caller.key_name)
+        raise
     deadline = time.monotonic() + settings.request_timeout_s
 
     async def next_event():
@@ -151,9 +178,7 @@ async def _stream(runtime: Runtime, settings: ServerSettings, body: ChatCompleti
         return await asyncio.wait_for(anext(events), max(remaining, 0.001))
 
     # Pull the first event before answering: input checks (and, in buffer mode, the whole
-    # guarded answer) finish before the first byte, so errors still get a proper status. The
-    # request holds its in-flight slot until the stream ends, however it ends.
-    in_flight.acquire(caller.key_name)
+    # guarded answer) finish before the first byte, so errors still get a proper status.
     try:
         first = await next_event()
     except StopAsyncIteration:
@@ -172,14 +197,14 @@ async def _stream(runtime: Runtime, settings: ServerSettings, body: ChatCompleti
             while event is not None:
                 if event.report is not None:
                     report = event.report.model_copy(update={"client_user": body.user})
-                    yield _sse(chunk_body(request_id=request_id, model=body.model, created=created,
+                    yield _sse(chunk_body(request_id=rid, model=body.model, created=created,
                                           delta={}, finish_reason=event.finish_reason or "stop",
                                           specguard=report.model_dump(mode="json")))
                     if body.stream_options and body.stream_options.include_usage:
                         usage = {"prompt_tokens": report.prompt_tokens,
                                  "completion_tokens": report.completion_tokens,
                                  "total_tokens": report.total_tokens}
-                        chunk = chunk_body(request_id=request_id, model=body.model, created=created,
+                        chunk = chunk_body(request_id=rid, model=body.model, created=created,
                                            delta={}, usage=usage)
                         chunk["choices"] = []
                         yield _sse(chunk)
@@ -188,23 +213,31 @@ async def _stream(runtime: Runtime, settings: ServerSettings, body: ChatCompleti
                 if not sent_role:
                     delta["role"] = "assistant"
                     sent_role = True
-                yield _sse(chunk_body(request_id=request_id, model=body.model, created=created, delta=delta))
+                yield _sse(chunk_body(request_id=rid, model=body.model, created=created, delta=delta))
                 try:
                     event = await next_event()
                 except StopAsyncIteration:
                     event = None
         except TimeoutError:
-            yield _sse(error_body("The model stopped answering in time.", type_="timeout_error",
-                                  code="upstream_timeout"))
+            yield _sse(error_body(f"The model stopped answering in time (request {rid}).",
+                                  type_="timeout_error", code="upstream_timeout"))
         except SpecguardError as exc:
             # Headers are gone already: report the failure in-band, as OpenAI's API does.
-            yield _sse(error_body(str(exc), type_="upstream_error", code=exc.code))
+            log_failure(exc, rid)
+            yield _sse(error_body(public_message(exc, rid), type_=error_type(exc.status_code),
+                                  code=exc.code))
+        except Exception:  # the server edge, after the headers: an error event, never a reset
+            log.error("request %s: unhandled error while streaming", rid, exc_info=True)
+            yield _sse(error_body(f"Internal server error (request {rid}); see the server log.",
+                                  type_="server_error", code="internal_error"))
         finally:
-            await events.aclose()
-            in_flight.release(caller.key_name)
+            try:
+                await events.aclose()
+            finally:
+                in_flight.release(caller.key_name)
         yield b"data: [DONE]\n\n"
 
-    headers = {"x-specguard-request-id": request_id,
+    headers = {REQUEST_ID: rid,
                "x-specguard-stream-protection": events.protection.value,
                "cache-control": "no-cache"}
     return StreamingResponse(sse(), media_type="text/event-stream", headers=headers)
@@ -214,36 +247,84 @@ def _sse(payload: dict) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
-class _BodyLimit:
-    """Refuse bodies over the limit with 413, by header or by counting what arrives."""
+class _Edge:
+    """What every HTTP request passes first: its request id (in scope state and on every
+    response), at most `max_header_bytes` of headers (431), a body of at most `max_body_bytes`
+    (413, whether or not Content-Length says so) that arrives within `body_timeout_s` (408).
+    The body is read here and handed on whole."""
 
-    def __init__(self, app, max_bytes: int) -> None:
+    _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+    def __init__(self, app, *, max_body_bytes: int, max_header_bytes: int,
+                 body_timeout_s: float) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                return await _reject_413(send, self.max_bytes)
-        seen = 0
+        rid = new_request_id()
+        scope.setdefault("state", {})["request_id"] = rid
+        headers = scope.get("headers", ())
+        if sum(len(k) + len(v) for k, v in headers) > self.max_header_bytes:
+            return await _reject(send, 431, f"Request headers over {self.max_header_bytes} bytes.",
+                                 "headers_too_large", rid)
+        for name, value in headers:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+                return await _reject(send, 413, f"Request body over {self.max_body_bytes} bytes.",
+                                     "request_too_large", rid)
 
-        async def limited_receive():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise RequestTooLargeError(f"Request body over {self.max_bytes} bytes.")
-            return message
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                out = list(message.get("headers", []))
+                if not any(k.lower() == REQUEST_ID.encode() for k, _ in out):
+                    out.append((REQUEST_ID.encode(), rid.encode()))
+                message = {**message, "headers": out}
+            await send(message)
 
-        return await self.app(scope, limited_receive, send)
+        if scope.get("method") not in self._BODY_METHODS:
+            return await self.app(scope, receive, send_with_id)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), self.body_timeout_s)
+            except TimeoutError:
+                return await _reject(send, 408, f"The request body did not arrive within "
+                                     f"{self.body_timeout_s:.0f} s.", "request_timeout", rid)
+            if message["type"] == "http.disconnect":
+                return None
+            part = message.get("body", b"")
+            size += len(part)
+            if size > self.max_body_bytes:
+                return await _reject(send, 413, f"Request body over {self.max_body_bytes} bytes.",
+                                     "request_too_large", rid)
+            chunks.append(part)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        delivered = False
+
+        async def replay():
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send_with_id)
 
 
-async def _reject_413(send, max_bytes: int) -> None:
-    body = json.dumps(error_body(f"Request body over {max_bytes} bytes.", type_="invalid_request_error",
-                                 code="request_too_large")).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+async def _reject(send, status: int, message: str, code: str, rid: str) -> None:
+    body = json.dumps(error_body(message, type_=error_type(status), code=code)).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (REQUEST_ID.encode(), rid.encode()),
+                            (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
+
+
+__all__ = ["ServerSettings", "create_app"]

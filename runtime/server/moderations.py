@@ -4,15 +4,16 @@ builder, and so the same CheckRequest, as a chat request)."""
 
 from __future__ import annotations
 
-import uuid
-
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import InvalidRequestError
 from ..guard import GuardDecision
 from ..policy import Caller
+from ._cancel import ClientGone, until_done
 from .auth import authenticate, end_user
+from .errors import request_id
+from .wire import checked_text
 
 router = APIRouter()
 
@@ -38,7 +39,7 @@ class ModerationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input: str | list[str] | list[TextInput]
-    model: str | None = None
+    model: str | None = Field(None, max_length=256)
 
     def texts(self) -> list[str]:
         items = [self.input] if isinstance(self.input, str) else list(self.input)
@@ -50,7 +51,7 @@ class ModerationRequest(BaseModel):
                 f"`input` has {len(texts)} items; at most {MAX_INPUTS} per request.",
                 hint="Split the list over several requests.",
             )
-        return texts
+        return [checked_text(t, f"input[{i}]") for i, t in enumerate(texts)]
 
 
 class ModerationResult(BaseModel):
@@ -91,10 +92,19 @@ def _result(decision: GuardDecision, category_ids: list[str]) -> ModerationResul
 @router.post("/v1/moderations", response_model=ModerationResponse)
 async def create_moderation(body: ModerationRequest, request: Request,
                             caller: Caller = Depends(authenticate)) -> ModerationResponse:
-    moderation = await request.app.state.runtime.moderate(
-        body.texts(), tenant=caller.tenant, user=end_user(request, caller))
+    """Under the same budget as a chat request: one slot in flight per request, cancelled
+    past the request timeout or when the client goes away (however many inputs escalate)."""
+    state = request.app.state
+    texts = body.texts()
+    user = end_user(request, caller)
+    with state.in_flight.hold(caller.key_name):
+        try:
+            moderation = await until_done(request, state.runtime.moderate(
+                texts, tenant=caller.tenant, user=user), state.settings.request_timeout_s)
+        except ClientGone:
+            return Response(status_code=499)
     return ModerationResponse(
-        id=f"modr-{uuid.uuid4().hex[:24]}",
+        id=f"modr-{request_id(request).removeprefix('sg-')}",
         model=body.model or DEFAULT_MODEL,
         results=[_result(d, moderation.category_ids) for d in moderation.decisions],
     )

@@ -7,10 +7,12 @@ SQLite (one file, WAL mode) by default; PostgreSQL by URL for a fleet of replica
 from ._engine import make_engine
 from ._guidelines import GuidelineSet, GuidelineStatus, GuidelineStore
 from ._specs import SpecStore
-from ._users import UserStore
+from ._users import DirectoryChange, DirectorySnapshot, UserStore
 from .store import Store
 
 __all__ = [
+    "DirectoryChange",
+    "DirectorySnapshot",
     "GuidelineSet",
     "GuidelineStatus",
     "GuidelineStore",

@@ -1,5 +1,7 @@
 """The admin API on a real uvicorn on loopback: auth (401/403), CRUD with 404/409/422, keys shown
-once and usable at once, guidelines derived, edited and approved, every change audited.
+once and usable at once, guidelines derived, edited and approved, every change audited. The key
+here is an operator's (it works across tenants); tests/server/test_tenancy.py has what a
+tenant's admin may and may not do.
 
 The model is the project's ScriptedBackend (a deterministic dummy LM shipped in
 specguard.backends): these tests are about the admin routes, not about what a model says."""
@@ -26,7 +28,7 @@ def base(tmp_path_factory):
     policy = Policy.from_dict({
         "tenants": {"default": {}, "acme": {}},
         "api_keys": [
-            {"name": "root", "sha256": hash_key(ADMIN), "tenant": "default", "admin": True},
+            {"name": "root", "sha256": hash_key(ADMIN), "tenant": "default", "operator": True},
             {"name": "plain", "sha256": hash_key(USER), "tenant": "default"},
         ],
     })
@@ -69,7 +71,9 @@ def test_profile_user_key_lifecycle_and_errors(admin, base):
     assert r.status_code == 201
     key = r.json()["key"]
     assert key.startswith("sg-") and r.json()["tenant"] == "acme"
-    assert all("key" not in k for k in admin.get("/api-keys").json())  # never shown again
+    listed = admin.get("/api-keys").json()
+    assert listed["object"] == "list" and listed["data"]
+    assert all("key" not in k for k in listed["data"])  # never shown again
     assert admin.post("/api-keys", json={"name": "alice-key", "user": "alice"}).status_code == 409
 
     # The new key works at once on the chat API, as alice.
