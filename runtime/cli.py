@@ -102,42 +102,43 @@ def _table(*columns: str):
     return Table(*columns)
 
 
-BackendOpt = Annotated[str, typer.Option("--backend", "-b", help="embedded | embedded:/path.gguf | litellm:<provider>/<model> | openai:<model> (with --api-base) | vllm:<model> | vllm:engine:/hf/folder")]
+BackendOpt = Annotated[Optional[str], typer.Option("--backend", "-b", help="The serving (generate) model: embedded | embedded:/path.gguf | litellm:<provider>/<model> | openai:<model> (with --api-base) | vllm:<model> | vllm:engine:/hf/folder (default: the policy file's roles.generate, else embedded).")]
+RoleOpt = Annotated[Optional[list[str]], typer.Option("--role", help="A model for one role, repeatable: ROLE=URI[;api_base=URL][;api_key_env=VAR][;timeout_s=S][;retries=N][;format=F]. Roles: guard (deliberative tier; format: thinkguard, llama_guard_3, llama_guard_4, gpt_oss_safeguard, qwen3guard, granite_guardian, ...), critic, meta_critic, guidelines, judge, generate. URI 'off' switches a role off, 'generate' uses the serving model.")]
 PolicyOpt = Annotated[Optional[Path], typer.Option("--policy", "-p", help="Policy YAML file.")]
 StoreOpt = Annotated[Optional[str], typer.Option("--store", help="Store URL or SQLite path (default: $SPECGUARD_STORE or specguard.db).")]
 ApiBaseOpt = Annotated[Optional[str], typer.Option("--api-base", help="Upstream URL for litellm, openai and vllm backends.")]
-FastGuardOpt = Annotated[Optional[str], typer.Option("--fast-guard", help="The guard's fast tier: a shipped artifact (fast_default: the embedded model's probe; fast_tfidf: TF-IDF, ~1 ms, any backend) or a .joblib from `specguard guard train` (default: the first shipped one that fits the backend).")]
+FastGuardOpt = Annotated[Optional[str], typer.Option("--fast-guard", help="The guard's fast tier: a shipped artifact's name (fast_default), an artifact folder from `specguard guard train`, or a legacy .joblib (loading a pickle runs code).")]
 UpstreamKeyOpt = Annotated[Optional[str], typer.Option("--upstream-api-key", envvar="SPECGUARD_UPSTREAM_API_KEY", help="API key specguard sends upstream (litellm/openai backends).")]
 
 
-def build_runtime(backend: str, policy: Path | None, store: str | None, api_base: str | None = None,
-                  checkpointer: str | None = None, upstream_api_key: str | None = None,
-                  fast_guard: str | None = None, api_key: str | None = None,
-                  generate_key: bool = False, spec_updater: Any = None,
-                  store_busy_timeout_s: float = 30.0):
-    """The Runtime the CLI's commands run: the backend URI, the policy file (the embedded
-    model's defaults when none and the backend is embedded), the store (its busy timeout: how
-    long a write waits for another writer), the checkpointer, an optional fast tier, an extra
-    accepted API key (tenant 'default'; with generate_key, one is made when the policy has none,
-    written to a file only its owner can read, never printed) and an optional spec updater
-    factory `(store, backend) -> SpecUpdates`."""
+def build_runtime(backend: str | None, policy: Path | None, store: str | None,
+                  api_base: str | None = None, checkpointer: str | None = None,
+                  upstream_api_key: str | None = None, fast_guard: str | None = None,
+                  api_key: str | None = None, generate_key: bool = False,
+                  spec_updater: Any = None, store_busy_timeout_s: float = 30.0,
+                  roles: list[str] | None = None):
+    """The Runtime the CLI's commands run: the serving model (--backend, else the policy's
+    roles.generate, else embedded), a model per role (--role over the policy file's `roles:`,
+    specguard.roles), the policy file (the embedded model's defaults when none and the serving
+    model is embedded), the store (its busy timeout: how long a write waits for another writer),
+    the checkpointer, an optional fast tier, an extra accepted API key (tenant 'default'; with
+    generate_key, one is made when the policy has none, written to a file only its owner can
+    read, never printed) and an optional spec updater factory `(store, roles) -> SpecUpdates`."""
     from .backends import load_backend
     from .checkpoint import make_checkpointer
     from .config import store_url
     from .core import Runtime
-    from .policy import Policy
+    from .roles import RoleBackends, RoleName
     from .store import Store
 
-    options = {"api_base": api_base} if api_base else {}
+    pol, resolved = resolve_cli_roles(backend, policy, roles)
+    gen = resolved[RoleName.GENERATE].spec
+    options = {"api_base": api_base or gen.api_base} if (api_base or gen.api_base) else {}
     if upstream_api_key:
         options["api_key"] = upstream_api_key
-    be = load_backend(backend, **options)
-    if policy:
-        pol = Policy.load(policy)
-    elif backend.startswith("embedded"):
-        pol = _embedded_default_policy()
-    else:
-        pol = Policy.default()
+    be = load_backend(gen.model, **options) if options else None
+    role_backends = RoleBackends.build(resolved, generate=be)
+    be = role_backends.generate
     if api_key is None and generate_key and not pol.file.api_keys:
         import secrets
 
@@ -151,12 +152,34 @@ def build_runtime(backend: str, policy: Path | None, store: str | None, api_base
     if fast_guard:
         from .guard import build_guard
 
+        guard_model = role_backends.get(RoleName.GUARD)
         guard = build_guard(be, pol.resolve("default").settings if "default" in pol.file.tenants
-                            else None, fast_artifact=fast_guard)
+                            else None, fast_artifact=fast_guard, deliberative_backend=guard_model,
+                            deliberative_format=role_backends.guard_format,
+                            deliberative=guard_model is not None)
     st = Store(store_url(store), busy_timeout_s=store_busy_timeout_s)
     return Runtime(be, policy=pol, store=st, guard=guard,
-                   checkpointer=make_checkpointer(checkpointer),
-                   spec_updater=spec_updater(st, be) if spec_updater else None)
+                   checkpointer=make_checkpointer(checkpointer), roles=role_backends,
+                   spec_updater=spec_updater(st, role_backends) if spec_updater else None)
+
+
+def resolve_cli_roles(backend: str | None, policy: Path | None, roles: list[str] | None):
+    """The policy (the file, else the embedded model's defaults when the serving model is
+    embedded, else the built-in one) and each role's model with where it came from."""
+    from .policy import Policy
+    from .roles import RoleName, is_embedded, parse_role_options, resolve_roles
+
+    overrides = parse_role_options(roles)
+    if policy:
+        pol, source = Policy.load(policy), f"policy file {Path(policy).name}"
+    else:
+        generate = (overrides[RoleName.GENERATE].model if RoleName.GENERATE in overrides
+                    else backend or "embedded")
+        if is_embedded(generate):
+            pol, source = _embedded_default_policy(), "embedded_default.yaml"
+        else:
+            pol, source = Policy.default(), "policy file"
+    return pol, resolve_roles(pol.file.roles, overrides, generate=backend, table_source=source)
 
 
 def _write_secret(path: Path, secret: str) -> Path:
@@ -197,11 +220,13 @@ def chat(
     tenant: str = "default",
     user: Optional[str] = None,
     fast_guard: FastGuardOpt = None,
+    role: RoleOpt = None,
 ) -> None:
     """Chat with the guarded model in the terminal (empty line or Ctrl-D to quit)."""
     from .types import Message, Role
 
-    runtime = build_runtime(backend, policy, store, api_base, fast_guard=fast_guard)
+    runtime = build_runtime(backend, policy, store, api_base, fast_guard=fast_guard, roles=role)
+    print_roles(runtime.roles)
     load_with_progress(runtime)
     history: list[Message] = []
 
@@ -225,20 +250,33 @@ def chat(
         r = result.report
         verdicts = ", ".join(f"{d.stage.value}={d.label}" for d in r.decisions) or "no checks"
         _console().print(f"[dim]{r.action.value} | {verdicts} | {r.model_calls} model calls | {r.total_ms:.0f} ms[/]")
+        for fate in r.revisions:
+            why = "accepted" if fate.accepted else "rejected: " + "; ".join(fate.reasons)
+            _console().print(f"[dim]revision {fate.round} {why}[/]")
+
+
+def print_roles(roles) -> None:
+    """The role table (which model plays each role, and who chose it)."""
+    table = _table("role", "model", "from")
+    for row in roles.rows():
+        table.add_row(*row)
+    _console().print(table)
 
 
 @app.command()
 def demo(
-    backend: BackendOpt = "embedded",
+    backend: BackendOpt = None,
     api_base: ApiBaseOpt = None,
     port: Annotated[int, typer.Option(help="Port for the demo server; 0 picks a free one.")] = 0,
+    role: RoleOpt = None,
 ) -> None:
     """Start the guarded server, send benign, harmful and profile-specific requests through it
     with an OpenAI-style client, and print what happened."""
     from .demo import run_demo
 
     try:
-        run_demo(backend=backend, api_base=api_base, port=port or _free_port(), console=_console())
+        run_demo(backend=backend or "embedded", api_base=api_base, port=port or _free_port(),
+                 console=_console(), roles=role)
     except SpecguardError as exc:
         _console(stderr=True).print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc
@@ -290,6 +328,28 @@ def spec_history(name: str, scope: str = "global", store: StoreOpt = None) -> No
     _console().print(table)
 
 
+@spec_app.command("candidates")
+def spec_candidates(name: str, scope: Annotated[Optional[str], typer.Option(help="One scope (default: every scope with learned versions).")] = None,
+                    store: StoreOpt = None) -> None:
+    """What the meta-critic proposed, per scope: candidates seen, accepted, rejected and why,
+    and those waiting for an admin's approval (`specguard spec activate`)."""
+    from .spec import spec_update_report
+
+    st = _store(store)
+    scopes = [scope] if scope else sorted({s.scope for s in st.specs.list_active()})
+    summary = _table("scope", "seen", "accepted", "rejected", "awaiting approval")
+    detail = _table("scope", "version", "status", "why")
+    for sc in scopes:
+        rep = spec_update_report(st.specs.history(name, sc))
+        if not rep.seen:
+            continue
+        summary.add_row(sc, str(rep.seen), str(rep.accepted), str(rep.rejected), str(rep.awaiting))
+        for row in rep.rows:
+            detail.add_row(sc, f"v{row.version}", row.status, row.why)
+    _console().print(summary)
+    _console().print(detail)
+
+
 @spec_app.command("diff")
 def spec_diff(name: str, a: int, b: int, scope: str = "global", store: StoreOpt = None) -> None:
     """Unified diff between two versions."""
@@ -326,37 +386,31 @@ def spec_rollback(name: str, scope: str = "global", store: StoreOpt = None) -> N
 
 
 @policy_app.command("check")
-def policy_check(file: Path) -> None:
-    """Validate a policy file; exit 1 with the field and reason when it is invalid."""
+def policy_check(file: Path, backend: BackendOpt = None, role: RoleOpt = None) -> None:
+    """Validate a policy file; exit 1 with the field and reason when it is invalid. Warns (exit
+    0) when a setting calls on a role its model plays badly (the embedded 135M model as critic,
+    meta-critic or deliberative guard) or on a role that is off."""
     from .policy import Policy
 
     try:
         p = Policy.load(file)
+        from .roles import RoleName, parse_role_options, resolve_roles
+
+        roles = resolve_roles(p.file.roles, parse_role_options(role), generate=backend,
+                              table_source=f"policy file {file.name}")
+        guard = roles[RoleName.GUARD]
+        if guard.spec.format and not guard.off:
+            from .guard.formats import get_format
+
+            get_format(guard.spec.format)
     except SpecguardError as exc:
         typer.secho(f"invalid: {exc}", fg="red", err=True)
         raise typer.Exit(1) from exc
     f = p.file
     typer.echo(f"{typer.style('ok', fg='green')} {file}: {len(f.tenants)} tenants, "
                f"{len(f.profiles)} profiles, {len(f.users)} users, {len(f.api_keys)} API keys")
-    for line in _policy_notes(p):
-        typer.echo(f"{typer.style('note', fg='yellow')} {line}")
-
-
-def _policy_notes(p) -> list[str]:
-    """What a valid policy does that its author should know: ungated online spec updates wait
-    for an admin before they serve."""
-    from .policy import SpecUpdateMode
-
-    ungated = (SpecUpdateMode.METASC_10, SpecUpdateMode.METASC_FULL)
-    where = [f"tenant {t}" for t in p.file.tenants if p.resolve(t).settings.spec_update in ungated]
-    where += [f"user {u}" for u, v in p.file.users.items()
-              if p.resolve(v.tenant, u).settings.spec_update in ungated]
-    if not where:
-        return []
-    return [f"spec_update metasc-10 / metasc-full is ungated ({', '.join(where)}): online, each "
-            "spec version the meta-critic learns waits as a candidate until an admin activates it "
-            "(POST /admin/specs/<name>/versions/<v>/activate or `specguard spec activate`); use "
-            "'gated' to let the scope's canary gate decide instead."]
+    for warning in p.role_warnings(roles):
+        typer.secho(f"warning: {warning}", fg="yellow", err=True)
 
 
 @policy_app.command("explain")
@@ -365,8 +419,11 @@ def policy_explain(
     tenant: Annotated[Optional[str], typer.Option(help="Default: the user's tenant, else 'default'.")] = None,
     user: Optional[str] = None,
     store: Annotated[Optional[str], typer.Option("--store", help="Also the users and profiles an admin manages in this store (default: $SPECGUARD_STORE when set).")] = None,
+    backend: BackendOpt = None,
+    role: RoleOpt = None,
 ) -> None:
-    """Print the resolved settings for a tenant/user and which layer set each one."""
+    """Print which model plays each role and where that came from, then the resolved settings
+    for a tenant/user and which layer set each one."""
     import os
 
     from .config import STORE_URL_ENV
@@ -386,6 +443,13 @@ def policy_explain(
     if tenant is None:
         tenant = p.file.users[user].tenant if user else "default"
     resolved = p.resolve(tenant, user)
+    from .roles import parse_role_options, resolve_roles, role_rows
+
+    table = _table("role", "model", "from")
+    for row in role_rows(resolve_roles(Policy.load(file).file.roles, parse_role_options(role),
+                                       generate=backend, table_source=f"policy file {file.name}")):
+        table.add_row(*row)
+    _console().print(table)
     _console().print(f"tenant [bold]{tenant}[/], user [bold]{user or '-'}[/], profile [bold]{resolved.profile_id or '-'}[/]")
     table = _table("setting", "value", "from")
     for path, value, source in p.explain(tenant, user):

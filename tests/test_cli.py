@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from importlib import resources
 
 import pytest
@@ -69,18 +70,26 @@ def test_chat_reads_turns_until_an_empty_line():
 
 
 def test_chat_with_a_chosen_fast_guard_and_a_clear_error_for_an_unknown_one(tmp_path):
-    from specguard.cli import build_runtime
+    import shutil
 
-    rt = build_runtime("scripted:Sure.", None, str(tmp_path / "a.db"), fast_guard="fast_tfidf")
-    assert rt.guard.fast.artifact.name == "fast_tfidf"
+    from specguard.cli import build_runtime
+    from specguard.guard.fast import shipped_artifact_path
+
+    # An artifact folder of one's own (a copy of the shipped one, renamed in its card).
+    mine = tmp_path / "my_guard"
+    shutil.copytree(shipped_artifact_path(), mine)
+    card = json.loads((mine / "card.json").read_text())
+    (mine / "card.json").write_text(json.dumps({**card, "name": "my_guard"}))
+    rt = build_runtime("scripted:Sure.", None, str(tmp_path / "a.db"), fast_guard=str(mine))
+    assert rt.guard.fast.artifact.name == "my_guard"
     res = runner.invoke(app, ["chat", "--backend", "scripted:Sure, happy to help.",
-                              "--store", str(tmp_path / "b.db"), "--fast-guard", "fast_tfidx"],
+                              "--store", str(tmp_path / "b.db"), "--fast-guard", "fast_defualt"],
                         input="hello\n\n")
     # `specguard` (cli.main) prints a SpecguardError as one line and exits 2.
     from specguard.errors import ConfigError
 
     assert res.exit_code != 0 and isinstance(res.exception, ConfigError)
-    assert "fast_tfidx does not exist" in str(res.exception) and "fast_tfidf" in str(res.exception)
+    assert "fast_defualt" in str(res.exception) and "fast_default" in str(res.exception)
 
 
 def test_light_commands_load_no_heavy_or_upper_layer_module():

@@ -41,7 +41,7 @@ policies = [p.name for p in (resources.files("specguard.specs") / "policies").it
 from specguard.evals.suites import builtin_suites
 from specguard.guard.fast import SHIPPED_ARTIFACTS, shipped_artifact_path
 artifacts = [n for n in SHIPPED_ARTIFACTS if shipped_artifact_path(n) is not None
-             and shipped_artifact_path(n).with_suffix(".json").is_file()]
+             and (shipped_artifact_path(n) / "weights.npz").is_file()]
 templates = [p.name for p in (resources.files("specguard.evals") / "templates").iterdir()]
 print(json.dumps({"file": specguard.__file__, "import_s": elapsed, "heavy": heavy,
                   "specs": sorted(builtin_specs()), "policies": policies,
@@ -57,6 +57,6 @@ print(json.dumps({"file": specguard.__file__, "import_s": elapsed, "heavy": heav
     assert {"general", "privacy", "honesty"} <= set(info["specs"])
     assert "two_tenants.yaml" in info["policies"]
     assert {"refusal", "metasc", "guard", "guard_fast"} <= set(info["suites"])
-    assert info["artifacts"] == ["fast_default", "fast_tfidf"]  # each with its training record
+    assert info["artifacts"] == ["fast_default"]  # a folder with its model card
     assert info["templates"]
     subprocess.run([str(env_dir / "bin" / "specguard"), "--help"], check=True, capture_output=True)

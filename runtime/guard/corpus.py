@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import Part, in_part, load, record_key, wrap
-from .augment import attack_variants, lookalikes
+from .augment import attack_variants, contrasts, lookalikes
 from .verdict import Stage
 
 # Which dataset texts are what, for the input stage. `domain` groups sources whose base rates
@@ -190,9 +190,13 @@ def _attack_examples(base: list[Example], seed: int) -> list[Example]:
 
 def _written_lookalikes(seed: int) -> list[Example]:
     rng = random.Random(seed + 2)
-    return [Example(text, False, f"written:{kind}", Part.TRAIN, WRITTEN, tags=("lookalike",),
-                    key=f"written/{kind}/{i}")
-            for i, (kind, text) in enumerate(lookalikes(rng))]
+    out = [Example(text, False, f"written:{kind}", Part.TRAIN, WRITTEN, tags=("lookalike",),
+                   key=f"written/{kind}/{i}")
+           for i, (kind, text) in enumerate(lookalikes(rng))]
+    out += [Example(text, harmful, f"written:{kind}", Part.TRAIN, WRITTEN,
+                    tags=() if harmful else ("lookalike",), key=f"written/{kind}/{i}")
+            for i, (kind, text, harmful) in enumerate(contrasts(rng))]
+    return out
 
 
 def _weighted(examples: list[Example]) -> list[Example]:

@@ -66,12 +66,12 @@ class TrainConfig:
     mlp_hidden: int = 256
     mlp_alpha: float = 1e-3
     cascade: bool = True
-    cascade_agreement: float = 0.995  # share of validation decisions the cascade may not change
+    cascade_agreement: float = 0.998  # share of validation decisions the cascade must keep
     # Encoders too slow to run over the whole corpus on a CPU train on every non-English unit
     # plus this many English ones (the e5 member only ever scores text that is not English).
     member_budget: dict[str, int] = field(default_factory=lambda: {"e5": 6000})
     output_members: tuple[str, ...] = ("tfidf", "minilm")  # the output check's members
-    finetune_epochs: int = 2
+    finetune_epochs: int = 1
     workdir: Path | None = None  # where fine-tuned files are written before the artifact
     augment: bool = True
     output_stage: bool = True
@@ -213,13 +213,17 @@ def fit_stage(stage: Stage, train: list[Example], val: list[Example], cfg: Train
         t = time.perf_counter()
         rows_t = _budget_rows(en_train, cfg.member_budget.get(block), rng)
         rows_v = _budget_rows(en_val, cfg.member_budget.get(block) and 3000, rng)
-        xt = feat.block(block, [tu.texts[i] for i in rows_t],
-                        progress=_progress(say, f"{block} train"))
         xv = feat.block(block, [vu.texts[i] for i in rows_v],
                         progress=_progress(say, f"{block} validation"))
-        if block == "tfidf":
-            x_tfidf_train = xt
-        members[block] = _fit_member(block, xt, tu.labels[rows_t], tu.weights[rows_t], cfg)
+        if block == "minilm_ft":
+            # Already a classifier: its logit is the member's (the combiner calibrates it).
+            members[block] = LinearHead(np.ones((1, 1), dtype=np.float32), np.zeros(1))
+        else:
+            xt = feat.block(block, [tu.texts[i] for i in rows_t],
+                            progress=_progress(say, f"{block} train"))
+            if block == "tfidf":
+                x_tfidf_train = xt
+            members[block] = _fit_member(block, xt, tu.labels[rows_t], tu.weights[rows_t], cfg)
         z_val[block] = np.zeros(len(vu.texts))
         z_val[block][rows_v] = members[block].score(xv)
         have_val[block] = np.zeros(len(vu.texts), dtype=bool)
@@ -330,6 +334,10 @@ def _cascade_band(vu: Units, p_tfidf: Any, p_full: Any, threshold: float,
     import numpy as np
 
     full = p_full >= threshold
+    # Requests (and what the guard wrote) must agree on their own: they are a minority of the
+    # validation units, and the cases a user checks first.
+    requests = np.array([vu.examples[o].domain in (REQUESTS, JAILBREAK, "written")
+                         for o in vu.owner])
     best, best_skip = None, 0.0
     for lo in (0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.1, 0.15, 0.2):
         for hi in (1.0, 0.999, 0.995, 0.99, 0.98, 0.97, 0.95, 0.9, 0.85, 0.8):
@@ -337,7 +345,8 @@ def _cascade_band(vu: Units, p_tfidf: Any, p_full: Any, threshold: float,
                 continue
             sure = (p_tfidf <= lo) | (p_tfidf >= hi)
             served = np.where(sure, p_tfidf >= threshold, full)
-            agree = (served == full).mean()
+            agree = min((served == full).mean(), (served == full)[requests].mean()
+                        if requests.any() else 1.0)
             if agree >= cfg.cascade_agreement and sure.mean() > best_skip:
                 best, best_skip = (lo, hi), float(sure.mean())
     return best

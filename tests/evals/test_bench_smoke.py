@@ -42,6 +42,8 @@ SMOKE = {
     "guard_latency.py": ("guard_latency", False, [needs_guard]),
     "guard_bands.py": ("guard_bands", False, [needs_guard, needs_data]),
     "guard_select.py": ("guard_select", False, [needs_data]),
+    "guard_languages.py": ("guard_languages", False, [needs_guard, needs_data]),
+    "guard_targets.py": ("guard_targets", False, []),
     "metasc_suite.py": ("metasc", True, [needs_model, needs_judges]),
     "goodtriever_detox_eval.py": ("detox", True, [needs_decoding]),
     "goodtriever_temperature.py": ("goodtriever_temperature", False, [needs_decoding]),
