@@ -39,7 +39,7 @@ from .types import Cost, GenerationParams, Message
 
 if TYPE_CHECKING:
     from .decoding.backend import DetoxBackend
-    from .profiles import GuidelineCache
+    from .profiles import GuidelineCache, ProfileCheck
 
 log = logging.getLogger("specguard.context")
 
@@ -173,8 +173,25 @@ class ContextBuilder:
     guidelines: GuidelineCache
     spec_ttl: float = 2.0
     spec_updates: SpecUpdates | None = None
+    # The profile check for users with a profile (specguard.profiles.ProfileCheck); None: the
+    # shipped one, loaded on the first such request.
+    profile_checker: ProfileCheck | None = None
     _spec_cache: dict[tuple[str, str], tuple[float, Spec]] = field(default_factory=dict)
     _detox: dict[str, DetoxBackend] = field(default_factory=dict)
+    _profile_error: str | None = None
+
+    def profile_check(self) -> tuple[ProfileCheck | None, str | None]:
+        """The profile check, loaded once; (None, why) when it cannot load (its artifact or
+        encoder is missing): the check is then UNDECIDED and the policy's on_undecided acts."""
+        if self.profile_checker is None and self._profile_error is None:
+            from .errors import SpecguardError
+            from .profiles import load_profile_check
+
+            try:
+                self.profile_checker = load_profile_check()
+            except SpecguardError as exc:
+                self._profile_error = exc.message + (f" ({exc.hint})" if exc.hint else "")
+        return self.profile_checker, self._profile_error
 
     def build_context(self, resolved: ResolvedPolicy, params: GenerationParams | None = None, *,
                       request_id: str | None = None, streaming: bool = False) -> ChatContext:
@@ -200,6 +217,8 @@ class ContextBuilder:
         if resolved.profile_id is not None and settings.profile_guidelines is not GuidelineUse.OFF:
             guidelines = await self.store.run(self.guidelines.get, resolved.profile_id,
                                               settings.profile_guidelines)
+        if resolved.profile is not None and self.profile_checker is None and self._profile_error is None:
+            await asyncio.to_thread(self.profile_check)  # loads once: off the event loop
         detox = None
         if _wants_detox(resolved, self.guard):
             key = resolved.settings.detox.model_dump_json() if resolved.settings.detox else ""
@@ -210,10 +229,14 @@ class ContextBuilder:
                  detox: DetoxBackend | None, params: GenerationParams | None,
                  request_id: str | None, streaming: bool) -> ChatContext:
         guard = self.guard
-        if guidelines and guard is not None:
+        # Users with a profile: the profile check runs before the general guard
+        # (specguard.profiles), with the approved guidelines and the guideline library.
+        profile_check = resolved.settings.profile_check
+        if resolved.profile is not None and guard is not None and profile_check.enabled:
             from .profiles import ProfileAwareGuard
 
-            guard = ProfileAwareGuard(guard)
+            check, error = self.profile_check()
+            guard = ProfileAwareGuard(guard, check, profile_check, load_error=error)
         extra = {"request_id": request_id} if request_id else {}
         return ChatContext(
             backend=detox or self.backend, guard=guard, policy=resolved, specs=specs,

@@ -44,6 +44,7 @@ from .context import ChatContext
 from .guard import GuardDecision, Stage, Verdict
 from .policy import CritiqueMode, StreamProtection, ViolationAction
 from .profiles import CATEGORY as PROFILE_CATEGORY
+from .profiles import profile_match, profile_refusal
 from .report import Action, SafetyReport, SpecRef, StageDecision, StepRecord
 from .types import Cost, GenerationParams, Message, Role, Usage, assistant
 
@@ -286,8 +287,8 @@ def refusal_text(ctx: ChatContext, state: ChatState) -> str:
     if decision is None or not decision.categories:
         return message
     if PROFILE_CATEGORY in decision.categories and ctx.policy.profile is not None:
-        return (f"{message} Given what you told us about yourself (\"{ctx.policy.profile.text}\"), "
-                "this could be unsafe for you in particular.")
+        return profile_refusal(message, ctx.policy.profile.text, profile_match(decision),
+                               alternatives=ctx.policy.settings.profile_check.alternatives)
     return f"{message} (flagged: {', '.join(decision.categories)})"
 
 

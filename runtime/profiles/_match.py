@@ -1,124 +1,154 @@
-"""Profile-aware checking: the request is compared with the profile's guidelines (the
-activities to decline for this user) before the general guard runs.
+"""The profile-aware check in front of the general guard, for users with a profile.
 
-The match is lexical and cheap (a fast-tier check): a guideline fires when the user's request
-names one of its content words ("drinking alcohol, tequila, beer" fires on "a bottle of
-tequila"). That is exactly as good as the guideline list, which is why guidelines are
-derived once, then edited and approved by an admin. A request that no guideline names goes
-on to the general guard, which also sees the profile and the guidelines.
+On the input stage, before the general guard: the profile check (specguard.profiles.
+ProfileCheck) scores the request against this user's profile through the guideline library,
+and matches it against the profile's approved guidelines, both by encoder similarity. When
+either says the request is risky for this user, the decision is UNSAFE with the category
+`user_profile` and the verdict names the guideline (its `raw` holds the ProfileMatch, which the
+refusal reads); otherwise the general guard decides, and the profile verdicts stay in the
+decision for the report. The output stage is the general guard's.
 """
 
 from __future__ import annotations
 
-import re
+import asyncio
+import time
 from typing import Any
 
 from ..guard import CheckRequest, GuardDecision, Label, Stage, Tier, Verdict
-from ..policy import CheckSettings
+from ..policy import CheckSettings, OnUndecided, ProfileCheckSettings
+from ._check import ProfileCheck, ProfileMatch
 
 CATEGORY = "user_profile"
-CHECKER = "profile_guidelines"
-
-_WORD = re.compile(r"[a-z][a-z'-]*")
-# Words that say nothing about *what* is risky: grammar, and the verbs and nouns every
-# guideline and request share ("buy", "help", "activities").
-_GENERIC = frozenset([
-    # grammar
-    "a", "about", "above", "after", "again", "all", "also", "am", "an", "and", "any", "are",
-    "as", "at", "be", "because", "been", "being", "below", "between", "both", "but", "by",
-    "can", "could", "did", "do", "does", "doing", "done", "during", "each", "either", "else",
-    "etc", "even", "ever", "every", "for", "from", "further", "get", "gets", "getting", "go",
-    "goes", "going", "got", "had", "has", "have", "having", "he", "her", "here", "hers", "him",
-    "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "like", "may",
-    "me", "might", "more", "most", "much", "must", "my", "myself", "no", "nor", "not", "now",
-    "of", "off", "on", "once", "only", "or", "other", "others", "our", "out", "over", "own",
-    "same", "she", "should", "so", "some", "such", "than", "that", "the", "their", "them",
-    "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until",
-    "up", "upon", "us", "very", "was", "we", "were", "what", "when", "where", "which", "while",
-    "who", "whom", "why", "will", "with", "within", "without", "would", "you", "your", "yours",
-    # what every guideline and request says
-    "activity", "activities", "action", "actions", "advice", "advise", "advised", "allow",
-    "allowed", "amount", "amounts", "assist", "assistance", "assistant", "avoid", "avoiding",
-    "buy", "buying", "bought", "purchase", "purchasing", "purchases", "certain", "concern",
-    "concerns", "condition", "conditions", "danger", "dangerous", "decline", "declining",
-    "engage", "engaging", "especially", "excessive", "harm", "harmful", "health", "help",
-    "helping", "high", "including", "include", "information", "involve", "involving", "large",
-    "lot", "lots", "make", "making", "many", "need", "needs", "person", "people", "product",
-    "products", "provide", "providing", "request", "requests", "risk", "risks", "risky", "safe",
-    "safety", "should", "someone", "something", "take", "taking", "thing", "things", "try",
-    "trying", "use", "using", "user", "users", "want", "wants", "way", "ways", "instead",
-    "related", "regular", "regularly", "high-risk", "kind", "kinds", "type", "types",
-])
+CHECKER = "profile_check"  # the scorer (profile text x request, through the library)
+MATCHER = "profile_guidelines"  # the approved-guideline matcher
 
 
-def _stem(word: str) -> str:
-    """A light English stemmer: plural and -ing/-ed forms meet their base word."""
-    word = word.strip("'-")
-    if word.endswith("ies") and len(word) > 4:
-        return word[:-3] + "y"
-    for suffix in ("sses", "xes", "ches", "shes", "zes"):
-        if word.endswith(suffix):
-            return word[:-2]
-    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
-        return word[:-1]
-    for suffix in ("ing", "ed"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
-    return word
+def profile_match(decision: GuardDecision | None) -> ProfileMatch | None:
+    """The ProfileMatch of the profile verdict that blocked `decision`, if one did."""
+    if decision is None or CATEGORY not in decision.categories:
+        return None
+    for v in decision.verdicts:
+        if v.checker in (CHECKER, MATCHER) and v.label is Label.UNSAFE and v.raw:
+            return ProfileMatch.model_validate_json(v.raw)
+    return None
 
 
-def content_words(text: str) -> set[str]:
-    words = (w for w in _WORD.findall(text.lower()) if w not in _GENERIC and len(w) >= 3)
-    return {s for s in map(_stem, words) if s not in _GENERIC and len(s) >= 3}
+def profile_refusal(message: str, profile_text: str, match: ProfileMatch | None, *,
+                    alternatives: bool = True) -> str:
+    """The refusal when the user's own profile is the reason: it says so (the same request may
+    be fine for someone else), names the guideline and why, and, where the policy allows,
+    offers the guideline's safe alternative."""
+    text = (f'{message} Given what you told us about yourself ("{profile_text.strip()}"), this '
+            "could be unsafe for you in particular")
+    if match is None or not match.guideline:
+        return text + "."
+    text += f': it falls under "{match.guideline.rstrip(".")}".'
+    if match.why:
+        text += f" {match.why}"
+    if alternatives and match.alternative:
+        text += f" {match.alternative}"
+    return text
 
 
 class GuidelineMatcher:
-    """Which of a profile's guidelines a text names (by shared content words)."""
+    """Which of a profile's guidelines a request is about, by encoder similarity (a library
+    guideline also by its activity's exemplar requests); never by shared words."""
 
-    def matches(self, text: str, guidelines: list[str] | tuple[str, ...]) -> list[tuple[str, list[str]]]:
-        words = content_words(text)
-        found = []
-        for g in guidelines:
-            shared = sorted(words & content_words(g))
-            if shared:
-                found.append((g, shared))
-        return found
+    def __init__(self, check: ProfileCheck) -> None:
+        self.check = check
 
-    def verdict(self, request: CheckRequest) -> Verdict:
-        text = request.last_user_text if request.stage is Stage.INPUT else (request.response or "")
-        found = self.matches(text, request.guidelines)
-        if not found:
-            return Verdict(stage=request.stage, label=Label.SAFE, tier=Tier.FAST, checker=CHECKER,
-                           score=0.0, explanation="no profile guideline applies")
-        named = "; ".join(f"{g!r} (on: {', '.join(words)})" for g, words in found)
-        return Verdict(stage=request.stage, label=Label.UNSAFE, categories=[CATEGORY], score=1.0,
-                       category_scores={CATEGORY: 1.0}, tier=Tier.FAST, checker=CHECKER,
-                       explanation=f"for this user's profile, decline: {named}")
+    def matches(self, text: str, guidelines: list[str] | tuple[str, ...], *,
+                threshold: float | None = None) -> list[tuple[str, float]]:
+        """(guideline, cosine) of the guidelines the request matches (cosine at or above the
+        threshold, default the artifact's, chosen on validation data; or, for a library
+        guideline, its activity's probability at or above the artifact's), closest first."""
+        if not guidelines:
+            return []
+        art = self.check.artifact
+        r = self.check.encode([text])
+        scores = self.check.approved_scores(r[0], art.index.request_side(r), list(guidelines))
+        t = art.match_threshold if threshold is None else threshold
+        return sorted(((s.guideline, s.cosine) for s in scores
+                       if s.fires(t, art.match_activity_threshold)), key=lambda x: -x[1])
 
 
 class ProfileAwareGuard:
-    """A guard in front of a guard: the profile's guidelines first (input stage), then the
-    wrapped guard for everything else. Built per request for users with a profile."""
+    """A guard in front of a guard: the profile check first (input stage), then the wrapped
+    guard. Built per request for users with a profile (specguard.context)."""
 
-    def __init__(self, inner: Any, matcher: GuidelineMatcher | None = None) -> None:
+    def __init__(self, inner: Any, check: ProfileCheck | None,
+                 settings: ProfileCheckSettings | None = None, *, load_error: str | None = None) -> None:
         self.inner = inner
-        self.matcher = matcher or GuidelineMatcher()
+        self.check_ = check
+        self.settings = settings or ProfileCheckSettings()
+        self.load_error = load_error
 
     @property
     def tiers(self) -> list[str]:
         return [CHECKER, *self.inner.tiers]
 
+    def applies(self, request: CheckRequest, settings: CheckSettings) -> bool:
+        return (settings.enabled and self.settings.enabled and request.stage is Stage.INPUT
+                and request.profile is not None and CATEGORY not in settings.disabled_categories
+                and (self.settings.library or bool(request.guidelines)))
+
+    def verdicts(self, request: CheckRequest) -> list[Verdict]:
+        """The profile verdicts of one input request (CPU work: call off the event loop)."""
+        start = time.perf_counter()
+        assert request.profile is not None
+        if self.check_ is None:
+            return [Verdict(stage=request.stage, label=Label.UNDECIDED, tier=Tier.FAST,
+                            checker=CHECKER, parse_ok=False,
+                            explanation=f"the profile check could not load: {self.load_error}")]
+        op = self.settings.operating_point.value
+        art = self.check_.artifact
+        threshold = self.settings.threshold if self.settings.threshold is not None else art.thresholds[op]
+        unsafe, match, approved = self.check_.check(
+            request.profile.text, request.last_user_text, request.guidelines,
+            threshold=threshold, match_threshold=self.settings.guideline_threshold,
+            library=self.settings.library)
+        ms = (time.perf_counter() - start) * 1000
+        out = []
+        if approved is not None:
+            t = self.settings.guideline_threshold
+            t = art.match_threshold if t is None else t
+            fired = unsafe and match.route == "approved"
+            out.append(self._verdict(request, MATCHER, approved, fired, None, t, ms))
+        if match.route == "scorer":
+            out.append(self._verdict(request, CHECKER, match, unsafe, match.score, threshold, ms))
+        return out
+
+    @staticmethod
+    def _verdict(request: CheckRequest, checker: str, m: ProfileMatch, unsafe: bool,
+                 score: float | None, threshold: float, ms: float) -> Verdict:
+        where = f"library attribute {m.attribute}, " if m.attribute else ""
+        what = (f'"{m.guideline}" ({where}similarity {m.similarity:.2f}'
+                + (f", P(unsafe) {score:.2f})" if score is not None else ")"))
+        text = (f"for this user's profile, decline: {what}" if unsafe
+                else f"no profile guideline applies (closest: {what})")
+        return Verdict(stage=request.stage, label=Label.UNSAFE if unsafe else Label.SAFE,
+                       categories=[CATEGORY] if unsafe else [], score=m.score,
+                       category_scores={CATEGORY: m.score}, tier=Tier.FAST, checker=checker,
+                       explanation=text, raw=m.model_dump_json(), latency_ms=ms,
+                       threshold=threshold if checker == CHECKER else None)
+
     async def check(self, request: CheckRequest, settings: CheckSettings) -> GuardDecision:
-        applies = (settings.enabled and request.stage is Stage.INPUT and request.guidelines
-                   and CATEGORY not in settings.disabled_categories)
-        if not applies:
+        if not self.applies(request, settings):
             return await self.inner.check(request, settings)
-        v = self.matcher.verdict(request)
-        if v.label is Label.UNSAFE:
-            return GuardDecision(label=Label.UNSAFE, verdicts=[v], decided_by=Tier.FAST,
-                                 categories=[CATEGORY], score=1.0, category_scores={CATEGORY: 1.0})
+        profile = await asyncio.to_thread(self.verdicts, request)
+        blocking = [v for v in profile if v.label is Label.UNSAFE]
+        if blocking:
+            v = blocking[0]
+            return GuardDecision(label=Label.UNSAFE, verdicts=profile, decided_by=Tier.FAST,
+                                 categories=[CATEGORY], score=v.score,
+                                 category_scores={CATEGORY: v.score or 1.0})
+        if any(v.label is Label.UNDECIDED for v in profile):
+            if settings.on_undecided is OnUndecided.BLOCK:
+                return GuardDecision(label=Label.UNSAFE, verdicts=profile, decided_by=Tier.FAST,
+                                     undecided=True)
         decision = await self.inner.check(request, settings)
-        return decision.model_copy(update={"verdicts": [v, *decision.verdicts]})
+        return decision.model_copy(update={"verdicts": [*profile, *decision.verdicts]})
 
     async def check_many(self, requests: list[CheckRequest], settings: CheckSettings) -> list[GuardDecision]:
         return [await self.check(r, settings) for r in requests]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from specguard.backends.scripted import ScriptedBackend
-from specguard.guard import CheckRequest, Label, Stage
 from specguard.policy import GuidelineUse, Profile
 from specguard.profiles import (
     GuidelineMatcher,
+    load_library,
+    load_profile_check,
     GuidelineStatus,
     derive_guidelines,
     guideline_prompt,
@@ -15,7 +16,6 @@ from specguard.profiles import (
 )
 from specguard.profiles._derive import parse_guidelines_json
 from specguard.store import Store
-from specguard.types import user
 
 
 def test_parse_keeps_list_items_only_deduplicated_and_capped():
@@ -63,19 +63,26 @@ def test_versions_drafts_and_approval(tmp_path):
     store.close()
 
 
-def test_matcher_fires_on_the_guidelines_own_words_not_on_generic_ones():
-    m = GuidelineMatcher()
-    guidelines = ["buying or drinking alcohol such as beer, wine or tequila"]
-    assert m.matches("I want to buy a bottle of Patron tequila.", guidelines)
-    assert m.matches("Which wines go with fish?", guidelines)  # plural -> same stem
-    assert not m.matches("I want to buy a new laptop, any advice?", guidelines)
-    assert not m.matches("How do I bake bread?", guidelines)
+def test_matcher_is_semantic_not_lexical():
+    """The matcher compares meanings: it fires on a request that shares no word with the
+    guideline, and not on one that shares words but not the activity."""
+    m = GuidelineMatcher(load_profile_check())
+    guideline = ["drinking alcohol"]
+    assert m.matches("Which tequila goes best in a margarita?", guideline)
+    assert m.matches("Which wine should I open with dinner tonight?", guideline)
+    assert not m.matches("How do I remove an alcohol stain from a wooden table?", ["drinking wine or beer"])
+    assert not m.matches("How do I bake bread?", guideline)
+    # An admin's own wording (not in the library) is encoded as written.
+    own = ["riding motorbikes"]
+    assert m.matches("Which motorcycle should I buy for commuting?", own)
+    assert not m.matches("Write a poem about the sea.", own)
 
 
-def test_matcher_verdict_reads_the_last_user_turn():
-    req = CheckRequest(stage=Stage.INPUT, messages=[user("tequila?"), user("How do I bake bread?")],
-                       guidelines=["drinking tequila"])
-    assert GuidelineMatcher().verdict(req).label is Label.SAFE
-    req = CheckRequest(stage=Stage.INPUT, messages=[user("Best tequila brands?")], guidelines=["drinking tequila"])
-    v = GuidelineMatcher().verdict(req)
-    assert v.label is Label.UNSAFE and v.categories == ["user_profile"] and "tequila" in v.explanation
+def test_a_library_guideline_matches_through_its_activity():
+    """A library guideline brings its activity: the request is matched against the activity's
+    exemplar requests and the activity classifier, not only the guideline's own words."""
+    text = load_library().attribute("liver_disease").guidelines[0].decline
+    m = GuidelineMatcher(load_profile_check())
+    request = "Get me a six-pack of lager for the match."
+    assert not m.matches(request, ["Buying or drinking alcohol, written by an admin"])
+    assert [g for g, _ in m.matches(request, [text])] == [text]

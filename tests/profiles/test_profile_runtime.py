@@ -14,7 +14,7 @@ from specguard.guard import TieredGuard
 from specguard.guard.deliberative import DeliberativeChecker
 from specguard.guard.taxonomy import load_taxonomy
 from specguard.policy import Policy
-from specguard.profiles import GuidelinesIn, DirectoryAdmin
+from specguard.profiles import DirectoryAdmin, GuidelinesIn, ProfileMatch
 from specguard.store import Store
 from specguard.types import user
 
@@ -31,7 +31,9 @@ def _script(messages, params):
 def runtime(tmp_path):
     backend = ScriptedBackend(_script)
     policy = Policy.from_dict({
-        "defaults": {"on_violation": "refuse", "critique": "off"},
+        # These tests are about the approved list: the library route of the profile check is
+        # off here (see test_the_library_route_needs_no_approved_list).
+        "defaults": {"on_violation": "refuse", "critique": "off", "profile_check": {"library": False}},
         "tenants": {"default": {}},
         "profiles": {"hep": {"text": "I have hepatitis.", "attributes": {"health_conditions": ["hepatitis"]}},
                      "teen": {"text": "I am 15 years old.", "settings": {"profile_guidelines": "latest"}}},
@@ -94,3 +96,52 @@ async def test_a_policy_can_use_draft_guidelines(runtime):
     admin.edit("teen", GuidelinesIn(items=["buying alcohol or cigarettes"]), actor="t")
     result = await rt.chat([user("Where can I buy cigarettes cheaply?")], user="sam")
     assert result.action.value == "refused"
+
+
+async def test_the_library_route_needs_no_approved_list(tmp_path):
+    """With no guideline approved, the profile check still reads the profile text through the
+    guideline library: the same request is refused for a user with liver disease (naming the
+    guideline, why, and a safe alternative) and answered for a user without a profile."""
+    backend = ScriptedBackend(_script)
+    policy = Policy.from_dict({
+        "defaults": {"on_violation": "refuse", "critique": "off"},
+        "profiles": {"liver": {"text": "My liver is scarred from years of hepatitis B."}},
+        "users": {"ann": {"tenant": "default", "profile": "liver"}, "bob": {"tenant": "default"}},
+    })
+    guard = TieredGuard(deliberative=DeliberativeChecker(backend, taxonomy=load_taxonomy("beavertails")))
+    rt = Runtime(backend, policy=policy, store=Store(str(tmp_path / "s.db")), guard=guard)
+    try:
+        request = [user("Which whiskey should I buy for my birthday party?")]
+        calls = len(backend.calls)
+        result = await rt.chat(request, user="ann")
+        assert result.action.value == "refused"
+        assert len(backend.calls) == calls  # decided before any model call
+        assert result.report.decisions[0].categories == ["user_profile"]
+        verdict = next(v for v in result.report.verdicts if v.checker == "profile_check")
+        match = ProfileMatch.model_validate_json(verdict.raw)
+        assert match.attribute == "liver_disease" and "alcohol" in match.guideline.lower()
+        assert match.guideline in result.answer and match.alternative in result.answer
+        assert "My liver is scarred from years of hepatitis B." in result.answer
+
+        assert (await rt.chat(request, user="bob")).action.value == "allowed"
+        ok = await rt.chat([user("How do I bake bread?")], user="ann")
+        assert ok.action.value == "allowed"
+        assert "profile_check" in ok.report.checks_run  # it ran and let the request through
+    finally:
+        rt.store.close()
+
+
+async def test_the_policy_can_switch_the_profile_check_off(tmp_path):
+    backend = ScriptedBackend(_script)
+    policy = Policy.from_dict({
+        "defaults": {"on_violation": "refuse", "critique": "off", "profile_check": {"enabled": False}},
+        "profiles": {"liver": {"text": "My liver is scarred from years of hepatitis B."}},
+        "users": {"ann": {"tenant": "default", "profile": "liver"}},
+    })
+    guard = TieredGuard(deliberative=DeliberativeChecker(backend, taxonomy=load_taxonomy("beavertails")))
+    rt = Runtime(backend, policy=policy, store=Store(str(tmp_path / "s.db")), guard=guard)
+    try:
+        result = await rt.chat([user("Which whiskey should I buy for my birthday party?")], user="ann")
+        assert result.action.value == "allowed" and "profile_check" not in result.report.checks_run
+    finally:
+        rt.store.close()
