@@ -80,13 +80,23 @@ ModelOpt = Annotated[str | None, typer.Option(help="GGUF path (default: the embe
 ThreadsOpt = Annotated[int | None, typer.Option(help="llama.cpp threads")]
 MaxTokOpt = Annotated[int, typer.Option(help="tokens read per document")]
 UbatchOpt = Annotated[
-    int, typer.Option(help="tokens per llama.cpp decode while encoding (0: whole document)")
+    int, typer.Option(help="tokens per llama.cpp decode while encoding (0: whole document; "
+                      "--recipe: 0 means 1, the fastest here)")
 ]
 
 
 @app.command()
 def build(
-    path: Annotated[str, typer.Argument(help="datastore folder, or a name under the default root")],
+    path: Annotated[str | None, typer.Argument(
+        help="datastore folder, or a name under the default root (not with --recipe)")] = None,
+    recipe: Annotated[str | None, typer.Option(
+        help="a recipe YAML (or a built-in recipe's name, e.g. detox): builds its toxic and "
+             "non-toxic stores in the cache, resumably")] = None,
+    root: Annotated[str | None, typer.Option(help="datastore root for --recipe")] = None,
+    minutes: Annotated[float | None, typer.Option(
+        help="--recipe: stop encoding after this long (run again to go on)")] = None,
+    finalize_only: Annotated[bool, typer.Option(
+        help="--recipe: build the stores from what is encoded so far, encode nothing")] = False,
     files: FilesOpt = None,
     column: ColumnOpt = "text",
     id_column: IdColOpt = None,
@@ -104,9 +114,20 @@ def build(
     checkpoint: Annotated[int, typer.Option(help="save every N documents (flat)")] = 25,
     ubatch: UbatchOpt = 0,
 ) -> None:
-    """Build a datastore from corpus files and/or the safety datasets."""
+    """Build a datastore from corpus files and/or the safety datasets, or both stores of a
+    recipe (--recipe)."""
     from .datastore import Datastore, IndexKind
 
+    if recipe is not None:
+        if path is not None:
+            raise typer.BadParameter("give a datastore PATH or --recipe, not both")
+        try:
+            _build_recipe(recipe, root, minutes, finalize_only, model, threads, ubatch)
+        except SpecguardError as exc:
+            _fail(exc)
+        return
+    if path is None:
+        raise typer.BadParameter("give a datastore PATH (or --recipe FILE)")
     try:
         docs = _documents(files, column, id_column, where, safety, toxic, data_dir, limit)
         encoder = _encoder(model, threads, max_tokens, ubatch)
@@ -126,6 +147,26 @@ def build(
     except SpecguardError as exc:
         _fail(exc)
     console.print(f"built {target}: {len(store)} keys from {len(store.documents)} documents")
+
+
+def _build_recipe(recipe_ref, root, minutes, finalize_only, model, threads, ubatch) -> None:
+    from .build import RecipeBuild, run_build
+    from .recipe import Recipe
+
+    recipe = Recipe.load(recipe_ref)
+    encoder = _encoder(model, threads, recipe.max_tokens, ubatch if ubatch else 1)
+    build = RecipeBuild(recipe, encoder.key_space(), root or DEFAULT_ROOT)
+    console.print(f"recipe {recipe.name}: {build.folder}")
+    if finalize_only:
+        for side in recipe.sides:
+            store = build.finalize(side)
+            console.print(f"{side}: {len(store)} keys, {len(store.documents)} documents")
+        return
+    state = run_build(build, encoder, minutes=minutes, console=console)
+    for side, p in state.items():
+        done = "complete" if p.finished else "partial (run again to go on)"
+        console.print(f"{side}: {p.keys:,} keys from {p.documents_done:,} of "
+                      f"{p.documents_total:,} documents, {done}: {build.store_path(side)}")
 
 
 def _build_ivfpq(target, encoder, docs, kind, label, toxic, overwrite):

@@ -56,6 +56,10 @@ class Manifest(BaseModel):
     live_keys: int = 0  # keys searchable now
     created_at: str
     updated_at: str
+    # Built from a recipe (specguard.decoding.recipe): the recipe itself, and what the build
+    # took from it (digest, part, whether it finished, documents and keys per source).
+    recipe: dict[str, Any] | None = None
+    build: dict[str, Any] | None = None
 
 
 def _now() -> str:
@@ -222,6 +226,38 @@ class Datastore:
         self._tokens = np.concatenate([self._tokens, np.asarray(next_tokens, np.int32)])
         self._docs = np.concatenate([self._docs, np.full(len(keys), pos, np.int32)])
         self._live.add(pos)
+        self._searcher = None
+        return len(keys)
+
+    def add_many(self, source_ids: Sequence[str], keys: np.ndarray, next_tokens: np.ndarray,
+                 doc_of_row: np.ndarray) -> int:
+        """Append many documents at once: keys [n, dim], next tokens [n], and for each key the
+        position of its document in `source_ids` (documents must be new). Returns keys added."""
+        import numpy as np
+
+        keys = np.ascontiguousarray(keys, dtype=np.float32)
+        if keys.ndim != 2 or keys.shape[1] != self.key_space.dim:
+            raise ConfigError(f"keys must be [n, {self.key_space.dim}], got {keys.shape}")
+        if not len(keys) == len(next_tokens) == len(doc_of_row):
+            raise ConfigError("one next token and one document position per key are needed")
+        clash = [s for s in source_ids if self._doc_pos.get(s, -1) in self._live]
+        if clash or len(set(source_ids)) != len(source_ids):
+            raise ConfigError(f"Documents already in datastore {self.manifest.name}: {clash[:3]}",
+                              hint="Remove them first, or give each document once.")
+        positions = []
+        for sid in source_ids:
+            pos = self._doc_pos.get(sid)
+            if pos is None:
+                pos = len(self._documents)
+                self._documents.append(sid)
+                self._doc_pos[sid] = pos
+            positions.append(pos)
+        pos_arr = np.asarray(positions, np.int32)[np.asarray(doc_of_row, np.int64)]
+        start = len(self._tokens)
+        self._index.add_with_ids(keys, np.arange(start, start + len(keys), dtype=np.int64))
+        self._tokens = np.concatenate([self._tokens, np.asarray(next_tokens, np.int32)])
+        self._docs = np.concatenate([self._docs, pos_arr])
+        self._live.update(np.unique(pos_arr).tolist())
         self._searcher = None
         return len(keys)
 
