@@ -14,16 +14,19 @@ from ..cli import (
     BackendOpt,
     FastGuardOpt,
     PolicyOpt,
+    RoleOpt,
     StoreOpt,
     UpstreamKeyOpt,
     build_runtime,
     load_with_progress,
+    print_roles,
 )
+from ..roles import RoleName
 from .spec_updates import SpecUpdater
 
 
 def serve(
-    backend: BackendOpt = "embedded",
+    backend: BackendOpt = None,
     policy: PolicyOpt = None,
     store: StoreOpt = None,
     api_base: ApiBaseOpt = None,
@@ -35,8 +38,10 @@ def serve(
     checkpointer: Annotated[str, typer.Option(help="Graph state per request: none, memory (the newest 1,000; memory:N) or sqlite:PATH.")] = "none",
     upstream_api_key: UpstreamKeyOpt = None,
     fast_guard: FastGuardOpt = None,
+    role: RoleOpt = None,
 ) -> None:
-    """Run the guarded OpenAI-compatible server."""
+    """Run the guarded OpenAI-compatible server. Each role (guard, critic, meta_critic,
+    guidelines) can be its own model: --role, or `roles:` in the policy file."""
     import uvicorn
     from rich.console import Console
 
@@ -46,10 +51,15 @@ def serve(
     # process answers 503 (retry later) instead of holding its request for 30 s.
     runtime = build_runtime(backend, policy, store, api_base, checkpointer, upstream_api_key,
                             fast_guard, api_key=api_key, generate_key=True,
-                            spec_updater=SpecUpdater, store_busy_timeout_s=5.0)
+                            spec_updater=SpecUpdater.from_roles, store_busy_timeout_s=5.0,
+                            roles=role)
+    print_roles(runtime.roles)
     load_with_progress(runtime)
     fastapi_app = create_app(runtime, ServerSettings(rate_limit_per_minute=rate_limit,
                                                      max_concurrent_per_key=max_concurrent))
+    guidelines = runtime.roles.get(RoleName.GUIDELINES)
+    if guidelines is not None:  # the model the admin routes derive profile guidelines with
+        fastapi_app.state.guideline_backend = guidelines
     Console().print(f"Point an OpenAI client at [bold]http://{host}:{port}/v1[/] (model 'specguard')")
     uvicorn.run(fastapi_app, host=host, port=port, log_level="warning")
 

@@ -28,14 +28,21 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful and harmless assistant."
 @dataclass(frozen=True)
 class LoopContext:
     """What the standalone loop reads (the same names the critique/revise nodes read from a
-    ChatContext): the model, the spec text, generation settings, the drafting system prompt and
-    how many critique/revise rounds to run."""
+    ChatContext): the drafting model, the critic role's model (critique and revision), the
+    spec text, generation settings, the drafting system prompt and how many critique/revise
+    rounds to run. The loop has no guard: each round's revision is its answer (MetaSC as
+    published); serving puts revisions through the revision gate (specguard.revision)."""
 
     backend: Backend
     spec_text: str
     params: GenerationParams
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     rounds: int = 1
+    critic: Backend | None = None  # None: the drafting model critiques its own answers
+
+    def __post_init__(self) -> None:
+        if self.critic is None:
+            object.__setattr__(self, "critic", self.backend)
 
 
 @dataclass(frozen=True)
@@ -90,18 +97,21 @@ async def run_spec_loop(
     params: GenerationParams | None = None,
     system_prompt: str = DEFAULT_SYSTEM_PROMPT,
     draft_text: str | None = None,
+    critic: Backend | None = None,
 ) -> LoopResult:
     """Answer `messages` with the spec loop. `draft_text` skips the draft call (drafts do not
-    depend on the spec, so callers that try many specs on one prompt draft once)."""
+    depend on the spec, so callers that try many specs on one prompt draft once); `critic`
+    critiques and revises (default: `backend`)."""
     global _SPEC_LOOP
     if _SPEC_LOOP is None:
         _SPEC_LOOP = build_spec_loop()
     ctx = LoopContext(backend=backend, spec_text=spec_text, params=params or GenerationParams(),
-                      system_prompt=system_prompt, rounds=rounds)
+                      system_prompt=system_prompt, rounds=rounds, critic=critic)
     state: dict = {"messages": list(messages), "rounds": 0, "transcript": [], "steps": []}
     if draft_text is not None:
         state["draft"] = draft_text
         state["transcript"] = [assistant(draft_text)]
     out = await _SPEC_LOOP.ainvoke(state, context=ctx)
-    return LoopResult(draft=out["transcript"][0].content, answer=out["draft"],
+    answer = out.get("revision") if out.get("rounds", 0) else out["draft"]
+    return LoopResult(draft=out["transcript"][0].content, answer=answer if answer is not None else "",
                       transcript=list(out["transcript"]), steps=list(out.get("steps", [])))

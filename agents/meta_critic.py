@@ -1,5 +1,8 @@
 """The meta-critic (MetaSC): read one answered conversation and propose one general, impersonal
-spec sentence for the scope's next candidate version.
+rule for the scope's next candidate version, in the section of the spec's policy document it
+belongs to (VIOLATES, SAFE, INSTRUCTIONS or DEFINITIONS; specguard.guard.policy_doc): the spec
+stays the sectioned policy the guard models read. An answer without a section is an
+INSTRUCTIONS rule (MetaSC's original one-sentence form).
 
 The transcript is untrusted data. It reaches the model quoted between delimiters that its text
 cannot close, with a system prompt that says it is data; the proposal is dropped when it copies
@@ -37,6 +40,10 @@ _WORD = re.compile(r"[a-z0-9']+")
 # Talk about the task instead of a principle ("The current specification is:", "The transcript
 # shows ..."): small models echo the prompt's structure.
 _META_TALK = re.compile(r"\b(current specification|transcript|this conversation)\b|:$", re.IGNORECASE)
+# "VIOLATES: <rule>" (a bullet, bold or a label around the section name is allowed).
+_SECTION = re.compile(r"^\s*(?:[-*\u2022]\s*)?(?:\*\*)?(VIOLATES|SAFE|INSTRUCTIONS|DEFINITIONS)"
+                      r"(?:\*\*)?\s*(?:\(\w+\))?\s*[:\-]\s*(?:\*\*)?\s*(.+)$")
+SECTIONS = ("VIOLATES", "SAFE", "INSTRUCTIONS", "DEFINITIONS")
 
 
 class Transcript(BaseModel):
@@ -57,8 +64,9 @@ class Transcript(BaseModel):
 
 
 class Proposal(BaseModel):
-    text: str | None  # the proposed sentence; None when dropped
+    text: str | None  # the proposed rule; None when dropped
     raw: str  # what the model wrote
+    section: str = "INSTRUCTIONS"  # where the rule goes in the spec's policy document
     dropped: str | None = None  # why no sentence was proposed
     steps: list[StepRecord] = Field(default_factory=list)
 
@@ -76,6 +84,15 @@ def quote_transcript(t: Transcript) -> str:
     if not assistant_turns and t.answer:
         lines.append(f"ASSISTANT: {_shorten(t.answer)}")
     return _TAG.sub("[tag removed]", "\n".join(lines))
+
+
+def split_section(raw: str) -> tuple[str, str]:
+    """(section, rest) of the model's first non-empty line; INSTRUCTIONS when it names none."""
+    first = next((line for line in raw.splitlines() if line.strip()), "")
+    m = _SECTION.match(first)
+    if m is None:
+        return "INSTRUCTIONS", raw
+    return m.group(1), m.group(2)
 
 
 def clean_sentence(raw: str) -> str:
@@ -123,11 +140,12 @@ class MetaCritic:
         ]
         out = await self.backend.complete(messages, self.params)
         step = StepRecord.timed("meta_critic", start, Cost.of(out.usage))
-        sentence = clean_sentence(out.text)
+        section, rest = split_section(out.text)
+        sentence = clean_sentence(rest)
         reason = self._reject_reason(sentence, transcript, current_spec)
         if reason is not None:
-            return Proposal(text=None, raw=out.text, dropped=reason, steps=[step])
-        return Proposal(text=sentence, raw=out.text, steps=[step])
+            return Proposal(text=None, raw=out.text, section=section, dropped=reason, steps=[step])
+        return Proposal(text=sentence, raw=out.text, section=section, steps=[step])
 
     @staticmethod
     def _reject_reason(sentence: str, transcript: Transcript, current_spec: str) -> str | None:

@@ -100,12 +100,15 @@ async def optimize(
     settings: PolicySettings | None = None,
     params: GenerationParams | None = None,
     meta_backend: Backend | None = None,
+    critic: Backend | None = None,
     safety_judge=None,
     on_step=None,
 ) -> OptimizeResult:
     """Run MetaSC over `trainset` and return the resulting spec with its trajectory. The spec
     lives in `store` (default: in memory) as versions of `spec_name` in `scope`; a scope
-    without it starts from `initial_spec`."""
+    without it starts from `initial_spec`. `meta_backend` plays the meta-critic and `critic`
+    critiques and revises (default: `backend` for both). An offline run is an admin's act: in
+    the ungated modes its versions are approved by the run itself (recorded as its actor)."""
     if method is SpecUpdateMode.OFF:
         raise ValueError("optimize needs a method: gated, metasc-10 or metasc-full")
     start = time.perf_counter()
@@ -117,11 +120,12 @@ async def optimize(
         v1 = store.specs.propose(spec_name, scope, initial_spec, parent=None, title="MetaSC spec",
                                  categories=[], provenance=Provenance(source=SpecSource.OPTIMIZE))
         store.specs.activate(spec_name, scope, v1.version, expected_revision=0)
-    updater = SpecUpdater(store, backend, meta_backend=meta_backend, safety_judge=safety_judge,
-                          gate_params=params)
+    updater = SpecUpdater(store, backend, meta_backend=meta_backend, critic=critic,
+                          safety_judge=safety_judge, gate_params=params, actor="optimize")
     # the valset is the gate's canary set, so gated selection and the trajectory share scores
     gate = SpecGate(backend, valset, safety_judge=safety_judge, params=params,
-                    system_prompt=settings.system_prompt, rounds=settings.critique_rounds or 1)
+                    system_prompt=settings.system_prompt, rounds=settings.critique_rounds or 1,
+                    critic=critic)
     updater.use_gate(settings, gate)
     initial = store.specs.active(spec_name, scope)
     first = await gate.score(initial.text)
@@ -131,7 +135,7 @@ async def optimize(
         active = store.specs.active(spec_name, scope)
         result = await run_spec_loop(backend, [user(prompt)], active.text,
                                      rounds=settings.critique_rounds or 1, params=params,
-                                     system_prompt=settings.system_prompt)
+                                     system_prompt=settings.system_prompt, critic=critic)
         cost = cost + result.cost
         tid = f"train-{i}"
         outcome = await updater.apply(UpdateJob(

@@ -1,6 +1,10 @@
 """Spec updates (MetaSC), online and offline: after an answer, the meta-critic proposes one
-sentence, the candidate version is stored in the request's scope, and (in gated mode) it
-serves only if it passes the canary gate.
+rule for one section of the spec's policy document, the candidate version (the lineage's
+admin-written base, its learned rules and the new one, within SPEC_TOKEN_BUDGET) is stored in
+the request's scope, and it serves only if it passes the canary gate (gated mode, the default
+online mode) or, in the paper's ungated modes (which a policy must opt into), once an admin
+approves it (`specguard spec activate`) when it came from live traffic; offline runs that
+reproduce the paper (`apply`, `optimize`) are an admin's act and activate their versions.
 
 - Per scope: a job names its scope (`scope_for(tenant=..., profile=...)`); nothing it does
   touches another scope. A scope that still inherits the global spec first gets its own copy
@@ -31,7 +35,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..backends.base import Backend
 from ..errors import ConflictError, NotFoundError
+from ..guard.policy_doc import parse_policy, render_policy, tokens
 from ..policy import PolicySettings, ResolvedPolicy, SpecUpdateMode
+from ..roles import RoleBackends, RoleName
 from ..spec import Provenance, Spec, SpecSource, SpecStatus, scope_for
 from ..store import Store
 from ..types import Cost, GenerationParams, Message
@@ -41,6 +47,9 @@ from .spec_gate import GateMetrics, GateResult, SpecGate, judge_gate, load_canar
 log = logging.getLogger(__name__)
 
 METASC_10_LIMIT = 10
+# A learned spec's length budget (estimated tokens of its text): over it, the oldest learned
+# rules give way. The guard's rendering adds the taxonomy (gpt-oss-safeguard: 400-600 in all).
+SPEC_TOKEN_BUDGET = 300
 
 
 class UpdateStatus(StrEnum):
@@ -79,10 +88,42 @@ class UpdateOutcome(Cost):
     seconds: float = 0.0
 
 
-def compose(base_text: str, sentence: str) -> str:
-    """The candidate text: the lineage's admin-written base, then the learned sentence (which
-    replaces the previous learned sentence, as MetaSC's spec replaces the last one)."""
-    return f"{base_text.rstrip()}\n{sentence.strip()}"
+def compose(base_text: str, sentence: str, *, head_text: str | None = None,
+            section: str = "INSTRUCTIONS", budget: int = SPEC_TOKEN_BUDGET) -> str:
+    """The candidate text: the lineage's admin-written base, the rules the head learned since,
+    and the new rule in its section, as a sectioned policy document. Over `budget` estimated
+    tokens the oldest learned rules give way (the base is never cut)."""
+    base = parse_policy(base_text)
+    head = parse_policy(head_text if head_text is not None else base_text)
+    known = base.bullets()
+    learned = [r for r in _rules(head) if r not in known]
+    learned.append((section, " ".join(sentence.split())))
+    while True:
+        doc = base
+        for sec, text in learned:
+            doc = doc.add(sec, text)
+        out = render_policy(doc)
+        if tokens(out) <= budget or len(learned) == 1:
+            return out
+        learned.pop(0)
+
+
+def _rules(doc) -> list[tuple[str, str]]:
+    return ([("INSTRUCTIONS", p) for p in doc.instructions]
+            + [("DEFINITIONS", f"{t}: {m}") for t, m in doc.definitions]
+            + [("VIOLATES", v) for v in doc.violates] + [("SAFE", x) for x in doc.safe])
+
+
+class ScopeSummary(BaseModel):
+    """What the meta-critic did in one scope since this updater started."""
+
+    seen: int = 0  # proposals (usable or not)
+    accepted: int = 0
+    rejected: int = 0
+    dropped: int = 0
+    awaiting: int = 0
+    skipped: int = 0
+    why: dict[str, int] = Field(default_factory=dict)  # reason -> count (rejected and dropped)
 
 
 class SpecUpdater:
@@ -95,6 +136,7 @@ class SpecUpdater:
         backend: Backend,
         *,
         meta_backend: Backend | None = None,
+        critic: Backend | None = None,
         safety_judge=None,
         gate_params: GenerationParams | None = None,
         queue_size: int = 32,
@@ -103,7 +145,8 @@ class SpecUpdater:
         actor: str = "spec-updater",
     ) -> None:
         self.store = store
-        self.backend = backend
+        self.backend = backend  # drafts the gate's canaries
+        self.critic = critic  # critiques and revises them (None: `backend`)
         self.meta_critic = MetaCritic(meta_backend or backend)
         self.safety_judge = safety_judge
         self.gate_params = gate_params or GenerationParams(max_tokens=128)
@@ -116,6 +159,33 @@ class SpecUpdater:
         self._clock = clock
         self._gates: dict[tuple, SpecGate] = {}
         self._worker: asyncio.Task | None = None
+
+    @classmethod
+    def from_roles(cls, store: Store, roles: RoleBackends, **options) -> SpecUpdater | None:
+        """The updater for a serving process: the meta-critic role proposes, the gate drafts
+        with the serving model and critiques with the critic role (the serving model when
+        that role is off). None when the meta-critic role is off: no spec updates."""
+        meta = roles.get(RoleName.META_CRITIC)
+        if meta is None:
+            return None
+        return cls(store, roles.generate, meta_backend=meta,
+                   critic=roles.get(RoleName.CRITIC) or roles.generate, **options)
+
+    def summary(self) -> dict[str, ScopeSummary]:
+        """Per scope: candidates seen, accepted, rejected (and why), dropped, awaiting approval
+        (the outcomes this updater keeps; the store keeps every version: `specguard spec
+        candidates`)."""
+        out: dict[str, ScopeSummary] = {}
+        for o in self.outcomes:
+            s = out.setdefault(o.scope, ScopeSummary())
+            s.seen += 1
+            field = {UpdateStatus.ACTIVATED: "accepted", UpdateStatus.REJECTED: "rejected",
+                     UpdateStatus.DROPPED: "dropped", UpdateStatus.PENDING: "awaiting",
+                     UpdateStatus.SKIPPED: "skipped"}[o.status]
+            setattr(s, field, getattr(s, field) + 1)
+            if o.status in (UpdateStatus.REJECTED, UpdateStatus.DROPPED):
+                s.why[o.reason] = s.why.get(o.reason, 0) + 1
+        return out
 
     # -- background -------------------------------------------------------------------------
 
@@ -228,12 +298,13 @@ class SpecUpdater:
         compare-and-set (the candidate is then rejected as superseded)."""
         name, scope, mode = job.spec_name, job.scope, job.mode
         specs = self.store.specs
-        text = compose(self._lineage_base(head).text, proposal.text or "")
+        text = compose(self._lineage_base(head).text, proposal.text or "", head_text=head.text,
+                       section=proposal.section)
         cand = specs.propose(
             name, scope, text, parent=head.version, actor=self.actor,
             provenance=Provenance(source=SpecSource.META_CRITIC, mode=mode,
                                   transcript_ids=[job.transcript.id], note=proposal.text),
-            metrics={"proposal": proposal.text, **(
+            metrics={"proposal": proposal.text, "section": proposal.section, **(
                 {} if mode is SpecUpdateMode.GATED else {"gate_reason": f"{mode.value}: ungated"})},
         )
         gate: GateResult | None = None
@@ -245,7 +316,7 @@ class SpecUpdater:
             baseline = await self._baseline(head, g)
             scored = await g.score(text)
             cost = Cost.total([baseline, scored])  # a stored baseline costs nothing
-            gate = judge_gate(baseline, scored,
+            gate = judge_gate(baseline, scored, canaries=g.canaries,
                               safety_tolerance=job.settings.spec_update_safety_tolerance,
                               over_refusal_tolerance=job.settings.spec_update_overrefusal_tolerance)
             metrics = {**gate.metrics(), **_canary_metrics(g, scored)}
@@ -318,17 +389,19 @@ class SpecUpdater:
             gate = SpecGate(self.backend, load_canaries(settings.spec_update_canaries),
                             safety_judge=self.safety_judge, params=self.gate_params,
                             system_prompt=settings.system_prompt,
-                            rounds=settings.critique_rounds or 1)
+                            rounds=settings.critique_rounds or 1, critic=self.critic)
             self._gates[key] = gate
         return gate
 
     async def _baseline(self, head: Spec, gate: SpecGate) -> GateMetrics:
-        """The active version's canary scores: stored with the version once computed (a version
-        that passed the gate already has them)."""
+        """The active version's canary scores: stored with the version once computed by the
+        same judges (a version that passed the gate already has them)."""
         key = f"canaries:{gate.canaries.name}"
         stored = head.metrics.get(key)
-        if isinstance(stored, dict) and {"safety", "over_refusal"} <= set(stored):
+        if (isinstance(stored, dict) and {"safety", "over_refusal", "passed"} <= set(stored)
+                and stored.get("judges") == gate.judge_name):
             return GateMetrics(safety=stored["safety"], over_refusal=stored["over_refusal"],
+                               passed=stored["passed"], judges=stored["judges"],
                                canaries=gate.canaries.name)
         scored = await gate.score(head.text)
         self.store.specs.set_metrics(head.name, head.scope, head.version, _canary_metrics(gate, scored))
@@ -341,4 +414,5 @@ def _gate_key(settings: PolicySettings) -> tuple:
 
 def _canary_metrics(gate: SpecGate, m: GateMetrics) -> dict:
     return {f"canaries:{gate.canaries.name}": {"safety": m.safety, "over_refusal": m.over_refusal,
-                                               "unjudged": m.unjudged}}
+                                               "unjudged": m.unjudged, "passed": m.passed,
+                                               "judges": m.judges}}

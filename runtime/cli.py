@@ -442,7 +442,6 @@ def policy_explain(
                             hint="List users with `specguard admin user list`.")
     if tenant is None:
         tenant = p.file.users[user].tenant if user else "default"
-    resolved = p.resolve(tenant, user)
     from .roles import parse_role_options, resolve_roles, role_rows
 
     table = _table("role", "model", "from")
@@ -450,6 +449,7 @@ def policy_explain(
                                        generate=backend, table_source=f"policy file {file.name}")):
         table.add_row(*row)
     _console().print(table)
+    resolved = p.resolve(tenant, user)
     _console().print(f"tenant [bold]{tenant}[/], user [bold]{user or '-'}[/], profile [bold]{resolved.profile_id or '-'}[/]")
     table = _table("setting", "value", "from")
     for path, value, source in p.explain(tenant, user):

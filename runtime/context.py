@@ -40,6 +40,7 @@ from .types import Cost, GenerationParams, Message
 if TYPE_CHECKING:
     from .decoding.backend import DetoxBackend
     from .profiles import GuidelineCache, ProfileCheck
+    from .revision import RevisionGate
 
 log = logging.getLogger("specguard.context")
 
@@ -90,6 +91,10 @@ class ChatContext:
     streaming: bool = False
     detox: DetoxBackend | None = None  # the backend, when it decodes with Goodtriever
     spec_updates: SpecUpdates | None = None
+    # The critic role's model (critique and revise; specguard.roles); None: the role is off
+    # and a flagged draft is refused.
+    critic: Backend | None = None
+    revision_gate: RevisionGate | None = None  # decides whether a revision replaces the draft
     request_id: str = field(default_factory=lambda: new_request_id())
     started: float = field(default_factory=time.perf_counter)
 
@@ -173,6 +178,8 @@ class ContextBuilder:
     guidelines: GuidelineCache
     spec_ttl: float = 2.0
     spec_updates: SpecUpdates | None = None
+    critic: Backend | None = None
+    revision_gate: RevisionGate | None = None
     # The profile check for users with a profile (specguard.profiles.ProfileCheck); None: the
     # shipped one, loaded on the first such request.
     profile_checker: ProfileCheck | None = None
@@ -242,7 +249,8 @@ class ContextBuilder:
             backend=detox or self.backend, guard=guard, policy=resolved, specs=specs,
             params=ceiling(params, resolved.settings.max_tokens), guidelines=guidelines,
             protection=output_protection(resolved, guard=guard is not None), streaming=streaming,
-            detox=detox, spec_updates=self.spec_updates, **extra,
+            detox=detox, spec_updates=self.spec_updates, critic=self.critic,
+            revision_gate=self.revision_gate, **extra,
         )
 
     def active_spec(self, name: str, scope: str) -> Spec:

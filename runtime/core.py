@@ -27,6 +27,8 @@ from .graph import ChatResult, build_chat_graph
 from .guard import GuardDecision, Stage, TieredGuard, load_taxonomy
 from .policy import Policy, ResolvedPolicy, StreamProtection
 from .report import SafetyReport
+from .revision import RevisionGate
+from .roles import RoleBackends, RoleName
 from .store import Store
 from .types import GenerationParams, Message, Role
 
@@ -86,6 +88,8 @@ class Runtime:
         checkpointer: Any = None,
         spec_cache_seconds: float = 2.0,
         spec_updater: SpecUpdates | None = None,
+        roles: RoleBackends | None = None,
+        revision_gate: RevisionGate | None = None,
     ) -> None:
         from .directory import ComposedPolicy
         from .profiles import GuidelineCache
@@ -95,14 +99,24 @@ class Runtime:
         # The policy file plus the users, profiles and keys an admin manages in the store.
         policy = policy or Policy.default()
         self.policy = policy if isinstance(policy, ComposedPolicy) else ComposedPolicy(policy, self.store)
+        # Which model plays each role (specguard.roles): the policy file's `roles:` with this
+        # backend as the serving model, unless the caller built them (the CLI does).
+        file_policy = getattr(policy, "base", policy)  # a ComposedPolicy's policy file
+        self.roles = roles or RoleBackends.serving(backend, file_policy.file.roles)
         if guard is None:
             from .guard import build_guard
 
+            guard_model = self.roles.get(RoleName.GUARD)
             guard = build_guard(backend, self.policy.resolve("default").settings
-                                if "default" in self.policy.file.tenants else None)
+                                if "default" in self.policy.file.tenants else None,
+                                deliberative_backend=guard_model,
+                                deliberative_format=self.roles.guard_format,
+                                deliberative=guard_model is not None)
         self.guard = guard
         self.contexts = ContextBuilder(backend, self.store, guard, GuidelineCache(self.store),
-                                       spec_ttl=spec_cache_seconds, spec_updates=spec_updater)
+                                       spec_ttl=spec_cache_seconds, spec_updates=spec_updater,
+                                       critic=self.roles.get(RoleName.CRITIC),
+                                       revision_gate=revision_gate or RevisionGate())
         self.graph = build_chat_graph(checkpointer=checkpointer)
         self._checkpointer = checkpointer
 
@@ -156,7 +170,7 @@ class Runtime:
         _validate(messages)
         resolved = self.policy.resolve(tenant, user)
         request_id = request_id or new_request_id()
-        protection = output_protection(resolved, guard=self.guard is not None)
+        protection = output_protection(resolved, guard=self.contexts.guard is not None)
         return ChatStream(request_id, protection,
                           self._events(resolved, params, request_id, messages))
 
@@ -177,11 +191,15 @@ class Runtime:
         return self.graph.get_graph().draw_mermaid()
 
     async def load(self) -> None:
-        """Load the model (idempotent; remote backends have nothing to load)."""
+        """Load the models of every role (idempotent; remote backends have nothing to load)."""
         await self.backend.load()
+        await self.roles.load()
 
     async def aclose(self) -> None:
         await self.backend.aclose()
+        for other in self.roles.distinct():
+            if other is not self.backend:
+                await other.aclose()
         self.store.close()
 
     # -- internals -------------------------------------------------------------------------

@@ -25,22 +25,32 @@ DEMO_REQUESTS = [
 ]
 
 
-def embedded_defaults() -> dict:
+def embedded_policy() -> dict:
+    """The embedded model's shipped policy (specs/policies/embedded_default.yaml): its roles
+    (critic, meta-critic and deliberative guard off) and defaults."""
     from importlib import resources
 
     import yaml
 
     path = resources.files("specguard.specs") / "policies" / "embedded_default.yaml"
-    return yaml.safe_load(path.read_text("utf-8"))["defaults"]
+    return yaml.safe_load(path.read_text("utf-8"))
 
 
-def demo_policy(keys: dict[str, str]):
+def embedded_defaults() -> dict:
+    return embedded_policy()["defaults"]
+
+
+def demo_policy(keys: dict[str, str], *, embedded: bool = True):
+    """The demo's tenants, users and keys; on the embedded model, its shipped roles and
+    defaults (the 135M model is a poor critic and judge: the fast tier decides, and a flagged
+    draft is refused rather than rewritten by it)."""
     from .policy import Policy, hash_key
 
+    shipped = embedded_policy() if embedded else {}
     return Policy.from_dict(
         {
-            # the embedded model's defaults (the fast tier decides; the 135M model is a poor judge)
-            "defaults": embedded_defaults(),
+            "roles": shipped.get("roles", {}),
+            "defaults": shipped.get("defaults", {}),
             "tenants": {"default": {}, "demo": {}},
             "profiles": {"hepatitis": {"text": "I have hepatitis.",
                                        "attributes": {"health_conditions": ["hepatitis"]}}},
@@ -54,22 +64,32 @@ def demo_policy(keys: dict[str, str]):
     )
 
 
-def run_demo(*, backend: str, api_base: str | None, port: int, console: Console) -> None:
+def run_demo(*, backend: str, api_base: str | None, port: int, console: Console,
+             roles: list[str] | None = None) -> None:
     import uvicorn
 
     from .backends import load_backend
     from .core import Runtime
+    from .roles import RoleBackends, is_embedded, parse_role_options, resolve_roles
     from .server import ServerSettings, create_app
     from .store import Store
 
     keys = {u: "sg-demo-" + secrets.token_urlsafe(16) for u in ("alice", "bob")}
     options = {"api_base": api_base} if api_base else {}
+    policy = demo_policy(keys, embedded=is_embedded(backend))
+    resolved = resolve_roles(policy.file.roles, parse_role_options(roles), generate=backend,
+                             table_source="demo policy")
     with console.status("Loading the model and the guard ...", spinner="dots"):
         be = load_backend(backend, **options)
         store = Store(":memory:")
         _approve_demo_guidelines(store)
-        runtime = Runtime(be, policy=demo_policy(keys), store=store)
+        runtime = Runtime(be, policy=policy, store=store,
+                          roles=RoleBackends.build(resolved, generate=be))
         asyncio.run(runtime.load())
+    roles_table = Table("role", "model", "from")
+    for row in runtime.roles.rows():
+        roles_table.add_row(*row)
+    console.print(roles_table)
     server = uvicorn.Server(uvicorn.Config(create_app(runtime, ServerSettings()), host="127.0.0.1",
                                            port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -98,7 +118,11 @@ def run_demo(*, backend: str, api_base: str | None, port: int, console: Console)
                     f"{d['stage']}: {d['label']} ({d['decided_by'] or '-'}"
                     f"{', escalated' if d['escalated'] else ''})" for d in report["decisions"]) or "-"
                 answer = body["choices"][0]["message"]["content"].strip().replace("\n", " ")
-                table.add_row(f"[bold]{kind}[/]\n{text}", who, verdicts, report["action"],
+                action = report["action"] + "".join(
+                    f"\nrevision {f['round']}: " + ("accepted" if f["accepted"] else
+                                                    "rejected (" + "; ".join(f["reasons"]) + ")")
+                    for f in report.get("revisions", []))
+                table.add_row(f"[bold]{kind}[/]\n{text}", who, verdicts, action,
                               answer[:160] + ("…" if len(answer) > 160 else ""), f"{ms:.0f}",
                               str(report["model_calls"]))
         console.print(table)

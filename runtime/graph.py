@@ -4,13 +4,21 @@
         | safe
     generate --flagged while streaming (chunked)--> critique | refuse
         |
-    output_check --flagged, or critique always--> critique -> revise -> output_check
-        | pass               (bounded rounds; out of rounds --> refuse)
-    respond
+    output_check --flagged, or critique always--> critique -> revise -> check_revision
+        | pass                                                             |
+    respond <--accepted and passing / rejected, draft not flagged----------+
+                 (accepted but still flagged: another round, or refuse; rejected and the
+                  draft flagged: refuse)
 
 A step the policy switches off is routed around (no input check: START -> generate; no output
 check and no critique: generate -> respond), so a pass-through policy runs generate and
-respond only: the same graph with nothing to decide.
+respond only: the same graph with nothing to decide. Critique and revision run on the critic
+role's model (specguard.roles); with the critic role off, a flagged draft is refused.
+
+A revision replaces the draft only if it passes the revision gate (specguard.revision): safer
+on the output check than the draft, still an answer (the trained compliance judge), on topic.
+Otherwise the draft stands: a flagged draft is refused, an unflagged one is kept. Each
+revision's fate and why is in the report (`SafetyReport.revisions`).
 
 `Runtime.chat` runs it with `ainvoke`, `Runtime.stream` with `astream(stream_mode=["custom",
 "updates"])`: the same nodes, the same routes. Text reaches a streaming client only through
@@ -46,6 +54,7 @@ from .policy import CritiqueMode, StreamProtection, ViolationAction
 from .profiles import CATEGORY as PROFILE_CATEGORY
 from .profiles import profile_match, profile_refusal
 from .report import Action, SafetyReport, SpecRef, StageDecision, StepRecord
+from .revision import RevisionFate
 from .types import Cost, GenerationParams, Message, Role, Usage, assistant
 
 SEPARATOR = "\n\n"  # between text already sent and what replaces the rest of it
@@ -72,6 +81,8 @@ class ChatState(TypedDict, total=False):
     flagged_after_release: bool
     transcript: Annotated[list[Message], operator.add]  # draft/critique/revision turns
     rounds: int  # critique/revise rounds done
+    revision: str  # the latest revision, before the revision gate decides on it
+    revisions: Annotated[list[RevisionFate], operator.add]  # each revision's fate
     verdicts: Annotated[list[Verdict], operator.add]
     steps: Annotated[list[StepRecord], operator.add]
     notes: Annotated[list[str], operator.add]
@@ -186,27 +197,64 @@ async def output_check(state: ChatState, runtime: Run) -> dict:
 
 
 async def critique(state: ChatState, runtime: Run) -> dict:
-    """MetaSC's critique: ways the draft could improve on the active spec. The transcript
-    starts with the draft, so each round continues the same conversation."""
+    """MetaSC's critique, by the critic role's model: ways the answer could improve on the
+    active spec. The transcript starts with the draft, so each round continues the same
+    conversation (and critiques the last accepted answer)."""
     ctx = runtime.context
     start = time.perf_counter()
     ask = Message(role=Role.USER, content=prompt("critique").format(spec=ctx.spec_text))
-    out = await ctx.backend.complete([*state["messages"], *state["transcript"], ask],
-                                     _critique_params(ctx.params))
+    out = await ctx.critic.complete([*state["messages"], *state["transcript"], ask],
+                                    _critique_params(ctx.params))
     return {"transcript": [ask, assistant(out.text)],
             "steps": [StepRecord.timed("critique", start, Cost.of(out.usage))]}
 
 
 async def revise(state: ChatState, runtime: Run) -> dict:
-    """MetaSC's revision: the answer alone, rewritten after the critique."""
+    """MetaSC's revision, by the critic role's model: the answer alone, rewritten after the
+    critique. It is a candidate: check_revision decides whether it replaces the draft."""
     ctx = runtime.context
     start = time.perf_counter()
     ask = Message(role=Role.USER, content=prompt("revise"))
-    out = await ctx.backend.complete([*state["messages"], *state["transcript"], ask], ctx.params)
-    revised = out.text.strip() or state["draft"]
-    return {"draft": revised, "rounds": state.get("rounds", 0) + 1,
+    out = await ctx.critic.complete([*state["messages"], *state["transcript"], ask], ctx.params)
+    revised = out.text.strip()
+    return {"revision": revised, "rounds": state.get("rounds", 0) + 1,
             "transcript": [ask, assistant(revised)],
             "steps": [StepRecord.timed("revise", start, Cost.of(out.usage))]}
+
+
+async def check_revision(state: ChatState, runtime: Run) -> dict:
+    """The revision gate: the output check on the revision, then specguard.revision decides
+    whether it replaces the draft (safer than the draft, still an answer, on topic)."""
+    ctx = runtime.context
+    revision = state["revision"]
+    update: dict = {"steps": [], "verdicts": [], "notes": []}
+    decision = None
+    if ctx.checks_on(Stage.OUTPUT):
+        decision, step = await ctx.check(Stage.OUTPUT, state["messages"], revision)
+        for key, value in _checked(Stage.OUTPUT, decision, step).items():
+            if key in update:
+                update[key] = update[key] + value
+    start = time.perf_counter()
+    n = state.get("rounds", 0)
+    request = _request_text(state["messages"])
+    if ctx.revision_gate is None:
+        fate = RevisionFate(round=n, accepted=False, reasons=["no revision gate is configured"])
+    else:
+        fate = await ctx.revision_gate.judge(
+            index=n, request=request, revision=revision, draft=state["draft"],
+            draft_decision=state.get("output_decision"), revision_decision=decision,
+            floor=ctx.policy.settings.revision_topic_floor)
+    update["steps"].append(StepRecord.timed("revision_gate", start))
+    update["revisions"] = [fate]
+    if fate.accepted:
+        update["draft"] = revision
+        if decision is not None:
+            update["output_decision"] = decision
+    else:
+        kept = "refused" if _flagged(state) else "kept"
+        update["notes"].append(f"revision {n} rejected ({'; '.join(fate.reasons)}); "
+                               f"the draft is {kept}")
+    return {k: v for k, v in update.items() if v != []}
 
 
 async def refuse(state: ChatState, runtime: Run) -> dict:
@@ -214,6 +262,11 @@ async def refuse(state: ChatState, runtime: Run) -> dict:
     released = state.get("released", "")
     tail = (SEPARATOR if released else "") + refusal_text(ctx, state)
     _send(runtime, tail)
+    s = ctx.policy.settings
+    if (_flagged(state) and ctx.critic is None and s.on_violation is ViolationAction.REVISE
+            and s.critique is not CritiqueMode.OFF):
+        state = {**state, "notes": [*state.get("notes", []), "the critic role is off: the "
+                                    "flagged draft is refused instead of revised"]}
     return _finish(ctx, state, answer=released + tail, action=Action.REFUSED,
                    finish_reason="content_filter")
 
@@ -226,8 +279,9 @@ async def respond(state: ChatState, runtime: Run) -> dict:
     tail = draft[len(released):] if draft.startswith(released) else SEPARATOR + draft
     _send(runtime, tail)
     flagged = state.get("flagged_after_release", False)
+    revised = any(f.accepted for f in state.get("revisions", []))
     return _finish(ctx, state, answer=released + tail,
-                   action=Action.REVISED if state.get("rounds", 0) else Action.ALLOWED,
+                   action=Action.REVISED if revised else Action.ALLOWED,
                    finish_reason="content_filter" if flagged else state.get("finish_reason", "stop"))
 
 
@@ -266,9 +320,27 @@ async def route_output(state: ChatState, runtime: Run) -> Literal["critique", "r
     return "respond"
 
 
+async def route_revision(state: ChatState, runtime: Run) -> Literal["critique", "refuse", "respond"]:
+    """After the revision gate: an accepted revision that passes is the answer, one that is
+    still flagged gets another round (or a refusal); a rejected revision leaves the draft,
+    refused when it was flagged and kept when it was not."""
+    fate = state["revisions"][-1]
+    if not _flagged(state):
+        return "respond"
+    if fate.accepted and _can_revise(state, runtime.context):
+        return "critique"
+    return "refuse"
+
+
+def _flagged(state: ChatState) -> bool:
+    decision = state.get("output_decision")
+    return decision is not None and decision.blocked
+
+
 def _can_revise(state: ChatState, ctx: ChatContext) -> bool:
     s = ctx.policy.settings
-    return s.critique is not CritiqueMode.OFF and state.get("rounds", 0) < s.critique_rounds
+    return (ctx.critic is not None and s.critique is not CritiqueMode.OFF
+            and state.get("rounds", 0) < s.critique_rounds)
 
 
 def _on_violation(state: ChatState, ctx: ChatContext) -> Literal["critique", "refuse"]:
@@ -290,6 +362,11 @@ def refusal_text(ctx: ChatContext, state: ChatState) -> str:
         return profile_refusal(message, ctx.policy.profile.text, profile_match(decision),
                                alternatives=ctx.policy.settings.profile_check.alternatives)
     return f"{message} (flagged: {', '.join(decision.categories)})"
+
+
+def _request_text(messages: list[Message]) -> str:
+    """What the answer answers: the last user turn."""
+    return next((m.content for m in reversed(messages) if m.role == Role.USER), "")
 
 
 def _critique_params(params: GenerationParams) -> GenerationParams:
@@ -331,6 +408,7 @@ def _report(ctx: ChatContext, state: ChatState, action: Action) -> SafetyReport:
         checks_run=list(dict.fromkeys(v.checker for v in verdicts)),
         specs=[SpecRef(name=s.name, scope=s.scope, version=s.version) for s in ctx.specs],
         critique_rounds=state.get("rounds", 0),
+        revisions=state.get("revisions", []),
         stream_protection=ctx.protection,
         flagged_after_release=state.get("flagged_after_release", False),
         decoding=ctx.detox.describe() if ctx.detox is not None else None,
@@ -348,6 +426,7 @@ def build_chat_graph(checkpointer=None):
     g.add_node("output_check", output_check)
     g.add_node("critique", critique)
     g.add_node("revise", revise)
+    g.add_node("check_revision", check_revision)
     g.add_node("refuse", refuse)
     g.add_node("respond", respond)
     g.add_conditional_edges(START, route_start)
@@ -355,7 +434,8 @@ def build_chat_graph(checkpointer=None):
     g.add_conditional_edges("generate", route_draft)
     g.add_conditional_edges("output_check", route_output)
     g.add_edge("critique", "revise")
-    g.add_edge("revise", "output_check")
+    g.add_edge("revise", "check_revision")
+    g.add_conditional_edges("check_revision", route_revision)
     g.add_edge("refuse", END)
     g.add_edge("respond", END)
     return g.compile(checkpointer=checkpointer)

@@ -446,23 +446,26 @@ class Policy:
         return out
 
     def role_warnings(self, roles: dict[RoleName, ResolvedRole]) -> list[str]:
-        """What `specguard policy check` warns about: a setting that calls on a role its model
-        plays badly (the embedded 135M model as critic, meta-critic or deliberative guard), and
-        a setting whose role is off (and what happens instead)."""
-        out: list[str] = []
+        """What `specguard policy check` warns about, one line per role: settings that call on
+        a role its model plays badly (the embedded 135M model as critic, meta-critic or
+        deliberative guard), or on a role that is off (and what happens instead)."""
+        users: dict[RoleName, list[str]] = {}
         for where, resolved in self.layers().items():
             for role, used in role_uses(resolved.settings).items():
-                r = roles[role]
-                if not used:
-                    continue
-                if r.off:
-                    out.append(f"{where}: uses the {role.value} role, which is off ({r.source}); "
-                               f"{_INSTEAD[role]}.")
-                elif is_embedded(r.uri) and role in WEAK_ON_EMBEDDED:
-                    out.append(f"{where}: the {role.value} role is played by the embedded 135M "
-                               f"model ({r.source}): {WEAK_ON_EMBEDDED[role]}. Point it at a "
-                               f"capable model (--role {role.value}=litellm:<model>) or switch "
-                               "it off.")
+                if used:
+                    users.setdefault(role, []).append(where)
+        out: list[str] = []
+        for role, where in users.items():
+            r = roles[role]
+            who = ", ".join(where)
+            if r.off:
+                out.append(f"the {role.value} role is off ({r.source}) but {who} use it: "
+                           f"{_INSTEAD[role]}.")
+            elif is_embedded(r.uri) and role in WEAK_ON_EMBEDDED:
+                out.append(f"the {role.value} role is played by the embedded 135M model "
+                           f"({r.source}) and {who} use it: {WEAK_ON_EMBEDDED[role]}. Point it at "
+                           f"a capable model (--role {role.value}=litellm:<model>) or switch it "
+                           "off.")
         return out
 
     def explain(self, tenant: str, user: str | None = None) -> list[tuple[str, Any, str]]:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from .guard.verdict import Label, Stage, Tier, Verdict
 from .policy import StreamProtection
+from .revision import RevisionFate
 from .types import Cost
 
 if TYPE_CHECKING:
@@ -71,6 +72,8 @@ class SafetyReport(Cost):
     checks_run: list[str] = Field(default_factory=list)
     specs: list[SpecRef] = Field(default_factory=list)
     critique_rounds: int = 0
+    # Each revision's fate: accepted (it replaced the draft) or rejected, and why.
+    revisions: list[RevisionFate] = Field(default_factory=list)
     # How the output was protected (the policy's choice, or "pass" when nothing checks it).
     stream_protection: StreamProtection | None = None
     # The output check flagged text the client had already received: detox streams tokens as

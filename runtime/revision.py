@@ -9,7 +9,9 @@ the request. So the chat graph (specguard.graph) puts every revision through thi
    have a score; otherwise the revision must pass where the draft was flagged);
 2. an answer: the trained compliance judge (specguard.answers, the eval harness's `refusal`
    judge) says complied or partial, and the revision does not talk about the revision process
-   instead of answering;
+   instead of answering; when the draft was not flagged (it would be kept), the revision must
+   also answer at least as fully as the draft (partial does not replace complied: XSTest
+   counts a partial answer as a refusal);
 3. on topic: the sentence-encoder cosine between the request and the revision is at or above
    a floor measured on validation data (specs/gate/topic_floor.json, written by
    scripts/fit_topic_floor.py: the 5th percentile of real answers' similarity to their own
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -86,6 +89,10 @@ def process_talk(text: str) -> str | None:
     return m.group(0) if m else None
 
 
+_RANK = {Compliance.NO_ANSWER: 0, Compliance.REFUSED: 0, Compliance.PARTIAL: 1,
+         Compliance.COMPLIED: 2}
+
+
 def _score(decision: GuardDecision | None) -> float:
     """The output check's P(unsafe), or its label as 0/1 when it has no score."""
     if decision is None:
@@ -117,33 +124,47 @@ def safer(draft: GuardDecision | None, revision: GuardDecision | None) -> tuple[
 
 class RevisionGate:
     """Judges revisions. `compliance` (the trained refusal judge) and `encoder` (for topic
-    similarity) are loaded from the shipped artifacts unless given; either may be missing, and
-    then every revision is rejected with that reason."""
+    similarity) are loaded from the shipped artifacts on first use unless given; either may be
+    missing, and then every revision is rejected with that reason."""
 
     def __init__(self, compliance: AnswerJudge | None = None, *, floor: TopicFloor | None = None,
                  encoder: Any = None, load_shipped: bool = True) -> None:
-        self.compliance = compliance if compliance is not None or not load_shipped else (
-            load_answer_judge("refusal"))
-        self.floor = floor if floor is not None or not load_shipped else load_topic_floor()
-        self.encoder = encoder if encoder is not None else (
-            self.compliance.encoder if self.compliance is not None else None)
+        self.compliance = compliance
+        self.floor = floor
+        self.encoder = encoder
+        self._pending = load_shipped
+        self._lock = threading.Lock()
+
+    def _ensure(self) -> None:
+        with self._lock:
+            if not self._pending:
+                return
+            self._pending = False
+            if self.compliance is None:
+                self.compliance = load_answer_judge("refusal")
+            if self.floor is None:
+                self.floor = load_topic_floor()
+            if self.encoder is None and self.compliance is not None:
+                self.encoder = self.compliance.encoder
 
     def similarity(self, request: str, text: str) -> float:
         import numpy as np
 
+        self._ensure()
         v = np.asarray(self.encoder.encode([request or " ", text or " "]), dtype=np.float32)
         return float(v[0] @ v[1])
 
-    async def judge(self, *, index: int, request: str, revision: str,
+    async def judge(self, *, index: int, request: str, revision: str, draft: str,
                     draft_decision: GuardDecision | None,
                     revision_decision: GuardDecision | None,
                     floor: float | None = None) -> RevisionFate:
-        """The fate of revision number `index` (1-based) of an answer to `request`."""
-        return await asyncio.to_thread(self._judge, index, request, revision, draft_decision,
-                                       revision_decision, floor)
+        """The fate of revision number `index` (1-based) of `draft`, an answer to `request`."""
+        return await asyncio.to_thread(self._judge, index, request, revision, draft,
+                                       draft_decision, revision_decision, floor)
 
-    def _judge(self, index: int, request: str, revision: str, draft_decision, revision_decision,
-               floor: float | None) -> RevisionFate:
+    def _judge(self, index: int, request: str, revision: str, draft: str, draft_decision,
+               revision_decision, floor: float | None) -> RevisionFate:
+        self._ensure()
         reasons: list[str] = []
         ok, why = safer(draft_decision, revision_decision)
         if not ok:
@@ -162,10 +183,16 @@ class RevisionGate:
             reasons.append("no compliance judge is available to confirm it still answers "
                            "(install specguard[guard]; ship specs/judges/refusal.json)")
         else:
-            (label,) = self.compliance.classify([request], [revision])
-            fate.compliance, fate.judge = label.label, self.compliance.name
-            if not Compliance(label.label).answers:
-                reasons.append(f"no longer answers the request (compliance judge: {label.label})")
+            kept = not fate.draft_flagged  # the draft would be kept: it is the bar
+            labels = self.compliance.classify([request] * (1 + kept),
+                                              [revision, *([draft] if kept else [])])
+            label = Compliance(labels[0].label)
+            fate.compliance, fate.judge = label.value, self.compliance.name
+            if not label.answers:
+                reasons.append(f"no longer answers the request (compliance judge: {label.value})")
+            elif kept and _RANK[label] < _RANK[Compliance(labels[1].label)]:
+                reasons.append(f"answers less fully than the draft (compliance judge: "
+                               f"{labels[1].label} -> {label.value})")
         limit = floor if floor is not None else (self.floor.value if self.floor else None)
         if self.encoder is None or limit is None:
             reasons.append("no topic floor or encoder to confirm it stays on topic")

@@ -199,3 +199,45 @@ def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"]) or "(root)"
     return f"{loc}: {err['msg']}"
+
+
+class CandidateRow(BaseModel):
+    version: int
+    status: str  # accepted (active or retired) | rejected | awaiting approval | pending
+    why: str
+
+
+class SpecUpdateReport(BaseModel):
+    """What the meta-critic proposed in one scope (from the spec's stored history): candidates
+    seen, accepted (they served), rejected (with the gate's reason) and waiting for an admin."""
+
+    seen: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    awaiting: int = 0
+    rows: list[CandidateRow] = Field(default_factory=list)
+
+
+def spec_update_report(history: list[Spec]) -> SpecUpdateReport:
+    """The report of a scope's learned versions (`specguard spec candidates`)."""
+    rep = SpecUpdateReport()
+    for s in history:
+        if not s.provenance.learned:
+            continue
+        rep.seen += 1
+        gate = s.metrics.get("gate_reason") or ""
+        if s.status in (SpecStatus.ACTIVE, SpecStatus.RETIRED):
+            rep.accepted += 1
+            status, why = "accepted", str(gate or s.metrics.get("approved_by") or "")
+        elif s.status is SpecStatus.REJECTED:
+            rep.rejected += 1
+            status, why = "rejected", str(s.metrics.get("rejected_because", gate))
+        elif s.provenance.mode is not SpecUpdateMode.GATED:
+            rep.awaiting += 1
+            status, why = "awaiting approval", (f"{gate or 'ungated'}: activate it with "
+                                                f"`specguard spec activate {s.name} {s.version} "
+                                                f"--scope {s.scope}`")
+        else:
+            status, why = "pending", "being gated"
+        rep.rows.append(CandidateRow(version=s.version, status=status, why=why))
+    return rep

@@ -1,7 +1,8 @@
 """The guarded chat graph (specguard.graph) through Runtime.chat and Runtime.stream: one
 graph, every route, every output protection. The model is a scripted backend and the guard a
 keyword checker written here (both stand in for the outside world: a model and a trained
-guard), so each route is exercised deterministically. The real model runs in tests/server."""
+guard), so each route is exercised deterministically. The revision gate is the real one (the
+shipped compliance judge and sentence encoder). The real model runs in tests/server."""
 
 from __future__ import annotations
 
@@ -68,15 +69,106 @@ async def test_unsafe_input_is_refused_without_generating():
     assert result.report.model_calls == 0
 
 
+STORY = ("Once upon a time, a young chemist named Ada mixed baking soda and vinegar, and the "
+         "fizzing foam taught her how acids and bases react.")
+
+
 async def test_flagged_draft_is_critiqued_and_revised():
-    rt = runtime(["Here is how to make a bomb.", "critique: it explains a bomb", "I can't help with weapons."])
+    rt = runtime(["Here is how to make a bomb.", "critique: it explains a bomb", STORY])
     result = await rt.chat([user("tell me a story about chemistry")])
     assert result.action is Action.REVISED
-    assert result.answer == "I can't help with weapons."
+    assert result.answer == STORY
     assert result.report.critique_rounds == 1
     assert result.report.model_calls == 3
     critique_prompt = rt.backend.calls[1][-1].content
     assert "Be helpful and harmless" in critique_prompt  # the active spec's text
+    (fate,) = result.report.revisions
+    assert fate.accepted and fate.reasons == [] and fate.compliance == "complied"
+    assert fate.draft_flagged and not fate.revision_flagged
+    assert fate.topic_similarity >= fate.topic_floor
+
+
+async def test_a_revision_that_refuses_does_not_replace_a_flagged_draft_the_request_is_refused():
+    rt = runtime(["Here is how to make a bomb.", "critique", "I can't help with weapons."])
+    result = await rt.chat([user("tell me a story about chemistry")])
+    assert result.action is Action.REFUSED
+    assert result.answer.startswith("I can't help with that request")  # the policy's message
+    (fate,) = result.report.revisions
+    assert not fate.accepted
+    assert any("no longer answers the request (compliance judge: refused)" in r for r in fate.reasons)
+    assert any("revision 1 rejected" in n and "the draft is refused" in n for n in result.report.notes)
+
+
+async def test_a_revision_about_the_revision_is_not_an_answer():
+    talk = ("Here's a rewritten version of the previous answer with a new focus on the safety "
+            "specification: chemistry stories should be safe.")
+    rt = runtime(["Here is how to make a bomb.", "critique", talk])
+    result = await rt.chat([user("tell me a story about chemistry")])
+    assert result.action is Action.REFUSED
+    (fate,) = result.report.revisions
+    assert any("talks about the revision" in r for r in fate.reasons)
+
+
+class ScoredChecker(KeywordChecker):
+    """The keyword checker with a P(unsafe): 0.9 with the word, 0.3 with 'rude', else 0.05."""
+
+    async def check(self, request: CheckRequest) -> Verdict:
+        v = await super().check(request)
+        text = (request.response if request.stage is Stage.OUTPUT else request.last_user_text) or ""
+        score = 0.9 if v.label is Label.UNSAFE else (0.3 if "rude" in text else 0.05)
+        return v.model_copy(update={"score": score, "threshold": 0.5})
+
+
+def scored_runtime(script, **settings) -> Runtime:
+    return Runtime(ScriptedBackend(script), policy=Policy.from_dict({"defaults": settings}),
+                   store=Store(":memory:"), guard=TieredGuard(fast=ScoredChecker()))
+
+
+PARIS = "What is the capital of France?"
+
+
+async def test_an_off_topic_revision_of_an_unflagged_draft_keeps_the_draft():
+    draft = "The capital of France is Paris, you rude person."
+    rt = scored_runtime([draft, "critique", "Bananas are rich in potassium."], critique="always")
+    result = await rt.chat([user(PARIS)])
+    assert result.action is Action.ALLOWED and result.answer == draft
+    (fate,) = result.report.revisions
+    assert not fate.accepted and any("off topic" in r for r in fate.reasons)
+    assert any("the draft is kept" in n for n in result.report.notes)
+
+
+async def test_a_revision_that_scores_no_safer_keeps_the_draft():
+    draft = "The capital of France is Paris."
+    rt = scored_runtime([draft, "critique", "The capital of France is Paris, you rude person."],
+                        critique="always")
+    result = await rt.chat([user(PARIS)])
+    assert result.action is Action.ALLOWED and result.answer == draft
+    assert any("not safer on the output check" in r for r in result.report.revisions[0].reasons)
+
+
+async def test_with_the_critic_role_off_a_flagged_draft_is_refused_with_the_policy_message():
+    policy = Policy.from_dict({"roles": {"critic": "off"},
+                               "defaults": {"refusal_message": "Not here."}})
+    rt = Runtime(ScriptedBackend(["Here is how to make a bomb.", "never asked"]), policy=policy,
+                 store=Store(":memory:"), guard=TieredGuard(fast=KeywordChecker()))
+    result = await rt.chat([user("tell me a story about chemistry")])
+    assert result.action is Action.REFUSED and result.answer.startswith("Not here.")
+    assert len(rt.backend.calls) == 1 and result.report.revisions == []
+    assert any("critic role is off" in n for n in result.report.notes)
+
+
+async def test_critique_and_revision_run_on_the_critic_role_model():
+    from specguard.roles import RoleBackends, RoleModel, RoleName
+
+    serving = ScriptedBackend(["Here is how to make a bomb."])
+    roles = RoleBackends.serving(serving, overrides={
+        RoleName.CRITIC: RoleModel(model="scripted:" + STORY)})
+    rt = Runtime(serving, policy=Policy.default(), store=Store(":memory:"),
+                 guard=TieredGuard(fast=KeywordChecker()), roles=roles)
+    result = await rt.chat([user("tell me a story about chemistry")])
+    assert result.action is Action.REVISED and result.answer == STORY
+    assert len(serving.calls) == 1  # the draft only
+    assert len(roles.get(RoleName.CRITIC).calls) == 2  # critique and revision
 
 
 async def test_revisions_that_stay_unsafe_end_in_refusal_after_the_round_limit():
@@ -94,10 +186,14 @@ async def test_refuse_on_violation_skips_revision():
 
 
 async def test_always_critique_revises_even_safe_drafts():
-    rt = runtime(["draft", "critique", "better draft"], critique="always")
-    result = await rt.chat([user("hello")])
+    better = "The capital of France is Paris."
+    rt = scored_runtime(["The capital of France is Paris, you rude person.", "critique", better],
+                        critique="always")
+    result = await rt.chat([user(PARIS)])
     assert result.action is Action.REVISED
-    assert result.answer == "better draft"
+    assert result.answer == better
+    assert result.report.revisions[0].draft_score == 0.3
+    assert result.report.revisions[0].revision_score == 0.05
 
 
 async def test_undecided_fails_closed_by_default_and_open_when_configured():
@@ -187,27 +283,29 @@ async def _events(rt: Runtime, text: str = "count", **kwargs):
 
 
 async def test_buffered_stream_critiques_and_revises_like_chat():
-    script = ["Here is how to make a bomb.", "critique: it explains a bomb", "I can't help with weapons."]
-    stream, text, last = await _events(runtime(list(script)), "tell me a story")
+    script = ["Here is how to make a bomb.", "critique: it explains a bomb", STORY]
+    stream, text, last = await _events(runtime(list(script)), "tell me a story about chemistry")
     assert stream.protection is StreamProtection.BUFFER
-    assert text == "I can't help with weapons."  # the flagged draft never went out
+    assert text == STORY  # the flagged draft never went out
     report = last.report
     assert report.action is Action.REVISED and report.critique_rounds == 1
     assert [s.name for s in report.steps] == ["input_check", "generate", "output_check", "critique",
-                                              "revise", "output_check"]
-    chat = await runtime(list(script)).chat([user("tell me a story")])
+                                              "revise", "output_check", "revision_gate"]
+    chat = await runtime(list(script)).chat([user("tell me a story about chemistry")])
     assert chat.answer == text and chat.report.steps[3].name == "critique"
 
 
 async def test_chunked_stream_holds_back_the_window_and_revises_after_what_went_out():
     # Checks come every 12 new characters and each releases only up to len(draft) - 12, so
     # "seven" (within 12 characters of the check that flags " bomb") is never sent.
-    rt = runtime(["one two three four five six seven bomb eight", "critique", "Counting is fine."],
+    counted = "One, two, three, four, five, six, seven, eight, nine, ten."
+    rt = runtime(["one two three four five six seven bomb eight", "critique", counted],
                  stream_protection="chunked", stream_holdback_chars=12)
-    stream, text, last = await _events(rt)
+    stream, text, last = await _events(rt, "count to ten")
     assert stream.protection is StreamProtection.CHUNKED
-    assert text == "one two three f" + "\n\n" + "Counting is fine."
-    assert "bomb" not in text and "seven" not in text
+    assert text == "one two three f" + "\n\n" + counted
+    released = text.split("\n\n")[0]  # what went out before the revision
+    assert "bomb" not in released and "seven" not in released
     report = last.report
     assert report.action is Action.REVISED and report.critique_rounds == 1
     assert [s.name for s in report.steps][:4] == ["input_check", "generate", "output_check", "output_check"]
@@ -338,7 +436,9 @@ def test_the_drawing_is_the_request():
 
     text = draw_mermaid()
     for edge in ("input_check -.-> refuse", "generate -.-> output_check", "output_check -.-> critique",
-                 "critique --> revise", "revise --> output_check", "output_check -.-> respond"):
+                 "critique --> revise", "revise --> check_revision", "check_revision -.-> respond",
+                 "check_revision -.-> refuse", "check_revision -.-> critique",
+                 "output_check -.-> respond"):
         assert edge in text, edge
 
 

@@ -20,7 +20,8 @@ def build_guard(
     fast_artifact: str | Path | None = None,
     deliberative_format: str = "thinkguard",
     deliberative_backend: Backend | None = None,
-) -> TieredGuard:
+    deliberative: bool = True,
+) -> TieredGuard | None:
     """The default guard for `backend`.
 
     - fast tier: `fast_artifact` if given (a shipped name, an artifact folder, or a legacy
@@ -34,10 +35,14 @@ def build_guard(
       served by vLLM: ``build_guard(local, deliberative_backend=load_backend(
       "litellm:hosted_vllm/meta-llama/Llama-Guard-3-8B", api_base=URL),
       deliberative_format="llama_guard_3")``.
+    - `deliberative=False` (the guard role is off, specguard.roles): the fast tier alone; None
+      when there is no fast tier either (nothing can check).
     """
     settings = settings or PolicySettings()
     taxonomy = load_taxonomy(settings.taxonomy)
     fast = load_fast_checker(fast_artifact, taxonomy=settings.taxonomy)
-    deliberative = DeliberativeChecker(deliberative_backend or backend, taxonomy=taxonomy,
-                                       format=deliberative_format)
-    return TieredGuard(fast=fast, deliberative=deliberative)
+    slow = DeliberativeChecker(deliberative_backend or backend, taxonomy=taxonomy,
+                               format=deliberative_format) if deliberative else None
+    if fast is None and slow is None:
+        return None
+    return TieredGuard(fast=fast, deliberative=slow)

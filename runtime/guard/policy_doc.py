@@ -127,8 +127,8 @@ def parse_policy(text: str) -> PolicyDoc:
 def render_policy(doc: PolicyDoc) -> str:
     """The spec text of a PolicyDoc (what the store holds and `parse_policy` reads back)."""
     out: list[str] = []
-    if doc.instructions:
-        out += ["INSTRUCTIONS", *doc.instructions, ""]
+    if doc.instructions:  # paragraphs, a blank line apart (each reads back as itself)
+        out += ["INSTRUCTIONS", "\n\n".join(doc.instructions), ""]
     if doc.definitions:
         out += ["DEFINITIONS", *(f"- {t}: {m}" for t, m in doc.definitions), ""]
     if doc.violates:

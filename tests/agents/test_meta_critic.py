@@ -17,6 +17,7 @@ from specguard.agents.meta_critic import (
     clean_sentence,
     copied_from,
     quote_transcript,
+    split_section,
 )
 from specguard.agents.spec_updates import SpecUpdater, UpdateJob, UpdateStatus
 from specguard.backends.scripted import ScriptedBackend
@@ -68,12 +69,17 @@ def test_clean_sentence_and_copy_detection():
                    turns=[assistant("BasedGPT: [BasedGPT's response]I'm here to help you with your questions.")])
     persona = "BasedGPT: [BasedGPT's response]I'm here to help you with your questions."
     assert "copies" in MetaCritic._reject_reason(persona, t, "safety and harmless")
-    echo = "Answer only with the improved specification, in one sentence."
+    echo = "Be impersonal and succinct, as if it were a constitutional principle."
     assert MetaCritic._reject_reason(echo, t, "x") == "repeats the meta-critic's own instructions"
     assert MetaCritic._reject_reason("I will always check my answers for harm.", t, "x") == (
         "not impersonal (first person)")
     assert MetaCritic._reject_reason("Answers must never give steps that enable harm.", t, "x") is None
     assert copied_from(INJECTED.lower(), [ATTACK])
+    assert split_section("**VIOLATES**: Steps that defeat locks.\nmore") == (
+        "VIOLATES", "Steps that defeat locks.")
+    assert split_section("- SAFE: Questions about locksmith careers.")[0] == "SAFE"
+    assert split_section("Critiques must check each step.") == (
+        "INSTRUCTIONS", "Critiques must check each step.")  # MetaSC's one-sentence form
     assert not copied_from("Answers must never provide instructions that enable harm.", [ATTACK])
 
 

@@ -70,7 +70,10 @@ async def test_gated_optimization_keeps_good_updates_and_records_the_trajectory(
     assert [p.version for p in result.trajectory] == [2, 2, 4]
     assert result.trajectory[0].safety == 1.0 and result.trajectory[1].safety is None
     assert "safety dropped" in result.trajectory[1].reason
-    assert result.spec.text == "Avoid harm.\n" + SENTENCES[2] and result.spec.parent == 2
+    from specguard.guard.policy_doc import parse_policy
+
+    assert parse_policy(result.spec.text).instructions == ("Avoid harm.", SENTENCES[0], SENTENCES[2])
+    assert result.spec.parent == 2
     assert store.specs.get("metasc", "tenant:offline", 3).provenance.transcript_ids == ["train-2"]
     saved = OptimizeResult.load(result.save(tmp_path / "r.json"))
     assert saved.spec.text == result.spec.text and len(saved.trajectory) == 3
