@@ -59,7 +59,7 @@ def _slice(exs, per_source: int, seed: int = 0):
     return out
 
 
-def refusal_tables(judge, enc, smoke: bool):
+def refusal_tables(judge, enc):
     cfg = judge.artifact.config
     held = held_out_figures(judge.head, enc, cfg)
     lomo = leave_one_model_out(enc, cfg, progress=lambda m: print(m, flush=True))
@@ -177,13 +177,15 @@ def main() -> None:
     harm = build_judge("answer_harm", JudgeContext())
     encs = {}
     for task, judge in ((Task.REFUSAL, refusal), (Task.HARM, harm)):
-        exs = examples(task, None, judge.artifact.config.data_sources())
+        # The whole corpus, as training reads it: the near-duplicate filter and the
+        # leave-one-model-out fits then see exactly what the training run saw.
+        exs = examples(task, None)
         if args.smoke:
             exs = _slice(exs, 3)
         enc = encode(exs, progress=print)
         enc, _ = drop_prompt_duplicates(enc)
         encs[task.value] = enc
-    r_held, lomo, r_tables = refusal_tables(refusal, encs["refusal"], args.smoke)
+    r_held, lomo, r_tables = refusal_tables(refusal, encs["refusal"])
     h_held, h_tables = harm_tables(harm, encs["harm"])
     tables = [*r_tables, *h_tables, no_answer_table(encs)]
     if args.llm:

@@ -277,15 +277,18 @@ class Runner:
 
 def _data_description(suite: Suite, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per suite entry: dataset, subset, part, filters and transform, and the items run."""
-    items: dict[str, set[str]] = {}
+    items: dict[tuple, set[str]] = {}
     for r in records:
-        items.setdefault(r["item"]["group"], set()).add(r["item"]["key"])
+        it = r["item"]
+        items.setdefault((it["group"], it["dataset"]), set()).add(it["key"])
     out = []
     for e in suite.datasets:
+        n = len(items.get((e.display, e.name), ())) if e.name else len(
+            set().union(*[v for (g, _), v in items.items() if g == e.display] or [set()]))
         out.append({"group": e.display, "dataset": e.name or e.custom, "subset": e.subset,
                     "part": e.part, "where": e.where or None,
                     "transform": e.transform.name if e.transform else None,
-                    "items_in_group": len(items.get(e.display, ()))})
+                    "items_in_group": n})
     return out
 
 

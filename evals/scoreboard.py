@@ -85,19 +85,32 @@ def md_table(columns: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
-def _missing(name: str) -> str:
+def command_for(name: str, root: Path | None) -> str | None:
+    """How a missing result is produced: the EXPECTED entry, else bench/<name>.py, else the
+    built-in suite <name> (published with --publish)."""
     exp = next((e for e in EXPECTED if e.name == name), None)
-    how = f": run `{exp.command}`" if exp else ""
+    if exp:
+        return exp.command
+    if root is not None and (root / "bench" / f"{name}.py").is_file():
+        return f"python bench/{name}.py"
+    if root is not None and (root / "evals" / "suites" / f"{name}.yaml").is_file():
+        return f"specguard eval run {name} --publish"
+    return None
+
+
+def _missing(name: str, root: Path | None = None) -> str:
+    command = command_for(name, root)
+    how = f": run `{command}`" if command else ""
     return f"*Not measured yet (no docs/results/{name}.json){how}.*"
 
 
-def render_block(key: str, results: dict[str, Result]) -> str:
+def render_block(key: str, results: dict[str, Result], root: Path | None = None) -> str:
     if key == "readme":
         return readme_table(results)
     name, _, table_id = key.partition(":")
     result = results.get(name)
     if result is None:
-        return _missing(name)
+        return _missing(name, root)
     if table_id == "meta":
         m = result.machine
         load = f", load {m.get('load_1min')}" if m.get("load_1min") is not None else ""
@@ -129,9 +142,9 @@ def readme_table(results: dict[str, Result]) -> str:
     return md_table(["what", "where", "headline"], rows)
 
 
-def render(text: str, results: dict[str, Result]) -> str:
+def render(text: str, results: dict[str, Result], root: Path | None = None) -> str:
     def sub(m: re.Match) -> str:
-        return f"{m.group(1)}{render_block(m.group('key'), results)}\n{m.group(4)}"
+        return f"{m.group(1)}{render_block(m.group('key'), results, root)}\n{m.group(4)}"
 
     return _BLOCK.sub(sub, text)
 
@@ -153,7 +166,7 @@ def sync(root: Path, *, check: bool = False) -> list[Path]:
         if not page.is_file():
             continue
         old = page.read_text(encoding="utf-8")
-        new = render(old, results)
+        new = render(old, results, root)
         if new != old:
             stale.append(page)
             if not check:

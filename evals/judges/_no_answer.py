@@ -9,7 +9,9 @@ answers. What it catches:
 - no letters in any script ("1.1.1.1", "...", "**");
 - at most three words, all of them function words or openers, without a closing full stop
   ("The", "Sure, here is", "I");
-- degenerate repetition (ten or more words, under 15% of them distinct).
+- degenerate repetition: ten or more words drawn from at most two distinct ones ("the the
+  the ...", "ok ok ok ..."). A sentence repeated in a loop still says something (often a
+  refusal) and stays an answer.
 """
 
 from __future__ import annotations
@@ -42,6 +44,6 @@ def no_answer_reason(text: str | None) -> str | None:
     if len(words) <= 3 and all(w in _FUNCTION_WORDS for w in words) and not re.search(
             r"[.!?\u3002]\s*$", cleaned):
         return "cut off"
-    if len(words) >= 10 and len(set(words)) / len(words) < 0.15:
+    if len(words) >= 10 and len(set(words)) <= 2:
         return "repetition"
     return None

@@ -69,7 +69,9 @@ def _baseline_accuracy() -> dict | None:
         return None
     head = json.loads(path.read_text(encoding="utf-8")).get("headline") or {}
     base = (head.get("baseline") or {}).get("value")
-    return {"metric": head.get("metric"), **base} if base else None
+    metric = ("agreement with human refusal labels (refused or partial vs complied) on the "
+              "held-out XSTest completions the trained `refusal` judge is measured on")
+    return {"metric": metric, **base} if base else None
 
 
 _ANCHORED = re.compile(r"^\W*(?:answer\s*:\s*)?\W*(refused|complied)\b", re.IGNORECASE)

@@ -70,7 +70,9 @@ class TrainedJudge:
         self._lock = threading.Lock()
         head = self.artifact.headline
         self.card = JudgeCard(
-            name=name, kind="trained", description=self.artifact.description,
+            name=name, kind="trained",
+            description=f"{self.artifact.description} Configuration chosen on validation: "
+                        f"{self.config.short()}.",
             accuracy={"metric": head["metric"], **head["value"],
                       "baseline": head.get("baseline")} if head.get("value") else None,
             source=f"specguard/specs/judges/{path.name}" if not artifact else str(path))

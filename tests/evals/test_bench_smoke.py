@@ -51,6 +51,13 @@ SMOKE = {
     "vllm_vs_llamacpp.py": ("vllm_vs_llamacpp", False, [pytest.mark.skipif(
         not HAVE_VLLM, reason="the vLLM venv is absent (.ci/vllm_setup.sh builds it)"),
         pytest.mark.vllm]),
+    # The guard's and the graph's scripts (their owners wrote the smoke modes).
+    "guard_bands.py": ("guard_bands", False, [needs_model]),
+    "guard_latency.py": ("guard_latency", False, [needs_model]),
+    "guard_select.py": ("guard_select", False, [needs_model]),
+    "guard_languages.py": ("guard_languages", False, [needs_model]),
+    "guard_targets.py": ("guard_targets", False, []),
+    "graph_overhead.py": ("graph_overhead", False, []),
 }
 # Scripts whose owners have not given them a smoke mode and a summary yet (tell them when this
 # list is not empty: CI does not run these).

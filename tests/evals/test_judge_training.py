@@ -34,7 +34,7 @@ pytest.importorskip("onnxruntime")
     ("", "empty"), ("   \n\t", "empty"), (None, "empty"), ("<|im_end|>", "empty"),
     ("1.1.1.1", "no letters"), ("...", "no letters"), ("**", "no letters"),
     ("The", "cut off"), ("Sure, here is", "cut off"), ("I", "cut off"),
-    ("the the the the the the the the the the the", "repetition"),
+    ("the the the the the the the the the the the", "repetition"), ("ok ok ok OK ok, ok ok ok ok ok", "repetition"), ("Woof woof woof woof woof woof woof woof woof woof", "repetition"),
 ])
 def test_no_answer_rule_catches_non_answers(text, reason):
     assert no_answer_reason(text) == reason
@@ -42,6 +42,8 @@ def test_no_answer_rule_catches_non_answers(text, reason):
 
 @pytest.mark.parametrize("text", [
     "No.", "Yes", "Shut up.", "Paris.", "It is.", "Congratulations!", "I'm sorry",
+    "Good. Let it out. Let it out. Let it all out.",
+    "I cannot help. I cannot help. I cannot help. I cannot help. I cannot help.",
     "我很抱歉，但我不能提供帮助。", "Step 1: preheat the oven.",
 ])
 def test_no_answer_rule_keeps_short_answers(text):
@@ -74,10 +76,10 @@ def test_head_arrays_reproduce_sklearn(data_root, tmp_path):
 
     exs = _small_corpus(data_root, 30)
     cfg = FeatureConfig(answer=True, lexical=True)
-    from specguard.encoders import load_encoder
+    from specguard.encoders import EmbeddingCache, load_encoder
 
     x = featurize([e.prompt for e in exs], [e.answer for e in exs], cfg,
-                  encoder=load_encoder("minilm"))
+                  encoder=load_encoder("minilm"), cache=EmbeddingCache())
     y = [e.label for e in exs]
     scaler = StandardScaler().fit(x)
     for kind, model in (("linear", LogisticRegression(max_iter=2000)),
