@@ -22,6 +22,8 @@ STATE_TYPES = [
     ("specguard.report", "SpecRef"),
     ("specguard.report", "StageDecision"),
     ("specguard.revision", "RevisionFate"),
+    ("specguard.review", "ReviewRecord"),
+    ("specguard.review", "ReviewStatus"),
     ("specguard.policy", "StreamProtection"),
     ("specguard.graph", "ChatResult"),
 ]

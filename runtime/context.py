@@ -40,6 +40,7 @@ from .types import Cost, GenerationParams, Message
 if TYPE_CHECKING:
     from .decoding.backend import DetoxBackend
     from .profiles import GuidelineCache, ProfileCheck
+    from .review import ReviewQueue
     from .revision import RevisionGate
 
 log = logging.getLogger("specguard.context")
@@ -95,6 +96,9 @@ class ChatContext:
     # and a flagged draft is refused.
     critic: Backend | None = None
     revision_gate: RevisionGate | None = None  # decides whether a revision replaces the draft
+    # Where deferred checks go for the deliberative role's verdict (`review: async`), and
+    # where a conversation's earlier verdicts are found (specguard.review).
+    reviews: ReviewQueue | None = None
     request_id: str = field(default_factory=lambda: new_request_id())
     started: float = field(default_factory=time.perf_counter)
 
@@ -140,6 +144,10 @@ class ChatContext:
             decision = await self.guard.check(request, settings)
         except BackendError as exc:
             decision = undecided(stage, settings, f"the guard model failed: {exc.message}")
+        if decision.deferred and self.reviews is not None:
+            record = self.reviews.submit(request, settings, decision, tenant=self.policy.tenant,
+                                         user=self.policy.user, request_id=self.request_id)
+            decision.review = record.thread if record is not None else None
         return decision, StepRecord.timed(f"{stage.value}_check", start, Cost.total(decision.verdicts))
 
     async def check_many(self, stage: Stage, conversations: Sequence[Sequence[Message]]
@@ -180,6 +188,7 @@ class ContextBuilder:
     spec_updates: SpecUpdates | None = None
     critic: Backend | None = None
     revision_gate: RevisionGate | None = None
+    reviews: ReviewQueue | None = None
     # The profile check for users with a profile (specguard.profiles.ProfileCheck); None: the
     # shipped one, loaded on the first such request.
     profile_checker: ProfileCheck | None = None
@@ -250,7 +259,7 @@ class ContextBuilder:
             params=ceiling(params, resolved.settings.max_tokens), guidelines=guidelines,
             protection=output_protection(resolved, guard=guard is not None), streaming=streaming,
             detox=detox, spec_updates=self.spec_updates, critic=self.critic,
-            revision_gate=self.revision_gate, **extra,
+            revision_gate=self.revision_gate, reviews=self.reviews, **extra,
         )
 
     def active_spec(self, name: str, scope: str) -> Spec:

@@ -27,6 +27,7 @@ from .graph import ChatResult, build_chat_graph
 from .guard import GuardDecision, Stage, TieredGuard, load_taxonomy
 from .policy import Policy, ResolvedPolicy, StreamProtection
 from .report import SafetyReport
+from .review import ReviewQueue, ReviewRecord
 from .revision import RevisionGate
 from .roles import RoleBackends, RoleName
 from .store import Store
@@ -116,9 +117,21 @@ class Runtime:
         self.contexts = ContextBuilder(backend, self.store, guard, GuidelineCache(self.store),
                                        spec_ttl=spec_cache_seconds, spec_updates=spec_updater,
                                        critic=self.roles.get(RoleName.CRITIC),
-                                       revision_gate=revision_gate or RevisionGate())
+                                       revision_gate=revision_gate or RevisionGate(),
+                                       reviews=ReviewQueue(guard, self.store))
         self.graph = build_chat_graph(checkpointer=checkpointer)
         self._checkpointer = checkpointer
+
+    @property
+    def reviews(self) -> ReviewQueue | None:
+        """Asynchronous reviews (`review: async`): under way, and the verdicts found."""
+        return self.contexts.reviews
+
+    def thread_reviews(self, messages: Sequence[Message], *, tenant: str = "default",
+                       user: str | None = None) -> list[ReviewRecord]:
+        """The asynchronous reviews of a conversation's earlier turns (its thread)."""
+        reviews = self.contexts.reviews
+        return reviews.earlier(tenant, user, messages) if reviews is not None else []
 
     @property
     def spec_updater(self) -> SpecUpdates | None:

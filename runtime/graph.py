@@ -49,11 +49,12 @@ from langgraph.runtime import Runtime as LangGraphRuntime
 
 from ._prompts import prompt
 from .context import ChatContext
-from .guard import GuardDecision, Stage, Verdict
-from .policy import CritiqueMode, StreamProtection, ViolationAction
+from .guard import GuardDecision, Label, Stage, Tier, Verdict
+from .policy import CritiqueMode, Review, StreamProtection, ViolationAction
 from .profiles import CATEGORY as PROFILE_CATEGORY
 from .profiles import profile_match, profile_refusal
 from .report import Action, SafetyReport, SpecRef, StageDecision, StepRecord
+from .review import ReviewRecord
 from .revision import RevisionFate
 from .types import Cost, GenerationParams, Message, Role, Usage, assistant
 
@@ -83,6 +84,7 @@ class ChatState(TypedDict, total=False):
     rounds: int  # critique/revise rounds done
     revision: str  # the latest revision, before the revision gate decides on it
     revisions: Annotated[list[RevisionFate], operator.add]  # each revision's fate
+    reviews: Annotated[list[ReviewRecord], operator.add]  # asynchronous reviews (specguard.review)
     verdicts: Annotated[list[Verdict], operator.add]
     steps: Annotated[list[StepRecord], operator.add]
     notes: Annotated[list[str], operator.add]
@@ -112,11 +114,21 @@ def generation_system_prompt(ctx: ChatContext) -> str:
     return text
 
 
-def _checked(stage: Stage, decision: GuardDecision, step: StepRecord) -> dict:
+def _checked(stage: Stage, decision: GuardDecision, step: StepRecord,
+             ctx: ChatContext | None = None) -> dict:
     key = "input_decision" if stage is Stage.INPUT else "output_decision"
     update: dict = {key: decision, "verdicts": decision.verdicts, "steps": [step]}
+    notes = []
     if decision.undecided:
-        update["notes"] = [f"{stage.value} check could not decide; the policy's on_undecided applied"]
+        notes.append(f"{stage.value} check could not decide; the policy's on_undecided applied")
+    if decision.deferred:
+        notes.append(f"{stage.value} check: the fast tier was unsure and decided now; the "
+                     "deliberative role reviews it asynchronously")
+        record = ctx.reviews.get(decision.review) if ctx and ctx.reviews and decision.review else None
+        if record is not None:
+            update["reviews"] = [record.model_copy()]  # as it stood when the answer went out
+    if notes:
+        update["notes"] = notes
     return update
 
 
@@ -124,10 +136,26 @@ def _checked(stage: Stage, decision: GuardDecision, step: StepRecord) -> dict:
 
 
 async def input_check(state: ChatState, runtime: Run) -> dict:
+    """The input check; first, the conversation's earlier turns that an asynchronous review
+    found unsafe (specguard.review) refuse this turn."""
     ctx = runtime.context
+    earlier = ([r.model_copy() for r in ctx.reviews.earlier(ctx.policy.tenant, ctx.policy.user,
+                                                          state["messages"])]
+               if ctx.reviews is not None else [])
+    unsafe = [r for r in earlier if r.unsafe]
+    if unsafe:
+        decision = GuardDecision(label=Label.UNSAFE, decided_by=Tier.DELIBERATIVE,
+                                 categories=list(dict.fromkeys(c for r in unsafe for c in r.categories)))
+        return {"input_decision": decision, "reviews": earlier, "notes": [
+            f"an earlier turn of this conversation (request {unsafe[0].request_id}, "
+            f"{unsafe[0].stage.value}) was found unsafe on asynchronous review"]}
+    update = {"reviews": earlier} if earlier else {}
     if not ctx.checks_on(Stage.INPUT):
-        return {}
-    return _checked(Stage.INPUT, *await ctx.check(Stage.INPUT, state["messages"]))
+        return update
+    checked = _checked(Stage.INPUT, *await ctx.check(Stage.INPUT, state["messages"]), ctx)
+    if earlier:
+        checked["reviews"] = [*earlier, *checked.get("reviews", [])]
+    return checked
 
 
 async def generate(state: ChatState, runtime: Run) -> dict:
@@ -148,7 +176,7 @@ async def generate(state: ChatState, runtime: Run) -> dict:
     draft = released = ""
     checked = 0  # length of the longest prefix checked so far
     usage, finish = Usage(), "stop"
-    update: dict = {"verdicts": [], "steps": [], "notes": []}
+    update: dict = {"verdicts": [], "steps": [], "notes": [], "reviews": []}
     check_ms = 0.0
     stream = ctx.backend.stream(messages, ctx.params)
     try:
@@ -164,7 +192,7 @@ async def generate(state: ChatState, runtime: Run) -> dict:
                 decision, step = await ctx.check(Stage.OUTPUT, state["messages"], draft)
                 check_ms += step.ms
                 checked = len(draft)
-                for key, value in _checked(Stage.OUTPUT, decision, step).items():
+                for key, value in _checked(Stage.OUTPUT, decision, step, ctx).items():
                     update[key] = update[key] + value if isinstance(value, list) else value
                 if decision.blocked:
                     break  # the flagged text stays unsent; generation stops here
@@ -187,7 +215,7 @@ async def output_check(state: ChatState, runtime: Run) -> dict:
     if not ctx.checks_on(Stage.OUTPUT):
         return {}
     decision, step = await ctx.check(Stage.OUTPUT, state["messages"], state["draft"])
-    update = _checked(Stage.OUTPUT, decision, step)
+    update = _checked(Stage.OUTPUT, decision, step, ctx)
     if decision.blocked and state.get("released") and state["released"] == state["draft"]:
         update["flagged_after_release"] = True
         update["notes"] = [*update.get("notes", []),
@@ -227,11 +255,11 @@ async def check_revision(state: ChatState, runtime: Run) -> dict:
     whether it replaces the draft (safer than the draft, still an answer, on topic)."""
     ctx = runtime.context
     revision = state["revision"]
-    update: dict = {"steps": [], "verdicts": [], "notes": []}
+    update: dict = {"steps": [], "verdicts": [], "notes": [], "reviews": []}
     decision = None
     if ctx.checks_on(Stage.OUTPUT):
         decision, step = await ctx.check(Stage.OUTPUT, state["messages"], revision)
-        for key, value in _checked(Stage.OUTPUT, decision, step).items():
+        for key, value in _checked(Stage.OUTPUT, decision, step, ctx).items():
             if key in update:
                 update[key] = update[key] + value
     start = time.perf_counter()
@@ -289,8 +317,12 @@ async def respond(state: ChatState, runtime: Run) -> dict:
 
 
 async def route_start(state: ChatState, runtime: Run) -> Literal["input_check", "generate"]:
-    """A policy without input checks has nothing to decide before generation."""
-    return "input_check" if runtime.context.checks_on(Stage.INPUT) else "generate"
+    """A policy without input checks (and no asynchronous review that could have found an
+    earlier turn unsafe) has nothing to decide before generation."""
+    ctx = runtime.context
+    reviewed = ctx.reviews is not None and any(
+        ctx.check_settings(s).review is Review.ASYNC for s in (Stage.INPUT, Stage.OUTPUT))
+    return "input_check" if ctx.checks_on(Stage.INPUT) or reviewed else "generate"
 
 
 async def route_input(state: ChatState) -> Literal["refuse", "generate"]:
@@ -409,6 +441,7 @@ def _report(ctx: ChatContext, state: ChatState, action: Action) -> SafetyReport:
         specs=[SpecRef(name=s.name, scope=s.scope, version=s.version) for s in ctx.specs],
         critique_rounds=state.get("rounds", 0),
         revisions=state.get("revisions", []),
+        reviews=list({r.thread: r for r in state.get("reviews", [])}.values()),
         stream_protection=ctx.protection,
         flagged_after_release=state.get("flagged_after_release", False),
         decoding=ctx.detox.describe() if ctx.detox is not None else None,

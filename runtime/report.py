@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from .guard.verdict import Label, Stage, Tier, Verdict
 from .policy import StreamProtection
+from .review import ReviewRecord
 from .revision import RevisionFate
 from .types import Cost
 
@@ -74,6 +75,9 @@ class SafetyReport(Cost):
     critique_rounds: int = 0
     # Each revision's fate: accepted (it replaced the draft) or rejected, and why.
     revisions: list[RevisionFate] = Field(default_factory=list)
+    # Asynchronous reviews (`review: async`): this conversation's earlier ones (with their
+    # verdicts) and the ones this request started (pending when the answer went out).
+    reviews: list[ReviewRecord] = Field(default_factory=list)
     # How the output was protected (the policy's choice, or "pass" when nothing checks it).
     stream_protection: StreamProtection | None = None
     # The output check flagged text the client had already received: detox streams tokens as

@@ -10,14 +10,17 @@ Policy settings act here, the same way whichever tier decided:
 - `disabled_categories`: those categories never flag (and are left out of deliberative prompts);
 - `escalate_band`: fast-tier scores inside [low, high] go to the deliberative tier;
 - `deliberative`: off means the fast tier always decides;
-- `on_undecided`: what an UNDECIDED verdict becomes (block by default: fail closed).
+- `on_undecided`: what an UNDECIDED verdict becomes (block by default: fail closed);
+- `review: async`: an uncertain fast verdict decides now (the decision is `deferred`) and the
+  caller sends the case to the deliberative tier off the request path (`review`;
+  specguard.review).
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from ..policy import CheckSettings, OnUndecided
+from ..policy import CheckSettings, OnUndecided, Review
 from .base import Checker
 from .verdict import CheckRequest, Label, Tier, Verdict
 
@@ -31,6 +34,10 @@ class GuardDecision(BaseModel):
     undecided: bool = False  # the label came from on_undecided, not from a checker
     score: float | None = None  # the deciding verdict's P(unsafe), when it has one
     category_scores: dict[str, float] = Field(default_factory=dict)  # enabled categories only
+    # The fast tier decided an uncertain case now; the deliberative tier reviews it later
+    # (`review: async`); `review` is the key of that review (specguard.review).
+    deferred: bool = False
+    review: str | None = None
 
     @property
     def blocked(self) -> bool:
@@ -62,6 +69,8 @@ class TieredGuard:
             verdicts.append(v)
             if confident(v, settings) or self.deliberative is None or not settings.deliberative:
                 return decide(v, verdicts, settings, escalated=False)
+            if settings.review is Review.ASYNC:
+                return _deferred(decide(v, verdicts, settings, escalated=False))
         assert self.deliberative is not None
         v = await self.deliberative.check(request)
         verdicts.append(v)
@@ -79,10 +88,25 @@ class TieredGuard:
         for r, v in zip(requests, fast_verdicts, strict=True):
             if confident(v, settings) or self.deliberative is None or not settings.deliberative:
                 out.append(decide(v, [v], settings, escalated=False))
+            elif settings.review is Review.ASYNC:
+                out.append(_deferred(decide(v, [v], settings, escalated=False)))
             else:
                 d = await self.deliberative.check(r)
                 out.append(decide(d, [v, d], settings, escalated=True))
         return out
+
+
+    async def review(self, request: CheckRequest, settings: CheckSettings) -> GuardDecision:
+        """The deliberative tier's decision on a case the fast tier deferred (off the request
+        path; specguard.review)."""
+        assert self.deliberative is not None, "only a guard with a deliberative tier defers"
+        v = await self.deliberative.check(_with_settings(request, settings))
+        return decide(v, [v], settings, escalated=True)
+
+
+def _deferred(decision: GuardDecision) -> GuardDecision:
+    decision.deferred = True
+    return decision
 
 
 def confident(v: Verdict, settings: CheckSettings) -> bool:

@@ -65,6 +65,13 @@ class Store:
         with reading(self.engine) as conn:
             return _audit.read(conn, limit, tenant=tenant, everything=everything, before=before)
 
+    def record(self, actor: str, action: str, target: str, detail: dict, *,
+               tenant: str | None = None) -> None:
+        """Append one audit entry on its own: an event that changes nothing else in the store
+        (an asynchronous review's verdict, specguard.review)."""
+        with writing(self.engine) as conn:
+            _audit.record(conn, actor, action, target, detail, tenant=tenant)
+
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
