@@ -231,6 +231,34 @@ def guidelines_derive(profile_id: str,
     _print(asyncio.run(_admin(be).derive(profile_id, _actor())))
 
 
+@guidelines_app.command("library")
+def guidelines_library(
+    profile_id: str,
+    attribute: Annotated[list[str] | None, typer.Option(
+        "--attribute", "-a", help="A guideline-library attribute id (repeatable); default: the "
+        "profile's own attributes, else those its text suggests.")] = None,
+    suggest: Annotated[bool, typer.Option(help="Suggest attributes from the profile text when "
+                                          "none is named or set on the profile.")] = True,
+) -> None:
+    """Draft the profile's guidelines from the curated guideline library (approve it to use it).
+    `specguard admin guidelines library-list` shows the attributes."""
+    from .directory import LibraryDraftIn
+
+    body = LibraryDraftIn(attributes=attribute or None, suggest=suggest)
+    _print(asyncio.run(_admin().draft_from_library(profile_id, body, _actor())))
+
+
+@guidelines_app.command("library-list")
+def guidelines_library_list() -> None:
+    """The guideline library's attributes and their guidelines."""
+    from .directory import DirectoryAdmin
+
+    table = Table("attribute", "kind", "name", "guidelines")
+    for a in DirectoryAdmin.guideline_library():
+        table.add_row(a.id, a.kind, a.name, "; ".join(a.guidelines))
+    console.print(table)
+
+
 @guidelines_app.command("set")
 def guidelines_set(profile_id: str, items: list[str]) -> None:
     """Store an admin's own list as a new draft version."""

@@ -17,6 +17,7 @@ entry commit together. The policy file is the declarative layer underneath (see 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 from typing import Any, Generic, Literal, TypeVar
@@ -32,7 +33,9 @@ from ..errors import (
     PermissionDeniedError,
 )
 from ..policy import ApiKey, Caller, Policy, Profile, ProfileAttributes, User
+from ..profiles._check import load_profile_check
 from ..profiles._derive import derive_guidelines
+from ..profiles._library import load_library
 from ..store import DirectoryChange, GuidelineSet
 from ._composed import ComposedPolicy
 
@@ -133,6 +136,22 @@ class GuidelinesIn(_Body):
         if any(not i or len(i) > 300 for i in cleaned):
             raise ValueError("each item must be 1-300 characters")
         return cleaned
+
+
+class LibraryDraftIn(_Body):
+    """Which guideline-library attributes to draft a profile's guidelines from. None: the
+    profile's own attributes (ProfileAttributes, mapped onto the library), and with `suggest`,
+    when those name none, the attributes its text suggests (the profile check's encoder)."""
+
+    attributes: list[str] | None = Field(None, max_length=20)
+    suggest: bool = True
+
+
+class LibraryAttributeOut(BaseModel):
+    id: str
+    kind: str
+    name: str
+    guidelines: list[str]
 
 
 class ProfileOut(BaseModel):
@@ -402,6 +421,44 @@ class DirectoryAdmin:
             self.store.guidelines.propose, profile_id, items, source=f"model:{model.name}",
             profile_text=p.text, actor=_who(actor).actor, tenant=p.tenant)
 
+    async def draft_from_library(self, profile_id: str, body: LibraryDraftIn,
+                                 actor: Principal | str) -> GuidelineSet:
+        """The guideline library's guidelines for the profile's attributes, stored as a new
+        draft version (source `library:<attribute ids>`) for an admin to edit and approve."""
+        p = await self.store.run(self._guideline_target, profile_id, actor)
+        lib = load_library()
+        if body.attributes is not None:
+            unknown = sorted(set(body.attributes) - set(lib.attributes))
+            if unknown:
+                raise InvalidReferenceError(
+                    f"attributes: unknown guideline-library attributes {unknown}.",
+                    hint="List them with GET /admin/guideline-library.")
+            ids = list(dict.fromkeys(body.attributes))
+        else:
+            try:
+                ids = lib.attributes_for(p.attributes)
+            except ConfigError as exc:
+                raise InvalidReferenceError(exc.message, hint=exc.hint) from exc
+            if not ids and body.suggest:
+                check = await asyncio.to_thread(load_profile_check)
+                ids = [a for a, _ in await asyncio.to_thread(check.suggest_attributes, p.text)]
+        if not ids:
+            raise InvalidRequestError(
+                f"No guideline-library attribute applies to profile {profile_id!r}.",
+                hint="Name attributes in the body (GET /admin/guideline-library lists them), "
+                     "or write the list yourself.")
+        return await self.store.run(
+            self.store.guidelines.propose, profile_id, lib.draft(ids),
+            source="library:" + ",".join(ids), profile_text=p.text, actor=_who(actor).actor,
+            tenant=p.tenant)
+
+    @staticmethod
+    def guideline_library() -> list[LibraryAttributeOut]:
+        """The guideline library's attributes and their guidelines."""
+        return [LibraryAttributeOut(id=a.id, kind=a.kind.value, name=a.name,
+                                    guidelines=[g.decline for g in a.guidelines])
+                for a in load_library().attributes.values()]
+
     def edit(self, profile_id: str, body: GuidelinesIn, actor: Principal | str) -> GuidelineSet:
         """An admin's own list, stored as a new draft version."""
         p = self._guideline_target(profile_id, actor)
@@ -437,11 +494,14 @@ class DirectoryAdmin:
         return ("file", filed) if filed is not None else None
 
     def _guideline_target(self, profile_id: str, actor: Principal | str) -> ProfileOut:
+        """The profile whose guidelines `actor` changes: 404 when there is none, 403 when it is
+        another tenant's or shared (an operator's)."""
         who = _who(actor)
-        p = self.profile(profile_id, who)
-        self._require(who, p.tenant, f"change the guidelines of {_owner(p.tenant)}'s profile "
-                                     f"{profile_id!r}")
-        return p
+        found = self._find_profile(profile_id)
+        self._writable(who, "profile", profile_id, found[1].tenant if found else None,
+                       found is not None)
+        assert found is not None
+        return self._profile_out(profile_id, found[1], found[0])
 
     def _require(self, who: Principal, tenant: str | None, what: str) -> None:
         if not who.administers(tenant):

@@ -55,7 +55,7 @@ class Pair:
 
 
 def _part(kind: str, key: str, share: float) -> str:
-    from specguard.data import part_of
+    from ..data import part_of
 
     return part_of(f"profile_library:{kind}", key, share=0.0, validation_share=share).value
 
@@ -94,7 +94,7 @@ def library_pairs(lib: GuidelineLibrary, part: str, *, keep_profile, keep_reques
 def usb_pairs(records: list[Any], part: str) -> list[Pair]:
     """U-SafeBench rows of one part as pairs: safety rows risky, their instructions with the
     general-population profile and the helpfulness rows not."""
-    from specguard.data import Part, in_part
+    from ..data import Part, in_part
 
     rows = in_part(records, Part(part))
     pairs = []
@@ -299,8 +299,8 @@ def train(out: Path, *, share: float = VALIDATION_SHARE, seed: int = 0,
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import average_precision_score
 
-    from specguard.data import NEAR_DUPLICATE_COSINE, Part, drop_near_duplicates, in_part, load
-    from specguard.encoders import EmbeddingCache, load_encoder
+    from ..data import NEAR_DUPLICATE_COSINE, Part, drop_near_duplicates, in_part, load
+    from ..encoders import EmbeddingCache, load_encoder
 
     t0 = time.perf_counter()
     lib = load_library()

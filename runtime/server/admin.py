@@ -10,6 +10,7 @@ else the runtime's backend. The routes are left out of /openapi.json and /docs.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -20,6 +21,8 @@ from ..directory import (
     KeyCreated,
     KeyIn,
     KeyOut,
+    LibraryAttributeOut,
+    LibraryDraftIn,
     Page,
     Principal,
     ProfileIn,
@@ -61,13 +64,25 @@ async def _run(request: Request, fn, *args, **kwargs):
     return await request.app.state.runtime.store.run(fn, *args, **kwargs)
 
 
+async def _listing(request: Request, fn, *args, **kwargs) -> Response:
+    """A listing, read and turned into JSON on the store's threads (a page of a thousand
+    entries takes milliseconds to serialize: not on the event loop)."""
+    def read() -> bytes:
+        out = fn(*args, **kwargs)
+        if isinstance(out, list):
+            return b"[" + b",".join(x.model_dump_json().encode() for x in out) + b"]"
+        return out.model_dump_json().encode()
+
+    return Response(await _run(request, read), media_type="application/json")
+
+
 # -- profiles ----------------------------------------------------------------------------------
 
 
 @router.get("/profiles", response_model=Page[ProfileOut])
 async def list_profiles(request: Request, after: After = None, limit: Limit = 100,
                         who: Principal = Depends(admin_caller)):
-    return await _run(request, _admin(request).profiles, who, after=after, limit=limit)
+    return await _listing(request, _admin(request).profiles, who, after=after, limit=limit)
 
 
 @router.post("/profiles", response_model=ProfileOut, status_code=201)
@@ -98,7 +113,7 @@ async def delete_profile(request: Request, profile_id: Id, who: Principal = Depe
 @router.get("/users", response_model=Page[UserOut])
 async def list_users(request: Request, after: After = None, limit: Limit = 100,
                      who: Principal = Depends(admin_caller)):
-    return await _run(request, _admin(request).users, who, after=after, limit=limit)
+    return await _listing(request, _admin(request).users, who, after=after, limit=limit)
 
 
 @router.post("/users", response_model=UserOut, status_code=201)
@@ -140,7 +155,7 @@ async def explain_user(request: Request, user_id: Id,
 @router.get("/api-keys", response_model=Page[KeyOut])
 async def list_keys(request: Request, after: After = None, limit: Limit = 100,
                     who: Principal = Depends(admin_caller)):
-    return await _run(request, _admin(request).keys, who, after=after, limit=limit)
+    return await _listing(request, _admin(request).keys, who, after=after, limit=limit)
 
 
 @router.post("/api-keys", response_model=KeyCreated, status_code=201)
@@ -160,7 +175,7 @@ async def delete_key(request: Request, name: Id, who: Principal = Depends(admin_
 @router.get("/profiles/{profile_id}/guidelines", response_model=list[GuidelineSet])
 async def guideline_history(request: Request, profile_id: Id,
                             who: Principal = Depends(admin_caller)):
-    return await _run(request, _admin(request).guidelines, profile_id, who)
+    return await _listing(request, _admin(request).guidelines, profile_id, who)
 
 
 @router.post("/profiles/{profile_id}/guidelines/derive", response_model=GuidelineSet, status_code=201)
@@ -168,6 +183,21 @@ async def derive_guidelines(request: Request, profile_id: Id,
                             who: Principal = Depends(admin_caller)):
     """Ask the model for the profile's guidelines; stored as a new draft version."""
     return await _admin(request).derive(profile_id, who)
+
+
+@router.post("/profiles/{profile_id}/guidelines/library", response_model=GuidelineSet,
+             status_code=201)
+async def draft_guidelines_from_library(body: LibraryDraftIn, request: Request, profile_id: Id,
+                                        who: Principal = Depends(admin_caller)):
+    """The guideline library's guidelines for the profile's attributes (named in the body, or
+    the profile's own, or suggested by its text); stored as a new draft version."""
+    return await _admin(request).draft_from_library(profile_id, body, who)
+
+
+@router.get("/guideline-library", response_model=list[LibraryAttributeOut])
+async def guideline_library(who: Principal = Depends(admin_caller)):
+    """The curated guideline library: attributes and their guidelines."""
+    return DirectoryAdmin.guideline_library()
 
 
 @router.post("/profiles/{profile_id}/guidelines", response_model=GuidelineSet, status_code=201)
@@ -193,13 +223,13 @@ def _specs(request: Request) -> SpecAdmin:
 @router.get("/specs", response_model=list[Spec])
 async def list_specs(request: Request, who: Principal = Depends(admin_caller)):
     """The active version of every spec in the scopes this key may read."""
-    return await _run(request, _specs(request).active, who)
+    return await _listing(request, _specs(request).active, who)
 
 
 @router.get("/specs/{name}", response_model=list[Spec])
 async def spec_history(request: Request, name: SpecName, scope: ScopeQ = GLOBAL_SCOPE,
                        who: Principal = Depends(admin_caller)):
-    return await _run(request, _specs(request).history, name, scope, who)
+    return await _listing(request, _specs(request).history, name, scope, who)
 
 
 @router.post("/specs/{name}", response_model=Spec, status_code=201)
@@ -234,5 +264,8 @@ async def audit(request: Request, limit: Limit = 100,
                 who: Principal = Depends(admin_caller)) -> list[dict[str, Any]]:
     """The newest entries first (this key's tenant only, unless an operator's); `before` an
     entry id for the next page."""
-    rows = await _run(request, _admin(request).audit, limit, who, before=before)
-    return [{**r, "at": r["at"].isoformat()} for r in rows]
+    def read() -> bytes:
+        rows = _admin(request).audit(limit, who, before=before)
+        return json.dumps([{**r, "at": r["at"].isoformat()} for r in rows]).encode()
+
+    return Response(await _run(request, read), media_type="application/json")
