@@ -6,7 +6,12 @@ Per decoding step, for each row of the batch:
     p_kNN(v) = sum over retrieved neighbours j with next token v of softmax(-d / T)_j
     s   = log_softmax(l' + alpha * (log p_kNN+ - log p_kNN-))
 
-`+` is the non-toxic datastore, `-` the toxic one. A token no neighbour of a row points to
+`+` is the non-toxic datastore, `-` the toxic one. With a gate g > 0 the shift applies only to
+the rows where the two stores disagree about the tokens the model may sample: the total
+variation between p_kNN+ and p_kNN- over the row's nucleus, 0.5 * sum_{v in nucleus}
+|p+(v) - p-(v)|, is at least g (rows below it keep the top-p base distribution). Where
+neither store puts mass on the nucleus, the floors alone would move the distribution: the gate
+keeps such rows fluent. A token no neighbour of a row points to
 gets that row's smallest retrieved log-probability (the original code took the minimum over the
 whole batch, so one sequence's output depended on the others in its batch; here every row is
 computed from its own inputs only). Distances are what the datastore returns (FAISS L2:
@@ -47,9 +52,9 @@ def top_p_mask(logprobs: torch.Tensor, top_p: float) -> torch.Tensor:
     return keep
 
 
-def knn_logprobs(neighbours: Neighbours, vocab_size: int, temperature: float) -> torch.Tensor:
-    """log p_kNN [B, V]: neighbour weights softmax(-d/T) summed per next token, with each
-    row's unretrieved tokens set to that row's smallest retrieved log-probability."""
+def knn_probs(neighbours: Neighbours, vocab_size: int, temperature: float) -> torch.Tensor:
+    """p_kNN [B, V]: neighbour weights softmax(-d/T) summed per next token (rows without any
+    neighbour are all zero)."""
     import torch
 
     dist = neighbours.distances.to(torch.float32)
@@ -60,6 +65,17 @@ def knn_logprobs(neighbours: Neighbours, vocab_size: int, temperature: float) ->
     weights = torch.nan_to_num(weights, nan=0.0)  # a row with no neighbour at all
     probs = torch.zeros(dist.shape[0], vocab_size, dtype=torch.float32, device=dist.device)
     probs.scatter_add_(-1, tok.clamp(min=0), torch.where(valid, weights, 0.0))
+    return probs
+
+
+def knn_logprobs(neighbours: Neighbours, vocab_size: int, temperature: float,
+                 probs: torch.Tensor | None = None) -> torch.Tensor:
+    """log p_kNN [B, V]: neighbour weights softmax(-d/T) summed per next token, with each
+    row's unretrieved tokens set to that row's smallest retrieved log-probability."""
+    import torch
+
+    if probs is None:
+        probs = knn_probs(neighbours, vocab_size, temperature)
     retrieved = probs > 0
     logp = torch.where(retrieved, probs.log(), torch.full_like(probs, float("inf")))
     floor = logp.min(dim=-1, keepdim=True).values  # per row
@@ -75,28 +91,59 @@ def goodtriever_logprobs(
     alpha: float = 2.0,
     temperature: float = 100.0,
     top_p: float = 0.9,
+    gate: float = 0.0,
 ) -> torch.Tensor:
     """Next-token log-probs [B, V] from base logits [B, V] and the two datastores' neighbours.
 
     Either datastore may be absent (its term is then zero): toxic only is the anti-expert
     alone, as in the paper's ablation. alpha = 0 returns the top-p-filtered base distribution.
+    `gate` (0: off, the paper) applies the shift only to rows whose stores disagree on the
+    nucleus by at least that total variation (needs both stores).
     """
+    return goodtriever_step(base_logits, toxic=toxic, nontoxic=nontoxic, alpha=alpha,
+                            temperature=temperature, top_p=top_p, gate=gate)[0]
+
+
+def goodtriever_step(
+    base_logits: torch.Tensor,
+    *,
+    toxic: Neighbours | None = None,
+    nontoxic: Neighbours | None = None,
+    alpha: float = 2.0,
+    temperature: float = 100.0,
+    top_p: float = 0.9,
+    gate: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`goodtriever_logprobs` and, per row, whether the shift was applied (bool [B])."""
     import torch
 
     if base_logits.dim() != 2:
         raise ValueError(f"base_logits must be [B, V], got {tuple(base_logits.shape)}")
     if temperature <= 0:
         raise ValueError("temperature must be > 0")
+    if not 0.0 <= gate <= 1.0:
+        raise ValueError("gate must be in [0, 1] (a total variation)")
     base = torch.log_softmax(base_logits.to(torch.float32), dim=-1)
     keep = top_p_mask(base, top_p)
     filtered = torch.where(keep, base, torch.full_like(base, float("-inf")))
     vocab = base.shape[-1]
+    rows = base.shape[0]
     shift = torch.zeros_like(base)
+    p_plus = p_minus = None
     if nontoxic is not None:
-        shift = shift + knn_logprobs(nontoxic, vocab, temperature)
+        p_plus = knn_probs(nontoxic, vocab, temperature)
+        shift = shift + knn_logprobs(nontoxic, vocab, temperature, p_plus)
     if toxic is not None:
-        shift = shift - knn_logprobs(toxic, vocab, temperature)
-    return torch.log_softmax(filtered + alpha * shift, dim=-1)
+        p_minus = knn_probs(toxic, vocab, temperature)
+        shift = shift - knn_logprobs(toxic, vocab, temperature, p_minus)
+    applied = torch.full((rows,), alpha > 0 and (p_plus is not None or p_minus is not None),
+                         dtype=torch.bool, device=base.device)
+    if gate > 0 and p_plus is not None and p_minus is not None:
+        tv = 0.5 * torch.where(keep, (p_plus - p_minus).abs(), 0.0).sum(dim=-1)
+        applied = applied & (tv >= gate)
+        shift = torch.where(applied[:, None], shift, torch.zeros_like(shift))
+    return torch.log_softmax(filtered + alpha * shift, dim=-1), applied
 
 
-__all__ = ["Neighbours", "goodtriever_logprobs", "knn_logprobs", "top_p_mask"]
+__all__ = ["Neighbours", "goodtriever_logprobs", "goodtriever_step", "knn_logprobs", "knn_probs",
+           "top_p_mask"]

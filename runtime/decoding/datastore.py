@@ -132,6 +132,8 @@ class Datastore:
                 raise ConfigError("An IVF-PQ datastore needs training keys to build its index.")
             params = _ivfpq_params(max(expected_keys, len(training_keys)), dim)
             params["nlist"] = min(params["nlist"], max(1, len(training_keys) // 39))
+            # PQ codebooks need 2^nbits training points; a small store gets smaller codebooks
+            params["nbits"] = min(params["nbits"], max(1, int(math.log2(len(training_keys)))))
             quantizer = faiss.IndexFlatL2(dim)
             index = faiss.IndexIVFPQ(quantizer, dim, params["nlist"], params["m"], params["nbits"])
             index.train(np.ascontiguousarray(training_keys, dtype=np.float32))

@@ -9,10 +9,11 @@ the hidden states [B, dim] it already computes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._threads import one_thread_if_small
-from .combine import Neighbours, goodtriever_logprobs
+from .combine import Neighbours, goodtriever_logprobs, goodtriever_step
 from .datastore import Datastore
 from .keyspace import KeySpace
 from .settings import DetoxSettings
@@ -33,14 +34,22 @@ class Retriever:
         self.nontoxic = list(nontoxic)
         for s in (*self.toxic, *self.nontoxic):
             s.use_device(settings.search)
+        self.rows = 0  # rows stepped
+        self.shifted = 0  # rows whose distribution the kNN shift moved (the gate let through)
 
     @classmethod
     def open(cls, settings: DetoxSettings, expect: KeySpace | None) -> Retriever:
-        """Open the settings' datastores, refusing any built for another key space."""
+        """Open the settings' datastores (its folders, and its recipe's stores), refusing any
+        built for another key space."""
+        toxic, nontoxic = list(settings.toxic), list(settings.nontoxic)
+        if settings.recipe is not None:
+            t, n = recipe_stores(settings.recipe, expect, settings.root)
+            toxic.append(t)
+            nontoxic.append(n)
         return cls(
             settings,
-            [Datastore.open(p, expect) for p in settings.toxic],
-            [Datastore.open(p, expect) for p in settings.nontoxic],
+            [Datastore.open(p, expect) for p in toxic],
+            [Datastore.open(p, expect) for p in nontoxic],
         )
 
     def _side(self, stores: Sequence[Datastore], hidden: np.ndarray) -> Neighbours | None:
@@ -78,16 +87,52 @@ class Retriever:
             nontoxic = Neighbours(
                 nontoxic.distances.to(base_logits.device), nontoxic.tokens.to(base_logits.device)
             )
-        return goodtriever_logprobs(
+        out, applied = goodtriever_step(
             base_logits, toxic=toxic, nontoxic=nontoxic, alpha=s.alpha,
-            temperature=s.temperature, top_p=s.top_p,
+            temperature=s.temperature, top_p=s.top_p, gate=s.gate,
         )
+        self.rows += int(applied.shape[0])
+        self.shifted += int(applied.sum())
+        return out
 
     def describe(self) -> dict[str, Any]:
         d = self.settings.describe()
+        d["toxic_datastores"] = [s.manifest.name for s in self.toxic]
+        d["nontoxic_datastores"] = [s.manifest.name for s in self.nontoxic]
         d["toxic_keys"] = sum(len(s) for s in self.toxic)
         d["nontoxic_keys"] = sum(len(s) for s in self.nontoxic)
+        if self.rows:
+            d["shifted_share"] = round(self.shifted / self.rows, 4)
         return d
+
+
+def recipe_stores(recipe: str | Path, key_space: KeySpace | None,
+                  root: str | Path | None = None) -> tuple[Path, Path]:
+    """The (toxic, non-toxic) store folders a recipe builds for this key space."""
+    from .build import RecipeBuild
+    from .errors import DatastoreNotFoundError
+    from .recipe import Recipe, Side
+
+    if key_space is None:
+        from ..errors import ConfigError
+
+        raise ConfigError("A recipe's stores are found by the model's key space; none was given.")
+    rec = Recipe.load(recipe)
+    build = RecipeBuild(rec, key_space, root or default_root())
+    paths = build.store_path(Side.TOXIC), build.store_path(Side.NONTOXIC)
+    for p in paths:
+        if not (p / "manifest.json").is_file():
+            raise DatastoreNotFoundError(
+                f"Recipe {rec.name!r} has no {p.name} store for this model yet ({p}).",
+                hint=f"Build it with `specguard datastore build --recipe {recipe}`.")
+    return paths
+
+
+def default_root() -> Path:
+    """$SPECGUARD_DATASTORES, else ~/.cache/specguard/datastores."""
+    import os
+
+    return Path(os.environ.get("SPECGUARD_DATASTORES", "~/.cache/specguard/datastores")).expanduser()
 
 
 def plain_step(base_logits: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -107,4 +152,4 @@ def sample(logprobs: torch.Tensor, temperature: float, generator: torch.Generato
         return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-__all__ = ["DetoxSettings", "Retriever", "plain_step", "sample"]
+__all__ = ["DetoxSettings", "Retriever", "default_root", "plain_step", "recipe_stores", "sample"]

@@ -33,6 +33,10 @@ class GoodtrieverParams(BaseModel):
     k: int = Field(1024, ge=1, le=MAX_K)
     temperature: float = Field(100.0, gt=0.0, description="T in softmax(-d/T)")
     top_p: float = Field(0.9, gt=0.0, le=1.0, description="nucleus on the base distribution")
+    gate: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="apply the kNN shift only where the stores' distributions differ on the "
+        "nucleus by at least this total variation (0: always, as in the paper)")
 
 
 class DetoxSettings(GoodtrieverParams):
@@ -48,6 +52,10 @@ class DetoxSettings(GoodtrieverParams):
 
     toxic: list[Path] = Field(default_factory=list, description="toxic datastore folders")
     nontoxic: list[Path] = Field(default_factory=list, description="non-toxic datastore folders")
+    recipe: str | None = Field(
+        None, description="a datastore recipe (YAML path or built-in name, e.g. detox): its "
+        "toxic and non-toxic stores built for this model, found under `root`")
+    root: Path | None = Field(None, description="datastore root (default: the cache)")
     search: SearchDevice = SearchDevice.AUTO
 
     def describe(self) -> dict[str, Any]:
@@ -56,10 +64,12 @@ class DetoxSettings(GoodtrieverParams):
             "method": "goodtriever",
             "toxic_datastores": [p.name for p in self.toxic],
             "nontoxic_datastores": [p.name for p in self.nontoxic],
+            "recipe": self.recipe,
             "alpha": self.alpha,
             "k": self.k,
             "temperature": self.temperature,
             "top_p": self.top_p,
+            "gate": self.gate,
         }
 
 

@@ -100,3 +100,42 @@ def test_rows_are_independent_of_their_batch():
         **kw,
     )
     assert torch.equal(shuffled, batched[perm])
+
+
+def test_gate_keeps_rows_where_the_stores_agree_and_shifts_the_others():
+    from specguard.decoding import goodtriever_step
+
+    base = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.5, 0.3, 0.15, 0.05]]))
+    # row 0: both stores retrieve the same tokens with the same distances (no disagreement);
+    # row 1: the toxic store's nearest neighbour points at token 1, the non-toxic one's at
+    # token 0 (the second neighbours agree on token 2)
+    toxic = _nb([[1.0, 2.0], [1.0, 2.0]], [[0, 2], [1, 2]])
+    nontoxic = _nb([[1.0, 2.0], [1.0, 2.0]], [[0, 2], [0, 2]])
+    plain = goodtriever_logprobs(base, alpha=0.0, top_p=0.9)
+    ungated, applied0 = goodtriever_step(base, toxic=toxic, nontoxic=nontoxic, alpha=2.0,
+                                         temperature=1.0, top_p=0.9, gate=0.0)
+    gated, applied = goodtriever_step(base, toxic=toxic, nontoxic=nontoxic, alpha=2.0,
+                                      temperature=1.0, top_p=0.9, gate=0.5)
+    assert applied0.tolist() == [True, True]
+    assert applied.tolist() == [False, True]  # row 1: total variation 0.73 on the nucleus
+    assert torch.allclose(gated[0], plain[0])  # agreement: the plain nucleus distribution
+    assert torch.allclose(gated[1], ungated[1])  # disagreement: the full shift
+    assert gated[1, 0] > plain[1, 0] and gated[1, 1] < plain[1, 1]
+    # the gate reads the nucleus only: disagreement on a token outside it does not count
+    toxic_out = _nb([[1.0], [1.0]], [[3], [3]])
+    nontoxic_out = _nb([[1.0], [1.0]], [[0], [3]])
+    _, applied_out = goodtriever_step(base, toxic=toxic_out, nontoxic=nontoxic_out, alpha=2.0,
+                                      temperature=1.0, top_p=0.9, gate=0.4)
+    assert applied_out.tolist() == [True, False]
+    with pytest.raises(ValueError):
+        goodtriever_step(base, toxic=toxic, nontoxic=nontoxic, gate=1.5)
+
+
+def test_gate_bounds_are_the_settings_bounds_everywhere():
+    from pydantic import ValidationError
+    from specguard.decoding import DetoxSettings, GoodtrieverParams
+
+    for model in (GoodtrieverParams, DetoxSettings):
+        assert model(gate=0.3).gate == 0.3
+        with pytest.raises(ValidationError):
+            model(gate=1.2)
