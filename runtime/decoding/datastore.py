@@ -92,6 +92,7 @@ class Datastore:
         self._doc_pos = {d: i for i, d in enumerate(documents)}
         self._live = set(docs[docs >= 0].tolist())  # positions of documents present
         self._searcher: Any = None
+        self._torch: Any = None  # a TorchKeySearch of the live keys, made on first use
         self._device = SearchDevice.AUTO
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -228,7 +229,7 @@ class Datastore:
         self._tokens = np.concatenate([self._tokens, np.asarray(next_tokens, np.int32)])
         self._docs = np.concatenate([self._docs, np.full(len(keys), pos, np.int32)])
         self._live.add(pos)
-        self._searcher = None
+        self._searcher = self._torch = None
         return len(keys)
 
     def add_many(self, source_ids: Sequence[str], keys: np.ndarray, next_tokens: np.ndarray,
@@ -260,7 +261,7 @@ class Datastore:
         self._tokens = np.concatenate([self._tokens, np.asarray(next_tokens, np.int32)])
         self._docs = np.concatenate([self._docs, pos_arr])
         self._live.update(np.unique(pos_arr).tolist())
-        self._searcher = None
+        self._searcher = self._torch = None
         return len(keys)
 
     def remove(self, source_ids: Iterable[str]) -> int:
@@ -277,7 +278,7 @@ class Datastore:
         removed = int(self._index.remove_ids(faiss.IDSelectorBatch(rows.astype(np.int64))))
         self._docs[rows] = -1
         self._live.difference_update(positions)
-        self._searcher = None
+        self._searcher = self._torch = None
         return removed
 
     def stats(self) -> dict[str, Any]:
@@ -303,6 +304,7 @@ class Datastore:
     def use_device(self, device: SearchDevice) -> None:
         self._device = SearchDevice(device)
         self._searcher = None
+        self._torch = None
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Squared L2 distances [B, k] (float32) and next-token ids [B, k] (int64; -1 where
@@ -324,7 +326,15 @@ class Datastore:
 
         device = self._device
         if device == SearchDevice.TORCH:
-            return _TorchExactSearcher(self)
+            search = self.torch_search()
+
+            def run_torch(q: np.ndarray, k: int):
+                import torch
+
+                dist, _, rows = search.search(torch.from_numpy(q), k)
+                return dist.cpu().numpy(), rows.cpu().numpy()
+
+            return run_torch
         index = self._index
         if device == SearchDevice.AUTO and hasattr(faiss, "StandardGpuResources"):
             if faiss.get_num_gpus() > 0:  # pragma: no cover - needs faiss-gpu and a GPU
@@ -337,47 +347,44 @@ class Datastore:
 
         return run
 
+    def torch_search(self, device: str | None = None):
+        """The store's live keys in a TorchKeySearch (exact search with torch, on CUDA when
+        there is one). IVF-PQ stores hand over their keys as the index reconstructs them."""
+        import torch
+
+        from .torch_search import TorchKeySearch
+
+        if self._torch is None or (device is not None and str(self._torch.device) != device):
+            keys, ids = self.live_keys()
+            self._torch = TorchKeySearch(
+                torch.from_numpy(keys), torch.from_numpy(self._tokens[ids].astype("int64")),
+                ids=torch.from_numpy(ids), device=device)
+        return self._torch
+
     def live_keys(self) -> tuple[np.ndarray, np.ndarray]:
-        """(keys [n, dim], row ids [n]) of a flat store, for exact search elsewhere."""
+        """(keys [n, dim], row ids [n]) of the keys searchable now: exact for a flat store, the
+        index's reconstruction (its PQ codes decoded) for IVF-PQ."""
         import faiss
         import numpy as np
 
-        if self.manifest.index_kind != IndexKind.FLAT:
-            raise ConfigError("Only flat datastores can hand out their exact keys.")
-        flat = faiss.downcast_index(self._index.index)
-        if flat.ntotal == 0:
+        if self.manifest.index_kind == IndexKind.FLAT:
+            flat = faiss.downcast_index(self._index.index)
+            if flat.ntotal == 0:
+                return np.zeros((0, self.key_space.dim), np.float32), np.zeros(0, np.int64)
+            keys = flat.reconstruct_n(0, flat.ntotal)
+            ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+            return keys, ids
+        ivf = faiss.extract_index_ivf(self._index)
+        invlists = ivf.invlists
+        ids_l = [faiss.rev_swig_ptr(invlists.get_ids(lst), invlists.list_size(lst)).copy()
+                 for lst in range(ivf.nlist) if invlists.list_size(lst)]
+        if not ids_l:
             return np.zeros((0, self.key_space.dim), np.float32), np.zeros(0, np.int64)
-        keys = flat.reconstruct_n(0, flat.ntotal)
-        ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
-        return keys, ids
-
-
-class _TorchExactSearcher:
-    """Exact L2 search with torch (on CUDA when available): ||q||^2 - 2 q.k + ||k||^2."""
-
-    def __init__(self, store: Datastore) -> None:
-        import torch
-
-        keys, ids = store.live_keys()
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.keys = torch.from_numpy(keys).to(self.device)
-        self.norms = (self.keys * self.keys).sum(-1)
-        self.ids = torch.from_numpy(ids).to(self.device)
-
-    def __call__(self, q: np.ndarray, k: int):
-        import numpy as np
-        import torch
-
-        n = self.keys.shape[0]
-        qt = torch.from_numpy(q).to(self.device)
-        d = (qt * qt).sum(-1, keepdim=True) - 2 * qt @ self.keys.T + self.norms[None, :]
-        kk = min(k, n)
-        vals, idx = torch.topk(d, kk, dim=-1, largest=False)
-        dist = np.full((len(q), k), np.inf, np.float32)
-        ids = np.full((len(q), k), -1, np.int64)
-        dist[:, :kk] = vals.clamp(min=0).cpu().numpy()
-        ids[:, :kk] = self.ids[idx].cpu().numpy()
-        return dist, ids
+        ids = np.concatenate(ids_l).astype(np.int64)
+        ids.sort()
+        mapped = faiss.clone_index(ivf)  # a copy with an id -> code map (the store's stays lean)
+        mapped.set_direct_map_type(faiss.DirectMap.Hashtable)
+        return mapped.reconstruct_batch(ids).astype(np.float32), ids
 
 
 def open_stores(paths: Sequence[str | Path], expect: KeySpace | None = None) -> list[Datastore]:

@@ -85,7 +85,7 @@ class TorchDetoxGenerator:
     def _next(self, logits: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         if self.retriever is None:
             return plain_step(logits, self.top_p)
-        return self.retriever.step(logits, hidden.cpu().numpy())
+        return self.retriever.step(logits, hidden)  # search `torch`: stays on the device
 
     def generate(
         self, prompts: Sequence[str] | Sequence[Sequence[int]], *, max_new_tokens: int,

@@ -16,7 +16,7 @@ from ._threads import one_thread_if_small
 from .combine import Neighbours, goodtriever_logprobs, goodtriever_step
 from .datastore import Datastore
 from .keyspace import KeySpace
-from .settings import DetoxSettings
+from .settings import DetoxSettings, SearchDevice
 
 if TYPE_CHECKING:
     import numpy as np
@@ -69,24 +69,52 @@ class Retriever:
         dist = np.where(tok >= 0, dist, 0.0).astype(np.float32)  # missing: ignored, finite
         return Neighbours(torch.from_numpy(dist), torch.from_numpy(tok))
 
+    def _side_torch(self, stores: Sequence[Datastore], hidden: torch.Tensor,
+                    device: torch.device) -> Neighbours | None:
+        """The same on the search device with torch: no host round trip on a GPU."""
+        import torch
+
+        if not stores:
+            return None
+        k = self.settings.k
+        found = [s.torch_search(str(device)).search(hidden, k) for s in stores]
+        dist = torch.cat([d for d, _, _ in found], dim=1)
+        tok = torch.cat([t for _, t, _ in found], dim=1)
+        if len(found) > 1:
+            dist, order = torch.sort(dist, dim=1, stable=True)
+            dist, tok = dist[:, :k], torch.gather(tok, 1, order)[:, :k]
+        dist = torch.where(tok >= 0, dist, torch.zeros_like(dist))
+        return Neighbours(dist.to(device), tok.to(device))
+
     def neighbours(self, hidden: np.ndarray) -> tuple[Neighbours | None, Neighbours | None]:
-        """(toxic, non-toxic) neighbours of hidden states [B, dim]."""
+        """(toxic, non-toxic) neighbours of hidden states [B, dim] (FAISS, on the host)."""
         return self._side(self.toxic, hidden), self._side(self.nontoxic, hidden)
 
-    def step(self, base_logits: torch.Tensor, hidden: np.ndarray) -> torch.Tensor:
-        """Goodtriever next-token log-probs [B, V] for one decoding step."""
+    def step(self, base_logits: torch.Tensor, hidden: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Goodtriever next-token log-probs [B, V] for one decoding step. `hidden` [B, dim] is
+        a numpy array or a tensor; with search `torch` the stores are searched on the logits'
+        device (the GPU path), else FAISS searches on the host."""
         with one_thread_if_small(base_logits.shape[0], base_logits.device.type == "cpu"):
             return self._step(base_logits, hidden)
 
-    def _step(self, base_logits: torch.Tensor, hidden: np.ndarray) -> torch.Tensor:
+    def _step(self, base_logits: torch.Tensor, hidden: np.ndarray | torch.Tensor) -> torch.Tensor:
+        import numpy as np
+        import torch
+
         s = self.settings
-        toxic, nontoxic = self.neighbours(hidden)
-        if toxic is not None:
-            toxic = Neighbours(toxic.distances.to(base_logits.device), toxic.tokens.to(base_logits.device))
-        if nontoxic is not None:
-            nontoxic = Neighbours(
-                nontoxic.distances.to(base_logits.device), nontoxic.tokens.to(base_logits.device)
-            )
+        device = base_logits.device
+        if s.search == SearchDevice.TORCH:
+            h = torch.as_tensor(hidden) if isinstance(hidden, np.ndarray) else hidden
+            toxic = self._side_torch(self.toxic, h, device)
+            nontoxic = self._side_torch(self.nontoxic, h, device)
+        else:
+            h = hidden if isinstance(hidden, np.ndarray) else (
+                hidden.detach().to(torch.float32).cpu().numpy())
+            toxic, nontoxic = self.neighbours(h)
+            if toxic is not None:
+                toxic = Neighbours(toxic.distances.to(device), toxic.tokens.to(device))
+            if nontoxic is not None:
+                nontoxic = Neighbours(nontoxic.distances.to(device), nontoxic.tokens.to(device))
         out, applied = goodtriever_step(
             base_logits, toxic=toxic, nontoxic=nontoxic, alpha=s.alpha,
             temperature=s.temperature, top_p=s.top_p, gate=s.gate,

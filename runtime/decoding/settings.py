@@ -19,7 +19,9 @@ MAX_ALPHA = 100.0  # far past any useful steering; a larger value is a typo
 class SearchDevice(StrEnum):
     AUTO = "auto"  # FAISS on GPU when faiss has GPU support and a GPU is visible, else CPU
     CPU = "cpu"
-    TORCH = "torch"  # exact search with torch (CUDA when available); flat stores only
+    # exact search with torch (specguard.decoding.torch_search; CUDA when available) on the
+    # device of the logits: flat stores' keys, IVF-PQ stores' reconstructed keys
+    TORCH = "torch"
 
 
 class GoodtrieverParams(BaseModel):

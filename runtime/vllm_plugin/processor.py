@@ -167,7 +167,8 @@ class SpecguardLogitsProcessor(LogitsProcessor):
     def _goodtriever(self, sw: TapSwitches, hidden: torch.Tensor, logits: torch.Tensor):
         """The shared Goodtriever step (specguard.decoding.Retriever: search both sides, then
         the one combination) on this batch's rows."""
-        queries = hidden.detach().to(torch.float32).cpu().numpy()
+        # a tensor: with search `torch` the stores are searched on the engine's GPU
+        queries = hidden.detach().to(torch.float32)
         return self._retriever(sw, queries.shape[1]).step(logits, queries).to(logits.dtype)
 
     def _retriever(self, sw: TapSwitches, dim: int):

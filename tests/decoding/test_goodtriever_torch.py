@@ -65,10 +65,14 @@ def test_toxic_store_moves_the_torch_loop(tiny, tmp_path):
     store.add("answer", hidden[:-1].numpy(), np.asarray(ids[1:], np.int32))
     store.save()
 
-    def run(alpha: float) -> list[int]:
-        s = DetoxSettings(toxic=[tmp_path / "tox"], alpha=alpha, k=4, temperature=10.0, top_p=1.0)
+    def run(alpha: float, search: str = "auto") -> list[int]:
+        s = DetoxSettings(toxic=[tmp_path / "tox"], alpha=alpha, k=4, temperature=10.0,
+                          top_p=1.0, search=search)
         g = TorchDetoxGenerator(model, tok, Retriever.open(s, space), top_p=1.0)
         return g.generate([prompt, [40, 41]], max_new_tokens=6, temperature=0.0)[0]
 
     assert run(0.0) == base
-    assert run(20.0)[0] != base[0]
+    steered = run(20.0)
+    assert steered[0] != base[0]
+    # the GPU path (torch search on the model's device; CPU here) decodes the same tokens
+    assert run(20.0, search="torch") == steered
