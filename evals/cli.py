@@ -58,6 +58,9 @@ def run_cmd(
         ".json; then `python -m specguard.evals.scoreboard` regenerates the pages.")] = False,
     results_dir: Annotated[Path, typer.Option(
         "--results-dir", help="Where --publish writes.")] = Path("docs/results"),
+    role: Annotated[list[str] | None, typer.Option(
+        "--role", help="judge=URI[;api_base=URL][;api_key_env=VAR][;timeout_s=S][;retries=N]: "
+        "the model the suite's model judges ask (default: the run's backend).")] = None,
 ) -> None:
     """Run SUITE and write its run directory (config.json, records.jsonl, summary.json,
     report.html, report.md). Interrupted runs resume without recomputing finished items."""
@@ -72,7 +75,8 @@ def run_cmd(
         f"{spec.name}-{backend}" + (f"-limit{limit}" if limit else ""))
     be = load_backend(backend, **_backend_options(backend, api_base, threads))
     runner = Runner(spec, be, backend_name=backend, out_dir=out_dir, limit=limit,
-                    data_dir=data_dir, concurrency=concurrency, progress=progress, console=err)
+                    data_dir=data_dir, concurrency=concurrency, progress=progress, console=err,
+                    judge_backend=_judge_role(role))
     err.print(f"suite [bold]{spec.name}[/]: {len(runner.items)} items x "
               f"{len(spec.methods)} methods -> {out_dir}")
     try:
@@ -99,6 +103,21 @@ def run_cmd(
         cmd = " ".join([prog, *sys.argv[1:]])
         path = write_result(run_result(out_dir, command=cmd), results_dir)
         console.print(f"published: {path}")
+
+
+def _judge_role(values: list[str] | None):
+    """The judge role's backend from `--role judge=...` (specguard.roles); None: the run's."""
+    from ..roles import RoleName, load_role_backend, parse_role_options
+
+    roles = parse_role_options(values)
+    other = sorted(r.value for r in roles if r is not RoleName.JUDGE)
+    if other:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"`eval run` takes only the judge role, not {other}.",
+                          hint="The methods' own models come from the suite (their options).")
+    judge = roles.get(RoleName.JUDGE)
+    return None if judge is None or judge.off else load_role_backend(judge)
 
 
 def _backend_options(backend: str, api_base: str | None, threads: int | None) -> dict:

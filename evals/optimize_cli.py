@@ -29,6 +29,7 @@ def optimize_command(
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N prompts.")] = None,
     max_tokens: Annotated[int, typer.Option(help="Tokens per draft, critique and revision.")] = 128,
     out: Annotated[Path, typer.Option("--out", "-o", help="Result JSON (a Markdown trajectory is written next to it).")] = Path("optimize-result.json"),
+    role: Annotated[Optional[list[str]], typer.Option("--role", help="critic=URI or meta_critic=URI[;api_base=URL][;api_key_env=VAR][;timeout_s=S][;retries=N] (default: the policy file's roles, else --backend).")] = None,
 ) -> None:
     """Run the spec loop and the meta-critic over a suite's prompts and write the resulting
     spec version (in the store and as JSON) with its trajectory (Markdown)."""
@@ -51,6 +52,14 @@ def optimize_command(
     scope = scope_for(tenant=tenant, profile=profile)
     name = settings.specs[0]
     be = load_backend(backend, **({"api_base": api_base} if api_base else {}))
+    from ..roles import RoleBackends, RoleName, parse_role_options, resolve_roles
+
+    roles = RoleBackends.build(resolve_roles(pol.file.roles, parse_role_options(role),
+                                             generate=backend), generate=be)
+    if roles.get(RoleName.META_CRITIC) is None:
+        raise typer.BadParameter("the meta_critic role is off: nothing would propose a spec")
+    for row in roles.rows():
+        console.print(f"{row[0]}: {row[1]} ({row[2]})")
 
     def show(p) -> None:
         score = "" if p.safety is None else f" safety {p.safety:.2f} over-refusal {p.over_refusal:.2f}"
@@ -61,9 +70,11 @@ def optimize_command(
             return await optimize(
                 be, trainset=[i.request for i in items], valset=valset, method=method, store=st,
                 spec_name=name, scope=scope, initial_spec=st.specs.active(name, scope).text,
-                settings=settings, params=GenerationParams(max_tokens=max_tokens), on_step=show)
+                settings=settings, params=GenerationParams(max_tokens=max_tokens), on_step=show,
+                meta_backend=roles.get(RoleName.META_CRITIC),
+                critic=roles.get(RoleName.CRITIC) or be)
         finally:
-            await be.aclose()
+            await roles.aclose()
 
     result = asyncio.run(main())
     result.save(out)

@@ -132,7 +132,7 @@ class Runner:
     def __init__(self, suite: Suite, backend: Any, *, backend_name: str, out_dir: str | Path,
                  limit: int | None = None, data_dir: str | os.PathLike | None = None,
                  concurrency: int | None = None, progress: bool = True,
-                 console: Console | None = None) -> None:
+                 console: Console | None = None, judge_backend: Any = None) -> None:
         self.suite = suite
         self.backend = backend
         self.backend_name = backend_name
@@ -149,7 +149,9 @@ class Runner:
         if limit is not None:
             self.items = self.items[:limit]
         check_metrics(suite)
-        self.judges = [build_judge(jc.name, JudgeContext(backend=backend, options=jc.options))
+        # Model judges ask the judge role's model (`--role judge=...`), else the run's backend.
+        self.judges = [build_judge(jc.name, JudgeContext(backend=judge_backend or backend,
+                                                         options=jc.options))
                        for jc in suite.judges]
 
     def _config(self) -> RunConfig:

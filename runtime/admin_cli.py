@@ -16,7 +16,7 @@ import asyncio
 import getpass
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -223,11 +223,18 @@ def guidelines_list(profile_id: str) -> None:
 @guidelines_app.command("derive")
 def guidelines_derive(profile_id: str,
                       backend: Annotated[str, typer.Option("--backend", "-b", help="embedded | litellm:<model>")] = "embedded",
-                      api_base: str | None = None) -> None:
+                      api_base: str | None = None,
+                      role: Annotated[Optional[list[str]], typer.Option("--role", help="guidelines=URI[;api_base=URL][;api_key_env=VAR][;timeout_s=S][;retries=N]: the guidelines role's model (wins over --backend).")] = None) -> None:
     """Ask a model for the profile's guidelines; stored as a draft (approve it to use it)."""
     from .backends import load_backend
+    from .roles import RoleName, load_role_backend, parse_role_options
 
-    be = load_backend(backend, **({"api_base": api_base} if api_base else {}))
+    roles = parse_role_options(role)
+    spec = roles.get(RoleName.GUIDELINES)
+    if spec is not None and not spec.off and not spec.serving:
+        be = load_role_backend(spec)
+    else:
+        be = load_backend(backend, **({"api_base": api_base} if api_base else {}))
     _print(asyncio.run(_admin(be).derive(profile_id, _actor())))
 
 

@@ -219,7 +219,8 @@ def test_policy_explain_shows_who_plays_each_role_and_where_that_came_from(tmp_p
                                 "@ http://gpu:8000/v1")
 
 
-@pytest.mark.parametrize("command", [["serve"], ["chat"], ["demo"]])
-def test_the_serving_commands_take_role_options(command):
+@pytest.mark.parametrize("command", [["serve"], ["chat"], ["demo"], ["optimize"], ["eval", "run"],
+                                     ["admin", "guidelines", "derive"]])
+def test_the_commands_take_role_options(command):
     res = runner.invoke(app, [*command, "--help"], terminal_width=200)
     assert res.exit_code == 0 and "--role" in res.output
