@@ -70,7 +70,7 @@ def run_demo(*, backend: str, api_base: str | None, port: int, console: Console,
 
     from .backends import load_backend
     from .core import Runtime
-    from .roles import RoleBackends, is_embedded, parse_role_options, resolve_roles
+    from .roles import RoleBackends, RoleName, is_embedded, parse_role_options, resolve_roles
     from .server import ServerSettings, create_app
     from .store import Store
 
@@ -118,7 +118,8 @@ def run_demo(*, backend: str, api_base: str | None, port: int, console: Console,
                     f"{d['stage']}: {d['label']} ({d['decided_by'] or '-'}"
                     f"{', escalated' if d['escalated'] else ''})" for d in report["decisions"]) or "-"
                 answer = body["choices"][0]["message"]["content"].strip().replace("\n", " ")
-                action = report["action"] + "".join(
+                why = [n for n in report.get("notes", []) if "critic role is off" in n]
+                action = report["action"] + (f"\n({why[0]})" if why else "") + "".join(
                     f"\nrevision {f['round']}: " + ("accepted" if f["accepted"] else
                                                     "rejected (" + "; ".join(f["reasons"]) + ")")
                     for f in report.get("revisions", []))
@@ -128,6 +129,12 @@ def run_demo(*, backend: str, api_base: str | None, port: int, console: Console,
         console.print(table)
         console.print("Each answer's full safety report is the `specguard` field of the response "
                       "and the x-specguard-* headers.")
+        if runtime.roles.get(RoleName.CRITIC) is None:
+            console.print("The critic role is off (the 135M model makes answers worse as its own "
+                          "critic), so a draft the output check flags is refused with the policy's "
+                          "message. Give it a capable model to rewrite flagged drafts instead, e.g. "
+                          "--role critic=litellm:openai/gpt-4o-mini: the revision gate keeps a "
+                          "revision only if it is safer, still an answer and on topic.")
     finally:
         server.should_exit = True
         thread.join(timeout=10)
