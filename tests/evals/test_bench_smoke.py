@@ -42,12 +42,15 @@ SMOKE = {
     "guard_latency.py": ("guard_latency", False, [needs_guard]),
     "guard_bands.py": ("guard_bands", False, [needs_guard, needs_data]),
     "guard_select.py": ("guard_select", False, [needs_data]),
+    "profile_check.py": ("profile_check", False, [needs_guard, needs_data]),
     "guard_languages.py": ("guard_languages", False, [needs_guard, needs_data]),
     "guard_targets.py": ("guard_targets", False, []),
     "metasc_suite.py": ("metasc", True, [needs_model, needs_judges]),
+    "engines.py": ("engines", False, [needs_model, needs_judges, needs_guard, needs_data]),
     "goodtriever_detox_eval.py": ("detox", True, [needs_decoding]),
     "goodtriever_temperature.py": ("goodtriever_temperature", False, [needs_decoding]),
     "goodtriever_throughput.py": ("goodtriever_throughput", False, [needs_decoding]),
+    "goodtriever_device.py": ("goodtriever_device_cpu", False, [needs_decoding]),
     "vllm_vs_llamacpp.py": ("vllm_vs_llamacpp", False, [pytest.mark.skipif(
         not HAVE_VLLM, reason="the vLLM venv is absent (.ci/vllm_setup.sh builds it)"),
         pytest.mark.vllm]),
@@ -61,9 +64,7 @@ SMOKE = {
 }
 # Scripts whose owners have not given them a smoke mode and a summary yet (tell them when this
 # list is not empty: CI does not run these).
-PENDING = {
-    "usafebench_suite.py": "moving into the usafebench suite (issue 17)",
-}
+PENDING: dict[str, str] = {}
 
 
 def test_every_bench_script_is_smoke_tested_or_listed():
