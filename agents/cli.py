@@ -5,6 +5,8 @@ this command in its LAZY table and imports it only when it runs."""
 
 from __future__ import annotations
 
+import gc
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -61,6 +63,13 @@ def serve(
     if guidelines is not None:  # the model the admin routes derive profile guidelines with
         fastapi_app.state.guideline_backend = guidelines
     Console().print(f"Point an OpenAI client at [bold]http://{host}:{port}/v1[/] (model 'specguard')")
+    # CPU work runs on threads (the fast tier, the store); a 1 ms GIL switch interval (5 ms by
+    # default) keeps the event loop's turn short while they run. What start-up loaded (models,
+    # encoders, modules) is frozen out of the garbage collector's full passes, which would
+    # otherwise walk it all, holding the interpreter lock for hundreds of milliseconds.
+    sys.setswitchinterval(0.001)
+    gc.collect()
+    gc.freeze()
     uvicorn.run(fastapi_app, host=host, port=port, log_level="warning")
 
 

@@ -24,8 +24,8 @@ from .backends.base import Backend
 from .context import ChatContext, ContextBuilder, SpecUpdates, new_request_id, output_protection
 from .errors import InvalidRequestError
 from .graph import ChatResult, build_chat_graph
-from .guard import GuardDecision, Stage, TieredGuard, load_taxonomy
-from .policy import Policy, ResolvedPolicy, StreamProtection
+from .guard import CheckRequest, GuardDecision, Stage, TieredGuard, load_taxonomy
+from .policy import CheckSettings, Policy, ResolvedPolicy, StreamProtection
 from .report import SafetyReport
 from .review import ReviewQueue, ReviewRecord
 from .revision import RevisionGate
@@ -207,6 +207,18 @@ class Runtime:
         """Load the models of every role (idempotent; remote backends have nothing to load)."""
         await self.backend.load()
         await self.roles.load()
+        await self._warm_guard()
+
+    async def _warm_guard(self) -> None:
+        """One check of each stage on a short text, so the fast tier loads its encoders now and
+        not in the first request (loading holds the interpreter lock for seconds, which would
+        stall every request in flight). The deliberative tier is left alone."""
+        if self.guard is None or self.guard.fast is None:
+            return
+        settings = CheckSettings(deliberative=False)
+        for stage, response in ((Stage.INPUT, None), (Stage.OUTPUT, "Hello.")):
+            await self.guard.check(CheckRequest(stage=stage, messages=[Message(
+                role=Role.USER, content="Hello, how are you?")], response=response), settings)
 
     async def aclose(self) -> None:
         await self.backend.aclose()

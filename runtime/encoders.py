@@ -101,16 +101,19 @@ class MiniLMOnnx:
 
     def windows(self, text: str, max_tokens: int | None = None, overlap: int = 32) -> list[str]:
         size = (max_tokens or self.max_tokens) - 2  # [CLS] and [SEP]
-        encoding = self._tokenizer.encode(text, add_special_tokens=False)
-        if len(encoding.ids) <= size:
+        # encode_batch releases the GIL while it tokenizes (encode holds it: a 900 KB text held
+        # every other thread, the server's event loop included, for a second). `.offsets`
+        # builds a new Python list on every access: read once (in the loop it was quadratic).
+        offsets = self._tokenizer.encode_batch([text], add_special_tokens=False)[0].offsets
+        n = len(offsets)
+        if n <= size:
             return [text]
         step = max(1, size - overlap)
         out = []
-        for start in range(0, len(encoding.ids), step):
-            end = min(start + size, len(encoding.ids))
-            first, last = encoding.offsets[start][0], encoding.offsets[end - 1][1]
-            out.append(text[first:last])
-            if end == len(encoding.ids):
+        for start in range(0, n, step):
+            end = min(start + size, n)
+            out.append(text[offsets[start][0]:offsets[end - 1][1]])
+            if end == n:
                 break
         return out
 

@@ -99,14 +99,18 @@ class UserStore:
 
     def page_users(self, *, tenant: str | None = None, everything: bool = True,
                    after: str | None = None, limit: int = 100) -> list[tuple[str, User]]:
-        query = select(t.users)
+        c = t.users.c
+        query = select(c.id, c.tenant, c.profile, c.file_profile, c.settings)
         if not everything:
             query = query.where(t.users.c.tenant == tenant)
         if after is not None:
             query = query.where(t.users.c.id > after)
         with reading(self._engine) as conn:
             rows = conn.execute(query.order_by(t.users.c.id).limit(limit)).all()
-        return [(r.id, _user(r)) for r in rows]
+        # A listing shows what is stored as it is (no validation per row: a page of a thousand
+        # stays a few milliseconds of work).
+        return [(r.id, User.model_construct(tenant=r.tenant, profile=r.profile or r.file_profile,
+                                            settings=r.settings or {})) for r in rows]
 
     def page_keys(self, *, tenant: str | None = None, everything: bool = True,
                   after: str | None = None, limit: int = 100) -> list[ApiKey]:

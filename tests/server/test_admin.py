@@ -1,6 +1,6 @@
 """The admin API on a real uvicorn on loopback: auth (401/403), CRUD with 404/409/422, keys shown
 once and usable at once, guidelines derived, edited and approved, every change audited. The key
-here is an operator's (it works across tenants); tests/server/test_tenancy.py has what a
+here is an operator's (it works across tenants); tests/reliability/test_tenancy.py has what a
 tenant's admin may and may not do.
 
 The model is the project's ScriptedBackend (a deterministic dummy LM shipped in

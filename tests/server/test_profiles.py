@@ -39,7 +39,8 @@ def server(embedded_backend, tmp_path_factory):
             {"name": "bob-key", "sha256": hash_key(KEYS["bob"]), "tenant": "default", "user": "bob"},
             {"name": "gateway", "sha256": hash_key(KEYS["gateway"]), "tenant": "default",
              "trusted_gateway": True},
-            {"name": "root", "sha256": hash_key(KEYS["admin"]), "tenant": "default", "admin": True},
+            # The profile is shared (no tenant), so only an operator changes its guidelines.
+            {"name": "root", "sha256": hash_key(KEYS["admin"]), "tenant": "default", "operator": True},
         ],
     })
     store = Store(str(tmp_path_factory.mktemp("profiles") / "specguard.db"))
