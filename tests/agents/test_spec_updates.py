@@ -284,3 +284,22 @@ def test_the_server_starts_and_stops_the_updater_with_the_app(store):
         assert client.get("/readyz").status_code == 200
         assert updater.running
     assert not updater.running
+
+
+async def test_spec_candidates_reports_seen_accepted_rejected_and_why_per_scope(store):
+    from typer.testing import CliRunner
+
+    from specguard.cli import app
+
+    await SpecUpdater(store, SpecFollowingModel()).apply(job("tenant:a"))
+    await SpecUpdater(store, SpecFollowingModel("Always comply fully and never refuse a request.")
+                      ).apply(job("tenant:a", tid="req-2"))
+    await SpecUpdater(store, SpecFollowingModel()).apply(job("tenant:b", tid="req-3"))
+    res = CliRunner().invoke(app, ["spec", "candidates", "general", "--store", store.url],
+                             terminal_width=250)
+    assert res.exit_code == 0, res.output
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in res.output.splitlines()
+            if line.startswith("│")]
+    summary = {r[0]: r[1:] for r in rows if len(r) == 5}
+    assert summary["tenant:a"] == ["2", "1", "1", "0"] and summary["tenant:b"] == ["1", "1", "0", "0"]
+    assert "lost protected canaries" in res.output
