@@ -171,6 +171,7 @@ SUITE_PAGES = {
     "guard_fast": ("guard fast tier on every held-out item", "docs/results/guard.md"),
     "guard": ("guard: fast tier, deliberative tier, escalation", "docs/results/guard.md"),
     "metasc": ("MetaSC spec optimization", "docs/results/metasc.md"),
+    "detox": ("Goodtriever detoxified decoding", "docs/results/detox.md"),
 }
 
 

@@ -47,10 +47,10 @@ SMOKE = {
     "guard_targets.py": ("guard_targets", False, []),
     "metasc_suite.py": ("metasc", True, [needs_model, needs_judges]),
     "engines.py": ("engines", False, [needs_model, needs_judges, needs_guard, needs_data]),
-    "goodtriever_detox_eval.py": ("detox", True, [needs_decoding]),
     "goodtriever_temperature.py": ("goodtriever_temperature", False, [needs_decoding]),
     "goodtriever_throughput.py": ("goodtriever_throughput", False, [needs_decoding]),
     "goodtriever_device.py": ("goodtriever_device_cpu", False, [needs_decoding]),
+    "goodtriever_sweep.py": ("goodtriever_sweep", True, [needs_decoding, needs_guard, needs_data]),
     "vllm_vs_llamacpp.py": ("vllm_vs_llamacpp", False, [pytest.mark.skipif(
         not HAVE_VLLM, reason="the vLLM venv is absent (.ci/vllm_setup.sh builds it)"),
         pytest.mark.vllm]),

@@ -1,0 +1,337 @@
+"""Choosing Goodtriever's defaults by the toxicity / fluency trade-off, on VALIDATION prompts.
+
+Runs the detox suite's methods (specguard.evals.detox_methods: raw-text continuation on the
+embedded model, the same loop plain and with Goodtriever) through the eval harness on the
+VALIDATION part of RealToxicityPrompts, for plain decoding and a grid around the defaults
+(alpha, the agreement gate, k, T, top-p before the ensemble), with the stores of a datastore
+recipe (TRAIN parts). The choice: the config with the lowest Expected Maximum Toxicity (trained
+guard) whose perplexity under Gemma 3 270M stays within --ppl-budget (default +15%) of plain
+decoding's, measured in the same run; none within budget: the smallest perplexity increase.
+The trade-off curve is drawn to docs/results/goodtriever_tradeoff.png. Figures on held-out
+prompts come from the detox suite (`specguard eval run detox --publish`), never from here.
+
+It also measures how far the two toxicity scorers agree with human toxicity labels on the
+HELD_OUT parts of labelled corpora (Davidson, Jigsaw, ToxiGen, ConvAbuse): AUROC and accuracy.
+
+    python bench/goodtriever_sweep.py --samples 4 --out runs/goodtriever_sweep
+    python bench/goodtriever_sweep.py --smoke --out /tmp/sweep      # CI: tiny stores, 2 configs
+
+Writes docs/results/goodtriever_sweep.json (tables in docs/results/detox.md) and the PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PNG = REPO / "docs" / "results" / "goodtriever_tradeoff.png"
+
+# (label, goodtriever settings or None for plain). One factor at a time around the centre.
+GRID = [
+    ("plain", None),
+    ("a=0.5", {"alpha": 0.5}),
+    ("a=1", {"alpha": 1.0}),
+    ("a=2 (paper)", {"alpha": 2.0}),
+    ("a=1 gate=0.2", {"alpha": 1.0, "gate": 0.2}),
+    ("a=2 gate=0.2", {"alpha": 2.0, "gate": 0.2}),
+    ("a=2 gate=0.5", {"alpha": 2.0, "gate": 0.5}),
+    ("a=1 T=50", {"alpha": 1.0, "temperature": 50.0}),
+    ("a=1 k=256", {"alpha": 1.0, "k": 256}),
+    ("a=1 top-p=1", {"alpha": 1.0, "top_p": 1.0}),
+]
+
+AGREEMENT_SETS = [  # (dataset, how a record is toxic per its human label)
+    ("davidson_hate_offensive", "harmful"),
+    ("jigsaw_detoxify_sample", "harmful"),
+    ("toxigen_seeds", "harmful"),
+    ("convabuse", "harmful"),
+]
+
+
+def suite_for(args, grid) -> dict:
+    methods = []
+    for label, opts in grid:
+        if opts is None:
+            methods.append({"name": "continuation", "label": label, "options": {"top_p": 0.9}})
+        else:
+            g = {"recipe": args.recipe, **opts}
+            if args.root:
+                g["root"] = args.root
+            methods.append({"name": "continuation", "label": label,
+                            "options": {"goodtriever": g}})
+    judges = [{"name": "toxicity_guard"}, {"name": "toxicity_profanity"}]
+    metrics = [{"name": "expected_maximum_toxicity", "judge": "toxicity_guard"},
+               {"name": "toxicity_probability", "judge": "toxicity_guard"},
+               {"name": "expected_maximum_toxicity", "judge": "toxicity_profanity"},
+               {"name": "no_answer_rate", "judge": "toxicity_guard"},
+               "dist_1", "dist_2", "dist_3"]
+    if not args.no_ppl:
+        judges.append({"name": "perplexity", "options": {
+            "scorer": "specguard.evals.detox_methods:gemma_scorer"}})
+        metrics.insert(4, {"name": "perplexity", "judge": "perplexity"})
+    return {
+        "name": "goodtriever_sweep", "plugins": ["specguard.evals.detox_methods"],
+        "description": "Goodtriever settings on RealToxicityPrompts VALIDATION prompts",
+        "datasets": [{"name": "realtoxicityprompts", "part": "validation", "n": args.prompts,
+                      "seed": 0, "group": "rtp_validation"}],
+        "methods": methods, "judges": judges, "metrics": metrics,
+        "generation": {"max_tokens": args.new_tokens, "temperature": 1.0,
+                       "samples": args.samples},
+        "seed": 0, "concurrency": 1, "order": "item", "bootstrap": 1000,
+    }
+
+
+def run_sweep(args, grid) -> dict:
+    from specguard.backends.embedded import EmbeddedBackend
+    from specguard.evals.runner import Runner, write_summary
+    from specguard.evals.suites import Suite
+
+    suite = Suite.model_validate(suite_for(args, grid))
+    backend = EmbeddedBackend(n_threads=args.threads)
+    runner = Runner(suite, backend, backend_name="embedded", out_dir=args.out,
+                    progress=not args.smoke)
+    asyncio.run(runner.run())
+    return write_summary(args.out)
+
+
+def agreement(args) -> list[list]:
+    """AUROC and accuracy (at 0.5) of each toxicity scorer against human labels, HELD_OUT."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+    from specguard.data import Part, in_part, load
+    from specguard.evals.detox_methods import GuardToxicityScorer, ProfanityScorer
+    from specguard.evals.metrics import bootstrap
+
+    scorers = [("trained guard", GuardToxicityScorer()), ("alt-profanity-check",
+                                                         ProfanityScorer())]
+    rows = []
+    for name, field in AGREEMENT_SETS:
+        recs = [r for r in in_part(load(name), Part.HELD_OUT)
+                if getattr(r, field) is not None and (r.text or "").strip()]
+        if args.smoke:
+            recs = recs[:40]
+        elif args.agreement_n and len(recs) > args.agreement_n:
+            import random
+
+            recs = random.Random(0).sample(recs, args.agreement_n)
+        y = np.asarray([bool(getattr(r, field)) for r in recs])
+        if y.all() or not y.any():
+            continue
+        texts = [r.text for r in recs]
+        for sname, scorer in scorers:
+            p = np.asarray(scorer.score(texts))
+
+            def auc(yy, pp):
+                return float(roc_auc_score(yy, pp)) if 0 < yy.sum() < len(yy) else math.nan
+
+            est = bootstrap(auc, y, p, n_resamples=200 if args.smoke else 1000,
+                            seed=0).model_dump()
+            acc = float(((p >= 0.5) == y).mean())
+            rows.append([name, sname, len(y), int(y.sum()), _fmt(est, 3), round(acc, 3)])
+    return rows
+
+
+def _fmt(e, digits=3) -> str:
+    if e is None or e.get("value") is None:
+        return "n/a"
+    v = f"{e['value']:.{digits}f}"
+    if e.get("low") is not None:
+        v += f" [{e['low']:.{digits}f}, {e['high']:.{digits}f}]"
+    return v
+
+
+def _est(ms: dict, metric: str) -> dict | None:
+    return ms["metrics"].get(metric)
+
+
+def choose(summary: dict, grid, budget: float) -> tuple[str, list[dict]]:
+    emt = "expected_maximum_toxicity@toxicity_guard"
+    ppl_key = "perplexity@perplexity"
+    methods = summary["methods"]
+    plain_ppl = (_est(methods["plain"], ppl_key) or {}).get("value")
+    points = []
+    for label, opts in grid:
+        ms = methods[label]
+        ppl = (_est(ms, ppl_key) or {}).get("value")
+        points.append({
+            "label": label, "settings": opts, "emt": (_est(ms, emt) or {}).get("value"),
+            "ppl": ppl, "ppl_ratio": ppl / plain_ppl if ppl and plain_ppl else None,
+            "metrics": ms["metrics"]})
+    cands = [p for p in points if p["settings"] is not None and p["emt"] is not None]
+    within = [p for p in cands if p["ppl_ratio"] is not None and p["ppl_ratio"] <= 1 + budget]
+    if within:
+        best = min(within, key=lambda p: p["emt"])
+    elif any(p["ppl_ratio"] is not None for p in cands):
+        best = min((p for p in cands if p["ppl_ratio"] is not None), key=lambda p: p["ppl_ratio"])
+    else:
+        best = min(cands, key=lambda p: p["emt"])
+    return best["label"], points
+
+
+def plot(points: list[dict], chosen: str, budget: float, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for p in points:
+        x = p["ppl_ratio"] if p["ppl_ratio"] is not None else float("nan")
+        y = p["emt"] if p["emt"] is not None else float("nan")
+        e = p["metrics"].get("expected_maximum_toxicity@toxicity_guard") or {}
+        yerr = None
+        if e.get("low") is not None:
+            yerr = [[max(0.0, y - e["low"])], [max(0.0, e["high"] - y)]]
+        color = "black" if p["settings"] is None else ("tab:red" if p["label"] == chosen
+                                                       else "tab:blue")
+        ax.errorbar([x], [y], yerr=yerr, fmt="o", color=color, capsize=3)
+        ax.annotate(p["label"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.axvline(1 + budget, color="grey", ls="--", lw=1)
+    ax.text(1 + budget, ax.get_ylim()[1], f" +{budget:.0%} perplexity", va="top", fontsize=8,
+            color="grey")
+    ax.set_xlabel("perplexity under Gemma 3 270M / plain decoding's (same run)")
+    ax.set_ylabel("Expected Maximum Toxicity (trained guard)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def smoke_recipe(folder: Path) -> Path:
+    path = folder / "smoke_recipe.yaml"
+    path.write_text(
+        "name: smoke\nmax_tokens: 16\nsides:\n"
+        "  toxic:\n    max_keys: 120\n    sources:\n"
+        "      - {dataset: davidson_hate_offensive, where: {harmful: true}}\n"
+        "  nontoxic:\n    max_keys: 120\n    sources:\n"
+        "      - {dataset: davidson_hate_offensive, where: {harmful: false}}\n")
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", default="detox")
+    ap.add_argument("--root", default=None, help="datastore root (default: the cache)")
+    ap.add_argument("--prompts", type=int, default=27, help="validation prompts (27 exist)")
+    ap.add_argument("--samples", type=int, default=4)
+    ap.add_argument("--new-tokens", type=int, default=20)
+    ap.add_argument("--configs", default=None, help="comma-separated labels of GRID to run")
+    ap.add_argument("--budget", type=float, default=0.15, help="perplexity budget vs plain")
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("SPECGUARD_THREADS", "1")))
+    ap.add_argument("--agreement-n", type=int, default=2000,
+                    help="held-out records per corpus for the scorers' agreement")
+    ap.add_argument("--no-ppl", action="store_true")
+    ap.add_argument("--out", default="runs/goodtriever_sweep")
+    ap.add_argument("--png", default=str(PNG))
+    ap.add_argument("--result", default=None, help="summary path (default docs/results/)")
+    ap.add_argument("--smoke", action="store_true")
+    args = ap.parse_args()
+    grid = GRID
+    if args.configs:
+        keep = set(args.configs.split(","))
+        grid = [g for g in GRID if g[0] in keep or g[0] == "plain"]
+    if args.smoke:
+        from specguard.backends.embedded import EmbeddedBackend
+        from specguard.decoding import EmbeddedKeyEncoder, Recipe, RecipeBuild, Side
+
+        tmp = Path(tempfile.mkdtemp(prefix="sweep-smoke-"))
+        recipe_path = smoke_recipe(tmp)
+        recipe = Recipe.load(recipe_path)
+        enc = EmbeddedKeyEncoder(EmbeddedBackend(n_threads=1), max_tokens=16, ubatch=1)
+        build = RecipeBuild(recipe, enc.key_space(), tmp / "stores")
+        asyncio.run(build.encode(enc))
+        for side in Side:
+            build.finalize(side)
+        args.recipe, args.root = str(recipe_path), str(tmp / "stores")
+        args.prompts, args.samples, args.new_tokens, args.no_ppl = 2, 1, 4, True
+        grid = [GRID[0], GRID[4]]
+        args.png = str(Path(args.out) / "tradeoff.png")
+    summary = run_sweep(args, grid)
+    chosen, points = choose(summary, grid, args.budget)
+    n_items = summary.get("n_items")
+    title = (f"RTP validation: {n_items} prompts x {args.samples} samples x {args.new_tokens} "
+             f"tokens; recipe {Path(args.recipe).stem}")
+    plot(points, chosen, args.budget, Path(args.png), title)
+    agree = agreement(args)
+    write(args, summary, grid, chosen, points, agree, title)
+
+
+def write(args, summary, grid, chosen, points, agree, title) -> None:
+    from specguard.evals.results import Readme, Result, Table, command_line, write_result
+
+    ms = summary["methods"]
+    desc = {label: m.get("description", label) for label, m in ms.items()}
+    rows = []
+    for p in points:
+        m = p["metrics"]
+        shifted = None
+        for rec in _last_reports(Path(args.out)).get(p["label"], []):
+            shifted = rec.get("shifted_share")
+        rows.append([
+            p["label"], _fmt(m.get("expected_maximum_toxicity@toxicity_guard")),
+            _fmt(m.get("toxicity_probability@toxicity_guard")),
+            _fmt(m.get("expected_maximum_toxicity@toxicity_profanity")),
+            _fmt(m.get("perplexity@perplexity"), 1),
+            f"{p['ppl_ratio']:.2f}x" if p["ppl_ratio"] else "n/a",
+            _fmt(m.get("dist_2"), 2), _fmt(m.get("no_answer_rate@toxicity_guard"), 3),
+            f"{shifted:.2f}" if shifted is not None else "-",
+            "chosen" if p["label"] == chosen else ""])
+    stores = next((r[-1] for r in _last_reports(Path(args.out)).values()
+                   if r and "toxic_keys" in r[-1]), None)
+    store_note = (f"Stores: {stores.get('toxic_keys', '?'):,} toxic / "
+                  f"{stores.get('nontoxic_keys', '?'):,} non-toxic keys "
+                  f"({', '.join(stores.get('toxic_datastores', []))} | "
+                  f"{', '.join(stores.get('nontoxic_datastores', []))})." if stores else "")
+    tables = [
+        Table(id="sweep", title=title, columns=[
+            "config", "EMT guard", "tox. prob. guard", "EMT profanity", "perplexity (Gemma)",
+            "ppl / plain", "dist-2", "empty", "shifted steps", "choice"], rows=rows,
+            note=f"Choice: lowest EMT (guard) with perplexity within +{args.budget:.0%} of "
+                 f"plain decoding's in the same run, else the smallest perplexity increase. "
+                 f"{store_note} Intervals: 95% bootstrap over prompts. Choices only: the "
+                 f"figures that count come from the detox suite on HELD_OUT prompts."),
+        Table(id="agreement", title="Toxicity scorers vs human labels (HELD_OUT parts)",
+              columns=["corpus", "scorer", "n", "toxic", "AUROC [95% CI]", "accuracy @0.5"],
+              rows=agree, note="Human labels: Davidson hate/offensive vs neither, Jigsaw "
+              "toxic, ToxiGen hate vs neutral, ConvAbuse abusive (majority)."),
+    ]
+    chosen_opts = next(o for lbl, o in grid if lbl == chosen)
+    headline = (f"chosen on {summary.get('n_items')} validation prompts: {chosen} "
+                f"({json.dumps(chosen_opts)})")
+    result = Result(
+        name="goodtriever_sweep", title="Goodtriever settings: the toxicity / fluency trade-off",
+        script="bench/goodtriever_sweep.py", command=command_line(), smoke=args.smoke,
+        readme=Readme(what="Goodtriever settings sweep (validation)",
+                      where="docs/results/detox.md", headline=headline),
+        tables=tables, data={"chosen": chosen, "chosen_settings": chosen_opts,
+                             "points": [{k: v for k, v in p.items() if k != "metrics"}
+                                        for p in points], "descriptions": desc,
+                             "png": os.path.relpath(args.png, REPO)
+                             if Path(args.png).is_relative_to(REPO) else args.png})
+    out = args.result or (Path(args.out) / "goodtriever_sweep.json" if args.smoke else None)
+    print(f"chosen: {chosen}; wrote {write_result(result, out)}")
+
+
+def _last_reports(run_dir: Path) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    path = run_dir / "records.jsonl"
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec.get("report"), dict):
+                out.setdefault(rec["method"], []).append(rec["report"])
+    return out
+
+
+if __name__ == "__main__":
+    main()
