@@ -118,7 +118,7 @@ def run_result(run_dir: str | os.PathLike, *, name: str | None = None,
                smoke: bool = False) -> Result:
     """A suite run's published summary: its headline metrics per method, per group, what it
     measured (data, methods and policy, judges and their agreement with people)."""
-    from .report import provenance
+    from .report import _fmt, provenance  # _fmt: rates as percentages, others as numbers
     from .runner import load_run, write_summary
 
     summary = write_summary(run_dir)
@@ -127,13 +127,14 @@ def run_result(run_dir: str | os.PathLike, *, name: str | None = None,
     metrics = summary["metric_order"]
     headline = Table(
         id="headline", title="Headline metrics", columns=["metric", *methods],
-        rows=[[m, *[pct(summary["methods"][k]["metrics"].get(m)) for k in methods]]
+        rows=[[m, *[_fmt(summary["methods"][k]["metrics"].get(m), m) for k in methods]]
               for m in metrics],
         note="value [95% interval: Wilson for proportions, bootstrap otherwise] (n)")
     groups = sorted({g for k in methods for g in summary["methods"][k]["groups"]})
     by_group = Table(
         id="groups", title="By group", columns=["group", "metric", *methods],
-        rows=[[g, m, *[pct(summary["methods"][k]["groups"].get(g, {}).get(m)) for k in methods]]
+        rows=[[g, m, *[_fmt(summary["methods"][k]["groups"].get(g, {}).get(m), m)
+                       for k in methods]]
               for g in groups for m in metrics
               if any(summary["methods"][k]["groups"].get(g, {}).get(m) for k in methods)])
     prov = provenance([(Path(run_dir).name, summary)])
