@@ -39,6 +39,7 @@ GRID = [
     ("a=1", {"alpha": 1.0}),
     ("a=2 (paper)", {"alpha": 2.0}),
     ("a=1 gate=0.2", {"alpha": 1.0, "gate": 0.2}),
+    ("a=1 gate=0.5", {"alpha": 1.0, "gate": 0.5}),
     ("a=2 gate=0.2", {"alpha": 2.0, "gate": 0.2}),
     ("a=2 gate=0.5", {"alpha": 2.0, "gate": 0.5}),
     ("a=1 T=50", {"alpha": 1.0, "temperature": 50.0}),

@@ -133,9 +133,11 @@ class RecipeBuild:
         self, encoder: KeyEncoder, *, sides: list[Side] | None = None,
         deadline: float | None = None, chunk_docs: int = CHUNK_DOCS,
         on_chunk: Callable[[Side, SideProgress], None] | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> dict[Side, SideProgress]:
         """Encode documents into shards, alternating sides, until each side reaches its
-        max_keys or runs out of documents (or `deadline`, a time.monotonic() value, passes)."""
+        max_keys or runs out of documents (or `deadline`, a time.monotonic() value, passes, or
+        `stop()` says so: checked between chunks)."""
         import numpy as np
 
         encoder.key_space().check(self.key_space, what=f"recipe build {self.folder}")
@@ -147,7 +149,8 @@ class RecipeBuild:
         state = {s: self.progress(s) for s in sides}
         while True:
             active = [s for s in sides if not state[s].finished]
-            if not active or (deadline is not None and time.monotonic() >= deadline):
+            if not active or (deadline is not None and time.monotonic() >= deadline) or (
+                    stop is not None and stop()):
                 return state
             # the side with fewer keys goes next: the two stores grow matched in size
             side = min(active, key=lambda s: state[s].keys)
@@ -239,8 +242,11 @@ class RecipeBuild:
 
 def run_build(build: RecipeBuild, encoder: KeyEncoder, *, minutes: float | None = None,
               finalize: bool = True, console: Any = None) -> dict[Side, SideProgress]:
-    """Encode with a progress bar (both sides), then finalize each side. Ctrl-C stops after
-    the chunk in flight is written; run again to resume."""
+    """Encode with a progress bar (both sides), then finalize each side. Ctrl-C (or SIGTERM)
+    stops after the chunk in flight is written and still finalizes; a second Ctrl-C stops at
+    once. Run again to resume."""
+    import signal
+    import threading
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -264,10 +270,25 @@ def run_build(build: RecipeBuild, encoder: KeyEncoder, *, minutes: float | None 
         def on_chunk(side: Side, p: SideProgress) -> None:
             bar.update(tasks[side], completed=p.documents_done, keys=p.keys)
 
+        stopping = threading.Event()
+        previous = {}
+
+        def on_signal(signum, frame):  # first: finish the chunk in flight; second: stop now
+            if stopping.is_set():
+                raise KeyboardInterrupt
+            stopping.set()
+            bar.console.print("stopping after the chunk in flight (again to stop now)")
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, on_signal)
         try:
-            state = asyncio.run(build.encode(encoder, deadline=deadline, on_chunk=on_chunk))
+            state = asyncio.run(build.encode(encoder, deadline=deadline, on_chunk=on_chunk,
+                                             stop=stopping.is_set))
         except KeyboardInterrupt:
             state = {s: build.progress(s) for s in sides}
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     if finalize:
         for side in sides:
             if state[side].documents_done:
