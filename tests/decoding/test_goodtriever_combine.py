@@ -139,3 +139,27 @@ def test_gate_bounds_are_the_settings_bounds_everywhere():
         assert model(gate=0.3).gate == 0.3
         with pytest.raises(ValidationError):
             model(gate=1.2)
+
+
+def test_every_loop_reads_one_set_of_bounds():
+    """llama.cpp and torch loops take DetoxSettings, the vLLM processor TapSwitches: both are
+    GoodtrieverParams, so a value one accepts the other accepts, and the same ones fail."""
+    from pydantic import ValidationError
+    from specguard.decoding import DetoxSettings, GoodtrieverParams
+    from specguard.vllm_plugin import TapSwitches
+
+    assert issubclass(DetoxSettings, GoodtrieverParams)
+    assert issubclass(TapSwitches, GoodtrieverParams)
+    for name, field in GoodtrieverParams.model_fields.items():
+        for model in (DetoxSettings, TapSwitches):
+            assert model.model_fields[name].metadata == field.metadata, (model, name)
+            assert model.model_fields[name].default == field.default, (model, name)
+    for bad in ({"alpha": -1}, {"k": 0}, {"k": 5000}, {"temperature": 0}, {"top_p": 0},
+                {"gate": 2}):
+        for model in (DetoxSettings, TapSwitches):
+            with pytest.raises(ValidationError):
+                model(**bad)
+    sw = TapSwitches.from_xargs({"specguard_toxic": "t", "specguard_gate": 0.4,
+                                 "specguard_alpha": 1.5})
+    assert sw.gate == 0.4 and DetoxSettings(**sw.model_dump(
+        include=set(GoodtrieverParams.model_fields))).gate == 0.4
