@@ -25,6 +25,8 @@ _EXPORTS = {
     "Policy": "policy",
     "Action": "report",
     "SafetyReport": "report",
+    "RoleBackends": "roles",
+    "RoleName": "roles",
     "Capabilities": "types",
     "Completion": "types",
     "Cost": "types",

@@ -17,7 +17,7 @@ from specguard.agents.spec_gate import load_canaries
 from specguard.agents.spec_updates import SpecUpdater, UpdateJob, UpdateStatus, compose
 from specguard.guard.policy_doc import parse_policy, tokens
 from specguard.core import Runtime
-from specguard.guard import CheckRequest, Label, Stage, Tier, TieredGuard, Verdict
+from specguard.guard import CheckRequest, Label, Tier, TieredGuard, Verdict
 from specguard.policy import Policy, PolicySettings, SpecUpdateMode
 from specguard.spec import SpecStatus
 from specguard.store import Store
