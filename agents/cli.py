@@ -70,7 +70,9 @@ def serve(
     sys.setswitchinterval(0.001)
     gc.collect()
     gc.freeze()
-    uvicorn.run(fastapi_app, host=host, port=port, log_level="warning")
+    # Keep-alive longer than the usual load balancer's idle timeout (60 s): the server closing
+    # an idle connection just as a client reuses it would fail that client's request.
+    uvicorn.run(fastapi_app, host=host, port=port, log_level="warning", timeout_keep_alive=75)
 
 
 __all__ = ["serve"]

@@ -411,6 +411,25 @@ def policy_check(file: Path, backend: BackendOpt = None, role: RoleOpt = None) -
                f"{len(f.profiles)} profiles, {len(f.users)} users, {len(f.api_keys)} API keys")
     for warning in p.role_warnings(roles):
         typer.secho(f"warning: {warning}", fg="yellow", err=True)
+    for line in _policy_notes(p):
+        typer.echo(f"{typer.style('note', fg='yellow')} {line}")
+
+
+def _policy_notes(p) -> list[str]:
+    """What a valid policy does that its author should know: ungated online spec updates wait
+    for an admin before they serve."""
+    from .policy import SpecUpdateMode
+
+    ungated = (SpecUpdateMode.METASC_10, SpecUpdateMode.METASC_FULL)
+    where = [f"tenant {t}" for t in p.file.tenants if p.resolve(t).settings.spec_update in ungated]
+    where += [f"user {u}" for u, v in p.file.users.items()
+              if p.resolve(v.tenant, u).settings.spec_update in ungated]
+    if not where:
+        return []
+    return [f"spec_update metasc-10 / metasc-full is ungated ({', '.join(where)}): online, each "
+            "spec version the meta-critic learns waits as a candidate until an admin activates it "
+            "(POST /admin/specs/<name>/versions/<v>/activate or `specguard spec activate`); use "
+            "'gated' to let the scope's canary gate decide instead."]
 
 
 @policy_app.command("explain")

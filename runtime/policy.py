@@ -170,7 +170,8 @@ class PolicySettings(_Strict):
     )
     system_prompt: str = "You are a helpful and harmless assistant."
     max_tokens: int = Field(512, ge=1, le=32768)
-    taxonomy: str = "beavertails"
+    # A shipped taxonomy's name (specs/taxonomies/<name>.yaml); never a path.
+    taxonomy: str = Field("beavertails", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
     # MetaSC spec updates (specguard.agents.spec_updates): off the request path, per scope.
     spec_update: SpecUpdateMode = SpecUpdateMode.OFF
     spec_update_min_interval_s: float = Field(60.0, ge=0.0)  # per scope

@@ -71,9 +71,18 @@ class OpenAICompatBackend:
         body.update(self.extra_body)
         return body
 
+    async def _post(self, body: dict) -> aiohttp.ClientResponse:
+        """The upstream's response (headers read). A pooled keep-alive connection that the
+        upstream closed meanwhile fails before anything was answered (disconnected, or the
+        request body could not be written): tried once more, on a new connection."""
+        try:
+            return await self._client().post(self._url, json=body)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            return await self._client().post(self._url, json=body)
+
     async def complete(self, messages: Sequence[Message], params: GenerationParams) -> Completion:
         try:
-            async with self._client().post(self._url, json=self._body(messages, params, False)) as r:
+            async with await self._post(self._body(messages, params, False)) as r:
                 if r.status != 200:
                     raise BackendError(f"{self.name} answered {r.status}: {(await r.text())[:500]}")
                 data = await r.json(content_type=None)
@@ -102,7 +111,7 @@ class OpenAICompatBackend:
         usage = Usage()
         finish = "stop"
         try:
-            async with self._client().post(self._url, json=self._body(messages, params, True)) as r:
+            async with await self._post(self._body(messages, params, True)) as r:
                 if r.status != 200:
                     raise BackendError(f"{self.name} answered {r.status}: {(await r.text())[:500]}")
                 async for raw in r.content:

@@ -23,6 +23,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -175,8 +176,12 @@ async def _stream(runtime: Runtime, settings: ServerSettings, body: ChatCompleti
     deadline = time.monotonic() + settings.request_timeout_s
 
     async def next_event():
-        remaining = deadline - time.monotonic()
-        return await asyncio.wait_for(anext(events), max(remaining, 0.001))
+        # In this task (not wait_for's inner task): when the client goes away and the stream is
+        # cancelled, the graph's generator is unwound here, and closing it below cannot find it
+        # still running in another task.
+        async with asyncio.timeout_at(asyncio.get_running_loop().time() + max(
+                deadline - time.monotonic(), 0.001)):
+            return await anext(events)
 
     # Pull the first event before answering: input checks (and, in buffer mode, the whole
     # guarded answer) finish before the first byte, so errors still get a proper status.
@@ -232,10 +237,13 @@ async def _stream(runtime: Runtime, settings: ServerSettings, body: ChatCompleti
             yield _sse(error_body(f"Internal server error (request {rid}); see the server log.",
                                   type_="server_error", code="internal_error"))
         finally:
-            try:
-                await events.aclose()
-            finally:
-                in_flight.release(caller.key_name)
+            # Shielded: a client that went away cancels this stream, and the cancellation must
+            # not also interrupt the clean-up (the generator's close, the in-flight slot).
+            with anyio.CancelScope(shield=True):
+                try:
+                    await events.aclose()
+                finally:
+                    in_flight.release(caller.key_name)
         yield b"data: [DONE]\n\n"
 
     headers = {REQUEST_ID: rid,

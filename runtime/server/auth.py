@@ -64,15 +64,17 @@ class ConcurrencyLimit:
         return self._all
 
     def acquire(self, key: str) -> None:
-        if self.total > 0 and self._all >= self.total:
-            raise OverloadedError(
-                f"The server has {self.total} requests in flight, its limit.",
-                hint="Retry shortly.", retry_after=1,
-            )
+        # The key's own limit first: a client over it hears that it is (429), not that the
+        # server is full (503).
         if self.per_key > 0 and self._in_flight.get(key, 0) >= self.per_key:
             raise RateLimitError(
                 f"At most {self.per_key} requests in flight per key.",
                 hint="Wait for an answer before sending the next request.", retry_after=1,
+            )
+        if self.total > 0 and self._all >= self.total:
+            raise OverloadedError(
+                f"The server has {self.total} requests in flight, its limit.",
+                hint="Retry shortly.", retry_after=1,
             )
         self._in_flight[key] = self._in_flight.get(key, 0) + 1
         self._all += 1

@@ -105,7 +105,10 @@ class SpecStore:
         name = definition.name
         if conn.execute(select(t.spec_heads.c.revision).where(_head(name, GLOBAL_SCOPE))).first():
             return 0
-        if _repair_head(conn, name, GLOBAL_SCOPE, actor):
+        repaired = _repair_head(conn, name, GLOBAL_SCOPE, actor)
+        if repaired is not None:
+            log.warning("store repair: %s restored as the head of %s@%s", repaired.ref, name,
+                        GLOBAL_SCOPE)
             return 0
         spec = _insert_version(conn, name, GLOBAL_SCOPE, definition.text, parent=None,
                                title=definition.title, categories=definition.categories,

@@ -38,6 +38,7 @@ SMOKE = {
     "embedded_concurrency.py": ("embedded_concurrency", False, [needs_model]),
     "eval_runner.py": ("eval_runner", False, [needs_model]),
     "proxy_overhead.py": ("proxy_overhead", False, []),
+    "soak.py": ("reliability", False, []),
     "graph_overhead.py": ("graph_overhead", False, []),
     "guard_latency.py": ("guard_latency", False, [needs_guard]),
     "guard_bands.py": ("guard_bands", False, [needs_guard, needs_data]),

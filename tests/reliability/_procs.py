@@ -18,7 +18,8 @@ import httpx
 from _loopback import free_port
 
 BIN = Path(sys.executable).parent
-ENV = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1",
+ENV = {**{k: v for k, v in os.environ.items() if k != "SPECGUARD_API_KEY"},
+       "LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1",
        "SPECGUARD_THREADS": "1", "SPECGUARD_ENCODER_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
