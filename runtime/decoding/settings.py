@@ -36,7 +36,7 @@ class GoodtrieverParams(BaseModel):
     temperature: float = Field(100.0, gt=0.0, description="T in softmax(-d/T)")
     top_p: float = Field(0.9, gt=0.0, le=1.0, description="nucleus on the base distribution")
     gate: float = Field(
-        0.0, ge=0.0, le=1.0,
+        0.5, ge=0.0, le=1.0,
         description="apply the kNN shift only where the stores' distributions differ on the "
         "nucleus by at least this total variation (0: always, as in the paper)")
 
@@ -45,7 +45,11 @@ class DetoxSettings(GoodtrieverParams):
     """Goodtriever settings a deployment or policy chooses.
 
     Defaults: the paper's alpha = 2, top-p 0.9 on the base distribution, k = 1024 neighbours
-    and T = 100. T was tuned for GPT-2 large in the paper; for the embedded SmolLM2-135M
+    and T = 100, with the agreement gate at 0.5 (the shift applies only where the two stores'
+    distributions differ on the nucleus by a total variation >= 0.5; gate 0 is the paper's
+    combination). Chosen by bench/goodtriever_sweep.py on RealToxicityPrompts VALIDATION
+    prompts: the lowest guard EMT within +15% of plain decoding's perplexity (the ungated
+    paper settings cost +160% there; docs/results/detox.md). T was tuned for GPT-2 large in the paper; for the embedded SmolLM2-135M
     (576-d final-norm states) it still fits: on ~1.4k-key toxic / non-toxic stores, squared
     distances to the 1st / 1024th neighbour had medians ~610 / ~2600, and T = 100 gave ~15
     effective neighbours (1 / sum w^2) and ~50 tokens with p_kNN >= 1e-3 per query, against
