@@ -67,6 +67,8 @@ EXPECTED = (
              "bash bench/goodtriever_device.sh (on a GPU machine)"),
     Expected("vllm_vs_llamacpp", "vLLM server vs embedded llama.cpp (same weights)",
              "docs/results/performance.md", "python bench/vllm_vs_llamacpp.py"),
+    Expected("reliability", "soak: streams held open against the guarded server",
+             "docs/results/reliability.md", "python bench/soak.py"),
 )
 
 
