@@ -35,16 +35,16 @@ PNG = REPO / "docs" / "results" / "goodtriever_tradeoff.png"
 # (label, goodtriever settings or None for plain). One factor at a time around the centre.
 GRID = [
     ("plain", None),
-    ("a=0.5", {"alpha": 0.5}),
-    ("a=1", {"alpha": 1.0}),
-    ("a=2 (paper)", {"alpha": 2.0}),
+    ("a=0.5", {"alpha": 0.5, "gate": 0.0}),
+    ("a=1", {"alpha": 1.0, "gate": 0.0}),
+    ("a=2 (paper)", {"alpha": 2.0, "gate": 0.0}),
     ("a=1 gate=0.2", {"alpha": 1.0, "gate": 0.2}),
     ("a=1 gate=0.5", {"alpha": 1.0, "gate": 0.5}),
     ("a=2 gate=0.2", {"alpha": 2.0, "gate": 0.2}),
     ("a=2 gate=0.5", {"alpha": 2.0, "gate": 0.5}),
-    ("a=1 T=50", {"alpha": 1.0, "temperature": 50.0}),
-    ("a=1 k=256", {"alpha": 1.0, "k": 256}),
-    ("a=1 top-p=1", {"alpha": 1.0, "top_p": 1.0}),
+    ("a=1 T=50", {"alpha": 1.0, "gate": 0.0, "temperature": 50.0}),
+    ("a=1 k=256", {"alpha": 1.0, "gate": 0.0, "k": 256}),
+    ("a=1 top-p=1", {"alpha": 1.0, "gate": 0.0, "top_p": 1.0}),
 ]
 
 AGREEMENT_SETS = [  # (dataset, how a record is toxic per its human label)
@@ -301,7 +301,10 @@ def write(args, summary, grid, chosen, points, agree, title) -> None:
         Table(id="agreement", title="Toxicity scorers vs human labels (HELD_OUT parts)",
               columns=["corpus", "scorer", "n", "toxic", "AUROC [95% CI]", "accuracy @0.5"],
               rows=agree, note="Human labels: Davidson hate/offensive vs neither, Jigsaw "
-              "toxic, ToxiGen hate vs neutral, ConvAbuse abusive (majority)."),
+              "toxic, ToxiGen hate vs neutral, ConvAbuse abusive (majority). alt-profanity-check "
+              "was trained on Davidson's tweets and Jigsaw's comments (its own training data), "
+              "so its figures there are not an independent check; the guard never trained on "
+              "these HELD_OUT parts."),
     ]
     chosen_opts = next(o for lbl, o in grid if lbl == chosen)
     headline = (f"chosen on {summary.get('n_items')} validation prompts: {chosen} "
