@@ -1,11 +1,12 @@
 """How sharp softmax(-d/T) is on real datastores, to pick Goodtriever's T for a model.
 
-Queries: the per-token hidden states of RealToxicityPrompts prompts (as decoding sees them).
+Queries: the per-token hidden states of RealToxicityPrompts VALIDATION prompts (as decoding
+sees them); stores: a datastore recipe's (default `detox`).
 For each T: the effective number of neighbours (1 / sum w^2, median over queries), the number
 of distinct next tokens with p_kNN >= 1e-3, and the squared distances to the 1st and k-th
 neighbour. The paper's T = 100 suits GPT-2 large; pick a T that keeps tens of neighbours.
 
-    python bench/goodtriever_temperature.py --toxic toxic --nontoxic nontoxic --prompts 20
+    python bench/goodtriever_temperature.py --recipe detox --prompts 20
     python bench/goodtriever_temperature.py --smoke --out /tmp/x.json   # CI: tiny stores
 
 Writes docs/results/goodtriever_temperature.json (tables in docs/results/detox.md).
@@ -21,8 +22,8 @@ import sys
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--toxic", default="toxic")
-    ap.add_argument("--nontoxic", default="nontoxic")
+    ap.add_argument("--recipe", default="detox", help="the datastore recipe whose stores to read")
+    ap.add_argument("--root", default=None, help="datastore root (default: the cache)")
     ap.add_argument("--prompts", type=int, default=20)
     ap.add_argument("--k", type=int, default=1024)
     ap.add_argument("--temps", default="10,25,50,100,200,500")
@@ -35,22 +36,31 @@ def main() -> None:
         from pathlib import Path
 
         sys.path.insert(0, str(Path(__file__).parent))
-        from goodtriever_detox_eval import smoke_stores
+        from goodtriever_sweep import smoke_recipe
 
-        args.toxic, args.nontoxic = smoke_stores(Path(tempfile.mkdtemp(prefix="gt_temp_")))
+        from specguard.backends.embedded import EmbeddedBackend
+        from specguard.decoding import EmbeddedKeyEncoder, Recipe, RecipeBuild, Side
+
+        tmp = Path(tempfile.mkdtemp(prefix="gt_temp_"))
+        args.recipe, args.root = str(smoke_recipe(tmp)), str(tmp / "stores")
+        enc = EmbeddedKeyEncoder(EmbeddedBackend(n_threads=1), max_tokens=16, ubatch=1)
+        build = RecipeBuild(Recipe.load(args.recipe), enc.key_space(), args.root)
+        asyncio.run(build.encode(enc))
+        for side in Side:
+            build.finalize(side)
         args.prompts, args.k, args.temps = 1, 8, "10,100"
 
     import numpy as np
     import torch
     from specguard.backends.embedded import EmbeddedBackend
-    from specguard.decoding import Datastore, Neighbours, knn_logprobs
-    from specguard.decoding.cli import _resolve
+    from specguard.data import Part, in_part, load
+    from specguard.decoding import Datastore, Neighbours, knn_logprobs, recipe_stores
     from specguard.decoding.encoders import embedded_key_space
-    from specguard.data import load
 
     backend = EmbeddedBackend(n_threads=args.threads)
     space = embedded_key_space(backend)
-    prompts = [r.text for r in load("realtoxicityprompts")][:: max(1, 350 // args.prompts)]
+    # T is a choice: read it on the VALIDATION prompts only
+    prompts = [r.text for r in in_part(load("realtoxicityprompts"), Part.VALIDATION)]
     states = asyncio.run(backend.token_hidden_states(prompts[: args.prompts], ubatch=1))
     q = np.concatenate([s for _, s in states if s is not None]).astype(np.float32)
     print(f"{len(q)} query states from {args.prompts} RTP prompts, k={args.k}")
@@ -58,8 +68,8 @@ def main() -> None:
           "(median) | tokens with p >= 1e-3 (median) |")
     print("|---|---|---|---|---|---|---|")
     rows = []
-    for name in (args.toxic, args.nontoxic):
-        store = Datastore.open(_resolve(name), space)
+    for path in recipe_stores(args.recipe, space, args.root):
+        store = Datastore.open(path, space)
         dist, tok = store.search(q, args.k)
         for T in (float(t) for t in args.temps.split(",")):
             w = torch.softmax(-torch.from_numpy(dist) / T, dim=-1)
@@ -76,8 +86,8 @@ def main() -> None:
     path = write_result(Result(
         name="goodtriever_temperature", title="Goodtriever: softmax temperature on real stores",
         script="bench/goodtriever_temperature.py", command=command_line(), smoke=args.smoke,
-        tables=[Table(id="temperature", title=f"{len(q)} query states from {args.prompts} RTP "
-                      f"prompts, k={args.k}",
+        tables=[Table(id="temperature", title=f"{len(q)} query states from "
+                      f"{min(args.prompts, len(prompts))} RTP validation prompts, k={args.k}",
                       columns=["store", "keys", "d(1st) median", "d(k-th) median", "T",
                                "effective neighbours (median)", "tokens with p >= 1e-3 (median)"],
                       rows=rows)],
