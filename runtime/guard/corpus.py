@@ -116,9 +116,12 @@ def _records(name: str, subset: Any, data_root: Any) -> list[Any]:
 
 
 def input_examples(data_root: str | Path | None = None, *, seed: int = 0,
-                   augment: bool = True, parts: Iterable[Part] = tuple(Part)) -> list[Example]:
+                   augment: bool = True, parts: Iterable[Part] = tuple(Part),
+                   written_weight: float = 1.0) -> list[Example]:
     """Input-stage examples of the requested parts (each record in its own part; training and
-    validation without the near-duplicates of evaluation records)."""
+    validation without the near-duplicates of evaluation records). `written_weight` scales the
+    training weight of the look-alikes and contrast pairs written for specguard (a few hundred
+    among tens of thousands)."""
     parts = tuple(parts)
     out: list[Example] = []
     for name, (subset, domain) in INPUT_SOURCES.items():
@@ -136,7 +139,8 @@ def input_examples(data_root: str | Path | None = None, *, seed: int = 0,
         out.extend(_jailbreak_examples(out, data_root, seed, parts))
         out.extend(_attack_examples(out, seed))
         if Part.TRAIN in parts:
-            out.extend(_written_lookalikes(seed))
+            out.extend(Example(**{**e.__dict__, "weight": e.weight * written_weight})
+                       for e in _written_lookalikes(seed))
     return _weighted(out)
 
 

@@ -74,6 +74,7 @@ class TrainConfig:
     finetune_epochs: int = 1
     workdir: Path | None = None  # where fine-tuned files are written before the artifact
     augment: bool = True
+    written_weight: float = 1.0  # training weight of the look-alikes and contrasts written here
     output_stage: bool = True
     taxonomy: str = "beavertails"
     seed: int = 0
@@ -481,7 +482,8 @@ def train_artifact(cfg: TrainConfig, *, data_root: str | Path | None = None,
     started = time.time()
     t_parts = (Part.TRAIN, Part.VALIDATION)
     inputs = input_data if input_data is not None else input_examples(
-        data_root, seed=cfg.seed, augment=cfg.augment, parts=t_parts)
+        data_root, seed=cfg.seed, augment=cfg.augment, parts=t_parts,
+        written_weight=cfg.written_weight)
     stages_data = {Stage.INPUT: inputs}
     if cfg.output_stage:
         stages_data[Stage.OUTPUT] = output_data if output_data is not None else output_examples(
