@@ -265,11 +265,13 @@ class SpecUpdater:
     async def apply(self, job: UpdateJob) -> UpdateOutcome:
         start = time.perf_counter()
         name, scope, mode = job.spec_name, job.scope, job.mode
-        if mode is SpecUpdateMode.METASC_10 and self._count_learned(name, scope, mode) >= METASC_10_LIMIT:
+        # Store calls run on the store's threads: this worker shares the server's event loop.
+        run = self.store.run
+        if mode is SpecUpdateMode.METASC_10 and await run(self._count_learned, name, scope, mode) >= METASC_10_LIMIT:
             return UpdateOutcome(status=UpdateStatus.SKIPPED, spec_name=name, scope=scope,
                                  reason=f"metasc-10: {METASC_10_LIMIT} updates done in this scope")
-        head = self._scope_head(name, scope)
-        revision = self.store.specs.head_revision(name, scope)
+        head = await run(self._scope_head, name, scope)
+        revision = await run(self.store.specs.head_revision, name, scope)
         proposal = await self.meta_critic.propose(job.transcript, head.text)
         cost = Cost.total(proposal.steps)
         if proposal.text is None:
@@ -282,8 +284,8 @@ class SpecUpdater:
             outcome = await self._candidate(job, head, revision, proposal)
             if outcome is not None:
                 break
-            head = self._scope_head(name, scope)  # the head moved: re-read and re-gate once
-            revision = self.store.specs.head_revision(name, scope)
+            head = await run(self._scope_head, name, scope)  # the head moved: re-read, re-gate once
+            revision = await run(self.store.specs.head_revision, name, scope)
         if outcome is None:
             outcome = UpdateOutcome(status=UpdateStatus.DROPPED, spec_name=name, scope=scope,
                                     reason="the head moved twice while gating; dropped",
@@ -297,11 +299,11 @@ class SpecUpdater:
         """Store, gate and try to activate one candidate on `head`; None when it lost the
         compare-and-set (the candidate is then rejected as superseded)."""
         name, scope, mode = job.spec_name, job.scope, job.mode
-        specs = self.store.specs
-        text = compose(self._lineage_base(head).text, proposal.text or "", head_text=head.text,
-                       section=proposal.section)
-        cand = specs.propose(
-            name, scope, text, parent=head.version, actor=self.actor,
+        specs, run = self.store.specs, self.store.run
+        base = await run(self._lineage_base, head)
+        text = compose(base.text, proposal.text or "", head_text=head.text, section=proposal.section)
+        cand = await run(
+            specs.propose, name, scope, text, parent=head.version, actor=self.actor,
             provenance=Provenance(source=SpecSource.META_CRITIC, mode=mode,
                                   transcript_ids=[job.transcript.id], note=proposal.text),
             metrics={"proposal": proposal.text, "section": proposal.section, **(
@@ -321,21 +323,22 @@ class SpecUpdater:
                               over_refusal_tolerance=job.settings.spec_update_overrefusal_tolerance)
             metrics = {**gate.metrics(), **_canary_metrics(g, scored)}
             if not gate.accepted:
-                specs.reject(name, scope, cand.version, reason=gate.reason, metrics=metrics,
-                             actor=self.actor)
+                await run(specs.reject, name, scope, cand.version, reason=gate.reason,
+                          metrics=metrics, actor=self.actor)
                 return UpdateOutcome(status=UpdateStatus.REJECTED, reason=gate.reason, gate=gate,
                                      **cost.model_dump(), **common)
-            specs.set_metrics(name, scope, cand.version, metrics)
+            await run(specs.set_metrics, name, scope, cand.version, metrics)
         elif job.online:
             return UpdateOutcome(status=UpdateStatus.PENDING, **cost.model_dump(), **common,
                                  reason=f"{mode.value}: ungated; waits for an admin to activate "
                                         f"v{cand.version}")
         try:
-            specs.activate(name, scope, cand.version, expected_revision=revision, actor=self.actor)
+            await run(specs.activate, name, scope, cand.version, expected_revision=revision,
+                      actor=self.actor)
         except ConflictError:
-            now = specs.active(name, scope, inherit=False)
-            specs.reject(name, scope, cand.version, actor=self.actor,
-                         reason=f"superseded: v{now.version} became active while this was gated")
+            now = await run(specs.active, name, scope, inherit=False)
+            await run(specs.reject, name, scope, cand.version, actor=self.actor,
+                      reason=f"superseded: v{now.version} became active while this was gated")
             return None
         reason = gate.reason if gate is not None else f"{mode.value}: ungated"
         return UpdateOutcome(status=UpdateStatus.ACTIVATED, reason=reason, gate=gate,
@@ -404,7 +407,8 @@ class SpecUpdater:
                                passed=stored["passed"], judges=stored["judges"],
                                canaries=gate.canaries.name)
         scored = await gate.score(head.text)
-        self.store.specs.set_metrics(head.name, head.scope, head.version, _canary_metrics(gate, scored))
+        await self.store.run(self.store.specs.set_metrics, head.name, head.scope, head.version,
+                             _canary_metrics(gate, scored))
         return scored
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..backends._bridge import iterate_in_thread
-from ..errors import BackendError, ContextLengthError, InvalidRequestError
+from ..errors import ContextLengthError, InvalidRequestError
 from ..types import Capabilities, Completion, GenerationParams, Message, StreamChunk, TokenLogprob, Usage
 from .retrieval import DetoxSettings, Retriever
 

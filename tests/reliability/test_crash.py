@@ -228,3 +228,32 @@ def test_kill_during_spec_and_admin_writes(tmp_path, policy, upstream, seconds):
                             headers={"authorization": f"Bearer {OPERATOR}"}).json()
         assert [s["version"] for s in history] == list(range(1, len(history) + 1))
     print("\nafter the kill:", json.dumps(counts))
+
+
+def test_one_invalid_stored_entry_is_left_out_and_logged_the_server_still_starts(
+        tmp_path, policy, upstream):
+    """Entries edited by hand into something invalid (a user of a tenant the file no longer
+    has, a key whose hash is not a hash): the server starts, logs each, and serves the rest."""
+    db = tmp_path / "invalid.db"
+    with running(tmp_path, policy=policy, store=str(db), api_base=upstream) as server:
+        op = {"authorization": f"Bearer {OPERATOR}"}
+        for uid in ("good", "bad"):
+            assert httpx.post(server.url + "/admin/users", headers=op,
+                              json={"id": uid, "tenant": "acme"}).status_code == 201
+        key = httpx.post(server.url + "/admin/api-keys", headers=op,
+                         json={"name": "good-key", "user": "good"}).json()["key"]
+        assert httpx.post(server.url + "/admin/api-keys", headers=op,
+                          json={"name": "broken-key", "user": "good"}).status_code == 201
+    c = sqlite3.connect(db)
+    c.execute("UPDATE users SET tenant='gone' WHERE id='bad'")
+    c.execute("UPDATE api_keys SET sha256='not-a-hash' WHERE name='broken-key'")
+    c.commit()
+    c.close()
+    with running(tmp_path, policy=policy, store=str(db), api_base=upstream, name="invalid") as server:
+        r = httpx.post(server.url + "/v1/chat/completions", json=CHAT, timeout=60,
+                       headers={"authorization": f"Bearer {key}"})
+        assert r.status_code == 200 and r.json()["specguard"]["user"] == "good"
+        time.sleep(0.5)
+        log = server.output()
+    assert "user 'bad' names unknown tenant 'gone'; left out" in log
+    assert "stored API key 'broken-key' is invalid and is not served" in log
