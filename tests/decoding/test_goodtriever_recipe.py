@@ -160,3 +160,32 @@ def test_cli_finalizes_a_recipe_build(tmp_path, embedded_backend):
     assert partial.manifest.build["complete"] is False and len(partial) > 0
     bad = runner.invoke(app, ["build", "somewhere", "--recipe", str(tmp_path / "tiny.yaml")])
     assert bad.exit_code != 0
+
+
+def test_settings_find_a_recipes_stores_or_say_how_to_build_them(tmp_path):
+    from specguard.decoding import (
+        DatastoreNotFoundError,
+        DetoxSettings,
+        Hook,
+        KeySpace,
+        ModelId,
+        Retriever,
+        TokenizerId,
+    )
+
+    space = KeySpace(model=ModelId(name="synthetic", sha256="d" * 64), hook=Hook.FINAL_NORM,
+                     dim=8, tokenizer=TokenizerId(vocab_size=50, sample_hash="x"))
+    recipe = _recipe(tmp_path)
+    settings = DetoxSettings(recipe=str(tmp_path / "tiny.yaml"), root=tmp_path / "root")
+    with pytest.raises(DatastoreNotFoundError, match="datastore build --recipe"):
+        Retriever.open(settings, space)
+    build = RecipeBuild(recipe, space, tmp_path / "root")
+    rng = np.random.default_rng(0)
+    for side in Side:
+        store = Datastore.create(build.store_path(side), space)
+        store.add(f"{side}:1", rng.standard_normal((5, 8)).astype(np.float32),
+                  np.arange(5, dtype=np.int32))
+        store.save()
+    r = Retriever.open(settings, space)
+    assert len(r.toxic) == len(r.nontoxic) == 1
+    assert r.describe()["recipe"] == str(tmp_path / "tiny.yaml") and r.describe()["gate"] == 0.5
