@@ -125,10 +125,9 @@ class _GuidelineSource:
 
 def library_draft(profile: str) -> list[str]:
     """The library's guidelines for the attributes the profile text suggests."""
-    from ..profiles import load_library, load_profile_check
+    from ..profiles import load_profile_check
 
-    ids = [a for a, _ in load_profile_check().suggest_attributes(profile)]
-    return load_library().draft(ids) if ids else []
+    return load_profile_check().library_draft(profile)[1]
 
 
 class RemedyMethod:

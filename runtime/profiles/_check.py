@@ -47,8 +47,20 @@ BENIGN = "_benign"  # the pseudo-activity of the library's everyday requests
 # Per top attribute i: its similarity to the profile (a), the request's similarity to its
 # guidelines (m), m minus the request's best activity similarity (d: is another activity a
 # better explanation?), and the request's soft probability of being one of its activities (r).
-FEATURES = (*(f"{k}{i}" for i in (1, 2, 3) for k in ("a", "m", "d", "r")),
-            "general", "a1_minus_general", "soft_r", "best_activity_similarity", "benign")
+# Products gate the request side by the profile side (risky only when both hold).
+FEATURES = (*(f"{k}{i}" for i in (1, 2, 3) for k in ("a", "m", "d", "r", "ar", "am")),
+            "general", "a1_minus_general", "margin_r1", "soft_r", "best_activity_similarity",
+            "benign")
+# The head reads one of these (chosen on validation): everything; or only what a profile must
+# support ("gated": the profile side and profile x request products, so that a request alone,
+# however risky for someone, cannot make a profile risky); or the products alone.
+FEATURE_SETS = {
+    "all": FEATURES,
+    "gated": tuple(f for f in FEATURES if f.startswith(("a", "ar", "am"))
+                   or f in ("general", "margin_r1")),
+    "products": tuple(f for f in FEATURES if f.startswith(("ar", "am"))
+                      or f in ("general", "a1_minus_general", "margin_r1")),
+}
 
 
 class ProfileMatch(BaseModel):
@@ -227,12 +239,23 @@ def _segment_max(s, segments, n: int):
     """(rows, n): per row, the max of the columns of each segment (-1 for an empty one)."""
     import numpy as np
 
+    order, starts, present = _segments(np.asarray(segments, np.int32).tobytes(), n)
     out = np.full((s.shape[0], n), -1.0, dtype=np.float32)
-    for k in range(n):
-        cols = segments == k
-        if cols.any():
-            out[:, k] = s[:, cols].max(axis=1)
+    if len(starts):
+        out[:, present] = np.maximum.reduceat(s[:, order], starts, axis=1)
     return out
+
+
+@lru_cache(maxsize=64)
+def _segments(key: bytes, n: int):
+    """The column order that groups each segment, each group's start, and which segments are
+    present (cached per segment array: the index's arrays never change)."""
+    import numpy as np
+
+    segments = np.frombuffer(key, dtype=np.int32)
+    order = np.argsort(segments, kind="stable")
+    present, starts = np.unique(segments[order], return_index=True)
+    return order, starts, present
 
 
 def _leave_out(s, row_texts: Sequence[str], col_texts: Sequence[str]):
@@ -269,8 +292,10 @@ def pair_features(a_row, general: float, req: RequestSide, *, k: int = TOP_K):
     w /= w.sum()
     cols = []
     for i in top:
-        cols += [np.full(n, a_row[i]), req.m[:, i], req.m[:, i] - best, req.r[:, i]]
-    cols += [np.full(n, general), np.full(n, a_row[top[0]] - general), req.r @ w, best,
+        cols += [np.full(n, a_row[i]), req.m[:, i], req.m[:, i] - best, req.r[:, i],
+                 a_row[i] * req.r[:, i], a_row[i] * req.m[:, i]]
+    margin = a_row[top[0]] - general
+    cols += [np.full(n, general), np.full(n, margin), margin * req.r[:, top[0]], req.r @ w, best,
              req.p_act[:, -1]]
     return np.stack(cols, axis=1).astype(np.float32), top
 
@@ -283,12 +308,15 @@ class ProfileCheckArtifact:
     """A trained profile check on disk: card.json (the model card: data, choices, figures) and
     weights.npz (head, scaling, library vectors)."""
 
-    head: Any  # specguard.guard.heads.LinearHead | MLPHead over standardised FEATURES
+    head: Any  # specguard.guard.heads.LinearHead | MLPHead over standardised FEATURES[columns]
     mean: Any
     scale: Any
+    columns: list[int]  # which FEATURES the head reads
     thresholds: dict[str, float]  # operating point -> P(unsafe)
-    match_threshold: float  # cosine: request vs an approved guideline
-    match_activity_threshold: float  # P(a library guideline's activity | request)
+    match_threshold: float  # cosine: request vs an approved guideline (the matcher alone)
+    match_activity_threshold: float  # P(a library guideline's activity | request) (alone)
+    # (cosine, activity) thresholds when the scorer runs too (its flags OR-ed with the matcher's)
+    match_combined: tuple[float, float]
     match_calibration: tuple[float, float]  # P(unsafe) = sigmoid(a * cosine + b)
     suggest_threshold: float  # cosine: profile vs a library attribute, for the admin's draft
     suggest_margin: float  # and within this much of the best attribute
@@ -307,9 +335,11 @@ class ProfileCheckArtifact:
                   **self.head.arrays("head/")}
         np.savez_compressed(folder / WEIGHTS, **arrays)
         card = {**self.card, "format": ARTIFACT_FORMAT, "features": list(FEATURES),
+                "columns": self.columns,
                 "head": head_kind(self.head), "thresholds": self.thresholds,
                 "match_threshold": self.match_threshold,
                 "match_activity_threshold": self.match_activity_threshold,
+                "match_combined": list(self.match_combined),
                 "match_calibration": list(self.match_calibration),
                 "suggest_threshold": self.suggest_threshold,
                 "suggest_margin": self.suggest_margin, "index": self.index.meta()}
@@ -336,19 +366,28 @@ class ProfileCheckArtifact:
             arrays = {k: z[k] for k in z.files}
         head = HEAD_KINDS[card["head"]].load(arrays, "head/")
         return cls(head=head, mean=arrays["mean"], scale=arrays["scale"],
+                   columns=[int(c) for c in card["columns"]],
                    thresholds={k: float(v) for k, v in card["thresholds"].items()},
                    match_threshold=float(card["match_threshold"]),
                    match_activity_threshold=float(card["match_activity_threshold"]),
+                   match_combined=tuple(float(x) for x in card["match_combined"]),
                    match_calibration=tuple(card["match_calibration"]),
                    suggest_threshold=float(card["suggest_threshold"]),
                    suggest_margin=float(card["suggest_margin"]),
                    index=LibraryIndex.from_stored(card["index"], arrays), card=card, path=folder)
 
+    def match_thresholds(self, with_scorer: bool) -> tuple[float, float]:
+        """(cosine, activity probability) thresholds of the approved-guideline matcher: chosen
+        on validation for the matcher alone, or OR-ed with the scorer's flags."""
+        if with_scorer:
+            return self.match_combined
+        return self.match_threshold, self.match_activity_threshold
+
     def proba(self, x):
         """P(unsafe) for rows of FEATURES."""
         from ..guard.heads import sigmoid
 
-        return sigmoid(self.head.score((x - self.mean) / self.scale))
+        return sigmoid(self.head.score((x[:, self.columns] - self.mean) / self.scale))
 
 
 def shipped_artifact_path(name: str = DEFAULT_ARTIFACT) -> Path:
@@ -437,6 +476,11 @@ class ProfileCheck:
             out = [v if v is not None else fresh[t] for t, v in zip(texts, out)]
         return np.stack(out) if out else np.zeros((0, self.encoder.dim), np.float32)
 
+    def remember(self, texts: Sequence[str], vecs) -> None:
+        """Vectors computed elsewhere (a batch job's embedding cache) for these texts."""
+        for t, v in zip(texts, vecs):
+            self._texts.put(t, v)
+
     def _profile(self, text: str) -> _ProfileState:
         state = self._profiles.get(text)
         if state is None:
@@ -460,12 +504,19 @@ class ProfileCheck:
                 if st.a[i] >= art.suggest_threshold and st.a[i] >= best - art.suggest_margin
                 and st.a[i] > st.general]
 
+    def library_draft(self, profile_text: str) -> tuple[list[str], list[str]]:
+        """(the attributes the profile text suggests, the library's draft for them)."""
+        ids = [a for a, _ in self.suggest_attributes(profile_text)]
+        return ids, self.library.draft(ids) if ids else []
+
     def check(self, profile_text: str, request_text: str, approved: Sequence[str] = (), *,
               threshold: float, match_threshold: float | None = None, library: bool = True
               ) -> tuple[bool, ProfileMatch, ProfileMatch | None]:
         """(unsafe, the deciding match, the approved-guideline match if any were given).
         `threshold` applies to the scorer's P(unsafe); `match_threshold` (default the
-        artifact's) to the cosine of the best approved guideline."""
+        artifact's, ArtifactCheckArtifact.match_thresholds) to the approved guidelines' cosine."""
+        import numpy as np
+
         art, idx = self.artifact, self.artifact.index
         st = self._profile(profile_text)
         r = self.encode([request_text])
@@ -477,15 +528,16 @@ class ProfileCheck:
             p = float(art.proba(x)[0])
             # Name the attribute whose (profile, request) pair is strongest, and its guideline.
             best = max(top, key=lambda i: (st.a[i] * req.r[0, i], m[0, i]))
-            gi = [j for j in range(len(idx.g_text)) if idx.g_attr[j] == best]
-            gj = max(gi, key=lambda j: g[0, j])
+            gi = np.flatnonzero(idx.g_attr == best)
+            gj = int(gi[np.argmax(g[0, gi])])
             scorer = self._match("scorer", p, idx.g_text[gj], float(g[0, gj]),
                                  idx.attribute_ids[best], float(st.a[best]))
         approved_match = None
         if approved:
             scores = self.approved_scores(r[0], req, approved)
-            t_cos = art.match_threshold if match_threshold is None else match_threshold
-            fired = [s for s in scores if s.fires(t_cos, art.match_activity_threshold)]
+            t_cos, t_act = art.match_thresholds(with_scorer=library)
+            t_cos = t_cos if match_threshold is None else match_threshold
+            fired = [s for s in scores if s.fires(t_cos, t_act)]
             top = max(fired or scores, key=lambda s: (s.cosine >= t_cos, s.cosine))
             a, b = art.match_calibration
             p_match = 1.0 / (1.0 + math.exp(-(a * top.cosine + b)))

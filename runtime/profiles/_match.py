@@ -68,9 +68,10 @@ class GuidelineMatcher:
         art = self.check.artifact
         r = self.check.encode([text])
         scores = self.check.approved_scores(r[0], art.index.request_side(r), list(guidelines))
-        t = art.match_threshold if threshold is None else threshold
-        return sorted(((s.guideline, s.cosine) for s in scores
-                       if s.fires(t, art.match_activity_threshold)), key=lambda x: -x[1])
+        t_cos, t_act = art.match_thresholds(with_scorer=False)
+        t = t_cos if threshold is None else threshold
+        return sorted(((s.guideline, s.cosine) for s in scores if s.fires(t, t_act)),
+                      key=lambda x: -x[1])
 
 
 class ProfileAwareGuard:
@@ -112,7 +113,7 @@ class ProfileAwareGuard:
         out = []
         if approved is not None:
             t = self.settings.guideline_threshold
-            t = art.match_threshold if t is None else t
+            t = art.match_thresholds(with_scorer=self.settings.library)[0] if t is None else t
             fired = unsafe and match.route == "approved"
             out.append(self._verdict(request, MATCHER, approved, fired, None, t, ms))
         if match.route == "scorer":
@@ -136,6 +137,7 @@ class ProfileAwareGuard:
     async def check(self, request: CheckRequest, settings: CheckSettings) -> GuardDecision:
         if not self.applies(request, settings):
             return await self.inner.check(request, settings)
+        # First, so that a request the profile check blocks costs no guard-model call.
         profile = await asyncio.to_thread(self.verdicts, request)
         blocking = [v for v in profile if v.label is Label.UNSAFE]
         if blocking:
@@ -143,10 +145,10 @@ class ProfileAwareGuard:
             return GuardDecision(label=Label.UNSAFE, verdicts=profile, decided_by=Tier.FAST,
                                  categories=[CATEGORY], score=v.score,
                                  category_scores={CATEGORY: v.score or 1.0})
-        if any(v.label is Label.UNDECIDED for v in profile):
-            if settings.on_undecided is OnUndecided.BLOCK:
-                return GuardDecision(label=Label.UNSAFE, verdicts=profile, decided_by=Tier.FAST,
-                                     undecided=True)
+        if (any(v.label is Label.UNDECIDED for v in profile)
+                and settings.on_undecided is OnUndecided.BLOCK):
+            return GuardDecision(label=Label.UNSAFE, verdicts=profile, decided_by=Tier.FAST,
+                                 undecided=True)
         decision = await self.inner.check(request, settings)
         return decision.model_copy(update={"verdicts": [*profile, *decision.verdicts]})
 

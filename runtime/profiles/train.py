@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._check import FEATURES, LibraryIndex, ProfileCheckArtifact, pair_features, shipped_artifact_path
+from ._check import FEATURE_SETS, FEATURES, LibraryIndex, ProfileCheckArtifact, pair_features, shipped_artifact_path
 from ._library import GuidelineLibrary, load_library
 
 log = logging.getLogger("specguard.profiles.train")
@@ -86,8 +86,9 @@ def library_pairs(lib: GuidelineLibrary, part: str, *, keep_profile, keep_reques
     for p in lib.general_profiles:
         if _part("profile", p, share) != part or not keep_profile(p):
             continue
-        sample = rng.sample(everything, min(len(everything), 60)) + rng.sample(benign, min(len(benign), 15))
-        pairs += [Pair(p, r, 0, "library", None) for r in sample]
+        # Every request with every general-population profile: U-SafeBench's own contrast (the
+        # same request is fine for someone else) in full, not a sample.
+        pairs += [Pair(p, r, 0, "library", None) for r in everything + benign]
     return pairs
 
 
@@ -345,20 +346,25 @@ def train(out: Path, *, share: float = VALIDATION_SHARE, seed: int = 0,
     scale = np.maximum(xtr.std(axis=0), 1e-6)
     ztr, zva = (xtr - mean) / scale, (xva - mean) / scale
 
-    candidates = [("linear", c) for c in (0.01, 0.1, 1.0, 10.0)] + [("mlp", a) for a in (1e-3, 1e-2, 1e-1)]
+    candidates = [("linear", c) for c in (0.001, 0.01, 0.1, 1.0)] + [("mlp", a) for a in (1e-3, 1e-2, 1e-1)]
     tried = []
     best = None
-    for kind, c in candidates:
-        head = fit_head(kind, c, ztr, ytr, seed)
-        score = head.score(zva)
-        ap = float(average_precision_score(yva, score))
-        tried.append({"head": kind, "regularisation": c, "validation_average_precision": round(ap, 4)})
-        if best is None or ap > best[0]:
-            best = (ap, kind, c, head)
+    for fs, cols in FEATURE_SETS.items():
+        ci = [FEATURES.index(f) for f in cols]
+        for kind, c in candidates:
+            head = fit_head(kind, c, ztr[:, ci], ytr, seed)
+            score = head.score(zva[:, ci])
+            ap = float(average_precision_score(yva, score))
+            tried.append({"features": fs, "head": kind, "regularisation": c,
+                          "validation_average_precision": round(ap, 4)})
+            if best is None or ap > best[0]:
+                best = (ap, kind, c, head, fs)
     assert best is not None
-    _, kind, c, head = best
+    _, kind, c, head, feature_set = best
     from ..guard.heads import sigmoid
 
+    columns = [FEATURES.index(f) for f in FEATURE_SETS[feature_set]]
+    zva = zva[:, columns]
     pva = sigmoid(head.score(zva))
     thresholds, at = {}, {}
     for name, beta in (("strict", 2.0), ("balanced", 1.0), ("permissive", 0.5)):
@@ -379,6 +385,25 @@ def train(out: Path, *, share: float = VALIDATION_SHARE, seed: int = 0,
         if f1 > act_at["f1"]:
             act_t, act_at = float(t), {"f1": f1, "precision": tp / max(tp + fp, 1),
                                        "recall": tp / max(tp + fn, 1)}
+
+    # The matcher's thresholds when the scorer runs too (the default): the pair whose OR with
+    # the scorer's balanced flags gives the best F1 on the same validation pairs.
+    lib_idx = [k for k, q in enumerate(va_pairs) if q.source == "library" and q.attribute is not None]
+    scorer_flags = pva[lib_idx] >= thresholds["balanced"]
+    comb, comb_at = (1.01, 1.01), {"f1": -1.0}
+    for tc in np.arange(0.30, 0.86, 0.02):
+        for ta in np.arange(0.30, 1.06, 0.05):
+            fired = scorer_flags | (s >= tc) | (prob >= ta)
+            tp, fp = int((fired & (ys == 1)).sum()), int((fired & (ys == 0)).sum())
+            fn = int(((~fired) & (ys == 1)).sum())
+            f1 = 2 * tp / max(2 * tp + fp + fn, 1)
+            if f1 > comb_at["f1"] + 1e-9:
+                comb, comb_at = (float(tc), float(ta)), {"f1": f1, "precision": tp / max(tp + fp, 1),
+                                                         "recall": tp / max(tp + fn, 1)}
+    alone = scorer_flags
+    scorer_at = {"f1": 2 * int((alone & (ys == 1)).sum()) / max(2 * int((alone & (ys == 1)).sum())
+                                                                + int((alone & (ys == 0)).sum())
+                                                                + int(((~alone) & (ys == 1)).sum()), 1)}
 
     sug_t, sug_m, sug_at = choose_suggestion(index, lib, embed, share=share, keep_profile=kp.__contains__)
 
@@ -418,7 +443,8 @@ def train(out: Path, *, share: float = VALIDATION_SHARE, seed: int = 0,
             "u_safebench_parts": "train part fits, validation part chooses; held_out never read "
                                  "but for the near-duplicate filter",
         },
-        "choices": {"tried": tried, "chosen": {"head": kind, "regularisation": c},
+        "choices": {"tried": tried, "chosen": {"features": feature_set, "head": kind,
+                                               "regularisation": c},
                     "chosen_on": "validation average precision",
                     "activity_classifier": act_choice},
         "validation": {
@@ -431,6 +457,10 @@ def train(out: Path, *, share: float = VALIDATION_SHARE, seed: int = 0,
                                "cosine_alone": {m: round(v, 4) for m, v in match_at.items()},
                                "activity_threshold": round(act_t, 4),
                                "with_activity": {m: round(v, 4) for m, v in act_at.items()},
+                               "with_scorer": {"cosine_threshold": round(comb[0], 4),
+                                               "activity_threshold": round(comb[1], 4),
+                                               **{m: round(v, 4) for m, v in comb_at.items()},
+                                               "scorer_alone_f1": round(scorer_at["f1"], 4)},
                                "n": int(len(ys))},
             "attribute_suggestion": {"threshold": round(sug_t, 3), "margin": sug_m,
                                      **{m: round(v, 4) if isinstance(v, float) else v
@@ -438,9 +468,10 @@ def train(out: Path, *, share: float = VALIDATION_SHARE, seed: int = 0,
         },
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    art = ProfileCheckArtifact(head=head, mean=mean.astype(np.float32), scale=scale.astype(np.float32),
+    art = ProfileCheckArtifact(head=head, mean=mean[columns].astype(np.float32),
+                               scale=scale[columns].astype(np.float32), columns=columns,
                                thresholds=thresholds, match_threshold=match_t,
-                               match_activity_threshold=act_t,
+                               match_activity_threshold=act_t, match_combined=comb,
                                match_calibration=calibration, suggest_threshold=sug_t,
                                suggest_margin=sug_m, index=index, card=card)
     art.save(out)
