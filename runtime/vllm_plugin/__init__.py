@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._record import TapRecord, read_record
-from ._switches import DATASTORE_ROOT_ENV, RECORD_ROOT_ENV, XARG_PREFIX, TapSwitches
+from ._switches import DATASTORE_ROOT_ENV, RECORD_ROOT_ENV, SEARCH_ENV, XARG_PREFIX, TapSwitches
 
 TAP_PREFIX = "SpecguardTap"
 PROCESSOR = "specguard.vllm_plugin.processor:SpecguardLogitsProcessor"
@@ -94,6 +94,7 @@ def __getattr__(name: str):  # the processor class needs vllm: import it only wh
 
 __all__ = [
     "DATASTORE_ROOT_ENV",
+    "SEARCH_ENV",
     "PROCESSOR",
     "RECORD_ROOT_ENV",
     "TAP_PREFIX",

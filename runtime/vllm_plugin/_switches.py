@@ -20,6 +20,9 @@ from ..decoding.settings import GoodtrieverParams
 XARG_PREFIX = "specguard_"
 RECORD_ROOT_ENV = "SPECGUARD_VLLM_RECORD_ROOT"
 DATASTORE_ROOT_ENV = "SPECGUARD_VLLM_DATASTORE_ROOT"
+# Where the engine searches its datastores: auto (FAISS, on GPU when faiss has GPU support),
+# cpu, or torch (exact search on the engine's GPU, no host round trip). The operator's choice.
+SEARCH_ENV = "SPECGUARD_VLLM_SEARCH"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 

@@ -17,7 +17,7 @@ from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDi
 
 from ..decoding.settings import GoodtrieverParams
 from . import _tap
-from ._switches import DATASTORE_ROOT_ENV, RECORD_ROOT_ENV, TapSwitches, root
+from ._switches import DATASTORE_ROOT_ENV, RECORD_ROOT_ENV, SEARCH_ENV, TapSwitches, root
 
 if TYPE_CHECKING:
     from vllm.config import VllmConfig
@@ -177,7 +177,10 @@ class SpecguardLogitsProcessor(LogitsProcessor):
         if retriever is None:
             from ..decoding import DetoxSettings, Retriever
 
-            settings = DetoxSettings(**sw.model_dump(include=set(GoodtrieverParams.model_fields)))
+            import os
+
+            settings = DetoxSettings(**sw.model_dump(include=set(GoodtrieverParams.model_fields)),
+                                     search=os.environ.get(SEARCH_ENV, "auto"))
             retriever = Retriever(
                 settings,
                 [self._store(sw.toxic, dim)] if sw.toxic else [],
