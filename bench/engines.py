@@ -9,9 +9,11 @@ canaries, and the guard formats, measured on the evaluation halves.
    policy) against critique on with the embedded model as critic, with and without the
    revision gate, and against a recorded capable reviser: the held-out GPT-4 completions of
    XSTest (xstest_completions, the same held-out prompts) replayed as the revision, a replay
-   double standing in for a hosted model. Over-refusal = the trained refusal judge says refused
-   or partial; helpfulness = it says complied (Wilson 95% intervals). The ungated row is the
-   behaviour before the gate (every revision replaced the draft), kept for contrast.
+   double standing in for a hosted model. `critique on` critiques the drafts the output check
+   flags; `critique always` critiques every draft, so the gate decides on all of them.
+   Over-refusal = the trained refusal judge says refused or partial; helpfulness = it says
+   complied (Wilson 95% intervals). The ungated rows are the behaviour before the gate (every
+   revision replaced the draft), kept for contrast.
 2. Gated MetaSC (the 52 held-out AdvBench behaviours in held-out jailbreak templates of the
    `metasc` suite, drafts by the embedded model): the paper's static spec against the gated
    loop and the ungated one, with a *scripted* capable critic and meta-critic standing in for
@@ -254,7 +256,15 @@ async def part_revision(model: Cached, args, refusal) -> tuple[Table, Table, dic
             critique="when_flagged", critic=model, gate=AcceptEveryRevision()),
         "critique on, recorded capable reviser, gated": dict(
             critique="when_flagged", critic=RecordedReviser(recorded), gate=None),
+        # every draft critiqued: the gate decides on all of them
+        "critique always, embedded critic, gated": dict(critique="always", critic=model, gate=None),
+        "critique always, embedded critic, ungated (before the gate)": dict(
+            critique="always", critic=model, gate=AcceptEveryRevision()),
+        "critique always, recorded capable reviser, gated": dict(
+            critique="always", critic=RecordedReviser(recorded), gate=None),
     }
+    if args.smoke:
+        configs = {k: v for k, v in configs.items() if "ungated" not in k}
     rows, reason_rows, data = [], [], {}
     guard = None
     for label, cfg in configs.items():

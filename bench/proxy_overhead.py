@@ -98,7 +98,10 @@ def main() -> None:
     proxy = start([sys.executable, "-m", "specguard.cli", "serve", "--backend", backend,
                    "--api-base", f"http://127.0.0.1:{up_port}/v1", "--port", str(sg_port),
                    "--policy", str(HERE / "passthrough_policy.yaml"), "--api-key", KEY,
-                   "--upstream-api-key", "unused"],
+                   "--upstream-api-key", "unused",
+                   # one key sends every request: lift the per-key in-flight cap (a 429 at
+                   # concurrency 64 would measure the limiter, not the proxy)
+                   "--max-concurrent", "0"],
                   f"http://127.0.0.1:{sg_port}/healthz")
     rows: list[list] = []
     try:

@@ -137,6 +137,14 @@ def run_result(run_dir: str | os.PathLike, *, name: str | None = None,
                        for k in methods]]
               for g in groups for m in metrics
               if any(summary["methods"][k]["groups"].get(g, {}).get(m) for k in methods)])
+    categories = sorted({c for k in methods for c in summary["methods"][k].get("categories", {})})
+    by_category = Table(
+        id="categories", title="By category (the dataset's own categories, e.g. a risk scenario)",
+        columns=["category", "metric", *methods],
+        rows=[[c, m, *[pct(summary["methods"][k].get("categories", {}).get(c, {}).get(m))
+                       for k in methods]]
+              for c in categories for m in metrics
+              if any(summary["methods"][k].get("categories", {}).get(c, {}).get(m) for k in methods)])
     prov = provenance([(Path(run_dir).name, summary)])
     from .report import _PROV_HEAD
 
@@ -147,7 +155,7 @@ def run_result(run_dir: str | os.PathLike, *, name: str | None = None,
                ms["cost"]["prompt_tokens"] + ms["cost"]["completion_tokens"],
                ms["cost"]["per_item_seconds"]] for k, ms in summary["methods"].items()])
 
-    tables = [headline, by_group,
+    tables = [headline, by_group, by_category,
               Table(id="data", title="Data", columns=_PROV_HEAD["data"], rows=prov["data"]),
               Table(id="methods", title="Methods", columns=_PROV_HEAD["methods"],
                     rows=prov["methods"]),
@@ -173,6 +181,9 @@ SUITE_PAGES = {
     "guard": ("guard: fast tier, deliberative tier, escalation", "docs/results/guard.md"),
     "metasc": ("MetaSC spec optimization", "docs/results/metasc.md"),
     "detox": ("Goodtriever detoxified decoding", "docs/results/detox.md"),
+    "usafebench": ("U-SafeBench, per-user safety", "docs/results/usafebench.md"),
+    "usafebench_at_risk": ("U-SafeBench benign requests from at-risk users",
+                           "docs/results/usafebench.md"),
 }
 
 

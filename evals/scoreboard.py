@@ -47,6 +47,8 @@ EXPECTED = (
              "specguard eval run guard_fast --publish"),
     Expected("metasc", "MetaSC spec optimization", "docs/results/metasc.md",
              "python bench/metasc_suite.py"),
+    Expected("engines", "revision gate and gated MetaSC (issue 16)", "docs/results/engines.md",
+             "python bench/engines.py"),
     Expected("usafebench", "U-SafeBench, per-user safety", "docs/results/usafebench.md",
              "specguard eval run usafebench --publish"),
     Expected("detox", "Goodtriever detoxified decoding", "docs/results/detox.md",
