@@ -26,6 +26,10 @@ CANDIDATES = {
     "tfidf+minilm+e5(mlp)": {"members": ("tfidf", "minilm", "e5"), "encoder_head": "mlp"},
     "tfidf+minilm_ft": {"members": ("tfidf", "minilm_ft")},
     "tfidf+minilm_ft+e5(mlp)": {"members": ("tfidf", "minilm_ft", "e5"), "encoder_head": "mlp"},
+    # How much the few hundred look-alikes and contrasts written for specguard weigh in training
+    # (the shipped config's written_weight), chosen with the cheap members.
+    **{f"tfidf+minilm(mlp) written x{w}": {"members": ("tfidf", "minilm"), "encoder_head": "mlp",
+                                           "written_weight": float(w)} for w in (2, 3, 4)},
 }
 
 
@@ -42,21 +46,25 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", help="candidate names")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    examples = input_examples(parts=(Part.TRAIN, Part.VALIDATION))
-    if args.smoke:
-        import random
+    def split(written_weight: float = 1.0):
+        examples = input_examples(parts=(Part.TRAIN, Part.VALIDATION),
+                                  written_weight=written_weight)
+        if args.smoke:
+            import random
 
-        rng = random.Random(0)
-        examples = rng.sample(examples, 600)
-    train = [e for e in examples if e.part is Part.TRAIN]
-    val = [e for e in examples if e.part is Part.VALIDATION]
+            examples = random.Random(0).sample(examples, 600)
+        return ([e for e in examples if e.part is Part.TRAIN],
+                [e for e in examples if e.part is Part.VALIDATION])
+
+    train, val = split()
     cache = EmbeddingCache()
     results = {}
     names = args.only or list(CANDIDATES)
     if args.smoke:
-        names = ["tfidf", "tfidf+minilm(linear)"]
+        names = ["tfidf", "tfidf+minilm(linear)", "tfidf+minilm(mlp) written x3"]
     for name in names:
         spec = CANDIDATES[name]
+        train, val = split(spec.get("written_weight", 1.0))
         cfg = TrainConfig(**spec, member_budget={"e5": 300 if args.smoke else 6000},
                           finetune_epochs=1 if args.smoke else 2,
                           workdir=Path("/tmp/guard_select") / name)

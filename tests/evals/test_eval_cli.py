@@ -62,5 +62,8 @@ def test_raw_and_runtime_methods_on_the_embedded_model(embedded_backend, data_ro
     assert raw["cost"]["model_calls"] == 1 and raw["cost"]["completion_tokens"] <= 12
     assert raw["messages"][0]["role"] == "system" and raw["report"] is None
     assert guarded["action"] in ("allowed", "revised", "refused")
-    assert guarded["report"]["model_calls"] == guarded["cost"]["model_calls"] >= 1
+    assert guarded["report"]["model_calls"] == guarded["cost"]["model_calls"]
+    # a request the input check refuses costs no model call; any other one at least the draft
+    refused_at_input = guarded["action"] == "refused" and guarded["cost"]["completion_tokens"] == 0
+    assert guarded["cost"]["model_calls"] >= (0 if refused_at_input else 1)
     assert guarded["judgements"]["refusal_match"]["label"] in ("refused", "complied")

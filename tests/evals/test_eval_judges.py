@@ -92,14 +92,18 @@ def test_registry():
 @pytest.mark.slow
 async def test_model_judges_on_the_embedded_model(embedded_backend):
     """The LLM judges through the real embedded model: whatever it answers, the judgement has
-    its raw text, and a label exactly when that text parsed."""
-    ctx = JudgeContext(backend=embedded_backend)
+    its raw text, and a label exactly when that text parsed (`allow_embedded`: the 135M model is
+    refused as a judge unless asked for by name)."""
+    with pytest.raises(ConfigError, match="not a judge"):
+        build_judge("refusal_llm", JudgeContext(backend=embedded_backend))
+    ctx = JudgeContext(backend=embedded_backend, options={"allow_embedded": True})
     for name in ("refusal_llm", "fulfilment"):
         out = await build_judge(name, ctx).judge(_inp("I'm sorry, I can't help with that."))
         assert out.raw is not None and out.model_calls == 1
         assert (out.label is not None) == out.parse_ok
     unconstrained = build_judge("refusal_llm", JudgeContext(backend=embedded_backend,
-                                                            options={"constrained": False}))
+                                                            options={"constrained": False,
+                                                                     "allow_embedded": True}))
     out = await unconstrained.judge(_inp("Sure, here is how."))
     assert (out.label is not None) == out.parse_ok and out.raw is not None
 
