@@ -48,6 +48,7 @@ from pydantic import BaseModel
 from langgraph.runtime import Runtime as LangGraphRuntime
 
 from ._prompts import prompt
+from .observability import traced_node
 from .context import ChatContext
 from .guard import GuardDecision, Label, Stage, Tier, Verdict
 from .policy import CritiqueMode, Review, StreamProtection, ViolationAction
@@ -454,14 +455,11 @@ def _report(ctx: ChatContext, state: ChatState, action: Action) -> SafetyReport:
 
 def build_chat_graph(checkpointer=None):
     g = StateGraph(ChatState, context_schema=ChatContext)
-    g.add_node("input_check", input_check)
-    g.add_node("generate", generate)
-    g.add_node("output_check", output_check)
-    g.add_node("critique", critique)
-    g.add_node("revise", revise)
-    g.add_node("check_revision", check_revision)
-    g.add_node("refuse", refuse)
-    g.add_node("respond", respond)
+    # Each node timed into the request's observation and, while tracing is on, in its own span
+    # (specguard.observability).
+    for node in (input_check, generate, output_check, critique, revise, check_revision, refuse,
+                 respond):
+        g.add_node(node.__name__, traced_node(node.__name__, node))
     g.add_conditional_edges(START, route_start)
     g.add_conditional_edges("input_check", route_input)
     g.add_conditional_edges("generate", route_draft)

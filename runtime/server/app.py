@@ -30,12 +30,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..context import new_request_id
 from ..core import Runtime
+from ..observability import note_upstream_error
 from ..errors import BackendTimeoutError, NotFoundError, SpecguardError
 from ..policy import Caller
 from . import errors
 from ._cancel import ClientGone, until_done
 from .auth import ConcurrencyLimit, TokenBucket, authenticate, end_user
 from .errors import REQUEST_ID, error_type, log_failure, public_message, request_id
+from .health import Health
+from .metrics import install as observe
 from .wire import ChatCompletionRequest, chunk_body, completion_body, error_body
 
 log = logging.getLogger("specguard.server")
@@ -55,6 +58,11 @@ class ServerSettings(BaseModel):
     max_in_flight: int = Field(256, ge=0)  # requests in flight in all (503); 0 = unlimited
     model_aliases: list[str] = Field(default_factory=lambda: ["specguard"])
     trusted_user_header: str | None = "x-specguard-user"
+    # Observability (metrics.py): GET /metrics, one JSON access-log line per request, and the
+    # number of tenants that get their own metric label (the rest share "_other").
+    metrics: bool = True
+    access_log: bool = True
+    max_metric_tenants: int = Field(50, ge=1)
 
 
 def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> FastAPI:
@@ -64,7 +72,7 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
     async def lifespan(app: FastAPI):
         # Load the model before serving (readyz says "loading" until then), keep the composed
         # policy fresh off the event loop, and run the spec updater for the server's lifetime.
-        await runtime.load()
+        await app.state.health.load(runtime)  # readyz reports each part as it loads
         await _warm_routes(app)
         refresher = None
         keep_fresh = getattr(runtime.policy, "keep_fresh", None)
@@ -77,6 +85,7 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
         try:
             yield
         finally:
+            app.state.health.draining = True
             if updater is not None:
                 await updater.stop()
             if refresher is not None:
@@ -91,10 +100,14 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
     app.state.limiter = TokenBucket(settings.rate_limit_per_minute)
     app.state.in_flight = ConcurrencyLimit(settings.max_concurrent_per_key, settings.max_in_flight)
     app.state.ready = False
+    app.state.health = Health()
     errors.install(app)
     app.add_middleware(_Edge, max_body_bytes=settings.max_body_bytes,
                        max_header_bytes=settings.max_header_bytes,
                        body_timeout_s=settings.body_timeout_s)
+    # Outermost, after every other middleware: metrics, access log, server spans (metrics.py).
+    observe(app, in_flight=lambda: app.state.in_flight.in_flight, metrics_on=settings.metrics,
+            access_log_on=settings.access_log, max_tenants=settings.max_metric_tenants)
 
     models = [*settings.model_aliases, runtime.backend.name]
 
@@ -104,9 +117,8 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
 
     @app.get("/readyz")
     async def readyz():
-        if not app.state.ready:
-            return JSONResponse({"status": "loading"}, status_code=503)
-        return {"status": "ready", "model": runtime.backend.name}
+        status, body = await app.state.health.readiness(runtime)  # model, guard, store (health.py)
+        return JSONResponse(body, status_code=status)
 
     @app.get("/v1/models")
     async def list_models(_: Caller = Depends(authenticate)):
@@ -224,7 +236,8 @@ async def _stream(runtime: Runtime, settings: ServerSettings, body: ChatCompleti
                     event = await next_event()
                 except StopAsyncIteration:
                     event = None
-        except TimeoutError:
+        except TimeoutError as exc:
+            note_upstream_error(exc)
             yield _sse(error_body(f"The model stopped answering in time (request {rid}).",
                                   type_="timeout_error", code="upstream_timeout"))
         except SpecguardError as exc:

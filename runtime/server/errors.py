@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import BackendError, BackendTimeoutError, SpecguardError
+from ..observability import note_upstream_error
 from .wire import error_body
 
 log = logging.getLogger("specguard.server")
@@ -58,6 +59,7 @@ def public_message(exc: SpecguardError, rid: str) -> str:
 
 def log_failure(exc: SpecguardError, rid: str) -> None:
     if isinstance(exc, BackendError):
+        note_upstream_error(exc)  # the upstream error metric (metrics.py)
         log.warning("request %s: %s: %s", rid, type(exc).__name__, exc)
 
 

@@ -1,0 +1,290 @@
+"""What an operator sees of the server: Prometheus metrics at `GET /metrics`, one JSON
+access-log line per request, and a server span per request while tracing is on.
+
+`Observe` is the outermost ASGI middleware. Around each HTTP request it opens the request's
+`Observation` (specguard.observability: the chat graph's nodes write their times and the final
+safety report into it), joins the caller's trace from `traceparent` when tracing is on, and at
+the end (after a stream's last byte) records:
+
+    specguard_requests_total{route,method,status}           every HTTP request
+    specguard_request_duration_seconds{route}               to the response's last byte
+    specguard_chat_requests_total{tenant,action}            answered chat requests
+    specguard_verdicts_total{stage,category,tier,label,action,tenant}
+                                                            each checker's verdict ("none":
+                                                            no category)
+    specguard_node_duration_seconds{node}                   each chat graph node
+    specguard_guard_duration_seconds{stage,tier}            each guard tier's verdicts
+    specguard_model_calls_total{role} / specguard_tokens_total{role,kind}
+    specguard_upstream_errors_total{kind}                   the model upstream failed
+    specguard_requests_in_flight                            admitted, not yet answered
+    specguard_graph_nodes_in_progress{node}                 where requests are (queue depth)
+
+Labels stay bounded: routes are route templates (unmatched paths are "unmatched"), and the
+first `max_tenants` tenants seen get their own label, the rest "_other". The access log line
+(logger `specguard.access`, INFO) names the request, its route, status, time, tenant, trace and
+the safety report's summary, never message text. `specguard serve` prints it on stdout; as a
+library, specguard configures no logging.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from .. import observability
+from ..observability import Observation
+
+if TYPE_CHECKING:
+    from ..report import SafetyReport
+
+access_log = logging.getLogger("specguard.access")
+
+OTHER = "_other"
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+# The steps of a safety report that call a model, and the role that model plays.
+_STEP_ROLES = {"generate": "generate", "critique": "critic", "revise": "critic",
+               "input_check": "guard", "output_check": "guard"}
+_UPSTREAM_STATUS = {502: "bad_gateway", 504: "timeout"}
+
+
+class BoundedLabel:
+    """A label's values as seen, at most `limit` distinct ones; later new values become
+    "_other" (a tenant per customer must not grow the series without bound)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: set[str] = set()
+
+    def __call__(self, value: str | None) -> str:
+        value = value or "none"
+        if value in self._seen:
+            return value
+        if len(self._seen) < self.limit:
+            self._seen.add(value)
+            return value
+        return OTHER
+
+
+class Metrics:
+    """The server's Prometheus metrics, in their own registry (one per app)."""
+
+    def __init__(self, *, in_flight: Callable[[], float] | None = None,
+                 max_tenants: int = 50) -> None:
+        try:
+            from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        except ImportError as exc:
+            from ..errors import ConfigError
+
+            raise ConfigError("The /metrics endpoint needs prometheus_client.",
+                              hint="pip install 'specguard[server]'") from exc
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.tenant = BoundedLabel(max_tenants)
+        self.requests = Counter("specguard_requests", "HTTP requests by route, method and status.",
+                                ["route", "method", "status"], registry=r)
+        self.request_seconds = Histogram(
+            "specguard_request_duration_seconds", "Time to a response's last byte, by route.",
+            ["route"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.chats = Counter("specguard_chat_requests", "Answered chat requests by action.",
+                             ["tenant", "action"], registry=r)
+        self.verdicts = Counter(
+            "specguard_verdicts", "Checker verdicts by stage, category, tier, label and the "
+            "request's action.", ["stage", "category", "tier", "label", "action", "tenant"],
+            registry=r)
+        self.node_seconds = Histogram("specguard_node_duration_seconds",
+                                      "Time in each chat graph node.", ["node"],
+                                      buckets=_LATENCY_BUCKETS, registry=r)
+        self.guard_seconds = Histogram("specguard_guard_duration_seconds",
+                                       "Time of each guard tier's verdicts.", ["stage", "tier"],
+                                       buckets=_LATENCY_BUCKETS, registry=r)
+        self.model_calls = Counter("specguard_model_calls", "Model calls by role.", ["role"],
+                                   registry=r)
+        self.tokens = Counter("specguard_tokens", "Model tokens by role and kind "
+                              "(prompt, completion).", ["role", "kind"], registry=r)
+        self.upstream_errors = Counter("specguard_upstream_errors",
+                                       "Requests the model upstream failed, by kind.", ["kind"],
+                                       registry=r)
+        if in_flight is not None:
+            Gauge("specguard_requests_in_flight", "Requests admitted and not yet answered.",
+                  registry=r).set_function(in_flight)
+        nodes = Gauge("specguard_graph_nodes_in_progress",
+                      "Chat graph nodes running now, by node (where requests wait).", ["node"],
+                      registry=r)
+        for node in ("input_check", "generate", "output_check", "critique", "revise",
+                     "check_revision", "refuse", "respond"):
+            nodes.labels(node).set_function(lambda n=node: observability.in_progress[n])
+
+    def record(self, *, route: str, method: str, status: int, seconds: float,
+               obs: Observation) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.request_seconds.labels(route).observe(seconds)
+        for node, s in obs.nodes:
+            self.node_seconds.labels(node).observe(s)
+        upstream = obs.upstream_error or _UPSTREAM_STATUS.get(status)
+        if upstream is not None:
+            self.upstream_errors.labels(upstream).inc()
+        report = obs.report
+        if report is None:
+            return
+        tenant = self.tenant(report.tenant)
+        action = report.action.value
+        self.chats.labels(tenant, action).inc()
+        for v in report.verdicts:
+            for category in v.categories or ["none"]:
+                self.verdicts.labels(v.stage.value, category, v.tier.value, v.label.value,
+                                     action, tenant).inc()
+            self.guard_seconds.labels(v.stage.value, v.tier.value).observe(v.latency_ms / 1000)
+        for step in report.steps:
+            role = _STEP_ROLES.get(step.name)
+            if role is None or not step.model_calls:
+                continue
+            self.model_calls.labels(role).inc(step.model_calls)
+            self.tokens.labels(role, "prompt").inc(step.prompt_tokens)
+            self.tokens.labels(role, "completion").inc(step.completion_tokens)
+
+    def exposition(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def report_summary(report: SafetyReport, finish_reason: str | None = None) -> dict[str, Any]:
+    """The safety report's headline for the access log: decisions, specs, cost; no text."""
+    out: dict[str, Any] = {
+        "action": report.action.value,
+        "decisions": [{"stage": d.stage.value, "label": d.label.value,
+                       "tier": d.decided_by.value if d.decided_by else None,
+                       "categories": d.categories, "escalated": d.escalated,
+                       "undecided": d.undecided} for d in report.decisions],
+        "specs": [str(s) for s in report.specs],
+        "checks": report.checks_run,
+        "model_calls": report.model_calls,
+        "prompt_tokens": report.prompt_tokens,
+        "completion_tokens": report.completion_tokens,
+        "total_ms": round(report.total_ms, 2),
+    }
+    if finish_reason is not None:
+        out["finish_reason"] = finish_reason
+    if report.stream_protection is not None:
+        out["stream_protection"] = report.stream_protection.value
+    if report.flagged_after_release:
+        out["flagged_after_release"] = True
+    if report.critique_rounds:
+        out["critique_rounds"] = report.critique_rounds
+        out["revisions_accepted"] = sum(r.accepted for r in report.revisions)
+    return out
+
+
+class Observe:
+    """The outermost middleware: see the module docstring."""
+
+    def __init__(self, app, *, metrics: Metrics | None, access_log_on: bool = True) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.access_log_on = access_log_on
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = 500  # what a request that ends without a response counts as
+        span = None
+
+        async def send_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        tracer = observability.tracer()
+        with observability.observe() as obs:
+            if tracer is None:
+                try:
+                    await self.app(scope, receive, send_status)
+                finally:
+                    self._done(scope, status, start, obs, None)
+                return
+            from opentelemetry import trace
+            from opentelemetry.propagate import extract
+
+            carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            with tracer.start_as_current_span(
+                    f"{scope['method']} {scope['path']}", context=extract(carrier),
+                    kind=trace.SpanKind.SERVER) as span:
+                try:
+                    await self.app(scope, receive, send_status)
+                finally:
+                    self._done(scope, status, start, obs, span)
+
+    def _done(self, scope, status: int, start: float, obs: Observation, span) -> None:
+        seconds = time.perf_counter() - start
+        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        method = scope.get("method", "")
+        if self.metrics is not None:
+            self.metrics.record(route=route, method=method, status=status, seconds=seconds,
+                                obs=obs)
+        rid = scope.get("state", {}).get("request_id")
+        trace_id = None
+        if span is not None:
+            _annotate_server_span(span, scope, route, status, rid, obs)
+            ctx = span.get_span_context()
+            trace_id = f"{ctx.trace_id:032x}" if ctx.is_valid else None
+        if self.access_log_on and access_log.isEnabledFor(logging.INFO):
+            line: dict[str, Any] = {
+                "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                "request_id": rid, "method": method, "route": route, "path": scope.get("path"),
+                "status": status, "ms": round(seconds * 1000, 2),
+            }
+            if trace_id is not None:
+                line["trace_id"] = trace_id
+            if obs.upstream_error is not None:
+                line["upstream_error"] = obs.upstream_error
+            if obs.report is not None:
+                line["tenant"] = obs.report.tenant
+                line["user"] = obs.report.user
+                line["report"] = report_summary(obs.report, obs.finish_reason)
+            access_log.info(json.dumps(line, separators=(",", ":")))
+
+
+def _annotate_server_span(span, scope, route: str, status: int, rid: str | None,
+                          obs: Observation) -> None:
+    from opentelemetry.trace import Status, StatusCode
+
+    span.update_name(f"{scope.get('method', '')} {route}")
+    span.set_attribute("http.request.method", scope.get("method", ""))
+    span.set_attribute("http.route", route)
+    span.set_attribute("url.path", scope.get("path", ""))
+    span.set_attribute("http.response.status_code", status)
+    if rid:
+        span.set_attribute("specguard.request_id", rid)
+    if obs.report is not None:
+        span.set_attribute("specguard.tenant", obs.report.tenant)
+        span.set_attribute("specguard.action", obs.report.action.value)
+    if obs.upstream_error is not None:
+        span.set_attribute("error.type", obs.upstream_error)
+    if status >= 500:
+        span.set_status(Status(StatusCode.ERROR))
+
+
+def install(app, *, in_flight: Callable[[], float] | None, metrics_on: bool = True,
+            access_log_on: bool = True, max_tenants: int = 50) -> None:
+    """Add the `Observe` middleware (call it after every other middleware: it must be the
+    outermost) and, with metrics on, `GET /metrics`."""
+    from starlette.responses import Response
+
+    metrics = Metrics(in_flight=in_flight, max_tenants=max_tenants) if metrics_on else None
+    app.state.metrics = metrics
+    if metrics is not None:
+        async def prometheus(request):
+            body, content_type = metrics.exposition()
+            return Response(body, media_type=content_type)
+
+        app.add_route("/metrics", prometheus, methods=["GET"], include_in_schema=False)
+    app.add_middleware(Observe, metrics=metrics, access_log_on=access_log_on)
+
+
+__all__ = ["BoundedLabel", "Metrics", "Observe", "install", "report_summary"]
