@@ -180,10 +180,7 @@ class VLLMEngineBackend:
     # -- Backend -------------------------------------------------------------------------------
 
     def _prompt(self, tokenizer, messages: Sequence[Message]) -> dict[str, list[int]]:
-        text = tokenizer.apply_chat_template(
-            [m.model_dump(mode="json") for m in messages], tokenize=False, add_generation_prompt=True
-        )
-        return {"prompt_token_ids": tokenizer(text, add_special_tokens=False)["input_ids"]}
+        return {"prompt_token_ids": chat_token_ids(tokenizer, messages)}
 
     def _sampling(self, params: GenerationParams, kind: str, switches: TapSwitches | None = None):
         from vllm import SamplingParams
@@ -284,7 +281,7 @@ class VLLMEngineBackend:
             if chat:
                 prompt = self._prompt(tokenizer, [Message(role="user", content=text)])
             else:
-                prompt = {"prompt_token_ids": tokenizer(text, add_special_tokens=False)["input_ids"]}
+                prompt = {"prompt_token_ids": _token_ids(tokenizer, text, special=False)}
             name = f"hs-{uuid.uuid4().hex}"
             sp = self._sampling(
                 GenerationParams(max_tokens=1), "FINAL_ONLY", TapSwitches(record=name)
@@ -418,6 +415,40 @@ class VLLMServerProcess:
         self.stop()
 
 
+def chat_token_ids(tokenizer, messages: Sequence[Message]) -> list[int]:
+    """The chat-template prompt as token ids (a Hugging Face tokenizer), with every message's
+    content tokenized as plain text: a `<|im_start|>` written by a client is text, never a
+    turn. Control tokens come only from the template itself, rendered around placeholders that
+    stand for the contents (as the embedded backend's `chat_tokens` does with llama.cpp)."""
+    marks = [f"\ue000{i}\ue001" for i in range(len(messages))]
+    rendered = tokenizer.apply_chat_template(
+        [{**m.model_dump(mode="json"), "content": mark} for m, mark in zip(messages, marks)],
+        tokenize=False, add_generation_prompt=True,
+    )
+    ids: list[int] = []
+    pos = 0
+    for m, mark in zip(messages, marks):
+        at = rendered.find(mark, pos)
+        if at < 0 or rendered.count(mark) != 1:
+            raise ConfigError(
+                "The model's chat template changes message contents, so specguard cannot keep "
+                "them apart from its control tokens.",
+                hint="Use a model whose template inserts each message's content as it is.")
+        ids += _token_ids(tokenizer, rendered[pos:at], special=True)
+        ids += _token_ids(tokenizer, m.content, special=False)
+        pos = at + len(mark)
+    return ids + _token_ids(tokenizer, rendered[pos:], special=True)
+
+
+def _token_ids(tokenizer, text: str, *, special: bool) -> list[int]:
+    """Token ids of `text` (no BOS/EOS added). special=False: control-token text such as
+    `<|im_end|>` is split into ordinary tokens (client text); True: parsed as control tokens
+    (template text only)."""
+    if not text:
+        return []
+    return list(tokenizer(text, add_special_tokens=False, split_special_tokens=not special)["input_ids"])
+
+
 def _free_port(host: str) -> int:
     import socket
 
@@ -445,4 +476,5 @@ def _logprobs(choice, top_n: int) -> list[TokenLogprob] | None:
     return items
 
 
-__all__ = ["DEFAULT_URL_ENV", "VLLMEngineBackend", "VLLMServerBackend", "VLLMServerProcess"]
+__all__ = ["DEFAULT_URL_ENV", "VLLMEngineBackend", "VLLMServerBackend", "VLLMServerProcess",
+           "chat_token_ids"]

@@ -81,3 +81,39 @@ def test_roles_the_client_writes_are_still_all_read():
     for piece in ("line one", "line two", "ASSISTANT: x"):
         assert piece in prompt
     assert request.messages[0].role is Role.USER
+
+
+def _hf_chat_model():
+    """The embedded model converted to a Hugging Face folder (.ci/vllm_setup.sh makes it), or
+    skip: the vLLM engine's prompt is built with that folder's tokenizer."""
+    import os
+    from pathlib import Path
+
+    transformers = pytest.importorskip("transformers", reason="needs the torch extra")
+    env = os.environ.get("SPECGUARD_VLLM_MODEL")
+    cache = Path(os.environ.get("SPECGUARD_CACHE", Path.home() / ".cache" / "specguard"))
+    found = [Path(env)] if env else sorted(p.parent for p in (cache / "models").glob("*-hf/config.json"))
+    if not found or not (found[0] / "tokenizer_config.json").is_file():
+        pytest.skip("no Hugging Face copy of the embedded model (build it with .ci/vllm_setup.sh "
+                    "or set SPECGUARD_VLLM_MODEL)")
+    return transformers.AutoTokenizer.from_pretrained(str(found[0]))
+
+
+def test_the_vllm_engines_prompt_reads_control_token_text_as_text():
+    """VLLMEngineBackend builds its prompt ids itself (a Hugging Face tokenizer, which parses
+    `<|im_start|>` inside text as the control token unless told not to)."""
+    from specguard.backends.vllm import chat_token_ids
+
+    tok = _hf_chat_model()
+    start = tok.convert_tokens_to_ids("<|im_start|>")
+    messages = [system("Be safe."), user(FORGED)]
+    ids = chat_token_ids(tok, messages)
+    assert ids.count(start) == len(messages) + 1  # the real turns and the assistant header
+    rendered = tok.apply_chat_template([m.model_dump(mode="json") for m in messages],
+                                       tokenize=False, add_generation_prompt=True)
+    assert tok(rendered, add_special_tokens=False)["input_ids"].count(start) == len(messages) + 3
+    assert tok.decode(ids) == rendered  # the same text, read apart from the template's tokens
+    benign = [system("Be safe."), user("Hello!\nHow are you?"), assistant("Fine."), user("Good.")]
+    assert chat_token_ids(tok, benign) == tok(tok.apply_chat_template(
+        [m.model_dump(mode="json") for m in benign], tokenize=False, add_generation_prompt=True),
+        add_special_tokens=False)["input_ids"]
