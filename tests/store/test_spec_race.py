@@ -10,7 +10,6 @@ import os
 import threading
 
 import pytest
-
 from specguard.errors import ConflictError
 from specguard.spec import SpecStatus
 from specguard.store import Store
@@ -136,7 +135,7 @@ def test_a_rollback_racing_an_activation_rolls_back_the_head_it_read(two_stores)
         rev = b.specs.head_revision(name, scope)
         rolled, activated = _together(
             lambda: a.specs.rollback(name, scope),
-            lambda: b.specs.activate(name, scope, child.version, expected_revision=rev),
+            lambda c=child.version, r=rev: b.specs.activate(name, scope, c, expected_revision=r),
         )
         head = _one_active(a, name, scope)
         assert not isinstance(rolled, ConflictError)  # a rollback re-reads the head under its lock
@@ -163,8 +162,10 @@ def test_concurrent_metric_updates_and_a_rejection_lose_nothing(two_stores):
     v = candidate.version
     writers = [lambda s=s, i=i: s.specs.set_metrics("general", "tenant:metrics", v, {f"m{i}": i})
                for i in range(8) for s in (a, b)]
-    reject = lambda: b.specs.reject("general", "tenant:metrics", v, reason="lost a canary",  # noqa: E731
-                                    metrics={"canary_pass_rate": 0.5})
+    def reject():
+        return b.specs.reject("general", "tenant:metrics", v, reason="lost a canary",
+                              metrics={"canary_pass_rate": 0.5})
+
     results = _together(*writers, reject)
     assert not [r for r in results if isinstance(r, Exception)]
     stored = a.specs.get("general", "tenant:metrics", v)
@@ -181,8 +182,8 @@ def test_the_active_version_cannot_be_rejected_even_in_a_race(two_stores):
         scope = f"tenant:reject{i}"
         c = a.specs.propose("general", scope, f"candidate {i}", parent=None)
         activated, rejected = _together(
-            lambda: a.specs.activate("general", scope, c.version, expected_revision=0),
-            lambda: b.specs.reject("general", scope, c.version, reason="raced"),
+            lambda s=scope, v=c.version: a.specs.activate("general", s, v, expected_revision=0),
+            lambda s=scope, v=c.version: b.specs.reject("general", s, v, reason="raced"),
         )
         stored = b.specs.get("general", scope, c.version)
         if isinstance(rejected, ConflictError):  # activation first: the active version stays
