@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 access_log = logging.getLogger("specguard.access")
 
 OTHER = "_other"
+WARM_UP_HOST = b"specguard.start"  # app._warm_routes' requests
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                     2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 # The steps of a safety report that call a model, and the role that model plays.
@@ -188,7 +189,7 @@ class Observe:
         self.access_log_on = access_log_on
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] != "http" or _warm_up(scope):
             return await self.app(scope, receive, send)
         start = time.perf_counter()
         status = 500  # what a request that ends without a response counts as
@@ -250,6 +251,13 @@ class Observe:
             access_log.info(json.dumps(line, separators=(",", ":")))
 
 
+def _warm_up(scope) -> bool:
+    """The server's own start-up requests (app._warm_routes, in process, to host
+    specguard.start) are not traffic."""
+    return scope.get("client") is not None and scope["client"][0] == "127.0.0.1" and any(
+        k == b"host" and v == WARM_UP_HOST for k, v in scope["headers"])
+
+
 def _annotate_server_span(span, scope, route: str, status: int, rid: str | None,
                           obs: Observation) -> None:
     from opentelemetry.trace import Status, StatusCode
@@ -279,11 +287,11 @@ def install(app, *, in_flight: Callable[[], float] | None, metrics_on: bool = Tr
     metrics = Metrics(in_flight=in_flight, max_tenants=max_tenants) if metrics_on else None
     app.state.metrics = metrics
     if metrics is not None:
-        async def prometheus(request):
+        @app.get("/metrics", include_in_schema=False)
+        async def prometheus():
             body, content_type = metrics.exposition()
             return Response(body, media_type=content_type)
 
-        app.add_route("/metrics", prometheus, methods=["GET"], include_in_schema=False)
     app.add_middleware(Observe, metrics=metrics, access_log_on=access_log_on)
 
 
