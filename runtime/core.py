@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .backends.base import Backend
+from .checks import CheckResult, run_checks
 from .context import ChatContext, ContextBuilder, SpecUpdates, new_request_id, output_protection
 from .errors import InvalidRequestError
 from .graph import ChatResult, build_chat_graph
@@ -198,6 +199,14 @@ class Runtime:
         off = {c.lower() for c in settings.input_check.disabled_categories}
         ids = [c.id for c in load_taxonomy(settings.taxonomy).categories if c.id.lower() not in off]
         return Moderation(decisions=decisions, category_ids=ids)
+
+    async def check(self, messages: Sequence[Message], *, answer: str | None = None,
+                    stage: str | None = None, tenant: str = "default", user: str | None = None,
+                    request_id: str | None = None) -> CheckResult:
+        """The chat graph's checks without generating: the input check, and with an `answer`
+        the output check (specguard.checks; `stage` picks: input, output or both)."""
+        return await run_checks(self, messages, answer=answer, stage=stage, tenant=tenant,
+                                user=user, request_id=request_id)
 
     def draw(self) -> str:
         """The chat graph as Mermaid text."""

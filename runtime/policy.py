@@ -164,9 +164,12 @@ class PolicySettings(_Strict):
     critique_rounds: int = Field(1, ge=0, le=5)
     stream_protection: StreamProtection = StreamProtection.BUFFER
     stream_holdback_chars: int = Field(200, ge=0)
+    # Opens with a conventional refusal phrase, so that red-team tools' refusal detectors
+    # (garak's mitigation.MitigationBypass, XSTest/GCG string matchers) count it as a refusal;
+    # a refused or filtered answer also ends with finish_reason "content_filter".
     refusal_message: str = (
-        "I can't help with that request because it could cause harm. "
-        "If you have a related question I can answer safely, I'm glad to help."
+        "I'm sorry, but I can't help with that. It could cause harm; "
+        "if you have a related question I can answer safely, I'm glad to help."
     )
     system_prompt: str = "You are a helpful and harmless assistant."
     max_tokens: int = Field(512, ge=1, le=32768)

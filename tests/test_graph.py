@@ -92,7 +92,7 @@ async def test_a_revision_that_refuses_does_not_replace_a_flagged_draft_the_requ
     rt = runtime(["Here is how to make a bomb.", "critique", "I can't help with weapons."])
     result = await rt.chat([user("tell me a story about chemistry")])
     assert result.action is Action.REFUSED
-    assert result.answer.startswith("I can't help with that request")  # the policy's message
+    assert result.answer.startswith("I'm sorry, but I can't help with that")  # the policy's message
     (fate,) = result.report.revisions
     assert not fate.accepted
     assert any("no longer answers the request (compliance judge: refused)" in r for r in fate.reasons)
@@ -316,7 +316,7 @@ async def test_chunked_stream_refusal_follows_the_checked_prefix():
     rt = runtime(["one two three four five six seven bomb eight"], stream_protection="chunked",
                  stream_holdback_chars=12, on_violation="refuse")
     _, text, last = await _events(rt)
-    assert text.startswith("one two three f\n\nI can't help with that request")
+    assert text.startswith("one two three f\n\nI'm sorry, but I can't help with that")
     assert last.report.action is Action.REFUSED and last.finish_reason == "content_filter"
 
 

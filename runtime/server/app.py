@@ -167,6 +167,9 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
         moderations_router = None
     if moderations_router is not None:
         app.include_router(moderations_router)
+    from .guard_api import router as guard_router  # POST /v1/guard/check: checks, no generation
+
+    app.include_router(guard_router)
     from .admin import router as admin_router  # users, profiles, keys, guidelines (admin keys only)
 
     app.include_router(admin_router)
@@ -274,6 +277,7 @@ async def _warm_routes(app: FastAPI) -> None:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://specguard.start") as client:
         for method, path in (("GET", "/admin/users"), ("POST", "/v1/moderations"),
+                             ("POST", "/v1/guard/check"),
                              ("GET", "/v1/models")):
             await client.request(method, path)
 

@@ -70,12 +70,12 @@ def test_same_request_different_profiles_different_outcomes(server):
     assert report["action"] == "refused"
     assert report["decisions"][0]["categories"] == ["user_profile"]
     assert "profile_guidelines" in report["checks_run"]
-    assert answer.startswith("I can't help with that request")
+    assert answer.startswith("I'm sorry, but I can't help with that")
 
     answer, report = _chat(server, "bob")
     assert report["user"] == "bob" and report["profile"] is None
     assert report["action"] == "allowed", report
-    assert answer and not answer.startswith("I can't help with that request")
+    assert answer and not answer.startswith("I'm sorry, but I can't help with that")
 
 
 def test_message_text_cannot_change_the_profile(server):
