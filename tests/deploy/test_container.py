@@ -229,3 +229,52 @@ def test_langgraph_json_names_importable_graphs():
     extras = re.search(r"\.\[(.+)\]", config["dependencies"][0]).group(1).split(",")
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert all(re.search(rf"^{e} = \[", pyproject, re.M) for e in extras)
+
+
+def test_workers_share_the_port_and_the_store(tmp_path):
+    """`--workers 2` (SPECGUARD_WORKERS): two server processes behind one port, each with its
+    own models, one store (created once by the parent) and one generated key for both; SIGTERM
+    stops them all."""
+    with serve(create_echo_upstream(answer=ANSWER)) as upstream:
+        port = free_port()
+        log = tmp_path / "server.log"
+        env = _env(tmp_path, upstream, SPECGUARD_PORT=str(port), SPECGUARD_WORKERS="2")
+        del env["SPECGUARD_API_KEY"]  # one is generated and shared by the workers
+        proc = subprocess.Popen(["sh", str(ENTRYPOINT)], cwd=tmp_path, env=env,
+                                stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(proc, url, log)
+            workers = _children(proc.pid)
+            assert len(workers) == 2, (workers, log.read_text()[-2000:])
+            key = (tmp_path / ".specguard-api-key").read_text().strip()
+            body = {"model": "specguard", "messages": [{"role": "user", "content": "How is bread made?"}]}
+            for _ in range(6):  # a new connection each time: any worker may take it
+                r = httpx.post(url + "/v1/chat/completions", json=body, timeout=60,
+                               headers={"authorization": f"Bearer {key}"})
+                assert r.status_code == 200, r.text
+                assert r.json()["choices"][0]["message"]["content"] == ANSWER
+            assert sorted(_children(proc.pid)) == sorted(workers)  # none died on the way
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
+    assert log.read_text().count("generated one for this run") == 1
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # uvicorn's workers are multiprocessing children (not its resource tracker).
+        if int(fields[1]) == pid and b"spawn_main" in Path(stat.parent, "cmdline").read_bytes():
+            out.append(int(stat.parent.name))
+    return out
