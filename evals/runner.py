@@ -58,7 +58,7 @@ def write_meta(out_dir: Path, judges: list[Judge], methods: dict[str, str]) -> N
 class RunConfig(BaseModel):
     suite: dict[str, Any]
     suite_name: str
-    fingerprint: str  # suite + backend + limit + items: a resumed run must match it
+    fingerprint: str  # suite + backend + limit + items + shipped artifacts: a resume must match
     backend: str
     limit: int | None = None
     data_dir: str | None = None
@@ -128,6 +128,24 @@ def _progress(console: Console | None, enabled: bool) -> Progress:
     )
 
 
+
+def shipped_artifacts_fingerprint() -> str:
+    """A hash of the trained artifacts shipped in specs/ (fast guard, judges, profile checker):
+    a run started before a retraining is not resumed with records the new artifacts did not
+    make. Only the weights count, so attaching figures to a card does not change it."""
+    from importlib import resources
+
+    root = Path(str(resources.files("specguard.specs")))
+    h = hashlib.sha256()
+    for path in sorted(root.glob("**/*")):
+        if path.suffix in (".npz", ".onnx") and path.is_file():
+            h.update(str(path.relative_to(root)).encode())
+            with path.open("rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+    return h.hexdigest()[:16]
+
+
 class Runner:
     def __init__(self, suite: Suite, backend: Any, *, backend_name: str, out_dir: str | Path,
                  limit: int | None = None, data_dir: str | os.PathLike | None = None,
@@ -156,7 +174,7 @@ class Runner:
 
     def _config(self) -> RunConfig:
         blob = json.dumps([self.suite.fingerprint(), self.backend_name, self.limit,
-                           [i.key for i in self.items]])
+                           [i.key for i in self.items], shipped_artifacts_fingerprint()])
         return RunConfig(
             suite=self.suite.model_dump(mode="json"), suite_name=self.suite.name,
             fingerprint=hashlib.sha256(blob.encode()).hexdigest()[:16],

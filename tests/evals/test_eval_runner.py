@@ -421,3 +421,17 @@ def test_report_names_its_data_methods_and_judges(tmp_path):
     assert "scripted answers: refuses prompts with a refuse word" in section  # the method
     assert "| refusal_match | string match |" in section  # the judge and what it is
     assert "Wilson" in md.split("## Headline metrics")[1]
+
+
+def test_a_run_made_with_other_shipped_artifacts_is_not_resumed(tmp_path, monkeypatch):
+    """Retraining the guard or a judge changes the shipped weights: a run directory started
+    before must not be completed with records the new artifacts made."""
+    from specguard.evals import runner
+
+    suite = load_suite(_write_custom(tmp_path))
+    out = tmp_path / "run"
+    _run(suite, out, limit=1)
+    assert len(runner.shipped_artifacts_fingerprint()) == 16
+    monkeypatch.setattr(runner, "shipped_artifacts_fingerprint", lambda: "retrained0000000")
+    with pytest.raises(ConfigError, match="another configuration"):
+        _run(suite, out, limit=1)
