@@ -3,6 +3,7 @@ llama.cpp server (`openai/<model>` with api_base), Ollama (`ollama/<model>`)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -133,8 +134,11 @@ class LiteLLMBackend:
             raise _map_error(exc, litellm) from exc
         yield StreamChunk(finish_reason=finish or "stop", usage=usage or Usage())
 
-    async def load(self) -> None:  # nothing to load: the model is elsewhere
-        return None
+    async def load(self) -> None:
+        """The model is elsewhere; litellm itself is imported here, on a thread. Its first
+        import takes seconds (much more on a loaded machine) and, left to the first request,
+        would run on the event loop and stall every request in flight."""
+        await asyncio.to_thread(require, "litellm", "litellm")
 
     async def aclose(self) -> None:
         return None

@@ -1,10 +1,11 @@
 """Limits that hold (issue 14, items 6, 7, 9, 12 and the low ones), each through a real server
 on loopback: generation stops when its request times out or its client goes away; per-key and
-server-wide limits answer 429 / 503 with Retry-After; /v1/moderations has the request budget;
-a long stream is not cut by the upstream client's timeout; the memory checkpointer is bounded;
-admin-written settings cannot name files; the admin API is not in /openapi.json; a streaming
-client that disconnects leaves no traceback; specs written without a provenance are an admin's;
-audit times keep their time zone; a generated API key is never printed."""
+server-wide limits answer 429 / 503 with Retry-After; /v1/moderations and litellm's retries
+have the request budget; a long stream is not cut by the upstream client's timeout; the memory
+checkpointer is bounded; admin-written settings cannot name files; the admin API is not in
+/openapi.json; a streaming client that disconnects leaves no traceback; specs written without a
+provenance are an admin's; audit times keep their time zone; a generated API key is never
+printed."""
 
 from __future__ import annotations
 
@@ -133,6 +134,24 @@ def test_moderations_have_the_request_budget():
             r = httpx.post(base + "/v1/moderations", headers=_headers("a"), timeout=60,
                            json={"input": [f"text {i}" for i in range(64)]})
     assert r.status_code == 504 and time.monotonic() - start < 10
+
+
+def test_litellms_retries_stay_inside_the_request_budget():
+    """litellm retries a failing upstream twice by default (here 0.4 s an answer, so about
+    3.5 s for one call); the request budget (1 s) covers every attempt of every call of the
+    graph: 504 soon after it, however many retries were left."""
+    from specguard.backends.litellm import LiteLLMBackend
+
+    with serve(create_echo_upstream(fail_status=503, delay_s=0.4)) as up:
+        backend = LiteLLMBackend("openai/echo", api_base=up + "/v1", api_key="x")
+        assert backend.num_retries == 2
+        runtime = _runtime(backend, input_check={"enabled": True, "escalate_band": [0.0, 1.0]})
+        with serve(create_app(runtime, ServerSettings(request_timeout_s=1.0))) as base:
+            start = time.monotonic()
+            r = httpx.post(base + "/v1/chat/completions", json=CHAT, headers=_headers("a"), timeout=60)
+            took = time.monotonic() - start
+    assert r.status_code == 504 and r.json()["error"]["type"] == "timeout_error", r.text
+    assert took < 2.5, took
 
 
 def test_a_long_stream_is_not_cut_by_the_upstream_clients_timeout():

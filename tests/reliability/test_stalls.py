@@ -230,3 +230,25 @@ def test_the_directory_view_is_reused_until_the_store_changes(tmp_path):
     DirectoryAdmin(policy).create_user(UserIn(id="new"), "cli:t")
     assert policy.current() is not first and "new" in policy.file.users
     store.close()
+
+
+def test_the_first_request_through_litellm(tmp_path):
+    """A server whose model is reached through litellm: litellm's first import takes seconds
+    (8-10 s on a loaded 2-core box) and used to happen in the first request, on the event loop.
+    It happens at start-up now, on a thread; the first requests keep /healthz answering."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    with serve(create_echo_upstream(answer="fine")) as upstream, \
+            running(tmp_path, policy=policy, store=str(tmp_path / "litellm.db"),
+                    backend="litellm:openai/echo", api_base=upstream + "/v1",
+                    env={"OPENAI_API_KEY": "sk-loopback"}) as server:
+        baseline = _baseline(server.url)
+
+        def work(client):
+            r = client.post("/v1/chat/completions", headers={"authorization": f"Bearer {USER}"},
+                            json={"model": "specguard", "messages": [{"role": "user", "content": "hi"}]})
+            return r.status_code
+
+        summary, results = _under_load(server.url, work, threads=1, window_s=3.0)
+    _assert_responsive("the first requests through litellm", summary, baseline)
+    assert results and all(s == 200 for s in results), results
