@@ -252,3 +252,46 @@ def test_the_first_request_through_litellm(tmp_path):
         summary, results = _under_load(server.url, work, threads=1, window_s=3.0)
     _assert_responsive("the first requests through litellm", summary, baseline)
     assert results and all(s == 200 for s in results), results
+
+
+
+def test_listing_and_creating_users_cost_the_same_statements_at_any_size(tmp_path):
+    """Off the event loop is not enough: a listing that read the table again for each listed
+    user (the old `origin()`) took seconds of the store's threads at 1,500 users, and creating
+    user 1,000 took 293 ms. A page costs the same statements whatever its size and however
+    many users there are, and so does a create."""
+    from sqlalchemy import event
+
+    def statements(n_users: int) -> dict[str, int]:
+        store = Store(str(tmp_path / f"cost{n_users}.db"), seed_builtin=False)
+        with store.users.change("test:seed") as tx:
+            for i in range(n_users):
+                tx.put_user(f"user{i:05d}", User(tenant="big"), create=True, file_profile=False)
+        admin = DirectoryAdmin(ComposedPolicy(Policy.from_dict(
+            {"tenants": {"default": {}, "big": {}}}), store))
+        admin.policy.refresh()
+        seen = [0]
+
+        def count(*_):
+            seen[0] += 1
+
+        out = {}
+        event.listen(store.engine, "before_cursor_execute", count)
+        try:
+            for limit in (5, 1000):
+                seen[0] = 0
+                page = admin.users(limit=limit)
+                assert len(page.data) == min(limit, n_users)
+                out[f"page of {limit}"] = seen[0]
+            seen[0] = 0
+            admin.create_user(UserIn(id="zz-new", tenant="big"), "cli:t")
+            out["create"] = seen[0]
+        finally:
+            event.remove(store.engine, "before_cursor_execute", count)
+            store.close()
+        return out
+
+    small, large = statements(10), statements(1500)
+    print(f"\nstatements at 10 users {small}, at 1,500 users {large}")
+    assert small == large, (small, large)
+    assert large["page of 5"] == large["page of 1000"], large
