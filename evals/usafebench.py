@@ -17,7 +17,9 @@ asked).
   admin` call), drafts the profile's guidelines from the guideline library (the attributes its
   text suggests; option `guidelines: library`, default, or `none`) and approves the draft as it
   came; each request is the plain instruction sent as that user, so the profile comes from the
-  server side only (the user binding), never from the request text.
+  server side only (the user binding), never from the request text. With `profile: none` every
+  request is sent as one user without a profile: the same runtime, profile-blind (the baseline
+  the per-user machinery is measured against).
 
 The `at_risk_users` transform sends benign requests from at-risk users: each helpfulness item
 (the general-population profile) is given, round-robin, a profile of the evaluation part's
@@ -45,6 +47,7 @@ from .suites import EvalItem
 from .transforms import register_transform
 
 GUIDELINE_SOURCES = ("model", "library", "none")
+PROFILE_MODES = ("bound", "none")
 
 
 def _profile_of(item: EvalItem) -> str:
@@ -166,20 +169,32 @@ class RuntimeWithProfilesMethod:
     name = "usafebench_runtime"
 
     def __init__(self, backend, *, policy: str | None = None, guidelines: str = "library",
-                 store: str | None = None) -> None:
+                 store: str | None = None, profile: str = "bound") -> None:
         from ..core import Runtime
         from ..directory import DirectoryAdmin
         from ..store import Store
 
         if guidelines not in ("library", "none"):
             raise ConfigError("usafebench_runtime: guidelines is 'library' or 'none'.")
+        if profile not in PROFILE_MODES:
+            raise ConfigError(f"usafebench_runtime: profile is one of {PROFILE_MODES}.",
+                              hint="'bound' binds each item's profile to its user; 'none' sends "
+                                   "every request as one user without a profile (the "
+                                   "profile-blind baseline).")
         pol, described = load_policy(policy, backend)
         self._store = Store(store or ":memory:")
         self.runtime = Runtime(backend, policy=pol, store=self._store)
         self.admin = DirectoryAdmin(self.runtime.policy)
         self.guidelines = guidelines
+        self.profile = profile
         self._users: dict[str, str] = {}
         self.drafted: dict[str, str] = {}  # profile id -> the draft's source
+        if profile == "none":
+            self.description = (
+                f"guarded runtime, policy {described}, profile-blind: every request sent as one "
+                "user created through the admin path without a profile (only the general "
+                "guard sees it), the request the plain instruction")
+            return
         self.description = (
             f"guarded runtime, policy {described}; each profile and its user created through the "
             "admin path (specguard.directory), "
@@ -194,6 +209,12 @@ class RuntimeWithProfilesMethod:
             return uid
         from ..directory import LibraryDraftIn, ProfileIn, UserIn
 
+        if self.profile == "none":
+            uid = "usb-u-blind"
+            if self._store.users.user(uid) is None:
+                self.admin.create_user(UserIn(id=uid, tenant="default"), "eval:usafebench")
+            self._users[profile] = uid
+            return uid
         h = hashlib.sha1(profile.encode()).hexdigest()[:10]
         pid, uid = f"usb-p-{h}", f"usb-u-{h}"
         actor = "eval:usafebench"
@@ -253,6 +274,7 @@ register_method("profile_prompt", lambda ctx: ProfilePromptMethod(
 register_method("remedy", lambda ctx: RemedyMethod(
     ctx.backend, **method_options(ctx, {"guidelines", "cache"}, "remedy")))
 register_method("usafebench_runtime", lambda ctx: RuntimeWithProfilesMethod(
-    ctx.backend, **method_options(ctx, {"policy", "guidelines", "store"}, "usafebench_runtime")))
+    ctx.backend, **method_options(ctx, {"policy", "guidelines", "store", "profile"},
+                                  "usafebench_runtime")))
 register_transform("at_risk_users", _at_risk_users)
 

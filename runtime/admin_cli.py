@@ -225,16 +225,24 @@ def guidelines_derive(profile_id: str,
                       backend: Annotated[str, typer.Option("--backend", "-b", help="embedded | litellm:<model>")] = "embedded",
                       api_base: str | None = None,
                       role: Annotated[Optional[list[str]], typer.Option("--role", help="guidelines=URI[;api_base=URL][;api_key_env=VAR][;timeout_s=S][;retries=N]: the guidelines role's model (wins over --backend).")] = None) -> None:
-    """Ask a model for the profile's guidelines; stored as a draft (approve it to use it)."""
+    """Ask the guidelines role's model for the profile's guidelines (--role, else the policy
+    file's roles table, else --backend); stored as a draft (approve it to use it)."""
     from .backends import load_backend
-    from .roles import RoleName, load_role_backend, parse_role_options
+    from .errors import ConfigError
+    from .policy import Policy
+    from .roles import RoleName, load_role_backend, parse_role_options, resolve_roles
 
-    roles = parse_role_options(role)
-    spec = roles.get(RoleName.GUIDELINES)
-    if spec is not None and not spec.off and not spec.serving:
-        be = load_role_backend(spec)
-    else:
+    p = _state.get("policy")
+    table = Policy.load(p).file.roles if p else None
+    resolved = resolve_roles(table, parse_role_options(role), generate=backend)[RoleName.GUIDELINES]
+    if resolved.off:
+        raise ConfigError(f"The guidelines role is off ({resolved.source}): no model to derive with.",
+                          hint="Pass --role guidelines=URI, or draft from the library: specguard "
+                               f"admin guidelines library {profile_id}.")
+    if resolved.spec.model == backend:  # the serving model (--backend)
         be = load_backend(backend, **({"api_base": api_base} if api_base else {}))
+    else:
+        be = load_role_backend(resolved.spec)
     _print(asyncio.run(_admin(be).derive(profile_id, _actor())))
 
 

@@ -5,7 +5,8 @@ acts inside its own tenant (reads are filtered to it, writes elsewhere are 403);
 key acts everywhere (specguard.directory has the rules). Every change is written to the audit
 log in the same transaction as the change. Every store call runs on the store's threads, never
 on the event loop. The model that derives guidelines is `app.state.guideline_backend` when set,
-else the runtime's backend. The routes are left out of /openapi.json and /docs.
+else the runtime's `guidelines` role (the policy's roles table or --role; by default the serving
+model). The routes are left out of /openapi.json and /docs.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from ..directory import (
     UserOut,
     UserPatch,
 )
+from ..errors import ConfigError
 from ..policy import Caller
+from ..roles import RoleName
 from ..spec import GLOBAL_SCOPE, Spec
 from ..store import GuidelineSet
 from .auth import authenticate, require_admin
@@ -55,7 +58,8 @@ async def admin_caller(caller: Caller = Depends(authenticate)) -> Principal:
 
 def _admin(request: Request) -> DirectoryAdmin:
     runtime = request.app.state.runtime
-    backend = getattr(request.app.state, "guideline_backend", None) or runtime.backend
+    backend = getattr(request.app.state, "guideline_backend", None) or \
+        runtime.roles.get(RoleName.GUIDELINES)
     return DirectoryAdmin(runtime.policy, backend)
 
 
@@ -181,8 +185,14 @@ async def guideline_history(request: Request, profile_id: Id,
 @router.post("/profiles/{profile_id}/guidelines/derive", response_model=GuidelineSet, status_code=201)
 async def derive_guidelines(request: Request, profile_id: Id,
                             who: Principal = Depends(admin_caller)):
-    """Ask the model for the profile's guidelines; stored as a new draft version."""
-    return await _admin(request).derive(profile_id, who)
+    """Ask the guidelines role's model for the profile's guidelines; stored as a new draft."""
+    admin = _admin(request)
+    if admin.backend is None:
+        raise ConfigError("The guidelines role is off on this server: no model derives guidelines.",
+                          hint="Name a model for it (roles: guidelines: ... in the policy, or "
+                               "--role guidelines=URI), or draft from the guideline library: "
+                               f"POST /admin/profiles/{profile_id}/guidelines/library.")
+    return await admin.derive(profile_id, who)
 
 
 @router.post("/profiles/{profile_id}/guidelines/library", response_model=GuidelineSet,
