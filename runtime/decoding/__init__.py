@@ -31,6 +31,7 @@ _EXPORTS = {
     "open_stores": "datastore",
     "EmbeddedKeyEncoder": "encoders",
     "KeyEncoder": "encoders",
+    "TorchKeyEncoder": "encoders",
     "embedded_key_space": "encoders",
     "DatastoreMismatchError": "errors",
     "DatastoreNotFoundError": "errors",

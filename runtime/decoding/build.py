@@ -172,7 +172,8 @@ class RecipeBuild:
             tmp.replace(self._work(side) / name)
             row = {"file": name, "documents": len(chunk), "keys": int(sum(n)),
                    "first": [chunk[0].id], "ids": [d.id for d in chunk],
-                   "sources": [labels[d.id] for d in chunk]}
+                   "sources": [labels[d.id] for d in chunk],
+                   "encoder": getattr(encoder, "name", type(encoder).__name__)}
             with (self._work(side) / "shards.jsonl").open("a") as f:
                 f.write(json.dumps(row) + "\n")
             state[side] = self.progress(side)
@@ -191,6 +192,7 @@ class RecipeBuild:
         cap = self.recipe.sides[side].max_keys
         keys_l, toks_l, ids, doc_of_row, per_source = [], [], [], [], Counter()
         per_source_docs: Counter = Counter()
+        per_encoder: Counter = Counter()  # keys read by llama.cpp / torch (one key space)
         total = 0
         for row in meta:
             with np.load(self._work(side) / row["file"]) as z:
@@ -206,6 +208,7 @@ class RecipeBuild:
                     ids.append(doc_id)
                     per_source[label] += c
                     per_source_docs[label] += 1
+                    per_encoder[row.get("encoder", "llama.cpp")] += c
                     total += c
                 start += c
         all_keys = np.ascontiguousarray(np.concatenate(keys_l), dtype=np.float32)
@@ -232,6 +235,7 @@ class RecipeBuild:
             "documents_encoded": progress.documents_done,
             "sources": {label: {"documents": per_source_docs[label], "keys": per_source[label]}
                         for label in sorted(per_source)},
+            "encoders": dict(sorted(per_encoder.items())),
         }
         store.save()
         if target.exists():
