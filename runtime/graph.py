@@ -453,13 +453,14 @@ def _report(ctx: ChatContext, state: ChatState, action: Action) -> SafetyReport:
     )
 
 
-def build_chat_graph(checkpointer=None):
+def build_chat_graph(checkpointer=None, *, observed: bool = True):
+    """The compiled chat graph. `observed`: each node is timed into the request's observation
+    and, while tracing is on, runs in its own span (specguard.observability); False only for
+    measuring what that costs (bench/observability_overhead.py)."""
     g = StateGraph(ChatState, context_schema=ChatContext)
-    # Each node timed into the request's observation and, while tracing is on, in its own span
-    # (specguard.observability).
     for node in (input_check, generate, output_check, critique, revise, check_revision, refuse,
                  respond):
-        g.add_node(node.__name__, traced_node(node.__name__, node))
+        g.add_node(node.__name__, traced_node(node.__name__, node) if observed else node)
     g.add_conditional_edges(START, route_start)
     g.add_conditional_edges("input_check", route_input)
     g.add_conditional_edges("generate", route_draft)
