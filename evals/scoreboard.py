@@ -57,6 +57,8 @@ EXPECTED = (
              "docs/results/detox.md", "python bench/goodtriever_sweep.py"),
     Expected("proxy_overhead", "proxy overhead (pass-through policy, loopback upstream)",
              "docs/results/performance.md", "python bench/proxy_overhead.py"),
+    Expected("proxy", "specguard vs the LiteLLM proxy (loopback upstream)",
+             "docs/results/proxy.md", "python bench/proxy_vs_litellm.py"),
     Expected("observability_overhead", "observability overhead (metrics, access log, traces)",
              "docs/results/performance.md", "python bench/observability_overhead.py"),
     Expected("embedded_concurrency", "embedded model under concurrency",

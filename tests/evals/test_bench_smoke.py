@@ -41,6 +41,7 @@ SMOKE = {
     "soak.py": ("reliability", False, []),
     "graph_overhead.py": ("graph_overhead", False, []),
     "observability_overhead.py": ("observability_overhead", False, []),
+    "proxy_vs_litellm.py": ("proxy", False, [needs_guard]),
     "guard_latency.py": ("guard_latency", False, [needs_guard]),
     "guard_bands.py": ("guard_bands", False, [needs_guard, needs_data]),
     "guard_select.py": ("guard_select", False, [needs_data]),
