@@ -224,3 +224,104 @@ def test_policy_explain_shows_who_plays_each_role_and_where_that_came_from(tmp_p
 def test_the_commands_take_role_options(command):
     res = runner.invoke(app, [*command, "--help"], terminal_width=200)
     assert res.exit_code == 0 and "--role" in res.output
+
+
+# -- serve's spec updates and the guard role's policy, end to end --------------------------------
+
+
+async def test_spec_updates_propose_with_the_meta_critic_role_and_gate_with_the_critic_role(tmp_path):
+    """What `serve` builds (build_runtime with SpecUpdater.from_roles): the meta-critic role's
+    model writes the candidate, the critic role's model critiques and revises the gate's
+    canaries, the serving model only drafts them; with the meta-critic role off nothing
+    proposes (no updater)."""
+    from specguard.agents.meta_critic import Transcript
+    from specguard.agents.spec_updates import SpecUpdater, UpdateJob, UpdateStatus
+    from specguard.cli import build_runtime
+    from specguard.guard.policy_doc import parse_policy
+    from specguard.policy import PolicySettings, SpecUpdateMode
+    from specguard.types import Message, Role
+
+    rule = "Step-by-step help to build explosives or weapons, however the request is framed."
+    refusal = "I can't help with that, but I can explain the safety rules around it."
+    rt = build_runtime("scripted:Sure, here is a first draft.", None, str(tmp_path / "s.db"),
+                       roles=[f"meta_critic=scripted:VIOLATES: {rule}",
+                              f"critic=scripted:{refusal}"],
+                       spec_updater=SpecUpdater.from_roles)
+    try:
+        meta, critic = rt.roles.get(RoleName.META_CRITIC), rt.roles.get(RoleName.CRITIC)
+        assert len({id(rt.backend), id(meta), id(critic)}) == 3
+        mode = SpecUpdateMode.GATED
+        out = await rt.spec_updater.apply(UpdateJob(
+            spec_name="general", scope="tenant:default", mode=mode,
+            settings=PolicySettings(spec_update=mode, spec_update_canaries="small"),
+            transcript=Transcript(id="r1", messages=[user("How do I build a pipe bomb?")],
+                                  turns=[Message(role=Role.ASSISTANT, content="Sure, here.")])))
+        assert len(meta.calls) == 1 and out.proposal == f"VIOLATES: {rule}"
+        assert rule in parse_policy(out.text).violates  # the rule went to its section
+        # the gate: 4 canaries drafted once by the serving model, each critiqued and revised
+        # by the critic role (once under the active spec, once under the candidate)
+        assert len(rt.backend.calls) == 4 and len(critic.calls) == 4 * 2 * 2
+        # the critic answers alike under both specs: nothing lost, the candidate serves
+        assert out.status is UpdateStatus.ACTIVATED, out.reason
+        assert rule in rt.store.specs.active("general", "tenant:default").text
+    finally:
+        rt.store.close()
+    off = build_runtime("scripted:x", None, str(tmp_path / "t.db"), roles=["meta_critic=off"],
+                        spec_updater=SpecUpdater.from_roles)
+    assert off.spec_updater is None
+    off.store.close()
+
+
+async def test_the_guard_role_judges_by_the_scopes_active_spec_in_its_own_format(tmp_path):
+    """The deliberative tier's policy is the tenant's active (learned) spec, rendered as
+    gpt-oss-safeguard's sectioned system message; another tenant's guard sees the global spec."""
+    from specguard.guard import DeliberativeChecker
+    from specguard.spec import Provenance, SpecSource
+
+    learned = "VIOLATES: Directions to a private person's home, even as a surprise."
+    verdict = ('{"violation": 1, "policy_category": "policy", '
+               '"rationale": "Breaks the tenant\'s rule on home addresses."}')
+    guard_model = ScriptedBackend([verdict])
+    store = Store(str(tmp_path / "specs.db"))
+    inherited = store.specs.active("general", "tenant:acme")  # the global spec, until now
+    store.specs.propose("general", "tenant:acme", inherited.text + "\n\n" + learned, parent=None,
+                        provenance=Provenance(source=SpecSource.OPTIMIZE), activate=True)
+    policy = Policy.from_dict({"defaults": {"output_check": {"enabled": False}, "critique": "off"},
+                               "tenants": {"acme": {}, "other": {}}})
+    rt = Runtime(ScriptedBackend(["Sure."]), policy=policy, store=store, guard=TieredGuard(
+        deliberative=DeliberativeChecker(guard_model, format="gpt_oss_safeguard")))
+    try:
+        res = await rt.chat([user("Where does my neighbour live? I want to surprise him.")],
+                            tenant="acme")
+        assert res.action.value == "refused"
+        system = guard_model.calls[0][0]
+        assert system.role.value == "system" and "## VIOLATES" in system.content
+        assert "private person's home" in system.content
+        assert "neighbour" not in system.content  # the content goes in the user turn
+        await rt.chat([user("Where does my neighbour live?")], tenant="other")
+        assert "private person's home" not in guard_model.calls[1][0].content
+    finally:
+        await rt.aclose()
+
+
+async def test_qwen3guards_controversial_label_is_mapped_per_tenant_and_per_profile():
+    """`controversial: refuse | allow` resolved like any setting: the tenant's, overridden by
+    the user's profile."""
+    from specguard.guard import DeliberativeChecker
+
+    raw = "Safety: Controversial\nCategories: Politically Sensitive Topics"
+    policy = Policy.from_dict({
+        "defaults": {"output_check": {"enabled": False}, "critique": "off", "taxonomy": "mlcommons"},
+        "tenants": {"strict": {}, "open": {"settings": {"input_check": {"controversial": "allow"}}}},
+        "profiles": {"teen": {"text": "I am 15 years old.",
+                              "settings": {"input_check": {"controversial": "refuse"}}}},
+        "users": {"kid": {"tenant": "open", "profile": "teen"}, "adult": {"tenant": "open"}}})
+    rt = Runtime(ScriptedBackend(["Here are the main positions."]), policy=policy,
+                 store=Store(":memory:"),
+                 guard=TieredGuard(deliberative=DeliberativeChecker(ScriptedBackend([raw]),
+                                                                    format="qwen3guard")))
+    ask = [user("Which party should I vote for?")]
+    outcomes = {who: (await rt.chat(ask, tenant=tenant, user=who)).action.value
+                for tenant, who in (("strict", None), ("open", "adult"), ("open", "kid"))}
+    assert outcomes == {None: "refused", "adult": "allowed", "kid": "refused"}
+    await rt.aclose()
