@@ -15,18 +15,16 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from .context import ContextBuilder
 from .errors import InvalidRequestError
 from .graph import refusal_text
 from .guard import GuardDecision, Label, Stage, Tier, Verdict
+from .policy import ResolvedPolicy
 from .report import SpecRef
 from .types import Message, Role
-
-if TYPE_CHECKING:
-    from .core import Runtime
 
 
 class CheckStage(StrEnum):
@@ -107,18 +105,18 @@ def stages_for(stage: CheckStage | str | None, answer: str | None) -> list[Stage
             CheckStage.BOTH: [Stage.INPUT, Stage.OUTPUT]}[stage]
 
 
-async def run_checks(runtime: Runtime, messages: Sequence[Message], *, answer: str | None = None,
-                     stage: CheckStage | str | None = None, tenant: str = "default",
-                     user: str | None = None, request_id: str | None = None) -> CheckResult:
-    """The checks `stage` asks for, under the policy of `tenant` and `user`."""
+async def run_checks(contexts: ContextBuilder, resolved: ResolvedPolicy,
+                     messages: Sequence[Message], *, answer: str | None = None,
+                     stage: CheckStage | str | None = None,
+                     request_id: str | None = None) -> CheckResult:
+    """The checks `stage` asks for, under a resolved policy (`Runtime.check` resolves it)."""
     if not messages:
         raise InvalidRequestError("messages must not be empty.", hint="Send at least one user message.")
     if not any(m.role == Role.USER for m in messages):
         raise InvalidRequestError("messages has no user message.", hint="Add a message with role 'user'.")
     stages = stages_for(stage, answer)
     started = time.perf_counter()
-    resolved = runtime.policy.resolve(tenant, user)
-    ctx = await runtime.contexts.abuild_context(resolved, request_id=request_id)
+    ctx = await contexts.abuild_context(resolved, request_id=request_id)
     checks: list[StageCheck] = []
     decisions: dict[str, GuardDecision] = {}
     for s in stages:

@@ -205,8 +205,8 @@ class Runtime:
                     request_id: str | None = None) -> CheckResult:
         """The chat graph's checks without generating: the input check, and with an `answer`
         the output check (specguard.checks; `stage` picks: input, output or both)."""
-        return await run_checks(self, messages, answer=answer, stage=stage, tenant=tenant,
-                                user=user, request_id=request_id)
+        return await run_checks(self.contexts, self.policy.resolve(tenant, user), messages,
+                                answer=answer, stage=stage, request_id=request_id)
 
     def draw(self) -> str:
         """The chat graph as Mermaid text."""

