@@ -67,3 +67,24 @@ def test_raw_and_runtime_methods_on_the_embedded_model(embedded_backend, data_ro
     refused_at_input = guarded["action"] == "refused" and guarded["cost"]["completion_tokens"] == 0
     assert guarded["cost"]["model_calls"] >= (0 if refused_at_input else 1)
     assert guarded["judgements"]["refusal_match"]["label"] in ("refused", "complied")
+
+
+def test_cli_model_judges_ask_the_judge_roles_model(tmp_path):
+    """`eval run --role judge=URI`: the suite's model judges ask that model, not the run's
+    backend (the embedded model, which is refused as a judge). The judge role is a scripted
+    backend standing in for a hosted judge model: it says every answer complied, so even the
+    strict method's refusals are counted as answers, which only the judge role could decide."""
+    suite = _write_custom(tmp_path)
+    suite.write_text(suite.read_text().replace("judges: [refusal_match]", "judges: [refusal_llm]"))
+    cli = CliRunner()
+    args = ["run", str(suite), "--no-progress"]
+    refused = cli.invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert refused.exit_code != 0 and "embedded" in str(refused.exception or refused.output)
+    judged = cli.invoke(app, [*args, "--out", str(tmp_path / "b"), "--role", "judge=scripted:COMPLIED"])
+    assert judged.exit_code == 0, judged.output
+    records = [json.loads(line) for line in (tmp_path / "b" / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 12
+    labels = {j["label"] for r in records for j in r["judgements"].values()}
+    assert labels == {"complied"}, labels
+    other = cli.invoke(app, [*args, "--out", str(tmp_path / "c"), "--role", "critic=scripted:x"])
+    assert other.exit_code != 0  # eval run takes only the judge role
