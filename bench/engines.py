@@ -107,8 +107,7 @@ class Cached:
                 self.misses += 1
                 out = await self.inner.complete(messages, params)
                 self.cache[key] = out.model_dump(mode="json")
-                if self.misses % 5 == 0:
-                    self.save()
+                self.save()  # every output: a run stopped by a time limit loses none
         return Completion.model_validate(self.cache[key])
 
     def stream(self, messages, params):
@@ -116,7 +115,9 @@ class Cached:
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.cache))
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.cache))
+        tmp.replace(self.path)
 
     async def aclose(self) -> None:
         self.save()
@@ -501,7 +502,7 @@ def main() -> int:
     ap.add_argument("--safe", type=int, default=1000, help="held-out XSTest safe prompts (all: 67)")
     ap.add_argument("--harmful", type=int, default=52, help="jailbreak-wrapped AdvBench items (52)")
     ap.add_argument("--canaries", default="default")
-    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("SPECGUARD_THREADS", "2")),
                     help="the embedded model's threads (default $SPECGUARD_THREADS, else 2)")
     ap.add_argument("--parts", default=",".join(PARTS),
