@@ -54,6 +54,7 @@ SMOKE = {
     "goodtriever_throughput.py": ("goodtriever_throughput", False, [needs_decoding]),
     "goodtriever_device.py": ("goodtriever_device_cpu", False, [needs_decoding]),
     "goodtriever_sweep.py": ("goodtriever_sweep", True, [needs_decoding, needs_guard, needs_data]),
+    "datastore_encoders.py": ("datastore_encoders", False, [needs_decoding, needs_data]),
     "vllm_vs_llamacpp.py": ("vllm_vs_llamacpp", False, [pytest.mark.skipif(
         not HAVE_VLLM, reason="the vLLM venv is absent (.ci/vllm_setup.sh builds it)"),
         pytest.mark.vllm]),
