@@ -96,9 +96,23 @@ def serve(
 
         Store(store_url(store)).close()
         os.environ[_WORKER_OPTIONS] = json.dumps(options)
+        # The workers' metrics meet in one folder, so any worker's /metrics reports them all
+        # (prometheus_client's multiprocess mode; an operator's own folder is kept).
+        metrics_dir = None
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            import tempfile
+
+            metrics_dir = tempfile.mkdtemp(prefix="specguard-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         Console().print(f"Point an OpenAI client at [bold]http://{host}:{port}/v1[/] (model "
                         f"'specguard'), {workers} workers")
-        uvicorn.run("specguard.agents.cli:worker_app", factory=True, workers=workers, **run)
+        try:
+            uvicorn.run("specguard.agents.cli:worker_app", factory=True, workers=workers, **run)
+        finally:
+            if metrics_dir is not None:
+                import shutil
+
+                shutil.rmtree(metrics_dir, ignore_errors=True)
         return
     options["api_key"] = api_key
     fastapi_app = _build_app(options, announce=True)

@@ -80,7 +80,7 @@ async def main(requests: int) -> dict[str, list[float]]:
     rt = Runtime(ScriptedBackend(["A fine answer."]), policy=policy, store=Store(":memory:"),
                  guard=TieredGuard(fast=Keywords()))
     graphs = {"bare": build_chat_graph(observed=False), "hooks": build_chat_graph()}
-    metrics = Metrics(in_flight=lambda: 0)
+    metrics = Metrics()
     edge = Observe(None, metrics=metrics, access_log_on=True)
     access = logging.getLogger("specguard.access")
     access.addHandler(logging.NullHandler())

@@ -53,6 +53,9 @@ _tracer: Any = None  # an OpenTelemetry Tracer while tracing is on
 # Graph nodes running now, in this process, by node: where requests wait (a queue at the
 # model shows as many in `generate`).
 in_progress: Counter[str] = Counter()
+# Told of each node's start (+1) and end (-1) where a gauge cannot read `in_progress` (the
+# server's metrics across worker processes, specguard.server.metrics).
+on_node: Callable[[str, int], None] | None = None
 
 
 @contextmanager
@@ -172,6 +175,8 @@ def traced_node(name: str, fn: Node) -> Node:
         obs = _current.get()
         start = time.perf_counter()
         in_progress[name] += 1
+        if on_node is not None:
+            on_node(name, 1)
         try:
             if _tracer is None:
                 update = await fn(state, runtime)
@@ -182,6 +187,8 @@ def traced_node(name: str, fn: Node) -> Node:
                         span.set_attributes(node_attributes(name, runtime.context, state, update))
         finally:
             in_progress[name] -= 1
+            if on_node is not None:
+                on_node(name, -1)
             if obs is not None:
                 obs.nodes.append((name, time.perf_counter() - start))
         if obs is not None and update and "result" in update:

@@ -106,8 +106,8 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Fast
                        max_header_bytes=settings.max_header_bytes,
                        body_timeout_s=settings.body_timeout_s)
     # Outermost, after every other middleware: metrics, access log, server spans (metrics.py).
-    observe(app, in_flight=lambda: app.state.in_flight.in_flight, metrics_on=settings.metrics,
-            access_log_on=settings.access_log, max_tenants=settings.max_metric_tenants)
+    observe(app, metrics_on=settings.metrics, access_log_on=settings.access_log,
+            max_tenants=settings.max_metric_tenants)
 
     models = [*settings.model_aliases, runtime.backend.name]
 

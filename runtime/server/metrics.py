@@ -16,8 +16,13 @@ the end (after a stream's last byte) records:
     specguard_guard_duration_seconds{stage,tier}            each guard tier's verdicts
     specguard_model_calls_total{role} / specguard_tokens_total{role,kind}
     specguard_upstream_errors_total{kind}                   the model upstream failed
-    specguard_requests_in_flight                            admitted, not yet answered
+    specguard_requests_in_flight                            requests being answered
     specguard_graph_nodes_in_progress{node}                 where requests are (queue depth)
+
+With several worker processes (`specguard serve --workers N`), prometheus_client's multiprocess
+mode adds them up: the parent sets PROMETHEUS_MULTIPROC_DIR before the workers start, each
+worker writes its values there, and any worker's /metrics reports the sum over all of them
+(the two gauges: over the live workers).
 
 Labels stay bounded: routes are route templates (unmatched paths are "unmatched"), methods
 outside HTTP's usual seven are "_other", and the first `max_tenants` tenants (and first 100
@@ -32,7 +37,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -76,8 +80,7 @@ class BoundedLabel:
 class Metrics:
     """The server's Prometheus metrics, in their own registry (one per app)."""
 
-    def __init__(self, *, in_flight: Callable[[], float] | None = None,
-                 max_tenants: int = 50) -> None:
+    def __init__(self, *, max_tenants: int = 50) -> None:
         try:
             from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
         except ImportError as exc:
@@ -114,15 +117,28 @@ class Metrics:
         self.upstream_errors = Counter("specguard_upstream_errors",
                                        "Requests the model upstream failed, by kind.", ["kind"],
                                        registry=r)
-        if in_flight is not None:
-            Gauge("specguard_requests_in_flight", "Requests admitted and not yet answered.",
-                  registry=r).set_function(in_flight)
+        self.in_flight = Gauge("specguard_requests_in_flight",
+                               "Requests being answered (streams until their last byte).",
+                               registry=r, multiprocess_mode="livesum")
         nodes = Gauge("specguard_graph_nodes_in_progress",
                       "Chat graph nodes running now, by node (where requests wait).", ["node"],
-                      registry=r)
-        for node in ("input_check", "generate", "output_check", "critique", "revise",
-                     "check_revision", "refuse", "respond"):
-            nodes.labels(node).set_function(lambda n=node: observability.in_progress[n])
+                      registry=r, multiprocess_mode="livesum")
+        self.multiprocess = multiprocess_dir() is not None
+        if self.multiprocess:
+            # Each worker's gauges live in its files: the graph's hooks move them as nodes
+            # start and end (one app per worker process), and a worker that exits cleanly
+            # takes its live gauges with it.
+            import atexit
+            import os
+
+            from prometheus_client import multiprocess
+
+            observability.on_node = lambda node, delta: nodes.labels(node).inc(delta)
+            atexit.register(multiprocess.mark_process_dead, os.getpid())
+        else:
+            for node in ("input_check", "generate", "output_check", "critique", "revise",
+                         "check_revision", "refuse", "respond"):
+                nodes.labels(node).set_function(lambda n=node: observability.in_progress[n])
 
     def _child(self, metric, *labels: str):
         """`metric.labels(*labels)`, cached: prometheus_client validates the labels on every
@@ -163,9 +179,22 @@ class Metrics:
             c(self.tokens, role, "completion").inc(step.completion_tokens)
 
     def exposition(self) -> tuple[bytes, str]:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        registry = self.registry
+        if self.multiprocess:
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # every worker's values, added up
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def multiprocess_dir() -> str | None:
+    """Where the workers' metric values meet (prometheus_client's multiprocess mode), if set."""
+    import os
+
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
 
 
 def report_summary(report: SafetyReport, finish_reason: str | None = None) -> dict[str, Any]:
@@ -206,6 +235,16 @@ class Observe:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or _warm_up(scope):
             return await self.app(scope, receive, send)
+        counted = self.metrics is not None and scope.get("path") != "/metrics"
+        if counted:
+            self.metrics.in_flight.inc()
+        try:
+            await self._observe(scope, receive, send)
+        finally:
+            if counted:
+                self.metrics.in_flight.dec()
+
+    async def _observe(self, scope, receive, send):
         start = time.perf_counter()
         status = 500  # what a request that ends without a response counts as
         span = None
@@ -293,13 +332,13 @@ def _annotate_server_span(span, scope, route: str, status: int, rid: str | None,
         span.set_status(Status(StatusCode.ERROR))
 
 
-def install(app, *, in_flight: Callable[[], float] | None, metrics_on: bool = True,
-            access_log_on: bool = True, max_tenants: int = 50) -> None:
+def install(app, *, metrics_on: bool = True, access_log_on: bool = True,
+            max_tenants: int = 50) -> None:
     """Add the `Observe` middleware (call it after every other middleware: it must be the
     outermost) and, with metrics on, `GET /metrics`."""
     from starlette.responses import Response
 
-    metrics = Metrics(in_flight=in_flight, max_tenants=max_tenants) if metrics_on else None
+    metrics = Metrics(max_tenants=max_tenants) if metrics_on else None
     app.state.metrics = metrics
     if metrics is not None:
         @app.get("/metrics", include_in_schema=False)

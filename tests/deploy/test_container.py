@@ -233,8 +233,8 @@ def test_langgraph_json_names_importable_graphs():
 
 def test_workers_share_the_port_and_the_store(tmp_path):
     """`--workers 2` (SPECGUARD_WORKERS): two server processes behind one port, each with its
-    own models, one store (created once by the parent) and one generated key for both; SIGTERM
-    stops them all."""
+    own models, one store (created once by the parent), one generated key for both and their
+    metrics added up; SIGTERM stops them all."""
     with serve(create_echo_upstream(answer=ANSWER)) as upstream:
         port = free_port()
         log = tmp_path / "server.log"
@@ -256,6 +256,14 @@ def test_workers_share_the_port_and_the_store(tmp_path):
                 assert r.status_code == 200, r.text
                 assert r.json()["choices"][0]["message"]["content"] == ANSWER
             assert sorted(_children(proc.pid)) == sorted(workers)  # none died on the way
+            # Whichever worker answers a scrape reports both workers' requests, added up.
+            for _ in range(4):
+                scrape = httpx.get(url + "/metrics", timeout=10).text
+                assert re.search(r'specguard_requests_total\{method="POST",route="/v1/chat/'
+                                 r'completions",status="200"\} 6\.0', scrape), scrape
+                assert re.search(r'specguard_node_duration_seconds_count\{node="generate"\} '
+                                 r'6\.0', scrape), scrape
+                assert re.search(r"^specguard_requests_in_flight 0\.0$", scrape, re.M), scrape
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
