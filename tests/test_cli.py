@@ -57,16 +57,28 @@ def test_hash_key_matches_the_policy_hash():
 def test_demo_runs_end_to_end_over_http_with_a_scripted_model():
     # The scripted model stands in for a real one so the wiring (server, auth, table) is
     # checked in seconds; the real embedded model runs in tests/server.
-    res = runner.invoke(app, ["demo", "--backend", "scripted:Here is a helpful answer."], terminal_width=220)
+    res = runner.invoke(app, ["demo", "--backend", "scripted:Here is a helpful answer.",
+                              "--role", "critic=scripted:A better answer.", "--role", "guard=off"],
+                        terminal_width=220)
     assert res.exit_code == 0, res.output
     assert "Guarded server on" in res.output and "/v1" in res.output
     assert "hepatitis" in res.output and "benign" in res.output and "alice" in res.output
+    roles = _role_rows(res.output)  # the runtime's role table, with who chose each model
+    assert "scripted:A better answer." in roles["critic"] and "--role" in roles["critic"]
+    assert "off" in roles["guard"] and "built-in" in roles["meta_critic"]
+
+
+def _role_rows(output: str) -> dict[str, str]:
+    return {line.split("│")[1].strip(): line for line in output.splitlines()
+            if line.startswith("│") and line.count("│") == 4 and line.split("│")[1].strip()}
 
 
 def test_chat_reads_turns_until_an_empty_line():
-    res = runner.invoke(app, ["chat", "--backend", "scripted:Sure, happy to help."], input="hello\n\n")
+    res = runner.invoke(app, ["chat", "--backend", "scripted:Sure, happy to help.", "--role",
+                              "meta_critic=off"], input="hello\n\n", terminal_width=220)
     assert res.exit_code == 0, res.output
     assert "assistant>" in res.output and "model calls" in res.output
+    assert "--role" in _role_rows(res.output)["meta_critic"]
 
 
 def test_chat_with_a_chosen_fast_guard_and_a_clear_error_for_an_unknown_one(tmp_path):
