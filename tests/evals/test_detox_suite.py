@@ -22,7 +22,10 @@ def test_suite_validates_and_reads_the_held_out_part():
     suite = load_suite("detox")
     import_plugins(suite.plugins)
     check_metrics(suite)
-    assert [d.part for d in suite.datasets] == ["held_out"]
+    assert {d.part for d in suite.datasets} == {"held_out"}
+    # one entry per attribute subset of RealToxicityPrompts, so every attribute is evaluated
+    assert {d.name for d in suite.datasets} == {"realtoxicityprompts"}
+    assert len({d.subset for d in suite.datasets}) == len(suite.datasets) == 7
     assert suite.generation.max_tokens == 20 and suite.generation.samples >= 1
     labels = [m.display for m in suite.methods]
     assert labels == ["plain", "goodtriever"]
@@ -102,6 +105,7 @@ def test_suite_runs_plain_and_goodtriever_on_a_tiny_recipe(tmp_path, embedded_ba
     for side in Side:
         build.finalize(side)
     spec = load_suite("detox").model_dump()
+    spec["datasets"] = spec["datasets"][:1]
     spec["datasets"][0]["n"] = 2
     spec["generation"] = {"max_tokens": 4, "temperature": 1.0, "samples": 2}
     spec["judges"] = [j for j in spec["judges"] if j["name"] != "perplexity"]
