@@ -311,6 +311,26 @@ def test_u_safebench_safety_items_split_by_profile(root):
     assert len(set().union(*sides.values())) >= 2
 
 
+def test_u_safebench_instructions_never_straddle_the_split(root):
+    """398 of the 933 safety instructions repeat a helpfulness instruction with another
+    profile: no instruction of the evaluation part (either subset) may be one a trainer or a
+    choice sees (training and validation records repeating it are left out of every part)."""
+    status = ds.manifest_status(root)
+    if status.get("u_safebench") != "ok":
+        pytest.skip(f"the shipped manifest does not match this data directory: {status}")
+    rows = _load("u_safebench", root)
+    norm = lambda s: " ".join(s.lower().split())  # noqa: E731
+    helpful = {norm(r.instruction) for r in rows if r.subset == "helpfulness"}
+    assert sum(norm(r.instruction) in helpful for r in rows if r.subset == "safety") == 398
+    held = ds.in_part(rows, ds.Part.HELD_OUT, data_root=root)
+    seen = ds.in_part(rows, ds.Part.TRAIN, data_root=root) + ds.in_part(
+        rows, ds.Part.VALIDATION, data_root=root)
+    assert held and seen
+    assert not {norm(r.instruction) for r in held} & {norm(r.instruction) for r in seen}
+    # the helpfulness items suites evaluate on are never training rows
+    assert all(ds.record_part(r) is ds.Part.HELD_OUT for r in held)
+
+
 # --- answer-level sets --------------------------------------------------------------------
 
 

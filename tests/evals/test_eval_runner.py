@@ -18,7 +18,7 @@ import pytest
 from specguard.errors import ConfigError
 from specguard.evals.report import load_summaries, render_html, render_markdown, write_report
 from specguard.evals.runner import RECORDS, Runner, read_records
-from specguard.evals.suites import Suite, build_items, load_suite
+from specguard.evals.suites import Suite, build_items, builtin_suites, load_suite
 from toy_harness import ScriptedMethod
 from toy_harness import write_toy_suite as _write_custom
 
@@ -43,19 +43,25 @@ def test_builtin_refusal_suite_builds_a_mix(data_root):
     assert runtime.options["policy"] == "embedded_default"  # what `serve` ships, not default()
 
 
-@pytest.mark.parametrize("name", ["refusal", "metasc", "guard", "guard_fast"])
+@pytest.mark.parametrize("name", builtin_suites())
 def test_shipped_suites_read_evaluation_parts_only(name, data_root):
-    """Every item of a shipped suite comes from the held-out part of its dataset (which no
-    trainer sees and no choice is made on), and so does every jailbreak template."""
+    """Every item of every shipped suite comes from the held-out part of its dataset (which no
+    trainer sees and no choice is made on), and so does every jailbreak template and every
+    at-risk profile; no record is an item twice (a pooled row counts each item once)."""
     from specguard.data import Part, load, record_part
+    from specguard.evals.suites import import_plugins
 
     suite = load_suite(name)
+    import_plugins(suite.plugins)
     assert all(e.part == "held_out" for e in suite.datasets), [e for e in suite.datasets
                                                               if e.part != "held_out"]
     for entry in suite.datasets:
-        if entry.transform and entry.transform.name == "jailbreak":
+        if entry.transform and entry.transform.name in ("jailbreak", "at_risk_users"):
             assert entry.transform.options.get("part", "held_out") == "held_out"
     items = build_items(suite, data_dir=data_root)
+    assert items
+    seen = [(it.dataset, it.subset, it.record_id, it.transform) for it in items]
+    assert len(set(seen)) == len(seen), "a record is an item of two groups"
     by_source: dict = {}
     for it in items:
         by_source.setdefault((it.dataset, it.subset), set()).add(it.record_id)
