@@ -94,7 +94,7 @@ class TrainedJudge:
                               self.config.features, encoder=self.encoder)
             proba = self.head.proba(x)
             labels = decide(self.head, proba, [answers[i] for i in todo], self.task,
-                            self.config.tie_margin)
+                            self.config.tie_margin, self.config.threshold)
             for row, i in enumerate(todo):
                 p = dict(zip(self.head.labels, (float(v) for v in proba[row])))
                 raw = " ".join(f"{k}={v:.3f}" for k, v in p.items())

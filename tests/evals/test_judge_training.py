@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from specguard.data import Part
 from specguard.evals.judges import JudgeContext, JudgeInput, build_judge, no_answer_reason
-from specguard.evals.judges._features import FeatureConfig, featurize
+from specguard.evals.judges._features import FeatureConfig, assemble, featurize
 from specguard.evals.judges._heads import Head, head_from_sklearn
 from specguard.evals.judges.corpus import Task, harm_examples, refusal_examples
 from specguard.evals.judges.train import (
@@ -121,6 +121,45 @@ def test_training_path_corpus_to_artifact_to_judgement(data_root, tmp_path):
     sub = enc.where(lambda e: e in held)
     assert got == predict(head, sub, art.config)
     assert judge.card.accuracy["n"] == n_held
+
+
+def test_calibration_choices_travel_with_the_artifact(data_root, tmp_path):
+    """A decision threshold and a lexical weight chosen on validation are what the eval judge
+    and the runtime's judge both apply when they read the card (not 0.5 and 1)."""
+    from specguard.answers import AnswerJudge
+
+    exs = _small_corpus(data_root)
+    feats = FeatureConfig(answer=False, first_sentence=True, lexical=True)
+    enc = encode(exs, feats)
+    train = enc.where(lambda e: e.part is not Part.HELD_OUT)
+    held = enc.where(lambda e: e.part is Part.HELD_OUT)
+    base = TrainConfig(task=Task.REFUSAL, features=feats, C=0.01,
+                       sources=("xstest_completions", "coconot_preference"))
+    head = fit(train, base.model_copy(update={"lexical_weight": 3.0}))
+    plain = fit(train, base)
+    assert not np.allclose(head.scale, plain.scale)  # the weight is folded into the scale
+    # a threshold between the held-out answers' probabilities, so that it decides some
+    p = head.proba(assemble(held.blocks, feats))
+    p_ref = 1 - p[:, head.labels.index("complied")]
+    cfg = base.model_copy(update={"lexical_weight": 3.0, "threshold": float(
+        np.clip(np.median(p_ref[p_ref < 0.5]), 0.01, 0.49))})
+    labels = predict(head, held, cfg)
+    assert labels != predict(head, held, base)  # the threshold decides some answers
+    art, _ = train_judge(Task.REFUSAL, root=data_root, candidates_=[cfg],
+                         sources=cfg.sources, model_out=False, command="test", examples_=exs)
+    path = save_artifact(art, head, tmp_path)
+    prompts, answers = [e.prompt for e in held.examples], [e.answer for e in held.examples]
+    assert [x[0] for x in TrainedJudge("refusal", str(path)).classify(prompts, answers)] == labels
+    assert [x.label for x in AnswerJudge(path).classify(prompts, answers)] == labels
+
+
+def test_f1_of_a_set_without_unsafe_answers_is_undefined_not_zero():
+    from specguard.evals.judges.train import score_items
+
+    out = score_items(Task.HARM, ["safe"] * 5, ["safe", "unsafe", "safe", "safe", "safe"],
+                      ["a"] * 5)
+    assert out["f1_unsafe"]["value"] is None and out["f1_unsafe"]["n"] == 5
+    assert out["unsafe_precision"]["value"] == 0.0  # 0 of 1: a real proportion with n
 
 
 def test_fit_uses_only_the_configured_sources(data_root):
