@@ -88,10 +88,13 @@ def classify(pairs):
     out = []
     for prof, req, *_ in pairs:
         s_unsafe, s_match, _ = check.check(prof, req, (), threshold=t)
-        a_unsafe = False
+        a_unsafe = b_unsafe = False
         if drafts[prof]:
-            a_unsafe, _, _ = check.check(prof, req, drafts[prof], threshold=2.0)
-        out.append({"scorer": s_unsafe, "approved": a_unsafe, "both": s_unsafe or a_unsafe})
+            # The matcher alone (its own thresholds), and as the runtime runs it: with the
+            # scorer, whose flags it is OR-ed with (the thresholds chosen for that).
+            a_unsafe = check.check(prof, req, drafts[prof], threshold=2.0, library=False)[0]
+            b_unsafe = check.check(prof, req, drafts[prof], threshold=2.0)[0]
+        out.append({"scorer": s_unsafe, "approved": a_unsafe, "both": s_unsafe or b_unsafe})
     fast = load_fast_checker(None)
     requests = [CheckRequest(stage=Stage.INPUT, messages=[user(p[1])]) for p in pairs]
     verdicts = fast.verdicts(requests)

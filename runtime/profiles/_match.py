@@ -74,6 +74,17 @@ class GuidelineMatcher:
                       key=lambda x: -x[1])
 
 
+def _drop(task: asyncio.Future | None) -> None:
+    """Abandon the general guard's check started alongside: its answer is not needed."""
+    if task is None:
+        return
+    if task.done():
+        if not task.cancelled():
+            task.exception()  # retrieved, so that an error in it is not logged as unhandled
+    else:
+        task.cancel()
+
+
 class ProfileAwareGuard:
     """A guard in front of a guard: the profile check first (input stage), then the wrapped
     guard. Built per request for users with a profile (specguard.context)."""
@@ -137,19 +148,30 @@ class ProfileAwareGuard:
     async def check(self, request: CheckRequest, settings: CheckSettings) -> GuardDecision:
         if not self.applies(request, settings):
             return await self.inner.check(request, settings)
-        # First, so that a request the profile check blocks costs no guard-model call.
-        profile = await asyncio.to_thread(self.verdicts, request)
+        # The profile check decides first, so that a request it blocks costs no guard-model
+        # call. When the check cannot call a guard model (the deliberative tier is off), the
+        # general guard's fast tier runs at the same time instead of after it: both are encoder
+        # passes, and the request waits for the slower one rather than for their sum.
+        inner = None if settings.deliberative else asyncio.ensure_future(
+            self.inner.check(request, settings))
+        try:
+            profile = await asyncio.to_thread(self.verdicts, request)
+        except BaseException:
+            _drop(inner)
+            raise
         blocking = [v for v in profile if v.label is Label.UNSAFE]
-        if blocking:
+        undecided = (any(v.label is Label.UNDECIDED for v in profile)
+                     and settings.on_undecided is OnUndecided.BLOCK)
+        if blocking or undecided:
+            _drop(inner)
+            if not blocking:
+                return GuardDecision(label=Label.UNSAFE, verdicts=profile, decided_by=Tier.FAST,
+                                     undecided=True)
             v = blocking[0]
             return GuardDecision(label=Label.UNSAFE, verdicts=profile, decided_by=Tier.FAST,
                                  categories=[CATEGORY], score=v.score,
                                  category_scores={CATEGORY: v.score or 1.0})
-        if (any(v.label is Label.UNDECIDED for v in profile)
-                and settings.on_undecided is OnUndecided.BLOCK):
-            return GuardDecision(label=Label.UNSAFE, verdicts=profile, decided_by=Tier.FAST,
-                                 undecided=True)
-        decision = await self.inner.check(request, settings)
+        decision = await (inner if inner is not None else self.inner.check(request, settings))
         return decision.model_copy(update={"verdicts": [*profile, *decision.verdicts]})
 
     async def check_many(self, requests: list[CheckRequest], settings: CheckSettings) -> list[GuardDecision]:
