@@ -99,7 +99,7 @@ recorder = Recorder()
 '''
 
 
-def _guardrail(name: str, mode: str, **params) -> dict:
+def _guardrail(name: str, mode: str | list[str], **params) -> dict:
     return {"guardrail_name": name, "litellm_params": {
         "guardrail": "specguard.integrations.litellm.SpecguardGuardrail", "mode": mode, **params}}
 
@@ -134,6 +134,7 @@ def stack(tmp_path_factory):
                 _guardrail("sg-during", "during_call", **server),
                 _guardrail("sg-post", "post_call", holdback_chars=HOLDBACK, **server),
                 _guardrail("sg-post-error", "post_call", output_action="error", **server),
+                _guardrail("sg-both", ["pre_call", "post_call"], **server),  # the README's form
                 _guardrail("sg-local-pre", "pre_call", **local),
                 _guardrail("sg-local-post", "post_call", holdback_chars=HOLDBACK, **local),
                 # Nothing listens on `down`: fail closed, or open when the config says so.
@@ -319,3 +320,14 @@ def test_specguard_unreachable_fails_closed_unless_the_config_says_open(stack):
     assert "specguard could not check this request" in str(caught.value)
     r = _chat(stack, "clean", BENIGN, ["sg-down-open"])
     assert r.choices[0].message.content == CLEAN_ANSWER
+
+
+def test_one_guardrail_in_both_modes(stack):
+    """The README's config: one entry with mode [pre_call, post_call]."""
+    with pytest.raises(openai.BadRequestError):
+        _chat(stack, "clean", HARMFUL, ["sg-both"])
+    r = _chat(stack, "clean", BENIGN, ["sg-both"], tag="both")
+    assert r.choices[0].message.content == CLEAN_ANSWER
+    stages = {e["guardrail_mode"]: e["guardrail_response"]["checks"][0]["stage"]
+              for e in _logged(stack, "both") if e["guardrail_name"] == "sg-both"}
+    assert stages == {"pre_call": "input", "post_call": "output"}
