@@ -39,6 +39,8 @@ class Expected:
 # The README's rows, in order. Owners regenerate their own: the guard's pages and the suites of
 # other issues join here as their scripts start writing summaries.
 EXPECTED = (
+    Expected("splits", "the shared split (evaluation / validation / train)",
+             "docs/results/splits.md", "python bench/splits.py"),
     Expected("judges", "answer judges vs human labels", "docs/results/judges.md",
              "python bench/judge_accuracy.py"),
     Expected("refusal", "refusal suite, raw vs guarded (embedded model)",

@@ -35,6 +35,7 @@ needs_data = pytest.mark.skipif(not (REPO.parent / "shared" / "data").is_dir() a
 # script -> (result name, whether --out names a folder (run directory) or the summary file)
 SMOKE = {
     "judge_accuracy.py": ("judges", False, [needs_judges]),
+    "splits.py": ("splits", False, [needs_data]),
     "embedded_concurrency.py": ("embedded_concurrency", False, [needs_model]),
     "eval_runner.py": ("eval_runner", False, [needs_model]),
     "proxy_overhead.py": ("proxy_overhead", False, []),
