@@ -54,7 +54,7 @@ def serve(
     upstream_api_key: UpstreamKeyOpt = None,
     fast_guard: _env(FastGuardOpt, "SPECGUARD_FAST_GUARD") = None,
     role: _env(RoleOpt, "SPECGUARD_ROLES") = None,
-    workers: Annotated[int, typer.Option(min=1, envvar="SPECGUARD_WORKERS", help="Server processes sharing the port and the store; each loads its own models (the embedded model once per worker).")] = 1,
+    workers: Annotated[int, typer.Option(min=1, envvar="SPECGUARD_WORKERS", help="Server processes sharing the port and the store; each loads its own models (the embedded model once per worker), and per-key limits (--rate-limit, --max-concurrent) apply per worker.")] = 1,
     metrics: Annotated[bool, typer.Option(envvar="SPECGUARD_METRICS", help="Serve Prometheus metrics at GET /metrics.")] = True,
     access_log: Annotated[bool, typer.Option(envvar="SPECGUARD_ACCESS_LOG", help="One JSON line per request on stdout, with the safety report's summary.")] = True,
     otel_exporter: Annotated[str, typer.Option(envvar="SPECGUARD_OTEL_EXPORTER", help="OpenTelemetry traces: none, console, otlp (the OTEL_EXPORTER_OTLP_* variables say where), or auto (otlp when an OTLP endpoint is set). Needs the otel extra.")] = "auto",

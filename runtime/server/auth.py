@@ -27,7 +27,13 @@ _USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$")
 
 
 class TokenBucket:
-    """Requests per minute per key, with bursts up to the per-minute budget."""
+    """Requests per minute per key, with bursts up to the per-minute budget.
+
+    Kept rather than the `limits` package (reviewed for issue 19): with in-process storage
+    `limits`' moving window does the same for one process, as a dependency, and it would
+    take a shared storage (Redis, Memcached) for a budget across `serve --workers N`
+    processes, which this deployment does not run; each worker keeps its own bucket, so a
+    key's budget there is per worker."""
 
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute
