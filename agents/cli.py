@@ -72,11 +72,11 @@ def serve(
     if otel_exporter not in EXPORTERS:  # before anything loads
         raise ConfigError(f"Unknown trace exporter {otel_exporter!r}.",
                           hint=f"Use one of: {', '.join(EXPORTERS)}.")
-    options = dict(backend=backend, policy=str(policy) if policy else None, store=store,
-                   api_base=api_base, rate_limit=rate_limit, max_concurrent=max_concurrent,
-                   checkpointer=checkpointer, upstream_api_key=upstream_api_key,
-                   fast_guard=fast_guard, role=role, metrics=metrics, access_log=access_log,
-                   otel_exporter=otel_exporter)
+    options = {"backend": backend, "policy": str(policy) if policy else None, "store": store,
+               "api_base": api_base, "rate_limit": rate_limit, "max_concurrent": max_concurrent,
+               "checkpointer": checkpointer, "upstream_api_key": upstream_api_key,
+               "fast_guard": fast_guard, "role": role, "metrics": metrics,
+               "access_log": access_log, "otel_exporter": otel_exporter}
     # CPU work runs on threads (the fast tier, the store); a 1 ms GIL switch interval (5 ms by
     # default) keeps the event loop's turn short while they run.
     sys.setswitchinterval(0.001)
@@ -84,8 +84,8 @@ def serve(
     # an idle connection just as a client reuses it would fail that client's request. On a
     # signal uvicorn stops accepting, lets in-flight requests and streams finish (up to the
     # grace period), then runs the app's shutdown.
-    run = dict(host=host, port=port, log_level="warning", timeout_keep_alive=75,
-               timeout_graceful_shutdown=shutdown_grace_s)
+    run = {"host": host, "port": port, "log_level": "warning", "timeout_keep_alive": 75,
+           "timeout_graceful_shutdown": shutdown_grace_s}
     if workers > 1:
         # Each worker process builds the same server from these options (`worker_app`); a key
         # generated here is handed to them, so every worker accepts it.

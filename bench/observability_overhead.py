@@ -25,7 +25,6 @@ import asyncio
 import logging
 import statistics
 import time
-from pathlib import Path
 
 from specguard import observability
 from specguard.backends.scripted import ScriptedBackend

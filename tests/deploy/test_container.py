@@ -20,10 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-
-from specguard.server.echo_upstream import create_echo_upstream
-
 from _loopback import free_port, serve
+from specguard.server.echo_upstream import create_echo_upstream
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -121,7 +119,7 @@ def test_entrypoint_serves_from_the_environment_and_finishes_streams_on_sigterm(
     # The metrics scraped while the stream was in flight.
     assert re.search(r'specguard_requests_total\{method="POST",route="/v1/chat/completions",'
                      r'status="200"\} 1\.0', scrape), scrape
-    assert re.search(r"^specguard_requests_in_flight 1\.0$", scrape, re.M), scrape
+    assert re.search(r"^specguard_requests_in_flight 1\.0$", scrape, re.MULTILINE), scrape
     # One JSON access line per chat request on stdout, the stream's written when it ended.
     lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith('{"ts"')]
     chats = [x for x in lines if x["route"] == "/v1/chat/completions"]
@@ -180,7 +178,6 @@ def test_install_script_installs_the_wheel_the_image_serves(tmp_path):
 def _serve_envvars() -> set[str]:
     """The environment variables `specguard serve` reads, from its options."""
     import typer
-
     from specguard.agents.cli import serve
 
     app = typer.Typer()
@@ -193,9 +190,9 @@ def test_dockerfile_and_compose_use_the_tested_scripts_and_known_settings():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "sh /opt/specguard/docker-install.sh" in dockerfile
     assert 'ENTRYPOINT ["/opt/specguard/docker-entrypoint.sh"]' in dockerfile
-    assert re.search(r"^USER specguard$", dockerfile, re.M)  # never root
+    assert re.search(r"^USER specguard$", dockerfile, re.MULTILINE)  # never root
     assert "/readyz" in dockerfile and "-slim" in dockerfile
-    for copied in re.findall(r"^COPY (?!--from)(.+) \S+$", dockerfile, re.M):
+    for copied in re.findall(r"^COPY (?!--from)(.+) \S+$", dockerfile, re.MULTILINE):
         for path in copied.split():
             assert (ROOT / path).exists(), path
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -228,7 +225,7 @@ def test_langgraph_json_names_importable_graphs():
         assert {"input_check", "generate", "output_check", "respond", "refuse"} <= nodes
     extras = re.search(r"\.\[(.+)\]", config["dependencies"][0]).group(1).split(",")
     pyproject = (ROOT / "pyproject.toml").read_text()
-    assert all(re.search(rf"^{e} = \[", pyproject, re.M) for e in extras)
+    assert all(re.search(rf"^{e} = \[", pyproject, re.MULTILINE) for e in extras)
 
 
 def test_workers_share_the_port_and_the_store(tmp_path):
@@ -263,7 +260,7 @@ def test_workers_share_the_port_and_the_store(tmp_path):
                                  r'completions",status="200"\} 6\.0', scrape), scrape
                 assert re.search(r'specguard_node_duration_seconds_count\{node="generate"\} '
                                  r'6\.0', scrape), scrape
-                assert re.search(r"^specguard_requests_in_flight 0\.0$", scrape, re.M), scrape
+                assert re.search(r"^specguard_requests_in_flight 0\.0$", scrape, re.MULTILINE), scrape
         finally:
             proc.send_signal(signal.SIGTERM)
             try:

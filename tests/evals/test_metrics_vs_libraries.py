@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 import pytest
-
 from specguard.evals import metrics
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics", reason="scikit-learn (guard extra)")
