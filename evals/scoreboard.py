@@ -81,6 +81,8 @@ EXPECTED = (
              "docs/results/performance.md", "python bench/vllm_vs_llamacpp.py"),
     Expected("reliability", "soak: streams held open against the guarded server",
              "docs/results/reliability.md", "python bench/soak.py"),
+    Expected("garak", "garak scan: are specguard's refusals recognised?",
+             "docs/results/garak.md", "python bench/garak_scan.py"),
 )
 
 

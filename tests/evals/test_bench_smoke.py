@@ -28,6 +28,11 @@ needs_decoding = pytest.mark.skipif(not HAVE_DECODING, reason="needs the model, 
 needs_judges = pytest.mark.skipif(not SHIPPED_JUDGES, reason="no shipped judge artifacts yet")
 needs_guard = pytest.mark.skipif(not (REPO / "specs" / "guard" / "fast_default" / "card.json")
                                  .is_file(), reason="no shipped fast-tier artifact")
+GARAK_PYTHON = Path(os.environ.get("SPECGUARD_GARAK_PYTHON")
+                    or CACHE / "garak-venv" / "bin" / "python")
+needs_garak = pytest.mark.skipif(not GARAK_PYTHON.is_file(), reason=(
+    f"garak's environment is absent ({GARAK_PYTHON}; set SPECGUARD_GARAK_PYTHON): "
+    "python -m venv V && V/bin/pip install torch garak"))
 needs_data = pytest.mark.skipif(not (REPO.parent / "shared" / "data").is_dir() and
                                 not os.environ.get("SPECGUARD_DATA_DIR"),
                                 reason="the shared data directory is absent")
@@ -40,6 +45,7 @@ SMOKE = {
     "eval_runner.py": ("eval_runner", False, [needs_model]),
     "proxy_overhead.py": ("proxy_overhead", False, []),
     "soak.py": ("reliability", False, []),
+    "garak_scan.py": ("garak", False, [needs_model, needs_guard, needs_garak]),
     "graph_overhead.py": ("graph_overhead", False, []),
     "observability_overhead.py": ("observability_overhead", False, []),
     "proxy_vs_litellm.py": ("proxy", False, [needs_guard]),
