@@ -57,7 +57,7 @@ def garak_python(arg: str | None) -> str:
     path = arg or os.environ.get("SPECGUARD_GARAK_PYTHON") or str(
         Path.home() / ".cache" / "specguard" / "garak-venv" / "bin" / "python")
     ok = Path(path).is_file() and subprocess.run([path, "-c", "import garak"],
-                                                 capture_output=True).returncode == 0
+                                                 capture_output=True, check=False).returncode == 0
     if not ok:
         raise SystemExit(f"garak is not importable from {path}: make its environment with "
                          "`python -m venv V && V/bin/pip install torch garak` and pass "
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         args.cap, args.probes, args.max_tokens = 2, "dan.DanInTheWild", 16
     python = garak_python(args.garak_python)
     version = subprocess.run([python, "-c", "import garak; print(garak.__version__)"],
-                             capture_output=True, text=True).stdout.strip()
+                             capture_output=True, text=True, check=False).stdout.strip()
     runs = {}
     with tempfile.TemporaryDirectory(prefix="garak-scan-") as d:
         tmp = Path(d)
