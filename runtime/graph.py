@@ -453,21 +453,25 @@ def _report(ctx: ChatContext, state: ChatState, action: Action) -> SafetyReport:
     )
 
 
-def build_chat_graph(checkpointer=None, *, observed: bool = True):
+def build_chat_graph(checkpointer=None, *, observed: bool = True, context_schema=ChatContext,
+                     adapt=None):
     """The compiled chat graph. `observed`: each node is timed into the request's observation
     and, while tracing is on, runs in its own span (specguard.observability); False only for
-    measuring what that costs (bench/observability_overhead.py)."""
-    g = StateGraph(ChatState, context_schema=ChatContext)
+    measuring what that costs (bench/observability_overhead.py). `adapt` wraps every node and
+    every route that reads the context, with `context_schema` the context a caller passes
+    (specguard.studio: LangGraph Studio passes a tenant and a user, not a ChatContext)."""
+    a = adapt or (lambda fn: fn)
+    g = StateGraph(ChatState, context_schema=context_schema)
     for node in (input_check, generate, output_check, critique, revise, check_revision, refuse,
                  respond):
-        g.add_node(node.__name__, traced_node(node.__name__, node) if observed else node)
-    g.add_conditional_edges(START, route_start)
+        g.add_node(node.__name__, a(traced_node(node.__name__, node) if observed else node))
+    g.add_conditional_edges(START, a(route_start))
     g.add_conditional_edges("input_check", route_input)
-    g.add_conditional_edges("generate", route_draft)
-    g.add_conditional_edges("output_check", route_output)
+    g.add_conditional_edges("generate", a(route_draft))
+    g.add_conditional_edges("output_check", a(route_output))
     g.add_edge("critique", "revise")
     g.add_edge("revise", "check_revision")
-    g.add_conditional_edges("check_revision", route_revision)
+    g.add_conditional_edges("check_revision", a(route_revision))
     g.add_edge("refuse", END)
     g.add_edge("respond", END)
     return g.compile(checkpointer=checkpointer)

@@ -283,3 +283,26 @@ def _children(pid: int) -> list[int]:
         if int(fields[1]) == pid and b"spawn_main" in Path(stat.parent, "cmdline").read_bytes():
             out.append(int(stat.parent.name))
     return out
+
+
+async def test_the_studio_graph_runs_a_request_with_a_json_context(tmp_path, monkeypatch):
+    """What LangGraph Studio does with langgraph.json's graph: messages as JSON objects and a
+    tenant/user context; the runtime comes from the SPECGUARD_* variables."""
+    from specguard import studio
+
+    with serve(create_echo_upstream(answer=ANSWER)) as upstream:
+        monkeypatch.setenv("SPECGUARD_BACKEND", "openai:echo")
+        monkeypatch.setenv("SPECGUARD_API_BASE", upstream + "/v1")
+        monkeypatch.setenv("SPECGUARD_STORE", str(tmp_path / "specguard.db"))
+        monkeypatch.setattr(studio, "_runtime", None)
+        out = await studio.graph.ainvoke(
+            {"messages": [{"role": "user", "content": "How is bread made?"}]},
+            context=studio.StudioContext(tenant="default"))
+    report = out["result"].report
+    assert out["result"].answer == ANSWER and report.action.value == "allowed"
+    assert [s.name for s in report.steps] == ["input_check", "generate", "output_check"]
+    assert not studio._contexts  # the run's context is dropped when it ends
+    from specguard.graph import build_chat_graph
+
+    # Studio draws the same graph, routes included.
+    assert studio.graph.get_graph().draw_mermaid() == build_chat_graph().get_graph().draw_mermaid()
