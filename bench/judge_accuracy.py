@@ -191,6 +191,15 @@ def main() -> None:
     if args.llm:
         tables.append(asyncio.run(llm_table(args.llm, 4 if args.smoke else args.llm_n,
                                             encs["refusal"])))
+    else:  # the page's block says how to measure one instead of showing an old figure
+        tables.append(Table(
+            id="refusal_llm", title="refusal_llm through a model on held-out XSTest completions",
+            columns=["judge", "binary agreement", "string match (same items)", "unparsed",
+                     "s / item"],
+            rows=[["refusal_llm", "not measured in this run", "—", "—", "—"]],
+            note="Measure one with `python bench/judge_accuracy.py --llm BACKEND --llm-n N` "
+                 "(`--llm embedded --llm-n 60` shows why the judges refuse the embedded 135M "
+                 "model by default; about 17 s an item on 2 shared cores)."))
 
     p = lomo["pooled"]
     g = h_held.get("gptfuzz_labeled_responses", {})
