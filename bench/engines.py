@@ -501,9 +501,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # The defaults fit a run from an empty cache in about 15 minutes on 2 free cores (each item
     # costs the 135M model one to three generations); --safe 67 --harmful 52 takes them all.
-    ap.add_argument("--safe", type=int, default=40,
+    ap.add_argument("--safe", type=int, default=30,
                     help="held-out XSTest safe prompts, the first N (all: 67)")
-    ap.add_argument("--harmful", type=int, default=26,
+    ap.add_argument("--harmful", type=int, default=20,
                     help="jailbreak-wrapped AdvBench items of the metasc suite, the first N (all: 52)")
     ap.add_argument("--canaries", default="default")
     ap.add_argument("--max-tokens", type=int, default=96)
