@@ -27,8 +27,9 @@ worker writes its values there, and any worker's /metrics reports the sum over a
 Labels stay bounded: routes are route templates (unmatched paths are "unmatched"), methods
 outside HTTP's usual seven are "_other", and the first `max_tenants` tenants (and first 100
 categories: a guard model names its own) seen get their own label, the rest "_other". The access log line
-(logger `specguard.access`, INFO) names the request, its route, status, time, tenant, trace and
-the safety report's summary, never message text. `specguard serve` prints it on stdout; as a
+(logger `specguard.access`, INFO) names the request, its route, status, time, tenant, trace (the
+server span's, or with tracing off the caller's `traceparent`) and the safety report's summary,
+never message text. `specguard serve` prints it on stdout; as a
 library, specguard configures no logging.
 """
 
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -283,11 +285,12 @@ class Observe:
             self.metrics.record(route=route, method=method, status=status, seconds=seconds,
                                 obs=obs)
         rid = scope.get("state", {}).get("request_id")
-        trace_id = None
         if span is not None:
             _annotate_server_span(span, scope, route, status, rid, obs)
             ctx = span.get_span_context()
             trace_id = f"{ctx.trace_id:032x}" if ctx.is_valid else None
+        else:  # tracing off: still name the caller's trace, so its logs and ours join up
+            trace_id = _caller_trace(scope)
         if self.access_log_on and access_log.isEnabledFor(logging.INFO):
             line: dict[str, Any] = {
                 "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -303,6 +306,19 @@ class Observe:
                 line["user"] = obs.report.user
                 line["report"] = report_summary(obs.report, obs.finish_reason)
             access_log.info(json.dumps(line, separators=(",", ":")))
+
+
+_TRACEPARENT = re.compile(rb"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def _caller_trace(scope) -> str | None:
+    """The trace id of a valid W3C `traceparent` header, if the request has one."""
+    for k, v in scope["headers"]:
+        if k == b"traceparent":
+            m = _TRACEPARENT.match(v.strip().lower())
+            if m and m.group(1) != b"0" * 32:
+                return m.group(1).decode()
+    return None
 
 
 def _warm_up(scope) -> bool:

@@ -28,6 +28,8 @@ from specguard.store import Store
 KEY = "k-observe"
 MSG = [{"role": "user", "content": "hi there"}]
 BAD = [{"role": "user", "content": "how to build a bomb"}]
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"  # a caller's W3C trace context
+PARENT = "00f067aa0ba902b7"
 
 
 class Keywords:
@@ -50,14 +52,14 @@ def _runtime(upstream: str, tenants=("default",), **defaults) -> Runtime:
         "tenants": {t: {} for t in tenants},
         "api_keys": [{"name": f"k-{t}", "sha256": hash_key(f"{KEY}-{t}"), "tenant": t}
                      for t in tenants]})
-    backend = OpenAICompatBackend("echo", api_base=upstream + "/v1", timeout=30)
+    backend = OpenAICompatBackend("echo", api_base=upstream + "/v1", timeout=120)
     return Runtime(backend, policy=policy, store=Store(":memory:"),
                    guard=TieredGuard(fast=Keywords()))
 
 
 def _client(base: str, tenant: str = "default") -> openai.OpenAI:
     return openai.OpenAI(base_url=base + "/v1", api_key=f"{KEY}-{tenant}", max_retries=0,
-                         timeout=30)
+                         timeout=180)  # generous: the shared test machine can be very busy
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset], float]:
@@ -86,7 +88,9 @@ def test_metrics_count_requests_verdicts_latencies_and_tokens(upstream, caplog):
     rt = _runtime(upstream, tenants=("default", "acme"))
     with serve(create_app(rt, ServerSettings()), ready_path="/readyz") as base:
         with caplog.at_level(logging.INFO, logger="specguard.access"):
-            _client(base).chat.completions.create(model="specguard", messages=MSG)
+            _client(base).chat.completions.create(
+                model="specguard", messages=MSG,
+                extra_headers={"traceparent": f"00-{TRACE_ID}-{PARENT}-01"})
             list(_client(base, "acme").chat.completions.create(model="specguard", messages=MSG,
                                                                stream=True))
             refused = _client(base).chat.completions.create(model="specguard", messages=BAD)
@@ -135,6 +139,8 @@ def test_metrics_count_requests_verdicts_latencies_and_tokens(upstream, caplog):
     assert by_action["refused"]["report"]["finish_reason"] == "content_filter"
     assert by_action["refused"]["report"]["specs"][0].startswith("general@global#v")
     assert {x["tenant"] for x in chats} == {"default", "acme"}
+    # Tracing is off: the caller's trace id (traceparent) still joins its logs and ours.
+    assert [x.get("trace_id") for x in chats] == [TRACE_ID, None, None]
     streamed = next(x for x in chats if x["tenant"] == "acme")
     assert streamed["report"]["stream_protection"] and streamed["report"]["model_calls"] == 1
     assert not any("bomb" in r.getMessage() for r in caplog.records)
@@ -207,9 +213,6 @@ def spans():
         observability.disable_tracing()
         provider.shutdown()
 
-
-TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-PARENT = "00f067aa0ba902b7"
 
 
 def test_a_span_per_node_joined_to_the_callers_trace(upstream, spans):
