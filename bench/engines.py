@@ -64,7 +64,7 @@ from specguard.guard import load_taxonomy  # noqa: E402
 from specguard.guard.policy_doc import parse_policy  # noqa: E402
 from specguard.policy import Policy, PolicySettings, SpecUpdateMode  # noqa: E402
 from specguard.refusal import is_refusal  # noqa: E402
-from specguard.revision import RevisionFate, RevisionGate  # noqa: E402
+from specguard.revision import RevisionFate, RevisionGate, process_talk  # noqa: E402
 from specguard.roles import RoleBackends, RoleName  # noqa: E402
 from specguard.spec import Provenance, SpecSource  # noqa: E402
 from specguard.store import Store  # noqa: E402
@@ -288,17 +288,20 @@ async def part_revision(model: Cached, args, refusal) -> tuple[Table, Table, dic
         for r in items:
             res = await rt.chat([user(r.text)])
             answers.append(res.answer)
-            # the first output decision is the draft's (later ones are revisions')
+            # was the draft flagged: the first revision's fate says (the report's output
+            # decision is the answer's), else the output decision itself
             out = next((d for d in res.report.decisions if d.stage.value == "output"), None)
-            flagged += bool(out is not None and out.label.value == "unsafe")
+            flagged += (res.report.revisions[0].draft_flagged if res.report.revisions
+                        else bool(out is not None and out.label.value == "unsafe"))
             fates += res.report.revisions
         labels = [x.label for x in await refusal.aclassify([r.text for r in items], answers)]
         n = len(items)
         over = wilson(sum(lab in ("refused", "partial") for lab in labels), n)
         helpful = wilson(sum(lab == "complied" for lab in labels), n)
         matched = wilson(sum(is_refusal(a) for a in answers), n)
+        talk = sum(process_talk(a) is not None for a in answers)
         accepted = sum(f.accepted for f in fates)
-        rows.append([label, n, pct(over), pct(helpful), pct(matched),
+        rows.append([label, n, pct(over), pct(helpful), pct(matched), talk,
                      sum(lab == "no_answer" for lab in labels), flagged, accepted,
                      len(fates) - accepted,
                      round((time.perf_counter() - start) / max(n, 1), 1)])
@@ -309,7 +312,7 @@ async def part_revision(model: Cached, args, refusal) -> tuple[Table, Table, dic
                 why[key] = why.get(key, 0) + 1
         reason_rows += [[label, k, v] for k, v in sorted(why.items(), key=lambda kv: -kv[1])]
         data[label] = {"n": n, "over_refusal": over, "helpfulness": helpful,
-                       "string_match_refusal": matched, "labels": labels,
+                       "string_match_refusal": matched, "revision_talk": talk, "labels": labels,
                        "flagged": flagged, "revisions_accepted": accepted,
                        "revisions_rejected": len(fates) - accepted, "reasons": why}
     table = Table(
@@ -317,12 +320,17 @@ async def part_revision(model: Cached, args, refusal) -> tuple[Table, Table, dic
         title=f"Critique off vs on, held-out XSTest safe prompts (n={len(items)}), embedded "
               f"SmolLM2-135M drafts (max {args.max_tokens} tokens), the shipped fast tier",
         columns=["configuration", "n", "over-refusal (refusal judge)", "helpfulness (complied)",
-                 "refusals (string match)", "no answer", "drafts flagged", "revisions accepted",
+                 "refusals (string match)", "answers about the revision", "no answer",
+                 "drafts flagged", "revisions accepted",
                  "revisions rejected",
                  "s / prompt (cached calls are free)"],
         rows=rows,
         note="value [95% Wilson interval] (n). The refusal judge is also the gate's compliance "
-             "check; the string-match column is a check the gate never consults. The recorded "
+             "check; the string-match column is a check the gate never consults. 'Answers about "
+             "the revision': final answers whose opening talks about the revision instead of "
+             "answering (\"Here's a rewritten version of the previous answer ...\"; the gate's "
+             "pattern, specguard.revision.process_talk), which both judges above count as answers. "
+             "The recorded "
              "capable reviser replays GPT-4's held-out XSTest completion of the same prompt (a "
              "double of a hosted model). The ungated rows accept every revision (the behaviour "
              "before the gate).")
