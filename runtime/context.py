@@ -32,6 +32,7 @@ from .policy import (
     ResolvedPolicy,
     StreamProtection,
 )
+from .observability import note_check
 from .report import StepRecord
 from .spec import Spec, scope_for
 from .store import Store
@@ -148,6 +149,7 @@ class ChatContext:
             record = self.reviews.submit(request, settings, decision, tenant=self.policy.tenant,
                                          user=self.policy.user, request_id=self.request_id)
             decision.review = record.thread if record is not None else None
+        note_check(self.policy.tenant, decision.verdicts)  # the server's verdict metrics
         return decision, StepRecord.timed(f"{stage.value}_check", start, Cost.total(decision.verdicts))
 
     async def check_many(self, stage: Stage, conversations: Sequence[Sequence[Message]]
@@ -158,10 +160,13 @@ class ChatContext:
             return [GuardDecision(label=Label.SAFE) for _ in conversations]
         requests = [self.check_request(stage, m) for m in conversations]
         try:
-            return await self.guard.check_many(requests, settings)
+            decisions = await self.guard.check_many(requests, settings)
         except BackendError as exc:
-            return [undecided(stage, settings, f"the guard model failed: {exc.message}")
-                    for _ in requests]
+            decisions = [undecided(stage, settings, f"the guard model failed: {exc.message}")
+                         for _ in requests]
+        for decision in decisions:
+            note_check(self.policy.tenant, decision.verdicts)
+        return decisions
 
 
 def undecided(stage: Stage, settings: CheckSettings, why: str) -> GuardDecision:

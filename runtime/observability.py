@@ -31,6 +31,7 @@ from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .context import ChatContext
+    from .guard import Verdict
     from .report import SafetyReport
 
 TRACER_NAME = "specguard"
@@ -39,10 +40,12 @@ EXPORTERS = ("none", "auto", "console", "otlp")
 
 @dataclass
 class Observation:
-    """What one request did, gathered as it runs: each graph node's time, the final safety
-    report, and an upstream failure, if any. Read by whoever opened it (the server's edge)."""
+    """What one request did, gathered as it runs: each graph node's time, each check's
+    verdicts (chat, /v1/guard/check, moderations alike), the final safety report, and an
+    upstream failure, if any. Read by whoever opened it (the server's edge)."""
 
     nodes: list[tuple[str, float]] = field(default_factory=list)  # (node, seconds)
+    checks: list[tuple[str, list[Verdict]]] = field(default_factory=list)  # (tenant, verdicts)
     report: SafetyReport | None = None
     finish_reason: str | None = None
     upstream_error: str | None = None  # the failure's kind (an error class name)
@@ -71,6 +74,13 @@ def observe() -> Iterator[Observation]:
 
 def current() -> Observation | None:
     return _current.get()
+
+
+def note_check(tenant: str, verdicts: list[Verdict]) -> None:
+    """Record one check's verdicts for the request (ChatContext.check calls it)."""
+    obs = _current.get()
+    if obs is not None:
+        obs.checks.append((tenant, verdicts))
 
 
 def note_upstream_error(exc: BaseException) -> None:
@@ -258,4 +268,4 @@ def node_attributes(name: str, ctx: ChatContext, state: dict, update: dict) -> d
 
 
 __all__ = ["Observation", "configure_tracing", "current", "disable_tracing", "enable_tracing",
-           "note_upstream_error", "observe", "traced_node", "tracer"]
+           "note_check", "note_upstream_error", "observe", "traced_node", "tracer"]

@@ -10,8 +10,10 @@ the end (after a stream's last byte) records:
     specguard_request_duration_seconds{route}               to the response's last byte
     specguard_chat_requests_total{tenant,action}            answered chat requests
     specguard_verdicts_total{stage,category,tier,label,action,tenant}
-                                                            each checker's verdict ("none":
-                                                            no category)
+                                                            each checker's verdict, of chat,
+                                                            /v1/guard/check and moderations
+                                                            ("none": no category; action
+                                                            "none": a request that only checks)
     specguard_node_duration_seconds{node}                   each chat graph node
     specguard_guard_duration_seconds{stage,tier}            each guard tier's verdicts
     specguard_model_calls_total{role} / specguard_tokens_total{role,kind}
@@ -162,16 +164,19 @@ class Metrics:
         if upstream is not None:
             c(self.upstream_errors, upstream).inc()
         report = obs.report
+        # Every check the request ran (chat, /v1/guard/check, moderations); the action is the
+        # chat answer's, "none" for a request that only checks.
+        action = report.action.value if report is not None else "none"
+        for tenant_name, verdicts in obs.checks:
+            tenant = self.tenant(tenant_name)
+            for v in verdicts:
+                for category in v.categories or ("none",):
+                    c(self.verdicts, v.stage.value, self.category(category), v.tier.value,
+                      v.label.value, action, tenant).inc()
+                c(self.guard_seconds, v.stage.value, v.tier.value).observe(v.latency_ms / 1000)
         if report is None:
             return
-        tenant = self.tenant(report.tenant)
-        action = report.action.value
-        c(self.chats, tenant, action).inc()
-        for v in report.verdicts:
-            for category in v.categories or ("none",):
-                c(self.verdicts, v.stage.value, self.category(category), v.tier.value,
-                  v.label.value, action, tenant).inc()
-            c(self.guard_seconds, v.stage.value, v.tier.value).observe(v.latency_ms / 1000)
+        c(self.chats, self.tenant(report.tenant), action).inc()
         for step in report.steps:
             role = _STEP_ROLES.get(step.name)
             if role is None or not step.model_calls:
@@ -305,6 +310,12 @@ class Observe:
                 line["tenant"] = obs.report.tenant
                 line["user"] = obs.report.user
                 line["report"] = report_summary(obs.report, obs.finish_reason)
+            elif obs.checks:  # a request that only checks (/v1/guard/check, moderations)
+                line["tenant"] = obs.checks[0][0]
+                line["verdicts"] = [{"stage": v.stage.value, "label": v.label.value,
+                                     "tier": v.tier.value, "checker": v.checker,
+                                     "categories": v.categories}
+                                    for _, verdicts in obs.checks for v in verdicts]
             access_log.info(json.dumps(line, separators=(",", ":")))
 
 

@@ -97,6 +97,10 @@ def test_metrics_count_requests_verdicts_latencies_and_tokens(upstream, caplog):
             with pytest.raises(openai.NotFoundError):
                 _client(base).chat.completions.create(model="nope", messages=MSG)
             httpx.get(base + "/no/such/path")
+            checked = httpx.post(base + "/v1/guard/check", timeout=60, json={"messages": BAD},
+                                 headers={"authorization": f"Bearer {KEY}-acme"})
+            assert checked.status_code == 200, checked.text
+            moderated = _client(base).moderations.create(input=["a bomb", "bread"])
         scrape = httpx.get(base + "/metrics")
     assert scrape.status_code == 200 and scrape.headers["content-type"].startswith("text/plain")
     m = _samples(scrape.text)
@@ -113,15 +117,22 @@ def test_metrics_count_requests_verdicts_latencies_and_tokens(upstream, caplog):
                   label="safe", action="allowed") == 2
     assert _value(m, "specguard_verdicts_total", stage="output", label="safe",
                   tenant="acme") >= 1
+    # The checks-only routes count their verdicts too, with action "none".
+    assert _value(m, "specguard_verdicts_total", stage="input", category="violence",
+                  label="unsafe", action="none", tenant="acme") == 1
+    assert _value(m, "specguard_verdicts_total", stage="input", action="none",
+                  tenant="default") == 2
+    assert moderated.results[0].flagged and not moderated.results[1].flagged
     assert _value(m, "specguard_chat_requests_total", tenant="acme", action="allowed") == 1
     assert _value(m, "specguard_chat_requests_total", tenant="default", action="refused") == 1
     # Node and guard tier latency histograms; the refused request never reached generate.
     assert _value(m, "specguard_node_duration_seconds_count", node="input_check") == 3
     assert _value(m, "specguard_node_duration_seconds_count", node="generate") == 2
     assert _value(m, "specguard_node_duration_seconds_count", node="refuse") == 1
-    assert _value(m, "specguard_guard_duration_seconds_count", stage="input", tier="fast") == 3
+    # 3 chats, 1 guard check and 2 moderated texts: 6 input verdicts of 1.5 ms each.
+    assert _value(m, "specguard_guard_duration_seconds_count", stage="input", tier="fast") == 6
     assert _value(m, "specguard_guard_duration_seconds_sum", stage="input", tier="fast") == \
-        pytest.approx(3 * 0.0015)
+        pytest.approx(6 * 0.0015)
     # Model calls and tokens by role: the echo upstream reports its usage.
     assert _value(m, "specguard_model_calls_total", role="generate") == 2
     assert _value(m, "specguard_tokens_total", role="generate", kind="prompt") > 0
@@ -145,6 +156,8 @@ def test_metrics_count_requests_verdicts_latencies_and_tokens(upstream, caplog):
     assert streamed["report"]["stream_protection"] and streamed["report"]["model_calls"] == 1
     assert not any("bomb" in r.getMessage() for r in caplog.records)
     assert {x["status"] for x in lines if x["route"] == "unmatched"} == {404}
+    check_line = next(x for x in lines if x["route"] == "/v1/guard/check")
+    assert check_line["tenant"] == "acme" and check_line["verdicts"][0]["label"] == "unsafe"
 
 
 def test_upstream_failures_are_counted(caplog):
