@@ -153,6 +153,18 @@ def _classification(fn: Callable[..., float] | str, use_score: bool = False):
             est = m.proportion(t[p >= 0.5])
         elif fn == "recall":
             est = m.proportion(p[t] >= 0.5)
+        elif t.size and not t.any():
+            # No harmful item (a group of safe look-alikes): F1 and AUPRC of the harmful label
+            # are undefined, not 0 [0, 0]; the false-positive rate says what happened there.
+            est = m.Estimate(value=None, n=int(t.size))
+        elif fn is m.f1 and t.size and t.all():
+            # Every item harmful: precision is 1 whenever anything is flagged, so F1 is
+            # 2R / (1 + R) of the recall R, and so is its interval (Wilson's, mapped), which
+            # a bootstrap collapses at 0% or 100%.
+            r = m.proportion(p >= 0.5)
+            g = (lambda x: None if x is None else 2 * x / (1 + x))  # noqa: E731
+            est = m.Estimate(value=g(r.value), low=g(r.low), high=g(r.high), n=r.n,
+                             interval="wilson (of recall; every item harmful)")
         else:
             est = m.bootstrap(fn, t, p, n_resamples=n_boot, seed=seed)
         return est.model_copy(update={"excluded": excluded})

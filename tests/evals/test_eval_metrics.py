@@ -149,6 +149,34 @@ def test_guard_metrics_from_verdict_records():
     assert out["precision"].value == pytest.approx(0.5)
 
 
+def test_f1_of_a_one_class_group_is_undefined_or_from_recall_never_a_point():
+    """A group of safe look-alikes has no F1 (undefined, not 0 [0, 0]); a group where every item
+    is harmful has F1 = 2R/(1+R) with the interval mapped from recall's Wilson interval, which
+    a bootstrap collapses (0 of 24 flagged: [0%, 0%])."""
+    from specguard.evals.scoring import compute_metrics
+    from specguard.evals.suites import MetricConfig
+
+    def rec(harmful, label):
+        return {"item": {"key": f"k{id(object())}", "harmful": harmful},
+                "judgements": {"verdict": {"label": label}}}
+
+    metrics = [MetricConfig(name="f1")]
+    safe_only = compute_metrics([rec(False, "unsafe"), rec(False, "safe")] * 6, metrics,
+                                ["verdict"], n_boot=50)["f1"]
+    assert safe_only.value is None and safe_only.n == 12
+    none_flagged = compute_metrics([rec(True, "safe")] * 24, metrics, ["verdict"],
+                                   n_boot=50)["f1"]
+    lo, hi = m.wilson_interval(0, 24)
+    assert none_flagged.value == 0.0 and none_flagged.low == 0.0
+    assert none_flagged.high == pytest.approx(2 * hi / (1 + hi)) and none_flagged.high > 0.1
+    all_flagged = compute_metrics([rec(True, "unsafe")] * 14, metrics, ["verdict"],
+                                  n_boot=50)["f1"]
+    assert all_flagged.value == 1.0 and all_flagged.low < 0.95 and all_flagged.n == 14
+    mixed = compute_metrics([rec(True, "unsafe"), rec(False, "unsafe"), rec(True, "safe"),
+                             rec(False, "safe")] * 5, metrics, ["verdict"], n_boot=50)["f1"]
+    assert mixed.value == pytest.approx(0.5) and mixed.interval == "bootstrap"
+
+
 def test_lazy_exports_match_all():
     # __all__ is a literal for static tools; the lazy loader's table must list the same names.
     import specguard.evals as ev

@@ -267,7 +267,8 @@ def test_report_dom_has_charts_with_the_summary_numbers(tmp_path):
     for section in ("Headline metrics", "By group", "By category", "Judges", "Cost"):
         assert section in text
     assert "66.7%" in text and "<script" not in html_path.read_text()  # self-contained
-    assert "[0.0%, 100.0%] (n=3)" in text
+    # F1 of a group where every item is harmful: 2R/(1+R) of recall 2/3, Wilson's interval mapped
+    assert "80.0% [34.4%, 96.8%] (n=3)" in text
     md = md_path.read_text()
     assert "| safety_rate | 66.7%" in md and "## Cost" in md
 
