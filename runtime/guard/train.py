@@ -18,6 +18,7 @@ and reliability (calibration) bins.
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -180,6 +181,31 @@ class StageFit:
     files: dict[str, Path] = field(default_factory=dict)
 
 
+def sidecar(onnx: Path) -> Path:
+    return onnx.with_suffix(".json")
+
+
+def finetune_key(tu: Any, vu: Any, ft_cfg: Any) -> str:
+    """What a fine-tuned classifier depends on: its training and validation units (text, label,
+    weight) and its settings. An interrupted training run reuses a classifier with this key."""
+    import hashlib
+
+    h = hashlib.sha256(json.dumps(asdict(ft_cfg), sort_keys=True).encode())
+    for units in (tu, vu):
+        for text, label, weight in zip(units.texts, units.labels, units.weights):
+            h.update(f"{text}\x00{int(label)}\x00{float(weight):.6g}\x01".encode())
+    return h.hexdigest()
+
+
+def reusable_finetune(target: Path, key: str) -> dict[str, Any] | None:
+    """The record of the classifier at `target` when it was trained with this key, else None."""
+    try:
+        meta = json.loads(sidecar(target).read_text())
+    except (OSError, ValueError):
+        return None
+    return meta.get("record") if target.is_file() and meta.get("key") == key else None
+
+
 def fit_stage(stage: Stage, train: list[Example], val: list[Example], cfg: TrainConfig,
               featurizer_for: Callable[[Tfidf], Featurizer], *,
               say: Callable[[str], None] = lambda _m: None) -> tuple[StageFit, Tfidf]:
@@ -197,10 +223,16 @@ def fit_stage(stage: Stage, train: list[Example], val: list[Example], cfg: Train
         from .finetune import FinetuneConfig, finetune
 
         target = (cfg.workdir or default_cache_dir() / "guard-train") / finetuned_file(stage.value)
-        say(f"  fine-tuning MiniLM on {len(tu.texts)} units ({cfg.finetune_epochs} epochs)")
-        finetune_record = finetune(tu.texts, tu.labels, tu.weights, vu.texts, vu.labels, target,
-                                   cfg=FinetuneConfig(epochs=cfg.finetune_epochs, seed=cfg.seed),
-                                   say=say)
+        ft_cfg = FinetuneConfig(epochs=cfg.finetune_epochs, seed=cfg.seed)
+        key = finetune_key(tu, vu, ft_cfg)
+        finetune_record = reusable_finetune(target, key)
+        if finetune_record is None:
+            say(f"  fine-tuning MiniLM on {len(tu.texts)} units ({cfg.finetune_epochs} epochs)")
+            finetune_record = finetune(tu.texts, tu.labels, tu.weights, vu.texts, vu.labels,
+                                       target, cfg=ft_cfg, say=say)
+            sidecar(target).write_text(json.dumps({"key": key, "record": finetune_record}))
+        else:
+            say(f"  reusing the fine-tuned MiniLM in {target} (same units and settings)")
         feat.finetuned = target
         files[finetuned_file(stage.value)] = target
     en_train = np.array([looks_english(t) for t in tu.texts])

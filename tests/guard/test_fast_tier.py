@@ -324,3 +324,25 @@ def test_finetune_exports_an_int8_onnx_classifier_the_featurizer_reads(tmp_path)
     # ones gets the same logit (up to int8 noise).
     alone = np.vstack([clf.encode([t]) for t in harmful + benign])
     assert np.abs(alone - logits).max() < 0.05
+
+
+def test_an_interrupted_training_reuses_its_fine_tuned_classifier_only_for_the_same_units(tmp_path):
+    import numpy as np
+    from specguard.guard.finetune import FinetuneConfig
+    from specguard.guard.train import Units, finetune_key, reusable_finetune, sidecar
+
+    def units(texts, labels):
+        return Units(texts, np.array(labels), np.ones(len(texts)), np.arange(len(texts)), [])
+
+    tu, vu = units(["a", "b"], [0, 1]), units(["c"], [1])
+    key = finetune_key(tu, vu, FinetuneConfig())
+    target = tmp_path / "minilm_ft.input.onnx"
+    assert reusable_finetune(target, key) is None  # nothing trained yet
+    target.write_bytes(b"onnx")
+    sidecar(target).write_text(json.dumps({"key": key, "record": {"best_validation_auprc": 0.9}}))
+    assert reusable_finetune(target, key) == {"best_validation_auprc": 0.9}
+    for other in (finetune_key(units(["a", "b"], [0, 0]), vu, FinetuneConfig()),
+                  finetune_key(tu, vu, FinetuneConfig(epochs=2))):
+        assert other != key and reusable_finetune(target, other) is None
+    sidecar(target).write_text("{torn")
+    assert reusable_finetune(target, key) is None
