@@ -96,7 +96,7 @@ async def main(requests: int) -> dict[str, list[float]]:
         if config in ("bare", "hooks"):
             state = await graph.ainvoke({"messages": list(messages)}, context=ctx)
         else:
-            scope = {"method": "POST", "path": _Route.path, "route": _Route,
+            scope = {"method": "POST", "path": _Route.path, "route": _Route, "headers": [],
                      "state": {"request_id": ctx.request_id}}
             with observability.observe() as obs:
                 if config == "metrics":
