@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 
-if TYPE_CHECKING:
-    from .context import ChatContext
+if TYPE_CHECKING:  # the node's context is a ChatContext (context.py imports this module)
     from .guard import Verdict
     from .report import SafetyReport
 
@@ -212,7 +211,7 @@ def traced_node(name: str, fn: Node) -> Node:
 _MODEL_NODES = {"generate": "generate", "critique": "critic", "revise": "critic"}
 
 
-def node_attributes(name: str, ctx: ChatContext, state: dict, update: dict) -> dict[str, Any]:
+def node_attributes(name: str, ctx: Any, state: dict, update: dict) -> dict[str, Any]:
     """A node span's attributes: the request's (id, tenant, specs), then what this node did.
     OpenTelemetry's GenAI conventions where they exist (model calls and tokens), `specguard.*`
     for the safety decisions, which they do not cover."""
