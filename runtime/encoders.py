@@ -91,6 +91,8 @@ class MiniLMOnnx:
                                              providers=["CPUExecutionProvider"])
         self._inputs = {i.name for i in self._session.get_inputs()}
         self._tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        # Client text is text: a "[SEP]" or "[CLS]" typed in a message is not a control token.
+        self._tokenizer.encode_special_tokens = True
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
         self.max_tokens = max_tokens

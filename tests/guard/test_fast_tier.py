@@ -364,3 +364,14 @@ def test_an_interrupted_training_reuses_its_fine_tuned_classifier_only_for_the_s
         assert other != key and reusable_finetune(target, other) is None
     sidecar(target).write_text("{torn")
     assert reusable_finetune(target, key) is None
+
+
+def test_control_tokens_typed_by_a_client_are_text_to_the_encoder():
+    """'[SEP]' or '[CLS]' inside a message must not become the encoder's own control tokens (a
+    client could cut or restart what the guard reads); the tokenizer reads them as words."""
+    from specguard.encoders import load_encoder
+
+    enc = load_encoder("minilm")
+    ids = enc._ids("hi [SEP] [CLS] there")
+    assert 102 not in ids and 101 not in ids  # MiniLM's [SEP] and [CLS]
+    assert len(ids) > 4
