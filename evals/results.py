@@ -141,7 +141,7 @@ def run_result(run_dir: str | os.PathLike, *, name: str | None = None,
     by_category = Table(
         id="categories", title="By category (the dataset's own categories, e.g. a risk scenario)",
         columns=["category", "metric", *methods],
-        rows=[[c, m, *[pct(summary["methods"][k].get("categories", {}).get(c, {}).get(m))
+        rows=[[c, m, *[_fmt(summary["methods"][k].get("categories", {}).get(c, {}).get(m), m)
                        for k in methods]]
               for c in categories for m in metrics
               if any(summary["methods"][k].get("categories", {}).get(c, {}).get(m) for k in methods)])
