@@ -14,7 +14,9 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import openai
@@ -29,7 +31,10 @@ from specguard.server.echo_upstream import create_echo_upstream
 
 pytestmark = pytest.mark.slow
 
-if importlib.util.find_spec("backoff") is None or shutil.which("litellm") is None:
+# The proxy's CLI sits next to this interpreter (scripts/test.sh runs the venv's python without
+# activating it, so it need not be on PATH).
+LITELLM = shutil.which("litellm", path=str(Path(sys.executable).parent)) or shutil.which("litellm")
+if importlib.util.find_spec("backoff") is None or LITELLM is None:
     pytest.skip("needs the LiteLLM proxy: pip install -e '.[litellm-proxy]'", allow_module_level=True)
 
 MASTER = "sk-litellm-master"
@@ -154,7 +159,7 @@ def stack(tmp_path_factory):
                "LITELLM_LOG": "ERROR"}
         out = open(tmp / "proxy.log", "w")  # noqa: SIM115 (the proxy writes it until it stops)
         proc = subprocess.Popen(
-            [shutil.which("litellm"), "--config", str(tmp / "config.yaml"), "--host", "127.0.0.1",
+            [LITELLM, "--config", str(tmp / "config.yaml"), "--host", "127.0.0.1",
              "--port", str(port), "--num_workers", "1"],
             cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
