@@ -3,11 +3,14 @@ wait, so a second loaded context on a 2-core machine slows everything down."""
 
 from __future__ import annotations
 
+import faulthandler
 import importlib.util
 import os
+import sys
+import threading
+import time
 
 import pytest
-
 from specguard.config import data_dir
 
 HAVE_LLAMA = importlib.util.find_spec("llama_cpp") is not None
@@ -32,3 +35,35 @@ def embedded_backend():
     backend = EmbeddedBackend(n_threads=int(os.environ.get("SPECGUARD_THREADS", "0")) or None)
     _ = backend.model  # load once for the whole session
     return backend
+
+
+# -- a run that has finished must end ----------------------------------------------------------
+# Python joins every non-daemon thread at exit (executor workers included): one that a test
+# left stuck keeps the process alive after pytest's summary, and CI waits for its time limit
+# instead of reporting. Name the threads still alive; if the process has not ended within
+# EXIT_GRACE_S, print every thread's stack (the diagnosis) and end with pytest's own status.
+EXIT_GRACE_S = 60
+_exit_status = {"code": 0}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _exit_status["code"] = int(exitstatus)
+
+
+def pytest_unconfigure(config):
+    lingering = [t for t in threading.enumerate()
+                 if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    if not lingering:
+        return
+    print(f"\nconftest: {len(lingering)} non-daemon thread(s) alive after the run: "
+          + ", ".join(t.name for t in lingering), file=sys.stderr, flush=True)
+
+    def _end_if_stuck():
+        time.sleep(EXIT_GRACE_S)
+        print(f"conftest: the process did not exit {EXIT_GRACE_S} s after the run; "
+              "stacks of every thread:", file=sys.stderr, flush=True)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        sys.stderr.flush()
+        os._exit(_exit_status["code"])
+
+    threading.Thread(target=_end_if_stuck, name="conftest-exit-watchdog", daemon=True).start()

@@ -9,6 +9,7 @@ is what the guardrail reads."""
 
 from __future__ import annotations
 
+import faulthandler
 import importlib.util
 import json
 import os
@@ -194,8 +195,15 @@ def _chat(stack, model, text, guardrails, key=ALICE, tag=None, **kwargs):
     extra = {"guardrails": guardrails}
     if tag:
         extra["metadata"] = {"tags": [tag]}
-    return _client(stack, key).chat.completions.create(
-        model=model, messages=[{"role": "user", "content": text}], extra_body=extra, **kwargs)
+    try:
+        return _client(stack, key).chat.completions.create(
+            model=model, messages=[{"role": "user", "content": text}], extra_body=extra, **kwargs)
+    except openai.InternalServerError as exc:
+        if "ReadTimeout" in str(exc) or "the check took over" in str(exc):
+            # The specguard server runs in this process: its threads' stacks show what the
+            # check waited on (a CI run once timed out here, and the process then never exited).
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        raise
 
 
 def _logged(stack, tag, wait_s=15.0):
