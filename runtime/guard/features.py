@@ -15,6 +15,7 @@ becomes up to three feature blocks:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,14 +166,11 @@ def _tfidf_rows(texts: Sequence[str], analyze, vocab: dict[str, int], idf):
     indptr = np.zeros(len(texts) + 1, dtype=np.int64)
     get = vocab.get
     for i, text in enumerate(texts):
-        found: dict[int, int] = {}
-        for term in analyze(text):
-            j = get(term)
-            if j is not None:
-                found[j] = found.get(j, 0) + 1
-        for j in sorted(found):
-            indices.append(j)
-            counts.append(found[j])
+        found = Counter(map(get, analyze(text)))  # counted in C; None: not in the vocabulary
+        found.pop(None, None)
+        columns = sorted(found)
+        indices.extend(columns)
+        counts.extend(map(found.__getitem__, columns))
         indptr[i + 1] = len(indices)
     ind = np.asarray(indices, dtype=np.int32)
     val = np.asarray(counts, dtype=np.float32)

@@ -50,6 +50,7 @@ SMOKE = {
     "observability_overhead.py": ("observability_overhead", False, []),
     "proxy_vs_litellm.py": ("proxy", False, [needs_guard]),
     "guard_latency.py": ("guard_latency", False, [needs_guard]),
+    "guard_hot_path.py": ("guard_hot_path", False, [needs_guard]),
     "guard_bands.py": ("guard_bands", False, [needs_guard, needs_data]),
     "guard_select.py": ("guard_select", False, [needs_data]),
     "profile_check.py": ("profile_check", False, [needs_guard, needs_data]),
