@@ -50,7 +50,65 @@ def pytest_sessionfinish(session, exitstatus):
     _exit_status["code"] = int(exitstatus)
 
 
+def _descendants(pid: int) -> list[int]:
+    """Processes below `pid` (Linux /proc; elsewhere none are found)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _end_leftover_processes() -> None:
+    """A process a test started and left running (a server, an engine) keeps CI's output pipe
+    open after pytest exits, and CI waits for its time limit: name them, then end them."""
+    import signal
+
+    left = _descendants(os.getpid())
+    if not left:
+        return
+    names = []
+    for pid in left:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                names.append(f"{pid} " + f.read().replace(b"\0", b" ").decode(errors="replace")[:120])
+        except OSError:
+            names.append(str(pid))
+    print(f"\nconftest: {len(left)} process(es) left running by the tests, ended now:\n  "
+          + "\n  ".join(names), file=sys.stderr, flush=True)
+    for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 0.0)):
+        for pid in left:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") and
+                                                   _running(p) for p in left):
+            time.sleep(0.1)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except OSError:
+        return False
+
+
 def pytest_unconfigure(config):
+    _end_leftover_processes()
     lingering = [t for t in threading.enumerate()
                  if t is not threading.main_thread() and t.is_alive() and not t.daemon]
     if not lingering:
