@@ -3,10 +3,12 @@
 Loaded models are shared by everything in the process. Each request runs on a small pool of
 workers, each a model instance with its own thread and a share of the cores (by default one
 single-thread worker per core, up to 4): the event loop never blocks, and a request goes to
-the least busy worker. bench/embedded_concurrency.py measured this on 2 cores: 8 concurrent
-requests at 1.63x the tokens/s of one 2-thread model with a queue, a single request at 0.91x;
-two 2-thread models (threads oversubscribed, llama.cpp spins while it waits) at 0.96x. Under
-CPU contention from other processes the 2-thread queue collapsed (6.6 vs 115 tok/s).
+the least busy worker. bench/embedded_concurrency.py (docs/results/performance.md) measures
+it against one 2-thread model with a queue: on a quiet 2-core machine, 8 concurrent requests
+run at about the same tokens/s (0.96x in the published run; an earlier run measured 1.63x).
+The split is the default for what happens under CPU contention from other processes: an
+earlier run saw the 2-thread queue collapse (6.6 vs 115 tok/s), since llama.cpp's threads spin
+while they wait for a core.
 """
 
 from __future__ import annotations
