@@ -162,6 +162,9 @@ def run_result(run_dir: str | os.PathLike, *, name: str | None = None,
               Table(id="judges", title="Judges", columns=_PROV_HEAD["judges"],
                     rows=prov["judges"]),
               cost]
+    # A suite whose items carry no categories (or groups) has no such table: an empty one
+    # would read as "measured, nothing found".
+    tables = [t for t in tables if t.rows]
     keep = {k: summary[k] for k in ("suite", "backend", "created", "n_items", "n_expected",
                                    "n_records", "data", "judges", "metric_order")}
     keep["methods"] = summary["methods"]
