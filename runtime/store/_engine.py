@@ -12,14 +12,15 @@ server's request path uses a short timeout, the CLI a long one.
 
 from __future__ import annotations
 
-import threading
+import shutil
+import tempfile
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import StaticPool
 
 from ..errors import StoreBusyError
 
@@ -28,18 +29,18 @@ _WRITE = "specguard_write"
 
 
 def make_engine(url: str, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> Engine:
-    """An engine for `url`; a bare path means a SQLite file, ":memory:" a private in-memory
-    database (one connection shared, so every caller sees the same data; a lock lets one thread
-    use it at a time)."""
+    """An engine for `url`; a bare path means a SQLite file, ":memory:" a private throwaway
+    database: a SQLite file in a temporary folder of its own, removed when the engine is
+    disposed or the process ends. It runs exactly as a file store does (a connection per
+    thread, SQLite's own locking). A true in-memory database would be one connection shared by
+    every thread, serialised by a lock taken at pool checkout and released at checkin; that
+    lock is lost for good when a connection is checked in from another thread than took it,
+    and every later store call then waits forever."""
     busy_ms = max(1, int(busy_timeout_s * 1000))
     if url in (":memory:", "sqlite://"):
-        engine = create_engine(
-            "sqlite://", connect_args={"check_same_thread": False}, poolclass=StaticPool
-        )
-        _sqlite_events(engine, busy_ms)
-        lock = threading.RLock()
-        event.listen(engine, "checkout", lambda *_: lock.acquire())
-        event.listen(engine, "checkin", lambda *_: lock.release())
+        folder = tempfile.mkdtemp(prefix="specguard-store-")
+        engine = make_engine(str(Path(folder) / "store.db"), busy_timeout_s=busy_timeout_s)
+        weakref.finalize(engine, shutil.rmtree, folder, True)
         return engine
     if "://" not in url:
         path = Path(url).expanduser()
