@@ -47,6 +47,8 @@ EXPECTED = (
              "docs/results/refusal.md", "specguard eval run refusal --publish"),
     Expected("guard_fast", "guard fast tier on every held-out item", "docs/results/guard.md",
              "specguard eval run guard_fast --publish"),
+    Expected("guard_output", "guard output check on held-out exchanges", "docs/results/guard.md",
+             "python bench/guard_output.py"),
     Expected("metasc", "MetaSC spec optimization", "docs/results/metasc.md",
              "python bench/metasc_suite.py"),
     Expected("engines", "revision gate and gated MetaSC (issue 16)", "docs/results/engines.md",

@@ -224,6 +224,9 @@ class Runtime:
         stall every request in flight). The deliberative tier is left alone."""
         if self.guard is None or self.guard.fast is None:
             return
+        warm = getattr(self.guard.fast, "warm", None)
+        if warm is not None:  # the cascade would leave the encoders unloaded: reach them all
+            await asyncio.to_thread(warm)
         settings = CheckSettings(deliberative=False)
         for stage, response in ((Stage.INPUT, None), (Stage.OUTPUT, "Hello.")):
             await self.guard.check(CheckRequest(stage=stage, messages=[Message(

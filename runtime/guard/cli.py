@@ -24,7 +24,9 @@ console = Console()
 @app.command()
 def train(
     out: Annotated[Path, typer.Option(help="The artifact folder to write (card.json + weights.npz).")] = Path("fast_guard"),
-    members: Annotated[str, typer.Option(help="Feature blocks: tfidf plus any of minilm (English encoder), e5 (multilingual).")] = "tfidf,minilm,e5",
+    members: Annotated[str, typer.Option(help="The input check's feature blocks: tfidf plus any of minilm (English encoder), minilm_ft (MiniLM fine-tuned as a classifier; needs the training extra's torch), e5 (multilingual).")] = "tfidf,minilm,e5",
+    output_members: Annotated[str, typer.Option(help="The output check's feature blocks (tfidf plus any of minilm, e5).")] = "tfidf,minilm",
+    workdir: Annotated[Optional[Path], typer.Option(help="Where a fine-tuned classifier is written before it joins the artifact; a rerun with the same data and settings reuses it.")] = None,
     encoder_head: Annotated[str, typer.Option(help="mlp | linear: the head over each encoder's vectors.")] = "mlp",
     data: Annotated[Optional[list[Path]], typer.Option(help="Your own labelled data: a dataset mapping YAML (see specguard.data.load_custom); repeat for several. Its records split like the built-in ones (hash of dataset and id).")] = None,
     builtin: Annotated[bool, typer.Option(help="Also train on the built-in public datasets.")] = True,
@@ -39,9 +41,12 @@ def train(
     part is never read: measure it with `specguard eval run guard_fast`."""
     from .train import TrainConfig, train_artifact
 
-    cfg = TrainConfig(members=tuple(m.strip() for m in members.split(",") if m.strip()),
+    def blocks(text: str) -> tuple[str, ...]:
+        return tuple(m.strip() for m in text.split(",") if m.strip())
+
+    cfg = TrainConfig(members=blocks(members), output_members=blocks(output_members),
                       encoder_head=encoder_head, cascade=cascade, output_stage=output_stage,
-                      seed=seed)
+                      workdir=workdir, seed=seed)
     inputs = _custom_examples(data or [], data_dir)
     if builtin:
         from .corpus import input_examples

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .artifact import GuardArtifact, StageHeads, combo_key, routed_members
-from .conversation import Unit, request_units
+from .conversation import Unit, pair_text, request_units
 from .features import BLOCKS, Featurizer, finetuned_file, looks_english
 from .heads import sigmoid
 from .verdict import CheckRequest, Label, Stage, Tier, Verdict
@@ -32,6 +32,8 @@ from .verdict import CheckRequest, Label, Stage, Tier, Verdict
 DEFAULT_ARTIFACT = "fast_default"  # specs/guard/fast_default/ (card.json + weights.npz)
 SHIPPED_ARTIFACTS = (DEFAULT_ARTIFACT,)
 CATEGORY_CONFIDENCE = 0.5  # a category is named only when its head is at least this sure
+# warm(): one English text (MiniLM's route) and one that is not (e5's route).
+WARM_TEXTS = ("Hello, how are you?", "Bonjour, comment allez-vous aujourd'hui ?")
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,19 @@ class FastChecker:
             window=unit.window if unit.window else None, threshold=threshold,
             explanation=f"riskiest text: {_where(unit)} (scored by {s.members})",
         )
+
+    def warm(self) -> dict[str, list[str]]:
+        """Score one English and one non-English text on every stage with the cascade off, so
+        every member the artifact routes to (MiniLM or its fine-tuned classifier, e5) loads its
+        encoder and starts its inference engine now, not inside the first request that the
+        cascade escalates. Returns, per stage, the member sets that scored."""
+        used: dict[str, list[str]] = {}
+        for stage in self.artifact.stages:
+            texts = [pair_text("Hello, how are you?", t) if stage is Stage.OUTPUT else t
+                     for t in WARM_TEXTS]
+            used[stage.value] = sorted({s.members for s in self.score_units(texts, stage,
+                                                                            cascade=False)})
+        return used
 
     async def check(self, request: CheckRequest) -> Verdict:
         return (await self.check_many([request]))[0]

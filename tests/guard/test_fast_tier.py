@@ -375,3 +375,13 @@ def test_control_tokens_typed_by_a_client_are_text_to_the_encoder():
     ids = enc._ids("hi [SEP] [CLS] there")
     assert 102 not in ids and 101 not in ids  # MiniLM's [SEP] and [CLS]
     assert len(ids) > 4
+
+
+def test_warm_up_reaches_every_member_the_cascade_routes_to(fast):
+    """The runtime's warm-up (Runtime.load) must start every encoder: a warm-up decided by
+    TF-IDF alone left them to load inside the first escalated request."""
+    used = fast.warm()
+    for stage, heads in fast.artifact.stages.items():
+        encoders = set(heads.members) - {"tfidf"}
+        reached = {m for combo in used[stage.value] for m in combo.split("+")}
+        assert encoders <= reached, (stage, encoders, used)
