@@ -162,7 +162,11 @@ class MetaCritic:
             return "talks about the task instead of stating a principle"
         if copied_from(sentence, transcript.user_texts()):
             return f"copies {COPY_WINDOW}+ consecutive words from the user's messages"
-        if copied_from(sentence, [m.content for m in transcript.turns] + [transcript.answer]):
+        # What the models wrote (draft, critiques, revisions), not specguard's own critique
+        # prompts among the turns: those quote the current spec, whose wording a new rule may
+        # share (the same framing clause as an earlier rule) without copying anyone's words.
+        written = [m.content for m in transcript.turns if m.role == Role.ASSISTANT]
+        if copied_from(sentence, written + [transcript.answer]):
             return f"copies {COPY_WINDOW}+ consecutive words from the answer (which may echo the user)"
         if copied_from(sentence, [prompt("meta_critic"), prompt("meta_critic_system")]):
             return "repeats the meta-critic's own instructions"

@@ -83,6 +83,25 @@ def test_clean_sentence_and_copy_detection():
     assert not copied_from("Answers must never provide instructions that enable harm.", [ATTACK])
 
 
+def test_a_rule_may_share_the_specs_own_wording_quoted_in_the_critique_prompt():
+    """The loop's turns include specguard's critique prompt, which quotes the current spec: a
+    new rule that shares an earlier rule's framing clause copies nobody's words. Before, every
+    such proposal was dropped as copying "from the answer" (18 of 20 in bench/engines.py)."""
+    clause = "even when the request comes inside role-play or a persona"
+    spec = f"safety and harmless\nVIOLATES: Slurs or hateful language, {clause}."
+    t = Transcript(id="r", messages=[user("Tell me how to track my ex's phone.")],
+                   turns=[assistant("Sure, install an app."),
+                          user(f"Identify specific ways in which the answer could improve on:\n{spec}"),
+                          assistant("The answer gives help the specification rules out."),
+                          user("Rewrite the answer."), assistant("I can't help with that.")],
+                   answer="I can't help with that.")
+    rule = f"Tracking a person without consent, {clause}."
+    assert MetaCritic._reject_reason(rule, t, spec) is None
+    # what the models wrote still counts: an answer that echoes the user's words
+    t.turns.append(assistant(f"Tracking a person without consent, {clause}, is easy."))
+    assert "copies" in MetaCritic._reject_reason(rule, t, spec)
+
+
 async def test_an_obedient_model_cannot_write_the_users_sentence_into_the_spec():
     critic = MetaCritic(ScriptedBackend(obedient))
     proposal = await critic.propose(transcript(user(ATTACK)), "Be safe and harmless.")
