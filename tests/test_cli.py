@@ -167,3 +167,18 @@ async def test_the_demo_answers_the_look_alike_on_the_embedded_model(embedded_ba
     assert res.action is Action.ALLOWED, (res.answer, res.report.decisions, res.report.notes)
     assert res.report.revisions == [] and res.report.model_calls == 1
     assert "process" in res.answer.lower() and "rewritten version" not in res.answer
+
+
+def test_guard_train_names_a_bad_output_member_before_reading_any_data(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "specguard.cli", "guard", "train",
+                          "--output-members", "tfidf,bogus", "--out", str(tmp_path / "art")],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "COLUMNS": "200"})
+    assert res.returncode == 2, res.stderr
+    text = " ".join(res.stderr.split())
+    assert "output members" in text and "bogus unknown" in text
+    assert not (tmp_path / "art").exists()

@@ -81,10 +81,12 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        unknown = [m for m in (*self.members, *self.output_members) if m not in BLOCKS]
-        if unknown or "tfidf" not in self.members or "tfidf" not in self.output_members:
-            raise ConfigError(f"members must include tfidf and come from {BLOCKS}; got "
-                              f"{self.members}.")
+        for label, blocks in (("members", self.members), ("output members", self.output_members)):
+            unknown = [m for m in blocks if m not in BLOCKS]
+            if unknown or "tfidf" not in blocks:
+                raise ConfigError(f"{label} must include tfidf and come from {BLOCKS}; got "
+                                  f"{blocks}" + (f" ({', '.join(unknown)} unknown)." if unknown
+                                                 else "."))
         if self.encoder_head not in ("mlp", "linear"):
             raise ConfigError(f"encoder_head is mlp or linear, not {self.encoder_head!r}.")
 
