@@ -182,7 +182,7 @@ class SentenceReader:
 
         todo = list(dict.fromkeys(t for t in texts if t not in self._vec))
         if todo:
-            for t, v in zip(todo, self.encoder.encode(todo)):
+            for t, v in zip(todo, self.encoder.encode(todo), strict=True):
                 self._vec[t] = v
         return np.asarray([self._vec[t] for t in texts])
 

@@ -193,8 +193,9 @@ def finetune_key(tu: Any, vu: Any, ft_cfg: Any) -> str:
     import hashlib
 
     h = hashlib.sha256(json.dumps(asdict(ft_cfg), sort_keys=True).encode())
-    for units in (tu, vu):
-        for text, label, weight in zip(units.texts, units.labels, units.weights):
+    for part_units in (tu, vu):
+        for text, label, weight in zip(part_units.texts, part_units.labels, part_units.weights,
+                                       strict=True):
             h.update(f"{text}\x00{int(label)}\x00{float(weight):.6g}\x01".encode())
     return h.hexdigest()
 

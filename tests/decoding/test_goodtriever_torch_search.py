@@ -88,7 +88,7 @@ def test_ivfpq_store_is_searched_on_its_reconstructed_keys(tmp_path):
 
 
 def test_retriever_step_is_the_same_with_torch_or_faiss_search(tmp_path):
-    tox = _store(tmp_path / "tox", IndexKind.FLAT)
+    _store(tmp_path / "tox", IndexKind.FLAT)  # the toxic side, read back from its folder below
     keys, _ = _keys(400, seed=4)
     non = Datastore.create(tmp_path / "non", _space(), index_kind=IndexKind.FLAT)
     non.add("n", keys, np.random.default_rng(5).integers(0, VOCAB, 400).astype(np.int32))

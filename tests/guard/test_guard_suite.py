@@ -14,7 +14,7 @@ import pytest
 
 from specguard.errors import ConfigError
 from specguard.evals import metrics as M
-from specguard.evals.runner import RECORDS, Runner, read_records
+from specguard.evals.runner import Runner, read_records
 from specguard.evals.suites import build_items, load_suite
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evals"))

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from specguard.backends.scripted import ScriptedBackend
 from specguard.cli import app
 from specguard.core import Runtime
-from specguard.directory import ComposedPolicy, DirectoryAdmin, LibraryDraftIn, ProfileIn, UserIn
+from specguard.directory import ComposedPolicy, DirectoryAdmin, LibraryDraftIn, ProfileIn
 from specguard.errors import ConfigError, InvalidRequestError
 from specguard.directory import InvalidReferenceError
 from specguard.policy import AgeBand, Policy, ProfileAttributes, hash_key
