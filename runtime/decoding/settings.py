@@ -36,7 +36,7 @@ class GoodtrieverParams(BaseModel):
     temperature: float = Field(100.0, gt=0.0, description="T in softmax(-d/T)")
     top_p: float = Field(0.9, gt=0.0, le=1.0, description="nucleus on the base distribution")
     gate: float = Field(
-        0.5, ge=0.0, le=1.0,
+        0.0, ge=0.0, le=1.0,
         description="apply the kNN shift only where the stores' distributions differ on the "
         "nucleus by at least this total variation (0: always, as in the paper)")
 
@@ -44,12 +44,14 @@ class GoodtrieverParams(BaseModel):
 class DetoxSettings(GoodtrieverParams):
     """Goodtriever settings a deployment or policy chooses.
 
-    Defaults: the paper's alpha = 2, top-p 0.9 on the base distribution, k = 1024 neighbours
-    and T = 100, with the agreement gate at 0.5 (the shift applies only where the two stores'
-    distributions differ on the nucleus by a total variation >= 0.5; gate 0 is the paper's
-    combination). Chosen by bench/goodtriever_sweep.py on RealToxicityPrompts VALIDATION
-    prompts: the lowest guard EMT within +15% of plain decoding's perplexity (the ungated
-    paper settings cost +160% there; docs/results/detox.md). T was tuned for GPT-2 large in the paper; for the embedded SmolLM2-135M
+    Defaults: the paper's combination: alpha = 2, top-p 0.9 on the base distribution, k = 1024
+    neighbours, T = 100, and no agreement gate (gate > 0 applies the shift only where the two
+    stores' distributions differ on the nucleus by at least that total variation). Chosen by
+    bench/goodtriever_sweep.py on the 27 RealToxicityPrompts VALIDATION prompts with the
+    270k-key stores: the lowest guard EMT within +15% of plain decoding's perplexity (EMT 0.649
+    -> 0.474 at 0.74x plain's perplexity; docs/results/detox.md). On the earlier ~6k-key stores
+    the ungated settings cost +160% perplexity and the gate at 0.5 was chosen; with the big
+    stores that gate fires on 3% of steps and changes nothing. T was tuned for GPT-2 large in the paper; for the embedded SmolLM2-135M
     (576-d final-norm states) it still fits: on ~1.4k-key toxic / non-toxic stores, squared
     distances to the 1st / 1024th neighbour had medians ~610 / ~2600, and T = 100 gave ~15
     effective neighbours (1 / sum w^2) and ~50 tokens with p_kNN >= 1e-3 per query, against
