@@ -186,13 +186,15 @@ class SentenceReader:
                 self._vec[t] = v
         return np.asarray([self._vec[t] for t in texts])
 
+    def per_target(self, targets: list[str], text: str):
+        """(len(targets),) cosines: each target against its nearest sentence of `text`."""
+        return (self.vectors(targets) @ self.vectors(sentences(text)).T).max(axis=1)
+
     def best(self, targets: list[str], text: str):
         """(max cosine, index of the target) over every sentence of `text`."""
-        import numpy as np
-
-        sims = self.vectors(targets) @ self.vectors(sentences(text)).T
-        i = int(np.unravel_index(int(sims.argmax()), sims.shape)[0])
-        return float(sims.max()), i
+        sims = self.per_target(targets, text)
+        i = int(sims.argmax())
+        return float(sims[i]), i
 
 
 def rule_core(rule: str) -> str:
@@ -299,6 +301,7 @@ class RuleWritingMetaCritic(_Double):
         self.reader = reader
         self.cover = cover
         self.rules = category_rules()
+        self.cores = [rule_core(r) for r in self.rules]
         self.planted: str | None = None
 
     async def complete(self, messages, params) -> Completion:
@@ -309,10 +312,9 @@ class RuleWritingMetaCritic(_Double):
         quoted = messages[-1].content
         start = quoted.find("USER: ")
         request = quoted[start + 6:].split("\nASSISTANT", 1)[0] if start >= 0 else quoted
-        sims = (self.reader.vectors([rule_core(r) for r in self.rules])
-                @ self.reader.vectors(sentences(request)).T).max(axis=1)
+        sims = self.reader.per_target(self.cores, request)
         order = sims.argsort()[::-1]
-        new = [int(i) for i in order if sims[i] >= self.cover and rule_core(self.rules[i]) not in prompt]
+        new = [int(i) for i in order if sims[i] >= self.cover and self.cores[i] not in prompt]
         return self._done(self.rules[new[0] if new else int(order[0])])
 
 

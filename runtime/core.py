@@ -219,9 +219,10 @@ class Runtime:
         await self._warm_guard()
 
     async def _warm_guard(self) -> None:
-        """One check of each stage on a short text, so the fast tier loads its encoders now and
-        not in the first request (loading holds the interpreter lock for seconds, which would
-        stall every request in flight). The deliberative tier is left alone."""
+        """Load the fast tier's encoders now and not in the first request (loading holds the
+        interpreter lock for seconds, which would stall every request in flight): its `warm`
+        reaches every member the cascade routes to, then one check of each stage runs the
+        guard's own path. The deliberative tier is left alone."""
         if self.guard is None or self.guard.fast is None:
             return
         warm = getattr(self.guard.fast, "warm", None)

@@ -215,7 +215,7 @@ class FastChecker:
         cascade escalates. Returns, per stage, the member sets that scored."""
         used: dict[str, list[str]] = {}
         for stage in self.artifact.stages:
-            texts = [pair_text("Hello, how are you?", t) if stage is Stage.OUTPUT else t
+            texts = [pair_text(WARM_TEXTS[0], t) if stage is Stage.OUTPUT else t
                      for t in WARM_TEXTS]
             used[stage.value] = sorted({s.members for s in self.score_units(texts, stage,
                                                                             cascade=False)})

@@ -50,13 +50,15 @@ def upstream():
         yield url + "/v1"
 
 
+PROFILE = {"id": "p", "text": "I am pregnant.", "tenant": "acme"}  # what the API creates again
+
+
 def test_cli_binds_users_while_the_api_deletes_their_profile(tmp_path, upstream):
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
     db = str(tmp_path / "race.db")
     with running(tmp_path, policy=policy, store=db, api_base=upstream) as server:
-        assert httpx.post(server.url + "/admin/profiles", headers=OP,
-                          json={"id": "p", "text": "I am pregnant.", "tenant": "acme"}).status_code == 201
+        assert httpx.post(server.url + "/admin/profiles", headers=OP, json=PROFILE).status_code == 201
         # The race runs in rounds until the CLI has bound someone while the API was deleting:
         # a round's outcome depends on scheduling (CI saw rounds with 0 of 150 binds), and a
         # round without binds tests nothing about binding.
@@ -64,8 +66,7 @@ def test_cli_binds_users_while_the_api_deletes_their_profile(tmp_path, upstream)
         reasons: list[str] = []
         statuses: set[int] = set()
         for rnd in range(3):
-            api_up = httpx.post(server.url + "/admin/profiles", headers=OP,
-                                json={"id": "p", "text": "I am pregnant.", "tenant": "acme"})
+            api_up = httpx.post(server.url + "/admin/profiles", headers=OP, json=PROFILE)
             assert api_up.status_code in (201, 409), api_up.text
             # The CLI's code path (DirectoryAdmin as `specguard admin` builds it), own process.
             cli = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
@@ -94,8 +95,7 @@ def test_cli_binds_users_while_the_api_deletes_their_profile(tmp_path, upstream)
                     statuses.add(r.status_code)
                     if r.status_code == 204:
                         deleted += 1
-                        api.post("/admin/profiles",
-                                 json={"id": "p", "text": "I am pregnant.", "tenant": "acme"})
+                        api.post("/admin/profiles", json=PROFILE)
                     # The profile stays a moment between deletions, so the CLI gets binds in.
                     time.sleep(0.02)
             out, err = cli.communicate(timeout=60)
