@@ -4,7 +4,12 @@ Per input check (one request per call, the way a chat request is checked): a 256
 prompt, held-out prompts of ordinary length, and a prompt in another language (the e5 route);
 and checks per second when a batch of 64 requests is checked in one call (/v1/moderations, the
 eval harness). Rows: the shipped artifact as served (cascade: TF-IDF decides alone when it is
-sure), the same without the cascade (the encoder on every text), and TF-IDF alone.
+sure), the same without the cascade (the encoder on every text), and TF-IDF alone. These rows
+turn the unit-score cache off, so they measure scoring.
+
+A second table follows a chat as it grows (a long system prompt, then ten user turns, each
+request carrying the whole conversation, as chat clients send it): per-request check time
+with the unit-score cache, against the same checker without it, in the same run.
 
     python bench/guard_latency.py [--n 200]          # ~3 min on 2 cores
     python bench/guard_latency.py --smoke            # CI
@@ -28,6 +33,53 @@ os.environ.setdefault("SPECGUARD_ENCODER_THREADS", "2")
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+def chat_table(prompts: list[str], *, n_turns: int, chats: int) -> tuple[list[list[str]], dict]:
+    """Chats of a ~500-token system prompt and `n_turns` user turns (held-out prompts, with a
+    short answer between them); every request carries the conversation so far. The shipped
+    checker with its unit-score cache against the same checker without it."""
+    from specguard.guard import CheckRequest, Stage, load_fast_checker
+    from specguard.guard.placement import BENIGN_DOCUMENT
+    from specguard.types import assistant, system, user
+
+    sys_prompt = "You are the support assistant of a hardware store. " + BENIGN_DOCUMENT
+    results = {}
+    for name, size in (("shipped, unit-score cache", None), ("shipped, no cache", 0)):
+        checker = load_fast_checker()
+        if size is not None:
+            checker.cache_size = size
+        checker.warm()
+        per_req, last, units = [], [], []
+        for c in range(chats):
+            # Each chat opens with its own system prompt (a tenant's), so no chat reuses
+            # another's scores.
+            messages = [system(f"[tenant {c}] {sys_prompt}")]
+            for t in range(n_turns):
+                messages.append(user(prompts[(c * n_turns + t) % len(prompts)]))
+                misses = checker.cache_misses
+                start = time.perf_counter()
+                checker.verdicts([CheckRequest(stage=Stage.INPUT, messages=list(messages))])
+                ms = (time.perf_counter() - start) * 1000
+                per_req.append(ms)
+                units.append(checker.cache_misses - misses)
+                if t == n_turns - 1:
+                    last.append(ms)
+                messages.append(assistant("Sure, here is what I can tell you about that."))
+        results[name] = {"p50_ms": statistics.median(per_req), "p99_ms": _pct(per_req, 0.99),
+                         "mean_ms": statistics.fmean(per_req),
+                         "p50_last_turn_ms": statistics.median(last),
+                         # Without the cache every unit of the conversation is scored again.
+                         "units_scored_per_request": statistics.fmean(units) if size is None
+                         else None}
+    base = results["shipped, no cache"]["mean_ms"]
+    rows = [[name, f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f}", f"{r['p50_last_turn_ms']:.1f}",
+             "all" if r["units_scored_per_request"] is None
+             else f"{r['units_scored_per_request']:.1f}", f"{r['mean_ms'] / base:.2f}x"]
+            for name, r in results.items()]
+    note = (f"{chats} chats x {n_turns} user turns; system prompt ~500 tokens; user turns are "
+            "held-out prompts (ToxicChat, XSTest, HarmBench, OpenAI moderation)")
+    return rows, {"note": note, "rows": results}
 
 
 def main() -> int:
@@ -54,6 +106,8 @@ def main() -> int:
     checkers = {name: load_fast_checker(**kw) for name, kw in rows_spec}
     if any(c is None for c in checkers.values()):
         raise SystemExit("no shipped fast-tier artifact")
+    for c in checkers.values():
+        c.cache_size = 0  # these rows measure scoring; the chat table measures the cache
 
     def one_per_call(checker, texts: list[str]) -> list[float]:
         checker.verdicts([CheckRequest(stage=Stage.INPUT, messages=[user(texts[0])])])  # warm
@@ -82,6 +136,8 @@ def main() -> int:
             "p50_other_language_ms": statistics.median(tforeign),
             "checks_per_s_batched": batched(checker, (held * 4)[: max(64, n)]),
         }
+    chat_rows, chat_data = chat_table(held, n_turns=4 if args.smoke else 10,
+                                      chats=2 if args.smoke else 10)
     base = data["TF-IDF member alone"]
     cols = ["fast tier", "256-token prompt p50 / p99 ms", "held-out prompts p50 / p99 ms",
             "other language p50 ms", "checks/s batched (64 per call)", "p50 256-token vs TF-IDF"]
@@ -102,8 +158,13 @@ def main() -> int:
             f"(TF-IDF alone: {base['p50_256_tokens_ms']:.1f} ms)")),
         tables=[Table(id="latency", title="Per input check, one request per call", columns=cols,
                       rows=rows, note=f"{n} requests per cell; held-out prompts from ToxicChat, "
-                      "XSTest, HarmBench and OpenAI moderation (held-out part)")],
-        data={"n": n, "rows": data})
+                      "XSTest, HarmBench and OpenAI moderation (held-out part)"),
+                Table(id="conversation", title="A growing chat, each request checked whole",
+                      columns=["checker", "per request p50 / p99 ms",
+                               "at the last turn p50 ms", "units scored per request",
+                               "mean vs no cache"],
+                      rows=chat_rows, note=chat_data["note"])],
+        data={"n": n, "rows": data, "conversation": chat_data})
     path = write_result(result, args.out)
     print(f"wrote {path}")
     for r in rows:

@@ -1,7 +1,8 @@
 """How the fast tier was chosen: candidate configurations trained on the TRAIN part and
 compared on the VALIDATION part only (the held-out part is for the eval suites' figures).
 
-    python bench/guard_select.py                    # every candidate: ~1 h on 2 cores, cached
+    python bench/guard_select.py                    # every candidate: ~30 min on 2 cores, cached
+    python bench/guard_select.py --workdir /tmp/art/full-work   # reuse the shipped fine-tune
     python bench/guard_select.py --smoke            # CI: a tiny corpus, every code path
 
 Writes docs/results/guard_select.json: per candidate, the validation figures by group at the
@@ -45,6 +46,11 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true", help="a few hundred examples (CI)")
     ap.add_argument("--only", nargs="*", help="candidate names")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/guard_select"),
+                    help="where fine-tuned classifiers are kept; candidates with the same "
+                    "training units share one (the shipped artifact's workdir reuses its own)")
+    ap.add_argument("--finetune-epochs", type=int, default=1,
+                    help="as the shipped artifact (its card's config)")
     args = ap.parse_args()
     def split(written_weight: float = 1.0):
         examples = input_examples(parts=(Part.TRAIN, Part.VALIDATION),
@@ -66,8 +72,10 @@ def main() -> int:
         spec = CANDIDATES[name]
         train, val = split(spec.get("written_weight", 1.0))
         cfg = TrainConfig(**spec, member_budget={"e5": 300 if args.smoke else 6000},
-                          finetune_epochs=1 if args.smoke else 2,
-                          workdir=Path("/tmp/guard_select") / name)
+                          finetune_epochs=1 if args.smoke else args.finetune_epochs,
+                          # One workdir: the fine-tune is keyed by its units and settings, so
+                          # candidates that train on the same units reuse one classifier.
+                          workdir=args.workdir)
         t = time.perf_counter()
         fit, _ = fit_stage(Stage.INPUT, train, val, cfg, lambda tf: Featurizer(tf, cache=cache),
                            say=lambda m, name=name: print(f"[{name}] {m}", flush=True))

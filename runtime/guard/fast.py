@@ -14,7 +14,10 @@ specguard 0.1 still loads through legacy.py, with a warning: unpickling runs cod
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -25,7 +28,7 @@ from typing import Any
 from ..errors import ConfigError
 from .artifact import GuardArtifact, StageHeads, combo_key, routed_members
 from .conversation import Unit, pair_text, request_units
-from .features import BLOCKS, Featurizer, finetuned_file, looks_english
+from .features import BLOCKS, Featurizer, finetuned_file, looks_english, windows
 from .heads import sigmoid
 from .verdict import CheckRequest, Label, Stage, Tier, Verdict
 
@@ -34,6 +37,11 @@ SHIPPED_ARTIFACTS = (DEFAULT_ARTIFACT,)
 CATEGORY_CONFIDENCE = 0.5  # a category is named only when its head is at least this sure
 # warm(): one English text (MiniLM's route) and one that is not (e5's route).
 WARM_TEXTS = ("Hello, how are you?", "Bonjour, comment allez-vous aujourd'hui ?")
+# Unit scores kept per checker. A chat resends its system prompt and every earlier turn with
+# each request, and the input check scores every turn: without the cache a conversation's
+# check cost grows with its length. Scores do not depend on the policy (thresholds apply
+# after), so tenants share entries; keys are digests, not the client's text.
+UNIT_CACHE_SIZE = 8192
 
 
 @dataclass(frozen=True)
@@ -80,7 +88,11 @@ class FastChecker:
 
     def __init__(self, artifact: GuardArtifact, *, cascade: bool = True,
                  taxonomy: str | None = None, featurizer: Featurizer | None = None,
-                 members: Sequence[str] | None = None) -> None:
+                 members: Sequence[str] | None = None,
+                 cache_size: int = UNIT_CACHE_SIZE) -> None:
+        if cache_size < 0:
+            raise ConfigError(f"cache_size must be >= 0, not {cache_size}.",
+                              hint="0 turns the unit-score cache off.")
         self.artifact = artifact
         self.cascade = cascade
         self.taxonomy = taxonomy or artifact.taxonomy
@@ -92,6 +104,11 @@ class FastChecker:
             stage: featurizer or Featurizer(artifact.tfidf[stage],
                                             finetuned=artifact.file(finetuned_file(stage.value)))
             for stage in artifact.stages}
+        self.cache_size = cache_size
+        self._cache: OrderedDict[bytes, UnitScore] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.cache_hits = 0
+        self.cache_misses = 0
 
     @classmethod
     def from_path(cls, path: str | Path, **kwargs: Any) -> FastChecker:
@@ -111,11 +128,39 @@ class FastChecker:
 
     def score_units(self, texts: Sequence[str], stage: Stage = Stage.INPUT, *,
                     cascade: bool | None = None) -> list[UnitScore]:
-        """Calibrated scores of unit texts (already windowed), batched."""
-        import numpy as np
-
+        """Calibrated scores of unit texts (already windowed), batched. Texts scored before
+        (and repeats within the batch) are scored once: see UNIT_CACHE_SIZE."""
         if not texts:
             return []
+        cascade = self.cascade if cascade is None else cascade
+        if self.cache_size == 0:
+            return self._score_fresh(list(texts), stage, cascade)
+        keys = [_unit_key(stage, cascade, t) for t in texts]
+        found: dict[bytes, UnitScore] = {}
+        with self._cache_lock:
+            for k in keys:
+                hit = self._cache.get(k)
+                if hit is not None:
+                    self._cache.move_to_end(k)
+                    found[k] = hit
+        todo: dict[bytes, str] = {}
+        for k, t in zip(keys, texts, strict=True):
+            if k not in found:
+                todo.setdefault(k, t)
+        fresh = self._score_fresh(list(todo.values()), stage, cascade) if todo else []
+        with self._cache_lock:
+            self.cache_hits += len(keys) - len(todo)
+            self.cache_misses += len(todo)
+            for k, s in zip(todo, fresh, strict=True):
+                self._cache[k] = s
+                found[k] = s
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return [found[k] for k in keys]
+
+    def _score_fresh(self, texts: list[str], stage: Stage, cascade: bool) -> list[UnitScore]:
+        import numpy as np
+
         heads = self.heads(stage)
         if self.members:
             heads = replace(heads, members={b: h for b, h in heads.members.items()
@@ -126,7 +171,6 @@ class FastChecker:
         x_tfidf = feat.block("tfidf", texts)
         z: dict[str, Any] = {"tfidf": heads.members["tfidf"].score(x_tfidf)}
         have = {"tfidf": np.ones(n, dtype=bool)}
-        cascade = self.cascade if cascade is None else cascade
         need = np.ones(n, dtype=bool)
         if cascade and heads.cascade and "tfidf" in heads.combiners:
             lo, hi = heads.cascade
@@ -213,6 +257,7 @@ class FastChecker:
         every member the artifact routes to (MiniLM or its fine-tuned classifier, e5) loads its
         encoder and starts its inference engine now, not inside the first request that the
         cascade escalates. Returns, per stage, the member sets that scored."""
+        windows(WARM_TEXTS[0])  # the windowing tokenizer loads with its own encoder
         used: dict[str, list[str]] = {}
         for stage in self.artifact.stages:
             texts = [pair_text(WARM_TEXTS[0], t) if stage is Stage.OUTPUT else t
@@ -226,6 +271,12 @@ class FastChecker:
 
     async def check_many(self, requests: Sequence[CheckRequest]) -> list[Verdict]:
         return await asyncio.to_thread(self.verdicts, list(requests))
+
+
+def _unit_key(stage: Stage, cascade: bool, text: str) -> bytes:
+    person = f"{stage.value}:{int(cascade)}".encode()  # keeps stages and cascade modes apart
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16,
+                           person=person).digest()
 
 
 def _where(unit: Unit) -> str:

@@ -14,6 +14,7 @@ import pytest
 
 from specguard.backends.scripted import ScriptedBackend
 from specguard.data import Part
+from specguard.errors import ConfigError
 from specguard.guard import (
     PLACEMENTS,
     CheckRequest,
@@ -385,3 +386,43 @@ def test_warm_up_reaches_every_member_the_cascade_routes_to(fast):
         encoders = set(heads.members) - {"tfidf"}
         reached = {m for combo in used[stage.value] for m in combo.split("+")}
         assert encoders <= reached, (stage, encoders, used)
+
+
+# --- the unit-score cache ---------------------------------------------------------------------
+
+
+def test_a_growing_chat_scores_only_its_new_turns(fast):
+    checker = FastChecker(fast.artifact)
+    chat = [system("You are a helpful assistant for a hardware store. " * 40), user(BENIGN)]
+    first = checker.verdicts([CheckRequest(stage=Stage.INPUT, messages=chat)])[0]
+    scored = checker.cache_misses
+    assert scored >= 2 and checker.cache_hits == 0
+    # The same request again: nothing is scored, and the verdict is the same.
+    again = checker.verdicts([CheckRequest(stage=Stage.INPUT, messages=chat)])[0]
+    assert checker.cache_misses == scored
+    assert (again.label, again.score, again.turn) == (first.label, first.score, first.turn)
+    # The chat grows by an answer and a harmful turn: only the new texts are scored (the two
+    # new turns and the user turns read together), and the harmful turn still decides.
+    chat += [assistant("Paris."), user(HARMFUL)]
+    grown = checker.verdicts([CheckRequest(stage=Stage.INPUT, messages=chat)])[0]
+    assert checker.cache_misses - scored == 3
+    assert grown.label is Label.UNSAFE and grown.turn == 3
+
+
+def test_the_cache_changes_no_score_and_keeps_its_bound(fast):
+    texts = [HARMFUL, BENIGN, "How do I kill a Python process?", HARMFUL]
+    uncached = FastChecker(fast.artifact, cache_size=0)
+    cached = FastChecker(fast.artifact, cache_size=2)
+    for stage in (Stage.INPUT, Stage.OUTPUT):
+        # Equal up to float noise: the encoder's batch padding moves the 8th digit.
+        want = pytest.approx([s.p_unsafe for s in uncached.score_units(texts, stage)], abs=1e-6)
+        assert [s.p_unsafe for s in cached.score_units(texts, stage)] == want
+        assert [s.p_unsafe for s in cached.score_units(texts, stage)] == want
+    assert uncached.cache_hits == uncached.cache_misses == 0
+    assert len(cached._cache) == 2
+    # The cascade's mode is part of the key: the full model's score is not served from it.
+    full = FastChecker(fast.artifact, cache_size=16)
+    full.score_units([BENIGN])
+    assert full.score_units([BENIGN], cascade=False)[0].members != "tfidf"
+    with pytest.raises(ConfigError, match="cache_size"):
+        FastChecker(fast.artifact, cache_size=-1)
