@@ -7,6 +7,11 @@ recall measured on the HELD_OUT MultiJail requests in those languages, next to t
 artifact (which trained on all five) and the TF-IDF member alone. The English held-out
 requests are the reference row.
 
+Recall alone would reward a guard that flags every text it cannot read, so each row also says
+how many benign requests in that language are flagged: the ones written for specguard in that
+language (runtime/guard/multilingual.py; left out of training with the language), and, in a
+second table, the benign requests in languages no model here ever trained on (EVAL_BENIGN).
+
     python bench/guard_languages.py            # ~30 min on 2 cores (e5 encodings cached)
     python bench/guard_languages.py --smoke    # CI
 
@@ -28,7 +33,7 @@ def main() -> int:
     from specguard.data import Part
     from specguard.encoders import EmbeddingCache
     from specguard.evals.results import Readme, Result, Table, command_line, write_result
-    from specguard.guard import FastChecker, GuardArtifact, Stage, load_fast_checker
+    from specguard.guard import CheckRequest, FastChecker, GuardArtifact, Stage, load_fast_checker
     from specguard.guard.corpus import input_examples
     from specguard.guard.features import Featurizer
     from specguard.guard.train import TrainConfig, fit_stage
@@ -37,7 +42,11 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    from specguard.guard.multilingual import EVAL_BENIGN
+    from specguard.types import user
+
     everything = input_examples(parts=(Part.TRAIN, Part.VALIDATION, Part.HELD_OUT))
+    written = [e for e in everything if e.source == "written:multilingual"]
     held = [e for e in everything if e.part is Part.HELD_OUT and e.source == "multijail"]
     pool = [e for e in everything if e.part is not Part.HELD_OUT]
     if args.smoke:
@@ -52,14 +61,21 @@ def main() -> int:
     def lang(e) -> str:
         return next((t[5:] for t in e.tags if t.startswith("lang:")), "en")
 
-    def recall(checker, examples) -> float | None:
-        if not examples:
+    def flagged(checker, texts: list[str]) -> float | None:
+        """The share of `texts` the checker flags at its balanced point (each text checked as a
+        user turn, the way a request arrives)."""
+        if not texts:
             return None
-        scores = checker.score_units([e.text for e in examples])
-        th = checker.threshold(Stage.INPUT, "balanced")
-        return sum(s.p_unsafe >= th for s in scores) / len(examples)
+        verdicts = checker.verdicts([CheckRequest(stage=Stage.INPUT, messages=[user(t)])
+                                     for t in texts])
+        return sum(v.label.value == "unsafe" for v in verdicts) / len(texts)
 
-    rows, data = [], {}
+    def recall(checker, examples) -> float | None:
+        return flagged(checker, [e.text for e in examples])
+
+    rows, data, eval_rows = [], {}, {lang: [lang, len(t)] for lang, t in EVAL_BENIGN.items()}
+    for lang_, texts in EVAL_BENIGN.items():
+        eval_rows[lang_].append(_f(flagged(shipped, list(texts)) if shipped else None))
     for out in LEAVE_OUT:
         keep = [e for e in pool if lang(e) not in out]
         train = [e for e in keep if e.part is Part.TRAIN]
@@ -75,11 +91,19 @@ def main() -> int:
         tfidf_only = FastChecker(art, members=["tfidf"])
         for language in (*out, "en"):
             ex = [e for e in held if lang(e) == language]
+            benign = [e.text for e in written if lang(e) == language]
             r = {"n": len(ex), "without": recall(checker, ex), "tfidf_without": recall(tfidf_only, ex),
-                 "shipped": recall(shipped, ex) if shipped else None}
+                 "shipped": recall(shipped, ex) if shipped else None, "n_benign": len(benign),
+                 "benign_flagged_without": flagged(checker, benign),
+                 "benign_flagged_shipped": flagged(shipped, benign) if shipped else None}
             data[f"{'+'.join(out)}:{language}"] = r
             rows.append(["+".join(out), language, r["n"], _f(r["without"]), _f(r["tfidf_without"]),
-                         _f(r["shipped"])])
+                         _f(r["shipped"]), r["n_benign"] or "—",
+                         _f(r["benign_flagged_without"]), _f(r["benign_flagged_shipped"])])
+        for language, texts in EVAL_BENIGN.items():
+            rate = flagged(checker, list(texts))
+            eval_rows[language].append(_f(rate))
+            data.setdefault(f"eval_benign:{language}", {})[f"without_{'+'.join(out)}"] = rate
     unseen = [v["without"] for k, v in data.items() if not k.endswith(":en") and v["without"] is not None]
     result = Result(
         name="guard_languages", title="Harmful requests in languages the guard never trained on",
@@ -90,8 +114,17 @@ def main() -> int:
                       if unseen else "no data"),
         tables=[Table(id="languages", columns=["left out of training", "language", "n",
                                                "recall (trained without them)",
-                                               "TF-IDF member alone", "shipped (all languages)"],
-                      rows=rows, note="held-out MultiJail requests; balanced operating point")],
+                                               "TF-IDF member alone", "shipped (all languages)",
+                                               "benign n", "benign flagged (trained without)",
+                                               "benign flagged (shipped)"],
+                      rows=rows, note="held-out MultiJail requests and the benign requests "
+                      "written in that language; balanced operating point"),
+                Table(id="eval_benign", title="Benign requests in languages never trained on",
+                      columns=["language", "n", "flagged (shipped)",
+                               *[f"flagged (trained without {'+'.join(o)})" for o in LEAVE_OUT]],
+                      rows=list(eval_rows.values()),
+                      note="runtime/guard/multilingual.py EVAL_BENIGN: written for specguard, "
+                      "never trained on; balanced operating point")],
         data=data)
     print(f"wrote {write_result(result, args.out)}")
     for r in rows:

@@ -48,6 +48,24 @@ def routed_members(english: bool, members: set[str] | dict[str, Any]) -> tuple[s
     return tuple(b for b in BLOCKS if b in out)
 
 
+def tfidf_decides(p_tfidf: Any, band: tuple[float, float] | None, english: Any,
+                  members: set[str] | dict[str, Any]) -> Any:
+    """Which units TF-IDF decides alone under the cascade: those outside the band, except
+    text that does not look English when the artifact has e5. TF-IDF's n-grams come mostly
+    from English (and a few other languages), so its certainty about a Thai or Bengali
+    request means nothing: it gave 0.12 to a Thai request for a pipe bomb."""
+    import numpy as np
+
+    p_tfidf = np.asarray(p_tfidf)
+    if band is None:
+        return np.zeros(len(p_tfidf), dtype=bool)
+    lo, hi = band
+    sure = (p_tfidf <= lo) | (p_tfidf >= hi)
+    if "e5" in members:
+        sure &= np.asarray(english, dtype=bool)
+    return sure
+
+
 @dataclass
 class StageHeads:
     members: dict[str, LinearHead | MLPHead]

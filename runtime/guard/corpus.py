@@ -13,7 +13,9 @@ Input stage (a turn of the conversation):
   CyberSecEval's borderline cyber prompts, Safety-Tuned LLaMAs' benign sets, U-SafeBench
   helpfulness, moderation and ToxicChat negatives, Jigsaw / Davidson / ToxiGen / ConvAbuse
   negatives, Alpaca-style harmless instructions;
-- written here: look-alikes (benign) and attack-transformed requests (both labels).
+- written here: look-alikes (benign), attack-transformed requests (both labels), and benign
+  requests in ten languages (multilingual.py: MultiJail's harmful translations are otherwise
+  the only non-English requests, which teaches "not English" as a sign of harm).
 
 Output stage (request + answer): human-labelled answers (XSTest completions, GPTFuzz,
 DiaSafety), BeaverTails' unsafe answers, safe reference answers (Safety-Tuned LLaMAs),
@@ -36,6 +38,7 @@ from typing import Any
 
 from ..data import Part, in_part, load, record_key, wrap
 from .augment import attack_variants, contrasts, lookalikes
+from .multilingual import BENIGN as BENIGN_MULTILINGUAL
 from .verdict import Stage
 
 # Which dataset texts are what, for the input stage. `domain` groups sources whose base rates
@@ -74,6 +77,7 @@ WEIGHT_CAPS = {
     "davidson_hate_offensive": 0.065, "toxic_spans_semeval2021": 0.032,
     "refusal_direction_completions": 0.065, "safety_tuned_llamas": 0.04,
 }
+MULTILINGUAL_WEIGHT = 3.0
 NON_COMMERCIAL = ("toxicchat", "beavertails_sample", "safety_tuned_llamas",
                   "xstest_completions", "refusal_direction_completions")
 
@@ -141,6 +145,7 @@ def input_examples(data_root: str | Path | None = None, *, seed: int = 0,
         if Part.TRAIN in parts:
             out.extend(Example(**{**e.__dict__, "weight": e.weight * written_weight})
                        for e in _written_lookalikes(seed))
+        out.extend(_written_multilingual(parts))
     return _weighted(out)
 
 
@@ -200,6 +205,22 @@ def _written_lookalikes(seed: int) -> list[Example]:
     out += [Example(text, harmful, f"written:{kind}", Part.TRAIN, WRITTEN,
                     tags=() if harmful else ("lookalike",), key=f"written/{kind}/{i}")
             for i, (kind, text, harmful) in enumerate(contrasts(rng))]
+    return out
+
+
+def _written_multilingual(parts: tuple[Part, ...]) -> list[Example]:
+    """Benign requests in the languages of multilingual.BENIGN (every fifth one validates).
+    Each weighs MULTILINGUAL_WEIGHT: a hundred-odd requests against MultiJail's 700 harmful
+    translations, the only other text in those languages."""
+    out = []
+    for lang, prompts in BENIGN_MULTILINGUAL.items():
+        for i, text in enumerate(prompts):
+            part = Part.VALIDATION if i % 5 == 4 else Part.TRAIN
+            if part in parts:
+                out.append(Example(text, False, "written:multilingual", part, WRITTEN,
+                                   tags=(f"lang:{lang}", "multilingual"),
+                                   key=f"written/multilingual/{lang}/{i}",
+                                   weight=MULTILINGUAL_WEIGHT))
     return out
 
 

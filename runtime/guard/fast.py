@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .artifact import GuardArtifact, StageHeads, combo_key, routed_members
+from .artifact import GuardArtifact, StageHeads, combo_key, routed_members, tfidf_decides
 from .conversation import Unit, pair_text, request_units
 from .features import BLOCKS, Featurizer, finetuned_file, looks_english, windows
 from .heads import sigmoid
@@ -40,7 +41,8 @@ WARM_TEXTS = ("Hello, how are you?", "Bonjour, comment allez-vous aujourd'hui ?"
 # Unit scores kept per checker. A chat resends its system prompt and every earlier turn with
 # each request, and the input check scores every turn: without the cache a conversation's
 # check cost grows with its length. Scores do not depend on the policy (thresholds apply
-# after), so tenants share entries; keys are digests, not the client's text.
+# after), so tenants share entries; keys are digests, not the client's text. A deployment
+# that must not let one tenant's timing reveal another's texts sets SPECGUARD_GUARD_CACHE=0.
 UNIT_CACHE_SIZE = 8192
 
 
@@ -89,7 +91,9 @@ class FastChecker:
     def __init__(self, artifact: GuardArtifact, *, cascade: bool = True,
                  taxonomy: str | None = None, featurizer: Featurizer | None = None,
                  members: Sequence[str] | None = None,
-                 cache_size: int = UNIT_CACHE_SIZE) -> None:
+                 cache_size: int | None = None) -> None:
+        if cache_size is None:
+            cache_size = _env_cache_size()
         if cache_size < 0:
             raise ConfigError(f"cache_size must be >= 0, not {cache_size}.",
                               hint="0 turns the unit-score cache off.")
@@ -172,11 +176,10 @@ class FastChecker:
         z: dict[str, Any] = {"tfidf": heads.members["tfidf"].score(x_tfidf)}
         have = {"tfidf": np.ones(n, dtype=bool)}
         need = np.ones(n, dtype=bool)
-        if cascade and heads.cascade and "tfidf" in heads.combiners:
-            lo, hi = heads.cascade
-            p0 = sigmoid(heads.combiners["tfidf"].score(z["tfidf"][:, None]))
-            need = (p0 > lo) & (p0 < hi)
         english = np.array([looks_english(t) for t in texts], dtype=bool)
+        if cascade and heads.cascade and "tfidf" in heads.combiners:
+            p0 = sigmoid(heads.combiners["tfidf"].score(z["tfidf"][:, None]))
+            need = ~tfidf_decides(p0, heads.cascade, english, heads.members)
         route = [routed_members(bool(e), heads.members) for e in english]
         for block in BLOCKS[1:]:
             mask = need & np.array([block in r for r in route], dtype=bool)
@@ -271,6 +274,18 @@ class FastChecker:
 
     async def check_many(self, requests: Sequence[CheckRequest]) -> list[Verdict]:
         return await asyncio.to_thread(self.verdicts, list(requests))
+
+
+def _env_cache_size() -> int:
+    raw = os.environ.get("SPECGUARD_GUARD_CACHE", "").strip()
+    if not raw:
+        return UNIT_CACHE_SIZE
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"SPECGUARD_GUARD_CACHE must be a whole number of units, not {raw!r}.",
+                          hint="0 turns the fast tier's unit-score cache off; the default is "
+                          f"{UNIT_CACHE_SIZE}.") from None
 
 
 def _unit_key(stage: Stage, cascade: bool, text: str) -> bytes:

@@ -30,7 +30,14 @@ from typing import Any
 from ..data import Part, get_spec
 from ..encoders import EmbeddingCache, default_cache_dir, looks_english
 from ..errors import ConfigError, require
-from .artifact import PRESETS, GuardArtifact, StageHeads, combo_key, routed_members
+from .artifact import (
+    PRESETS,
+    GuardArtifact,
+    StageHeads,
+    combo_key,
+    routed_members,
+    tfidf_decides,
+)
 from .conversation import Segment, units
 from .corpus import (
     JAILBREAK,
@@ -74,6 +81,9 @@ class TrainConfig:
     output_members: tuple[str, ...] = ("tfidf", "minilm")  # the output check's members
     finetune_epochs: int = 1
     workdir: Path | None = None  # where fine-tuned files are written before the artifact
+    # Reuse the fine-tuned classifier in `workdir` even when the training units changed (an
+    # hour of CPU saved; the card records that it was fitted on other units).
+    reuse_finetune: bool = False
     augment: bool = True
     written_weight: float = 1.0  # training weight of the look-alikes and contrasts written here
     output_stage: bool = True
@@ -209,6 +219,19 @@ def reusable_finetune(target: Path, key: str) -> dict[str, Any] | None:
     return meta.get("record") if target.is_file() and meta.get("key") == key else None
 
 
+def stale_finetune(target: Path) -> dict[str, Any] | None:
+    """The record of the classifier at `target` whatever units it was fitted on, marked so."""
+    try:
+        meta = json.loads(sidecar(target).read_text())
+    except (OSError, ValueError):
+        return None
+    if not target.is_file() or "record" not in meta:
+        return None
+    return {**meta["record"], "reused_for_other_units": True,
+            "note": "reused with --reuse-finetune: fitted on the training units of an earlier "
+            "run, not on this run's"}
+
+
 def fit_stage(stage: Stage, train: list[Example], val: list[Example], cfg: TrainConfig,
               featurizer_for: Callable[[Tfidf], Featurizer], *,
               say: Callable[[str], None] = lambda _m: None) -> tuple[StageFit, Tfidf]:
@@ -229,6 +252,14 @@ def fit_stage(stage: Stage, train: list[Example], val: list[Example], cfg: Train
         ft_cfg = FinetuneConfig(epochs=cfg.finetune_epochs, seed=cfg.seed)
         key = finetune_key(tu, vu, ft_cfg)
         finetune_record = reusable_finetune(target, key)
+        if finetune_record is None and cfg.reuse_finetune:
+            finetune_record = stale_finetune(target)
+            if finetune_record is None:
+                raise ConfigError(f"No fine-tuned classifier to reuse in {target.parent}.",
+                                  hint="Drop --reuse-finetune to fine-tune one, or point "
+                                  "--workdir at the folder of an earlier run.")
+            say(f"  reusing the fine-tuned MiniLM in {target}, fitted on other units "
+                "(--reuse-finetune)")
         if finetune_record is None:
             say(f"  fine-tuning MiniLM on {len(tu.texts)} units ({cfg.finetune_epochs} epochs)")
             finetune_record = finetune(tu.texts, tu.labels, tu.weights, vu.texts, vu.labels,
@@ -278,13 +309,11 @@ def fit_stage(stage: Stage, train: list[Example], val: list[Example], cfg: Train
         p_full[i] = sigmoid(combiners[combo_key(combo)].score(z))[0]
     p_tfidf = sigmoid(combiners["tfidf"].score(z_val["tfidf"][:, None]))
     thresholds, op_figures = _operating_points(vu, p_full)
-    cascade = _cascade_band(vu, p_tfidf, p_full, thresholds["balanced"], cfg) if (
-        cfg.cascade and len(cfg.members) > 1) else None
+    cascade = _cascade_band(vu, p_tfidf, p_full, thresholds["balanced"], cfg, en_val,
+                            members) if (cfg.cascade and len(cfg.members) > 1) else None
     p_served = p_full.copy()
-    if cascade:
-        lo, hi = cascade
-        sure = (p_tfidf <= lo) | (p_tfidf >= hi)
-        p_served[sure] = p_tfidf[sure]
+    sure = tfidf_decides(p_tfidf, cascade, en_val, members)
+    p_served[sure] = p_tfidf[sure]
     cat_ids, cat_head = _category_head(tu, x_tfidf_train, cfg)
     heads = StageHeads(members, combiners, cat_ids, "tfidf" if cat_head else None, cat_head,
                        thresholds, cascade)
@@ -292,7 +321,7 @@ def fit_stage(stage: Stage, train: list[Example], val: list[Example], cfg: Train
         "validation": group_figures(vu, p_served, thresholds["balanced"]),
         "operating_points": op_figures,
         "reliability": reliability(per_example(vu, p_served), _example_labels(vu)),
-        "cascade": _cascade_figures(vu, p_tfidf, cascade),
+        "cascade": _cascade_figures(tfidf_decides(p_tfidf, cascade, en_val, members), cascade),
         "units": {"train": len(tu.texts), "validation": len(vu.texts)},
     }
     if finetune_record:
@@ -364,7 +393,8 @@ def _rate(mask: Any) -> float | None:
 
 
 def _cascade_band(vu: Units, p_tfidf: Any, p_full: Any, threshold: float,
-                  cfg: TrainConfig) -> tuple[float, float] | None:
+                  cfg: TrainConfig, english: Any, members: dict[str, Any]
+                  ) -> tuple[float, float] | None:
     """The widest (lo, hi) outside which TF-IDF alone decides, changing at most
     1 - cascade_agreement of validation unit decisions at the balanced threshold."""
     import numpy as np
@@ -379,7 +409,7 @@ def _cascade_band(vu: Units, p_tfidf: Any, p_full: Any, threshold: float,
         for hi in (1.0, 0.999, 0.995, 0.99, 0.98, 0.97, 0.95, 0.9, 0.85, 0.8):
             if lo >= threshold or hi <= threshold:
                 continue
-            sure = (p_tfidf <= lo) | (p_tfidf >= hi)
+            sure = tfidf_decides(p_tfidf, (lo, hi), english, members)
             served = np.where(sure, p_tfidf >= threshold, full)
             agree = min((served == full).mean(), (served == full)[requests].mean()
                         if requests.any() else 1.0)
@@ -388,11 +418,9 @@ def _cascade_band(vu: Units, p_tfidf: Any, p_full: Any, threshold: float,
     return best
 
 
-def _cascade_figures(vu: Units, p_tfidf: Any, band: tuple[float, float] | None) -> dict[str, Any]:
+def _cascade_figures(sure: Any, band: tuple[float, float] | None) -> dict[str, Any]:
     if band is None:
         return {"band": None, "decided_by_tfidf": 0.0}
-    lo, hi = band
-    sure = (p_tfidf <= lo) | (p_tfidf >= hi)
     return {"band": list(band), "decided_by_tfidf": round(float(sure.mean()), 4)}
 
 

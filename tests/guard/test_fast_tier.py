@@ -363,8 +363,13 @@ def test_an_interrupted_training_reuses_its_fine_tuned_classifier_only_for_the_s
     for other in (finetune_key(units(["a", "b"], [0, 0]), vu, FinetuneConfig()),
                   finetune_key(tu, vu, FinetuneConfig(epochs=2))):
         assert other != key and reusable_finetune(target, other) is None
+    # --reuse-finetune takes it for other units, and says so in the record the card keeps.
+    from specguard.guard.train import stale_finetune
+
+    stale = stale_finetune(target)
+    assert stale["best_validation_auprc"] == 0.9 and stale["reused_for_other_units"] is True
     sidecar(target).write_text("{torn")
-    assert reusable_finetune(target, key) is None
+    assert reusable_finetune(target, key) is None and stale_finetune(target) is None
 
 
 def test_control_tokens_typed_by_a_client_are_text_to_the_encoder():
@@ -426,3 +431,13 @@ def test_the_cache_changes_no_score_and_keeps_its_bound(fast):
     assert full.score_units([BENIGN], cascade=False)[0].members != "tfidf"
     with pytest.raises(ConfigError, match="cache_size"):
         FastChecker(fast.artifact, cache_size=-1)
+
+
+def test_the_cache_size_comes_from_the_environment(fast, monkeypatch):
+    monkeypatch.setenv("SPECGUARD_GUARD_CACHE", "0")
+    off = FastChecker(fast.artifact)
+    off.score_units([BENIGN, BENIGN])
+    assert off.cache_size == 0 and off.cache_misses == 0 and not off._cache
+    monkeypatch.setenv("SPECGUARD_GUARD_CACHE", "lots")
+    with pytest.raises(ConfigError, match="SPECGUARD_GUARD_CACHE"):
+        FastChecker(fast.artifact)
