@@ -252,7 +252,9 @@ def fit_stage(stage: Stage, train: list[Example], val: list[Example], cfg: Train
         ft_cfg = FinetuneConfig(epochs=cfg.finetune_epochs, seed=cfg.seed)
         key = finetune_key(tu, vu, ft_cfg)
         finetune_record = reusable_finetune(target, key)
-        if finetune_record is None and cfg.reuse_finetune:
+        if finetune_record is not None:
+            say(f"  reusing the fine-tuned MiniLM in {target} (same units and settings)")
+        elif cfg.reuse_finetune:
             finetune_record = stale_finetune(target)
             if finetune_record is None:
                 raise ConfigError(f"No fine-tuned classifier to reuse in {target.parent}.",
@@ -260,13 +262,11 @@ def fit_stage(stage: Stage, train: list[Example], val: list[Example], cfg: Train
                                   "--workdir at the folder of an earlier run.")
             say(f"  reusing the fine-tuned MiniLM in {target}, fitted on other units "
                 "(--reuse-finetune)")
-        if finetune_record is None:
+        else:
             say(f"  fine-tuning MiniLM on {len(tu.texts)} units ({cfg.finetune_epochs} epochs)")
             finetune_record = finetune(tu.texts, tu.labels, tu.weights, vu.texts, vu.labels,
                                        target, cfg=ft_cfg, say=say)
             sidecar(target).write_text(json.dumps({"key": key, "record": finetune_record}))
-        else:
-            say(f"  reusing the fine-tuned MiniLM in {target} (same units and settings)")
         feat.finetuned = target
         files[finetuned_file(stage.value)] = target
     en_train = np.array([looks_english(t) for t in tu.texts])
