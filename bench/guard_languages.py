@@ -75,7 +75,9 @@ def main() -> int:
 
     rows, data, eval_rows = [], {}, {lang: [lang, len(t)] for lang, t in EVAL_BENIGN.items()}
     for lang_, texts in EVAL_BENIGN.items():
-        eval_rows[lang_].append(_f(flagged(shipped, list(texts)) if shipped else None))
+        rate = flagged(shipped, list(texts)) if shipped else None
+        eval_rows[lang_].append(_f(rate))
+        data[f"eval_benign:{lang_}"] = {"n": len(texts), "shipped": rate}
     for out in LEAVE_OUT:
         keep = [e for e in pool if lang(e) not in out]
         train = [e for e in keep if e.part is Part.TRAIN]
@@ -104,7 +106,8 @@ def main() -> int:
             rate = flagged(checker, list(texts))
             eval_rows[language].append(_f(rate))
             data.setdefault(f"eval_benign:{language}", {})[f"without_{'+'.join(out)}"] = rate
-    unseen = [v["without"] for k, v in data.items() if not k.endswith(":en") and v["without"] is not None]
+    unseen = [v["without"] for k, v in data.items() if not k.endswith(":en")
+              and not k.startswith("eval_benign:") and v.get("without") is not None]
     result = Result(
         name="guard_languages", title="Harmful requests in languages the guard never trained on",
         script="bench/guard_languages.py", command=command_line(), smoke=args.smoke,
