@@ -27,6 +27,7 @@ def train(
     members: Annotated[str, typer.Option(help="The input check's feature blocks: tfidf plus any of minilm (English encoder), minilm_ft (MiniLM fine-tuned as a classifier; needs the training extra's torch), e5 (multilingual).")] = "tfidf,minilm,e5",
     output_members: Annotated[str, typer.Option(help="The output check's feature blocks (tfidf plus any of minilm, e5).")] = "tfidf,minilm",
     workdir: Annotated[Optional[Path], typer.Option(help="Where a fine-tuned classifier is written before it joins the artifact; a rerun with the same data and settings reuses it.")] = None,
+    output_from: Annotated[Optional[Path], typer.Option(help="Keep the output stage of this artifact (a folder, or a shipped name such as fast_default) instead of training one: retrain the input check alone.")] = None,
     reuse_finetune: Annotated[bool, typer.Option(help="Reuse the fine-tuned classifier in --workdir even if the training data changed since it was fitted (saves the fine-tune's hour on a CPU; the card says so).")] = False,
     encoder_head: Annotated[str, typer.Option(help="mlp | linear: the head over each encoder's vectors.")] = "mlp",
     data: Annotated[Optional[list[Path]], typer.Option(help="Your own labelled data: a dataset mapping YAML (see specguard.data.load_custom); repeat for several. Its records split like the built-in ones (hash of dataset and id).")] = None,
@@ -47,7 +48,8 @@ def train(
 
     cfg = TrainConfig(members=blocks(members), output_members=blocks(output_members),
                       encoder_head=encoder_head, cascade=cascade, output_stage=output_stage,
-                      workdir=workdir, reuse_finetune=reuse_finetune, seed=seed)
+                      workdir=workdir, reuse_finetune=reuse_finetune,
+                      output_from=output_from, seed=seed)
     inputs = _custom_examples(data or [], data_dir)
     if builtin:
         from .corpus import input_examples

@@ -84,6 +84,9 @@ class TrainConfig:
     # Reuse the fine-tuned classifier in `workdir` even when the training units changed (an
     # hour of CPU saved; the card records that it was fitted on other units).
     reuse_finetune: bool = False
+    # Keep the output stage of this artifact folder instead of training one: retrain the input
+    # check alone when only its data changed (the output stage's figures then still hold).
+    output_from: Path | None = None
     augment: bool = True
     written_weight: float = 1.0  # training weight of the look-alikes and contrasts written here
     output_stage: bool = True
@@ -548,7 +551,8 @@ def train_artifact(cfg: TrainConfig, *, data_root: str | Path | None = None,
         data_root, seed=cfg.seed, augment=cfg.augment, parts=t_parts,
         written_weight=cfg.written_weight)
     stages_data = {Stage.INPUT: inputs}
-    if cfg.output_stage:
+    kept = _kept_output_stage(cfg.output_from) if cfg.output_from is not None else None
+    if cfg.output_stage and kept is None:
         stages_data[Stage.OUTPUT] = output_data if output_data is not None else output_examples(
             data_root, seed=cfg.seed, parts=t_parts)
     tfidfs: dict[Stage, Tfidf] = {}
@@ -571,6 +575,12 @@ def train_artifact(cfg: TrainConfig, *, data_root: str | Path | None = None,
         figures[stage.value] = fit.figures
         counts[stage.value] = summary(examples)
     sources = sorted({e.source.split(":")[0] for ex in stages_data.values() for e in ex})
+    if kept is not None:
+        tfidfs[Stage.OUTPUT], heads[Stage.OUTPUT] = kept.tfidf[Stage.OUTPUT], kept.stages[Stage.OUTPUT]
+        files.update({n: p for n, p in kept.files.items() if ".output." in n})
+        figures["output"] = kept.card.get("validation", {}).get("output")
+        counts["output"] = kept.card.get("data", {}).get("output")
+        sources = sorted(set(sources) | set(kept.card.get("licences", {})))
     card = {
         "intended_use": ("The fast tier of specguard's input and output checks: a calibrated "
                          "P(unsafe) for each client-written turn (and the draft answer), in "
@@ -589,7 +599,23 @@ def train_artifact(cfg: TrainConfig, *, data_root: str | Path | None = None,
         "validation": figures,
         "environment": {"python": platform.python_version(), "machine": platform.machine()},
     }
+    if kept is not None:
+        card["output_stage_kept"] = {
+            "from": str(cfg.output_from), "trained": kept.card.get("created"),
+            "note": "The output stage is this artifact's, unchanged (--output-from); its "
+                    "validation figures and data counts are copied from its card."}
     return GuardArtifact(name, tfidfs, heads, card, cfg.taxonomy, files=files)
+
+
+def _kept_output_stage(folder: Path) -> GuardArtifact:
+    from .fast import load_artifact  # a folder, or a shipped artifact's name
+
+    art = load_artifact(folder)
+    if Stage.OUTPUT not in art.stages:
+        raise ConfigError(f"{folder} has no output stage to keep.",
+                          hint="Name an artifact trained with its output stage, or drop "
+                          "--output-from to train one.")
+    return art
 
 
 def _licence(source: str) -> str:

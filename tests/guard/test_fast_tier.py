@@ -468,3 +468,34 @@ def test_benign_requests_in_other_languages_are_mostly_answered(fast):
     validation = [t for ts in BENIGN.values() for i, t in enumerate(ts) if i % 5 == 4]
     assert flagged(validation) <= 0.25  # 7 of 34 with the shipped artifact (17 before)
     assert flagged([t for ts in EVAL_BENIGN.values() for t in ts]) <= 0.12  # 8 of 80 (16)
+
+
+def test_the_input_check_retrains_alone_keeping_an_output_stage(tiny, tmp_path, data_root):
+    """--output-from: the output stage is the named artifact's, byte for byte in its weights,
+    and the card says where it came from; a folder without one is a clear error."""
+    import numpy as np
+    from specguard.guard.corpus import input_examples
+    from specguard.guard.train import TrainConfig, train_artifact
+
+    folder, _ = tiny
+    rng = random.Random(1)
+    inputs = rng.sample([e for e in input_examples(data_root, parts=(Part.TRAIN, Part.VALIDATION))
+                         if e.source in ("advbench", "xstest", "refusal_direction_completions")],
+                        600)
+    cfg = TrainConfig(members=("tfidf",), output_from=folder)
+    art = train_artifact(cfg, data_root=data_root, name="retrained", input_data=inputs,
+                         say=lambda _m: None)
+    out = art.save(tmp_path / "retrained")
+    old, new = (np.load(p / "weights.npz", allow_pickle=False) for p in (folder, out))
+    keys = [k for k in old.files if k.startswith("output/")]
+    assert keys and all(np.array_equal(old[k], new[k]) for k in keys)
+    card = json.loads((out / "card.json").read_text())
+    assert card["output_stage_kept"]["from"] == str(folder)
+    assert card["validation"]["output"] == json.loads((folder / "card.json").read_text())[
+        "validation"]["output"]
+    no_output = TrainConfig(members=("tfidf",), output_stage=False)
+    bare = train_artifact(no_output, data_root=data_root, name="bare", input_data=inputs,
+                          say=lambda _m: None).save(tmp_path / "bare")
+    with pytest.raises(ConfigError, match="no output stage"):
+        train_artifact(TrainConfig(members=("tfidf",), output_from=bare), data_root=data_root,
+                       input_data=inputs, say=lambda _m: None)
