@@ -2,7 +2,7 @@
 compared on the VALIDATION part only (the held-out part is for the eval suites' figures).
 
     python bench/guard_select.py                    # every candidate: ~30 min on 2 cores, cached
-    python bench/guard_select.py --workdir /tmp/art/full-work   # reuse the shipped fine-tune
+    python bench/guard_select.py --workdir DIR      # reuse the fine-tune kept in DIR
     python bench/guard_select.py --smoke            # CI: a tiny corpus, every code path
 
 Writes docs/results/guard_select.json: per candidate, the validation figures by group at the

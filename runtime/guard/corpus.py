@@ -39,6 +39,7 @@ from typing import Any
 from ..data import Part, in_part, load, record_key, wrap
 from .augment import attack_variants, contrasts, lookalikes
 from .multilingual import BENIGN as BENIGN_MULTILINGUAL
+from .multilingual import validates
 from .verdict import Stage
 
 # Which dataset texts are what, for the input stage. `domain` groups sources whose base rates
@@ -215,7 +216,7 @@ def _written_multilingual(parts: tuple[Part, ...]) -> list[Example]:
     out = []
     for lang, prompts in BENIGN_MULTILINGUAL.items():
         for i, text in enumerate(prompts):
-            part = Part.VALIDATION if i % 5 == 4 else Part.TRAIN
+            part = Part.VALIDATION if validates(i) else Part.TRAIN
             if part in parts:
                 out.append(Example(text, False, "written:multilingual", part, WRITTEN,
                                    tags=(f"lang:{lang}", "multilingual"),

@@ -306,3 +306,9 @@ EVAL_BENIGN: dict[str, tuple[str, ...]] = {
 
 TRAIN_LANGUAGES = tuple(BENIGN)
 EVAL_LANGUAGES = tuple(EVAL_BENIGN)
+
+
+def validates(index: int) -> bool:
+    """Whether the `index`-th request of a BENIGN language is in the validation part (every
+    fifth one), not the training part."""
+    return index % 5 == 4

@@ -213,22 +213,25 @@ def finetune_key(tu: Any, vu: Any, ft_cfg: Any) -> str:
     return h.hexdigest()
 
 
-def reusable_finetune(target: Path, key: str) -> dict[str, Any] | None:
-    """The record of the classifier at `target` when it was trained with this key, else None."""
+def _finetune_sidecar(target: Path) -> dict[str, Any] | None:
+    """The sidecar of the classifier at `target` ({"key", "record"}), if both are there."""
     try:
         meta = json.loads(sidecar(target).read_text())
     except (OSError, ValueError):
         return None
-    return meta.get("record") if target.is_file() and meta.get("key") == key else None
+    return meta if target.is_file() and "record" in meta else None
+
+
+def reusable_finetune(target: Path, key: str) -> dict[str, Any] | None:
+    """The record of the classifier at `target` when it was trained with this key, else None."""
+    meta = _finetune_sidecar(target)
+    return meta["record"] if meta is not None and meta.get("key") == key else None
 
 
 def stale_finetune(target: Path) -> dict[str, Any] | None:
     """The record of the classifier at `target` whatever units it was fitted on, marked so."""
-    try:
-        meta = json.loads(sidecar(target).read_text())
-    except (OSError, ValueError):
-        return None
-    if not target.is_file() or "record" not in meta:
+    meta = _finetune_sidecar(target)
+    if meta is None:
         return None
     return {**meta["record"], "reused_for_other_units": True,
             "note": "reused with --reuse-finetune: fitted on the training units of an earlier "
@@ -324,7 +327,7 @@ def fit_stage(stage: Stage, train: list[Example], val: list[Example], cfg: Train
         "validation": group_figures(vu, p_served, thresholds["balanced"]),
         "operating_points": op_figures,
         "reliability": reliability(per_example(vu, p_served), _example_labels(vu)),
-        "cascade": _cascade_figures(tfidf_decides(p_tfidf, cascade, en_val, members), cascade),
+        "cascade": _cascade_figures(sure, cascade),
         "units": {"train": len(tu.texts), "validation": len(vu.texts)},
     }
     if finetune_record:
@@ -577,7 +580,9 @@ def train_artifact(cfg: TrainConfig, *, data_root: str | Path | None = None,
     sources = sorted({e.source.split(":")[0] for ex in stages_data.values() for e in ex})
     if kept is not None:
         tfidfs[Stage.OUTPUT], heads[Stage.OUTPUT] = kept.tfidf[Stage.OUTPUT], kept.stages[Stage.OUTPUT]
-        files.update({n: p for n, p in kept.files.items() if ".output." in n})
+        kept_file = kept.file(finetuned_file(Stage.OUTPUT.value))
+        if kept_file is not None:  # an output stage with a fine-tuned member
+            files[kept_file.name] = kept_file
         figures["output"] = kept.card.get("validation", {}).get("output")
         counts["output"] = kept.card.get("data", {}).get("output")
         sources = sorted(set(sources) | set(kept.card.get("licences", {})))
