@@ -457,8 +457,9 @@ def test_text_that_does_not_look_english_is_always_read_by_e5(fast):
 
 def test_benign_requests_in_other_languages_are_mostly_answered(fast):
     """Every non-English request in the data is harmful (MultiJail), and the artifact trained on
-    that alone flagged half of these benign requests. Measured on requests never trained on:
-    the validation fifth of the ten written languages, and eight languages never seen."""
+    that alone flagged half of these benign requests. Checked on requests never trained on:
+    the validation fifth of the ten written languages (calibration and thresholds read it, so
+    it is a regression bound, not a figure), and eight languages never seen."""
     from specguard.guard.multilingual import BENIGN, EVAL_BENIGN, validates
 
     def flagged(texts):
