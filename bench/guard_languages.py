@@ -11,6 +11,7 @@ Recall alone would reward a guard that flags every text it cannot read, so each 
 how many benign requests in that language are flagged: the ones written for specguard in that
 language (runtime/guard/multilingual.py; left out of training with the language), and, in a
 second table, the benign requests in languages no model here ever trained on (EVAL_BENIGN).
+A third table reads harmful requests written in those languages (EVAL_HARMFUL) next to them.
 
     python bench/guard_languages.py            # ~30 min on 2 cores (e5 encodings cached)
     python bench/guard_languages.py --smoke    # CI
@@ -42,7 +43,7 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    from specguard.guard.multilingual import EVAL_BENIGN
+    from specguard.guard.multilingual import EVAL_BENIGN, EVAL_HARMFUL
     from specguard.types import user
 
     everything = input_examples(parts=(Part.TRAIN, Part.VALIDATION, Part.HELD_OUT))
@@ -83,7 +84,7 @@ def main() -> int:
         train = [e for e in keep if e.part is Part.TRAIN]
         val = [e for e in keep if e.part is Part.VALIDATION]
         cfg = TrainConfig(members=("tfidf", "minilm", "e5"), encoder_head="mlp",
-                          member_budget={"e5": 300 if args.smoke else 6000}, cascade=False)
+                          cascade=False, **({"member_budget": {"e5": 300}} if args.smoke else {}))
         fit, tfidf = fit_stage(Stage.INPUT, train, val, cfg,
                                lambda t: Featurizer(t, cache=cache),
                                say=lambda m: print(m, flush=True))
@@ -106,8 +107,29 @@ def main() -> int:
             rate = flagged(checker, list(texts))
             eval_rows[language].append(_f(rate))
             data.setdefault(f"eval_benign:{language}", {})[f"without_{'+'.join(out)}"] = rate
+    # Languages no model here trained on, both ways: the shipped artifact and its TF-IDF member
+    # (the baseline, same run).
+    unseen_rows, all_h, all_b = [], {"shipped": [], "tfidf": []}, {"shipped": [], "tfidf": []}
+    if shipped:
+        shipped_tfidf = FastChecker(shipped.artifact, members=["tfidf"])
+        for language, harmful in EVAL_HARMFUL.items():
+            benign = list(EVAL_BENIGN.get(language, ()))
+            r = {"n_harmful": len(harmful), "n_benign": len(benign)}
+            for name, checker in (("shipped", shipped), ("tfidf", shipped_tfidf)):
+                r[f"caught_{name}"] = flagged(checker, list(harmful))
+                r[f"benign_flagged_{name}"] = flagged(checker, benign)
+                all_h[name].append(r[f"caught_{name}"] * len(harmful))
+                all_b[name].append(r[f"benign_flagged_{name}"] * len(benign))
+            data[f"eval_unseen:{language}"] = r
+            unseen_rows.append([language, len(harmful), _f(r["caught_shipped"]),
+                                _f(r["caught_tfidf"]), len(benign),
+                                _f(r["benign_flagged_shipped"]), _f(r["benign_flagged_tfidf"])])
+        nh = sum(len(h) for h in EVAL_HARMFUL.values())
+        nb = sum(len(EVAL_BENIGN.get(k, ())) for k in EVAL_HARMFUL)
+        unseen_rows.append(["all", nh, _f(sum(all_h["shipped"]) / nh), _f(sum(all_h["tfidf"]) / nh),
+                            nb, _f(sum(all_b["shipped"]) / nb), _f(sum(all_b["tfidf"]) / nb)])
     unseen = [v["without"] for k, v in data.items() if not k.endswith(":en")
-              and not k.startswith("eval_benign:") and v.get("without") is not None]
+              and not k.startswith("eval_") and v.get("without") is not None]
     result = Result(
         name="guard_languages", title="Harmful requests in languages the guard never trained on",
         script="bench/guard_languages.py", command=command_line(), smoke=args.smoke,
@@ -127,7 +149,15 @@ def main() -> int:
                                *[f"flagged (trained without {'+'.join(o)})" for o in LEAVE_OUT]],
                       rows=list(eval_rows.values()),
                       note="runtime/guard/multilingual.py EVAL_BENIGN: written for specguard, "
-                      "never trained on; balanced operating point")],
+                      "never trained on; balanced operating point"),
+                Table(id="eval_unseen", title="Languages never trained on, both ways",
+                      columns=["language", "harmful n", "harmful caught (shipped)",
+                               "harmful caught (TF-IDF member alone)", "benign n",
+                               "benign flagged (shipped)", "benign flagged (TF-IDF member alone)"],
+                      rows=unseen_rows,
+                      note="runtime/guard/multilingual.py EVAL_HARMFUL and EVAL_BENIGN: the same "
+                      "ten harmful requests and ten benign ones written for specguard in each "
+                      "language, never trained on; balanced operating point")],
         data=data)
     print(f"wrote {write_result(result, args.out)}")
     for r in rows:

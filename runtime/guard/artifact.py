@@ -35,17 +35,22 @@ def combo_key(members: tuple[str, ...] | list[str]) -> str:
     return "+".join(b for b in BLOCKS if b in members)
 
 
-def routed_members(english: bool, members: set[str] | dict[str, Any]) -> tuple[str, ...]:
-    """Which members score a unit the cascade does not settle with TF-IDF alone: MiniLM (the
-    fine-tuned one when there is one) for English text, e5 for the rest; MiniLM for
-    everything when the artifact has no e5."""
-    out = ["tfidf"]
+def routed_members(english: bool, members: set[str] | dict[str, Any],
+                   combiners: set[str] | dict[str, Any] | None = None) -> tuple[str, ...]:
+    """Which members score a unit the cascade does not settle with TF-IDF alone: TF-IDF with
+    MiniLM (the fine-tuned one when there is one) for English text; e5 for the rest, alone
+    when the artifact has an `e5` combiner. TF-IDF cannot read a language it never saw, and
+    its vote only pulled e5's down there: trained without Chinese, TF-IDF alone caught none of
+    the Chinese requests. Artifacts without that combiner combine TF-IDF with e5; without e5,
+    MiniLM reads everything (and without MiniLM, e5 reads English with TF-IDF)."""
     en = "minilm_ft" if "minilm_ft" in members else ("minilm" if "minilm" in members else None)
-    if "e5" in members:
-        out.append(en if english and en else "e5")
-    elif en:
-        out.append(en)
-    return tuple(b for b in BLOCKS if b in out)
+    if "e5" in members and not english:
+        if combiners is None or "e5" in combiners:
+            return ("e5",)
+        return ("tfidf", "e5")
+    if en or "e5" in members:
+        return ("tfidf", en or "e5")
+    return ("tfidf",)
 
 
 def tfidf_decides(p_tfidf: Any, band: tuple[float, float] | None, english: Any,

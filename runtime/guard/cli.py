@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -74,6 +76,9 @@ def train(
 
         art = train_artifact(cfg, data_root=data_dir, name=name, input_data=inputs,
                              output_data=None if builtin else [], say=say)
+    # The card says how it was built (paths as given on this machine).
+    argv = sys.argv[sys.argv.index("train") + 1:] if "train" in sys.argv else []
+    art.card["command"] = shlex.join(["specguard", "guard", "train", *argv])
     path = art.save(out)
     console.print(f"wrote {path}/ ({sum(f.stat().st_size for f in path.iterdir()) / 1e6:.1f} MB)")
     print_card(art.card)

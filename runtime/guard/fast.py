@@ -4,8 +4,9 @@ serving model.
 
 Per unit of text (a window of a turn; see conversation.py) the score is a calibrated
 P(unsafe), computed as a cascade: TF-IDF first (about a millisecond); the English encoder
-(MiniLM) only when TF-IDF alone is not sure; the multilingual one (e5) for text that does not
-look English. The riskiest unit decides, and the verdict names its turn, role and window.
+(MiniLM) only when TF-IDF alone is not sure; the multilingual one (e5), alone, for text that
+does not read as English (encoders.reads_as_english). The riskiest unit decides, and the
+verdict names its turn, role and window.
 
 Artifacts are folders of JSON and NPZ (artifact.py). A legacy `.joblib` artifact from
 specguard 0.1 still loads through legacy.py, with a warning: unpickling runs code.
@@ -29,13 +30,14 @@ from typing import Any
 from ..errors import ConfigError
 from .artifact import GuardArtifact, StageHeads, combo_key, routed_members, tfidf_decides
 from .conversation import Unit, pair_text, request_units
-from .features import BLOCKS, Featurizer, finetuned_file, looks_english, windows
+from .features import BLOCKS, Featurizer, finetuned_file, reads_as_english, windows
 from .heads import sigmoid
 from .verdict import CheckRequest, Label, Stage, Tier, Verdict
 
 DEFAULT_ARTIFACT = "fast_default"  # specs/guard/fast_default/ (card.json + weights.npz)
 SHIPPED_ARTIFACTS = (DEFAULT_ARTIFACT,)
 CATEGORY_CONFIDENCE = 0.5  # a category is named only when its head is at least this sure
+CATEGORY_TOP = 3  # and at most this many, most likely first
 # warm(): one English text (MiniLM's route) and one that is not (e5's route).
 WARM_TEXTS = ("Hello, how are you?", "Bonjour, comment allez-vous aujourd'hui ?")
 # Unit scores kept per checker. A chat resends its system prompt and every earlier turn with
@@ -176,11 +178,11 @@ class FastChecker:
         z: dict[str, Any] = {"tfidf": heads.members["tfidf"].score(x_tfidf)}
         have = {"tfidf": np.ones(n, dtype=bool)}
         need = np.ones(n, dtype=bool)
-        english = np.array([looks_english(t) for t in texts], dtype=bool)
+        english = np.array([reads_as_english(t) for t in texts], dtype=bool)
         if cascade and heads.cascade and "tfidf" in heads.combiners:
             p0 = sigmoid(heads.combiners["tfidf"].score(z["tfidf"][:, None]))
             need = ~tfidf_decides(p0, heads.cascade, english, heads.members)
-        route = [routed_members(bool(e), heads.members) for e in english]
+        route = [routed_members(bool(e), heads.members, heads.combiners) for e in english]
         for block in BLOCKS[1:]:
             mask = need & np.array([block in r for r in route], dtype=bool)
             if block not in heads.members or not mask.any():
@@ -193,7 +195,7 @@ class FastChecker:
         p = np.zeros(n)
         used = [""] * n
         for i in range(n):
-            members = tuple(b for b in z if have[b][i])
+            members = tuple(b for b in route[i] if b in z and have[b][i]) or ("tfidf",)
             key = combo_key(members)
             while key not in heads.combiners and len(members) > 1:
                 members = members[:-1]  # an artifact without that combination: fewer members
@@ -246,7 +248,7 @@ class FastChecker:
         # most likely category; only categories the head is sure of are named.
         cat_scores = {c: round(p * v / top, 6) for c, v in s.categories.items()}
         named = [c for c, v in sorted(s.categories.items(), key=lambda kv: -kv[1])
-                 if v >= CATEGORY_CONFIDENCE][:3] if unsafe else []
+                 if v >= CATEGORY_CONFIDENCE][:CATEGORY_TOP] if unsafe else []
         return Verdict(
             stage=stage, label=Label.UNSAFE if unsafe else Label.SAFE, score=p,
             categories=named, category_scores=cat_scores, tier=self.tier, checker=self.name,

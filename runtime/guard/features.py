@@ -21,7 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..encoders import EmbeddingCache, SentenceEncoder, load_encoder, looks_english  # noqa: F401
+from ..encoders import (  # noqa: F401
+    EmbeddingCache,
+    SentenceEncoder,
+    load_encoder,
+    looks_english,
+    reads_as_english,
+)
 
 BLOCKS = ("tfidf", "minilm", "minilm_ft", "e5")
 

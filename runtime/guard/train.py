@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import Part, get_spec
-from ..encoders import EmbeddingCache, default_cache_dir, looks_english
+from ..encoders import EmbeddingCache, default_cache_dir, reads_as_english
 from ..errors import ConfigError, require
 from .artifact import (
     PRESETS,
@@ -76,8 +76,9 @@ class TrainConfig:
     cascade: bool = True
     cascade_agreement: float = 0.998  # share of validation decisions the cascade must keep
     # Encoders too slow to run over the whole corpus on a CPU train on every non-English unit
-    # plus this many English ones (the e5 member only ever scores text that is not English).
-    member_budget: dict[str, int] = field(default_factory=lambda: {"e5": 6000})
+    # plus at most this many English requests (the e5 member only ever scores text that is
+    # not English; see _member_rows).
+    member_budget: dict[str, int] = field(default_factory=lambda: {"e5": 12000})
     output_members: tuple[str, ...] = ("tfidf", "minilm")  # the output check's members
     finetune_epochs: int = 1
     workdir: Path | None = None  # where fine-tuned files are written before the artifact
@@ -174,19 +175,34 @@ def _fit_combiner(z: Any, y: Any, w: Any = None) -> LinearHead:
 
 
 def _combos(members: Sequence[str]) -> list[tuple[str, ...]]:
-    """The member sets the checker computes: TF-IDF alone, and TF-IDF with each encoder."""
-    return [("tfidf",)] + [("tfidf", m) for m in BLOCKS if m in members and m != "tfidf"]
+    """The member sets the checker computes: TF-IDF alone, TF-IDF with each encoder, and e5
+    alone (what reads text that does not look English; routed_members)."""
+    out = [("tfidf",)] + [("tfidf", m) for m in BLOCKS if m in members and m != "tfidf"]
+    return out + [("e5",)] if "e5" in members else out
 
 
-def _budget_rows(english: Any, budget: int | None, rng: Any) -> Any:
-    """All rows, or (with a budget) every non-English row plus `budget` English ones."""
+def _reads_requests(e: Example) -> bool:
+    """Requests to an assistant, and the requests written here (not the toxicity corpora, not
+    attack-transformed text): the English rows the e5 member learns from."""
+    return e.domain == REQUESTS or e.source.startswith("written:")
+
+
+def _member_rows(u: Units, english: Any, budget: int | None, rng: Any) -> Any:
+    """All rows, or (with a budget: the e5 member) every non-English row plus at most
+    `budget` English rows of requests. e5 scores only text that does not look English, and
+    what it must carry into languages no data here covers is what a request asks for: trained
+    with random English rows (mostly toxicity corpora) instead, it caught 0-22% of the
+    requests in a language left out of training (docs/results/guard.md)."""
     import numpy as np
 
     rows = np.arange(len(english))
-    if not budget or english.sum() <= budget:
+    if not budget:
         return rows
-    keep = rng.choice(rows[english], size=budget, replace=False)
-    return np.sort(np.concatenate([rows[~english], keep]))
+    requests = np.array([_reads_requests(u.examples[o]) for o in u.owner], dtype=bool)
+    pool = rows[english & requests]
+    if len(pool) > budget:
+        pool = rng.choice(pool, size=budget, replace=False)
+    return np.sort(np.concatenate([rows[~english], pool]))
 
 
 @dataclass
@@ -275,8 +291,8 @@ def fit_stage(stage: Stage, train: list[Example], val: list[Example], cfg: Train
             sidecar(target).write_text(json.dumps({"key": key, "record": finetune_record}))
         feat.finetuned = target
         files[finetuned_file(stage.value)] = target
-    en_train = np.array([looks_english(t) for t in tu.texts])
-    en_val = np.array([looks_english(t) for t in vu.texts])
+    en_train = np.array([reads_as_english(t) for t in tu.texts])
+    en_val = np.array([reads_as_english(t) for t in vu.texts])
     rng = np.random.default_rng(cfg.seed)
     members: dict[str, LinearHead | MLPHead] = {}
     z_val: dict[str, Any] = {}
@@ -284,8 +300,9 @@ def fit_stage(stage: Stage, train: list[Example], val: list[Example], cfg: Train
     x_tfidf_train = None
     for block in cfg.members:
         t = time.perf_counter()
-        rows_t = _budget_rows(en_train, cfg.member_budget.get(block), rng)
-        rows_v = _budget_rows(en_val, cfg.member_budget.get(block) and 3000, rng)
+        budget = cfg.member_budget.get(block)
+        rows_t = _member_rows(tu, en_train, budget, rng)
+        rows_v = _member_rows(vu, en_val, budget and budget // 4, rng)
         xv = feat.block(block, [vu.texts[i] for i in rows_v],
                         progress=_progress(say, f"{block} validation"))
         if block == "minilm_ft":
@@ -310,7 +327,7 @@ def fit_stage(stage: Stage, train: list[Example], val: list[Example], cfg: Train
     # What the checker computes per validation unit: the routed combination (fast.py).
     p_full = np.zeros(len(vu.texts))
     for i in range(len(vu.texts)):
-        combo = routed_members(bool(en_val[i]), members)
+        combo = routed_members(bool(en_val[i]), members, combiners)
         z = np.array([[z_val[b][i] for b in combo]])
         p_full[i] = sigmoid(combiners[combo_key(combo)].score(z))[0]
     p_tfidf = sigmoid(combiners["tfidf"].score(z_val["tfidf"][:, None]))
@@ -605,8 +622,10 @@ def train_artifact(cfg: TrainConfig, *, data_root: str | Path | None = None,
         "environment": {"python": platform.python_version(), "machine": platform.machine()},
     }
     if kept is not None:
+        earlier = kept.card.get("output_stage_kept") or {}  # kept more than once: its origin
         card["output_stage_kept"] = {
-            "from": str(cfg.output_from), "trained": kept.card.get("created"),
+            "from": str(cfg.output_from),
+            "trained": earlier.get("trained") or kept.card.get("created"),
             "note": "The output stage is this artifact's, unchanged (--output-from); its "
                     "validation figures and data counts are copied from its card."}
     return GuardArtifact(name, tfidfs, heads, card, cfg.taxonomy, files=files)

@@ -52,6 +52,7 @@ SMOKE = {
     "guard_latency.py": ("guard_latency", False, [needs_guard]),
     "guard_hot_path.py": ("guard_hot_path", False, [needs_guard]),
     "guard_bands.py": ("guard_bands", False, [needs_guard, needs_data]),
+    "guard_categories.py": ("guard_categories", False, [needs_guard, needs_data]),
     "guard_output.py": ("guard_output", False, [needs_guard, needs_data]),
     "guard_select.py": ("guard_select", False, [needs_data]),
     "profile_check.py": ("profile_check", False, [needs_guard, needs_data]),
