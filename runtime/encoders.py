@@ -332,7 +332,12 @@ def reads_as_english(text: str) -> bool:
     if looks_english(text):
         return True
     cleaned = _NOISE.sub(" ", text)
-    return looks_english(cleaned) or looks_english(cleaned.translate(_LEET))
+    return looks_english(cleaned) or looks_english(deleet(cleaned))
+
+
+def deleet(text: str) -> str:
+    """Leetspeak digits and symbols read as the letters they stand for ("h0w" -> "how")."""
+    return text.translate(_LEET)
 
 
 def looks_english(text: str) -> bool:

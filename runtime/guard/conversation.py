@@ -4,8 +4,8 @@ serving.
 Every client-written turn is untrusted input: system, developer (sent as system), each user
 turn, earlier assistant turns the client supplies, tool results. So the input check scores
 each turn on its own (a harmful request moved into the system prompt or an earlier turn is
-still scored), plus the recent user turns read together (a request split across turns), and
-decides on the riskiest. The output check scores the exchange: each window of the draft with
+still scored), plus the recent user turns read together (a request split across turns), plus
+each obfuscated turn decoded (views.py), and decides on the riskiest. The output check scores the exchange: each window of the draft with
 the end of the request it answers. Long texts are windows, never truncated.
 """
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ..types import Message, Role
 from .features import windows
+from .views import views
 from .verdict import Stage
 
 JOINED_USER_TURNS = 3  # how many recent user turns are also read as one text
@@ -31,6 +32,7 @@ class Segment:
     turn: int | None
     role: str
     text: str
+    view: str = ""  # "" for the text as sent; else how it was decoded (views.py)
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,12 @@ class Unit:
 
 
 def input_segments(messages: Sequence[Message]) -> list[Segment]:
-    segs = [Segment(i, str(m.role), m.content) for i, m in enumerate(messages)
-            if m.content and m.content.strip()]
+    segs = []
+    for i, m in enumerate(messages):
+        if m.content and m.content.strip():
+            segs.append(Segment(i, str(m.role), m.content))
+            # An obfuscated turn is also read decoded (base64, leetspeak, spacing).
+            segs.extend(Segment(i, str(m.role), text, kind) for kind, text in views(m.content))
     users = [m.content for m in messages if m.role == Role.USER and m.content.strip()]
     if len(users) >= 2:
         segs.append(Segment(None, "conversation", "\n\n".join(users[-JOINED_USER_TURNS:])))

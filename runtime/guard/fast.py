@@ -304,6 +304,8 @@ def _where(unit: Unit) -> str:
         place = "the draft answer"
     else:
         place = f"message {seg.turn} ({seg.role})"
+    if seg.view:
+        place += f", read as {seg.view} decoded"
     return place + (f", window {unit.window + 1}" if unit.window else "")
 
 
