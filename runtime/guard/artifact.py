@@ -56,7 +56,7 @@ def routed_members(english: bool, members: set[str] | dict[str, Any],
 def tfidf_decides(p_tfidf: Any, band: tuple[float, float] | None, english: Any,
                   members: set[str] | dict[str, Any]) -> Any:
     """Which units TF-IDF decides alone under the cascade: those outside the band, except
-    text that does not look English when the artifact has e5. TF-IDF's n-grams come mostly
+    text that does not read as English when the artifact has e5. TF-IDF's n-grams come mostly
     from English (and a few other languages), so its certainty about a Thai or Bengali
     request means nothing: it gave 0.12 to a Thai request for a pipe bomb."""
     import numpy as np

@@ -5,8 +5,9 @@ Every client-written turn is untrusted input: system, developer (sent as system)
 turn, earlier assistant turns the client supplies, tool results. So the input check scores
 each turn on its own (a harmful request moved into the system prompt or an earlier turn is
 still scored), plus the recent user turns read together (a request split across turns), plus
-each obfuscated turn decoded (views.py), and decides on the riskiest. The output check scores the exchange: each window of the draft with
-the end of the request it answers. Long texts are windows, never truncated.
+each obfuscated turn decoded (views.py), and decides on the riskiest. The output check scores
+the exchange: each window of the draft with the end of the request it answers. Long texts are
+windows, never truncated.
 """
 
 from __future__ import annotations

@@ -176,7 +176,7 @@ def _fit_combiner(z: Any, y: Any, w: Any = None) -> LinearHead:
 
 def _combos(members: Sequence[str]) -> list[tuple[str, ...]]:
     """The member sets the checker computes: TF-IDF alone, TF-IDF with each encoder, and e5
-    alone (what reads text that does not look English; routed_members)."""
+    alone (what reads text that does not read as English; routed_members)."""
     out = [("tfidf",)] + [("tfidf", m) for m in BLOCKS if m in members and m != "tfidf"]
     return out + [("e5",)] if "e5" in members else out
 
@@ -189,7 +189,7 @@ def _reads_requests(e: Example) -> bool:
 
 def _member_rows(u: Units, english: Any, budget: int | None, rng: Any) -> Any:
     """All rows, or (with a budget: the e5 member) every non-English row plus at most
-    `budget` English rows of requests. e5 scores only text that does not look English, and
+    `budget` English rows of requests. e5 scores only text that does not read as English, and
     what it must carry into languages no data here covers is what a request asks for: trained
     with random English rows (mostly toxicity corpora) instead, it caught 0-22% of the
     requests in a language left out of training (docs/results/guard.md)."""
@@ -596,7 +596,8 @@ def train_artifact(cfg: TrainConfig, *, data_root: str | Path | None = None,
         counts[stage.value] = summary(examples)
     sources = sorted({e.source.split(":")[0] for ex in stages_data.values() for e in ex})
     if kept is not None:
-        tfidfs[Stage.OUTPUT], heads[Stage.OUTPUT] = kept.tfidf[Stage.OUTPUT], kept.stages[Stage.OUTPUT]
+        tfidfs[Stage.OUTPUT] = kept.tfidf[Stage.OUTPUT]
+        heads[Stage.OUTPUT] = kept.stages[Stage.OUTPUT]
         kept_file = kept.file(finetuned_file(Stage.OUTPUT.value))
         if kept_file is not None:  # an output stage with a fine-tuned member
             files[kept_file.name] = kept_file
