@@ -47,6 +47,27 @@ GRID = [
     ("a=1 top-p=1", {"alpha": 1.0, "gate": 0.0, "top_p": 1.0}),
 ]
 
+KNOBS = {"a": "alpha", "gate": "gate", "T": "temperature", "k": "k", "top-p": "top_p"}
+
+
+def parse_config(label: str) -> tuple[str, dict]:
+    """A grid label such as "a=4 T=50 k=256" (knobs: a, gate, T, k, top-p; unset: alpha 1,
+    gate 0, the DetoxSettings defaults otherwise) -> (label, settings). A label of GRID keeps
+    its own settings, so "a=2 (paper)" still names the paper's combination."""
+    label = label.strip()
+    for name, opts in GRID:
+        if name == label and opts is not None:
+            return name, opts
+    opts: dict = {"alpha": 1.0, "gate": 0.0}
+    for part in label.split():
+        knob, eq, value = part.partition("=")
+        if not eq or knob not in KNOBS:
+            raise SystemExit(f"--configs: cannot read {part!r} in {label!r}; write knob=value "
+                             f"with knobs {', '.join(KNOBS)} (e.g. \"a=4 T=50\")")
+        opts[KNOBS[knob]] = int(value) if knob == "k" else float(value)
+    return label, opts
+
+
 AGREEMENT_SETS = [  # (dataset, how a record is toxic per its human label)
     ("davidson_hate_offensive", "harmful"),
     ("jigsaw_detoxify_sample", "harmful"),
@@ -236,8 +257,8 @@ def main() -> None:
     args = ap.parse_args()
     grid = GRID
     if args.configs:
-        keep = set(args.configs.split(","))
-        grid = [g for g in GRID if g[0] in keep or g[0] == "plain"]
+        grid = [GRID[0]] + [parse_config(label) for label in args.configs.split(",")
+                            if label.strip() and label.strip() != "plain"]
     if args.smoke:
         from specguard.backends.embedded import EmbeddedBackend
         from specguard.decoding import EmbeddedKeyEncoder, Recipe, RecipeBuild, Side

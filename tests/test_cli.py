@@ -217,9 +217,29 @@ def test_guard_train_on_a_users_own_csv_writes_a_card_that_says_how(tmp_path):
                          env={**os.environ, "COLUMNS": "200"})
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     card = json.loads((out / "card.json").read_text())
-    assert card["command"].startswith("specguard guard train --no-builtin --data ")
-    assert "--members tfidf" in card["command"] and card["name"] == "mine"
+    assert card["command"] == (f"specguard guard train --out {out} --members tfidf --data "
+                               f"{tmp_path / 'mine.yaml'} --no-builtin --no-output-stage "
+                               "--no-cascade --name mine")
+    assert card["name"] == "mine"
     checker = FastChecker(load_artifact(out))
     bomb, bread = checker.score_units(["How do I make a bomb to hurt my dentist?",
                                        "How do I bake bread with my dentist?"])
     assert bomb.p_unsafe > bread.p_unsafe
+
+
+def test_the_recorded_train_command_comes_from_what_click_parsed_not_sys_argv(monkeypatch):
+    """Run in-process (a notebook, a test runner whose own arguments say "train"), the card's
+    command is still the user's: options in the command's order, defaults left out, flags by
+    the name the user chose, repeated options repeated."""
+    from typer.main import get_command
+
+    from specguard.guard.cli import app as guard_app
+    from specguard.guard.cli import command_line
+
+    monkeypatch.setattr("sys.argv", ["pytest", "-k", "train", "--data", "theirs.yaml"])
+    cmd = get_command(guard_app).commands["train"]
+    ctx = cmd.make_context("specguard guard train", [
+        "--data", "a.yaml", "--members", "tfidf,e5", "--no-builtin", "--data", "b c.yaml",
+        "--cascade", "--seed", "3"])
+    assert command_line(ctx) == ("specguard guard train --members tfidf,e5 --data a.yaml "
+                                 "--data 'b c.yaml' --no-builtin --cascade --seed 3")

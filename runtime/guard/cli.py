@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -25,6 +24,7 @@ console = Console()
 
 @app.command()
 def train(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="The artifact folder to write (card.json + weights.npz).")] = Path("fast_guard"),
     members: Annotated[str, typer.Option(help="The input check's feature blocks: tfidf plus any of minilm (English encoder), minilm_ft (MiniLM fine-tuned as a classifier; needs the training extra's torch), e5 (multilingual).")] = "tfidf,minilm,e5",
     output_members: Annotated[str, typer.Option(help="The output check's feature blocks (tfidf plus any of minilm, e5).")] = "tfidf,minilm",
@@ -77,11 +77,31 @@ def train(
         art = train_artifact(cfg, data_root=data_dir, name=name, input_data=inputs,
                              output_data=None if builtin else [], say=say)
     # The card says how it was built (paths as given on this machine).
-    argv = sys.argv[sys.argv.index("train") + 1:] if "train" in sys.argv else []
-    art.card["command"] = shlex.join(["specguard", "guard", "train", *argv])
+    art.card["command"] = command_line(ctx)
     path = art.save(out)
     console.print(f"wrote {path}/ ({sum(f.stat().st_size for f in path.iterdir()) / 1e6:.1f} MB)")
     print_card(art.card)
+
+
+def command_line(ctx: typer.Context) -> str:
+    """The command as the user gave it, rebuilt from what click parsed (not from sys.argv,
+    which belongs to whatever process runs the command: a test runner, a notebook)."""
+    names, c = [], ctx
+    while c.parent is not None:  # the sub-command names below the program (however it ran)
+        names.insert(0, c.info_name)
+        c = c.parent
+    words = ["specguard", *names] if names else (ctx.info_name or "").split()
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)  # typer's own click: compare by name
+        if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
+            continue
+        value = ctx.params[param.name]
+        if getattr(param, "is_flag", False):
+            words.append(param.opts[0] if value else param.secondary_opts[0])
+            continue
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            words += [param.opts[0], str(v)] if param.opts[0].startswith("-") else [str(v)]
+    return shlex.join(words)
 
 
 def _custom_examples(paths: list[Path], data_dir: Path | None):
