@@ -5,8 +5,9 @@ embedded model, the same loop plain and with Goodtriever) through the eval harne
 VALIDATION part of RealToxicityPrompts, for plain decoding and a grid around the defaults
 (alpha, the agreement gate, k, T, top-p before the ensemble), with the stores of a datastore
 recipe (TRAIN parts). The choice: the config with the lowest Expected Maximum Toxicity (trained
-guard) whose perplexity under Gemma 3 270M stays within --ppl-budget (default +15%) of plain
-decoding's, measured in the same run; none within budget: the smallest perplexity increase.
+guard) whose perplexity under Gemma 3 270M stays within --budget (default +15%) and whose dist-2
+within --dist-budget (default -10%, relative) of plain decoding's, measured in the same run
+(perplexity alone does not see repetition); see `choose` for the fallbacks.
 The trade-off curve is drawn to docs/results/goodtriever_tradeoff.png. Figures on held-out
 prompts come from the detox suite (`specguard eval run detox --publish`), never from here.
 
@@ -32,34 +33,23 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PNG = REPO / "docs" / "results" / "goodtriever_tradeoff.png"
 
-# (label, goodtriever settings or None for plain). One factor at a time around the centre.
-GRID = [
-    ("plain", None),
-    ("a=0.5", {"alpha": 0.5, "gate": 0.0}),
-    ("a=1", {"alpha": 1.0, "gate": 0.0}),
-    ("a=2 (paper)", {"alpha": 2.0, "gate": 0.0}),
-    ("a=1 gate=0.2", {"alpha": 1.0, "gate": 0.2}),
-    ("a=1 gate=0.5", {"alpha": 1.0, "gate": 0.5}),
-    ("a=2 gate=0.2", {"alpha": 2.0, "gate": 0.2}),
-    ("a=2 gate=0.5", {"alpha": 2.0, "gate": 0.5}),
-    ("a=1 T=50", {"alpha": 1.0, "gate": 0.0, "temperature": 50.0}),
-    ("a=1 k=256", {"alpha": 1.0, "gate": 0.0, "k": 256}),
-    ("a=1 top-p=1", {"alpha": 1.0, "gate": 0.0, "top_p": 1.0}),
-]
-
+# A config is a label of knobs that differ from the paper's combination (alpha 2, T 100, k 1024,
+# top-p 0.9, no gate): "a=8 T=2000". The grid: the paper's point, alpha against T (the knob
+# that mattered with 270k-key stores), the agreement gate, and a sharp T. Any other point:
+# --configs "a=6 T=600 k=256".
+PAPER = {"alpha": 2.0, "gate": 0.0, "temperature": 100.0, "k": 1024, "top_p": 0.9}
 KNOBS = {"a": "alpha", "gate": "gate", "T": "temperature", "k": "k", "top-p": "top_p"}
+GRID_LABELS = ["a=2 (paper)", "a=4", "a=2 gate=0.5", "a=4 T=50", "a=2 T=200", "a=4 T=200",
+               "a=8 T=200", "a=4 T=400", "a=8 T=400", "a=4 T=1000", "a=8 T=1000",
+               "a=16 T=1000", "a=8 T=2000"]
 
 
 def parse_config(label: str) -> tuple[str, dict]:
-    """A grid label such as "a=4 T=50 k=256" (knobs: a, gate, T, k, top-p; unset: alpha 1,
-    gate 0, the DetoxSettings defaults otherwise) -> (label, settings). A label of GRID keeps
-    its own settings, so "a=2 (paper)" still names the paper's combination."""
+    """"a=4 T=50 k=256" (knobs: a, gate, T, k, top-p; the paper's values otherwise) ->
+    (label, settings). A parenthesised note ("a=2 (paper)") is not read."""
     label = label.strip()
-    for name, opts in GRID:
-        if name == label and opts is not None:
-            return name, opts
-    opts: dict = {"alpha": 1.0, "gate": 0.0}
-    for part in label.split():
+    opts = dict(PAPER)
+    for part in label.split("(")[0].split():
         knob, eq, value = part.partition("=")
         if not eq or knob not in KNOBS:
             raise SystemExit(f"--configs: cannot read {part!r} in {label!r}; write knob=value "
@@ -67,6 +57,8 @@ def parse_config(label: str) -> tuple[str, dict]:
         opts[KNOBS[knob]] = int(value) if knob == "k" else float(value)
     return label, opts
 
+
+GRID = [("plain", None)] + [parse_config(label) for label in GRID_LABELS]
 
 AGREEMENT_SETS = [  # (dataset, how a record is toxic per its human label)
     ("davidson_hate_offensive", "harmful"),
@@ -172,23 +164,34 @@ def _est(ms: dict, metric: str) -> dict | None:
     return ms["metrics"].get(metric)
 
 
-def choose(summary: dict, grid, budget: float) -> tuple[str, list[dict]]:
+def choose(summary: dict, grid, budget: float, dist_budget: float = 0.10
+           ) -> tuple[str, list[dict]]:
+    """The lowest guard EMT among configs whose perplexity is within +budget of plain's and
+    whose dist-2 is within -dist_budget (relative) of plain's; none: the configs within the
+    perplexity budget alone; none either: the smallest perplexity increase. Perplexity alone
+    does not see repetition ("Can you help with that? Can you help with that?" reads as
+    fluent to an LM), dist-2 does."""
     emt = "expected_maximum_toxicity@toxicity_guard"
     ppl_key = "perplexity@perplexity"
     methods = summary["methods"]
     plain_ppl = (_est(methods["plain"], ppl_key) or {}).get("value")
+    plain_d2 = (_est(methods["plain"], "dist_2") or {}).get("value")
     points = []
     for label, opts in grid:
         ms = methods[label]
         ppl = (_est(ms, ppl_key) or {}).get("value")
+        d2 = (_est(ms, "dist_2") or {}).get("value")
         points.append({
             "label": label, "settings": opts, "emt": (_est(ms, emt) or {}).get("value"),
             "ppl": ppl, "ppl_ratio": ppl / plain_ppl if ppl and plain_ppl else None,
+            "dist2_ratio": d2 / plain_d2 if d2 is not None and plain_d2 else None,
             "metrics": ms["metrics"]})
     cands = [p for p in points if p["settings"] is not None and p["emt"] is not None]
     within = [p for p in cands if p["ppl_ratio"] is not None and p["ppl_ratio"] <= 1 + budget]
-    if within:
-        best = min(within, key=lambda p: p["emt"])
+    diverse = [p for p in within
+               if p["dist2_ratio"] is None or p["dist2_ratio"] >= 1 - dist_budget]
+    if diverse or within:
+        best = min(diverse or within, key=lambda p: p["emt"])
     elif any(p["ppl_ratio"] is not None for p in cands):
         best = min((p for p in cands if p["ppl_ratio"] is not None), key=lambda p: p["ppl_ratio"])
     else:
@@ -246,6 +249,8 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=20)
     ap.add_argument("--configs", default=None, help="comma-separated labels of GRID to run")
     ap.add_argument("--budget", type=float, default=0.15, help="perplexity budget vs plain")
+    ap.add_argument("--dist-budget", type=float, default=0.10,
+                    help="dist-2 budget vs plain (relative): repetition that perplexity misses")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("SPECGUARD_THREADS", "1")))
     ap.add_argument("--agreement-n", type=int, default=2000,
                     help="held-out records per corpus for the scorers' agreement")
@@ -273,10 +278,10 @@ def main() -> None:
             build.finalize(side)
         args.recipe, args.root = str(recipe_path), str(tmp / "stores")
         args.prompts, args.samples, args.new_tokens, args.no_ppl = 2, 1, 4, True
-        grid = [GRID[0], GRID[4]]
+        grid = [GRID[0], parse_config("a=2 gate=0.5")]
         args.png = str(Path(args.out) / "tradeoff.png")
     summary = run_sweep(args, grid)
-    chosen, points = choose(summary, grid, args.budget)
+    chosen, points = choose(summary, grid, args.budget, args.dist_budget)
     n_items = summary.get("n_items")
     title = (f"RTP validation: {n_items} prompts x {args.samples} samples x {args.new_tokens} "
              f"tokens; recipe {Path(args.recipe).stem}")
@@ -315,8 +320,10 @@ def write(args, summary, grid, chosen, points, agree, title) -> None:
         Table(id="sweep", title=title, columns=[
             "config", "EMT guard", "tox. prob. guard", "EMT profanity", "perplexity (Gemma)",
             "ppl / plain", "dist-2", "empty", "shifted steps", "choice"], rows=rows,
-            note=f"Choice: lowest EMT (guard) with perplexity within +{args.budget:.0%} of "
-                 f"plain decoding's in the same run, else the smallest perplexity increase. "
+            note=f"Choice: lowest EMT (guard) with perplexity within +{args.budget:.0%} and "
+                 f"dist-2 within -{args.dist_budget:.0%} of plain decoding's in the same run "
+                 f"(else within the perplexity budget alone, else the smallest perplexity "
+                 f"increase). "
                  f"{store_note} Intervals: 95% bootstrap over prompts. Choices only: the "
                  f"figures that count come from the detox suite on HELD_OUT prompts."),
         Table(id="agreement", title="Toxicity scorers vs human labels (HELD_OUT parts)",

@@ -31,9 +31,9 @@ class GoodtrieverParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    alpha: float = Field(2.0, ge=0.0, le=MAX_ALPHA)
+    alpha: float = Field(4.0, ge=0.0, le=MAX_ALPHA)
     k: int = Field(1024, ge=1, le=MAX_K)
-    temperature: float = Field(100.0, gt=0.0, description="T in softmax(-d/T)")
+    temperature: float = Field(1000.0, gt=0.0, description="T in softmax(-d/T)")
     top_p: float = Field(0.9, gt=0.0, le=1.0, description="nucleus on the base distribution")
     gate: float = Field(
         0.0, ge=0.0, le=1.0,
@@ -44,19 +44,21 @@ class GoodtrieverParams(BaseModel):
 class DetoxSettings(GoodtrieverParams):
     """Goodtriever settings a deployment or policy chooses.
 
-    Defaults: the paper's combination: alpha = 2, top-p 0.9 on the base distribution, k = 1024
-    neighbours, T = 100, and no agreement gate (gate > 0 applies the shift only where the two
-    stores' distributions differ on the nucleus by at least that total variation). Chosen by
-    bench/goodtriever_sweep.py on the 27 RealToxicityPrompts VALIDATION prompts with the
-    270k-key stores: the lowest guard EMT within +15% of plain decoding's perplexity (EMT 0.649
-    -> 0.474 at 0.74x plain's perplexity; docs/results/detox.md). On the earlier ~6k-key stores
-    the ungated settings cost +160% perplexity and the gate at 0.5 was chosen; with the big
-    stores that gate fires on 3% of steps and changes nothing. T was tuned for GPT-2 large in the paper; for the embedded SmolLM2-135M
-    (576-d final-norm states) it still fits: on ~1.4k-key toxic / non-toxic stores, squared
-    distances to the 1st / 1024th neighbour had medians ~610 / ~2600, and T = 100 gave ~15
-    effective neighbours (1 / sum w^2) and ~50 tokens with p_kNN >= 1e-3 per query, against
-    ~3 neighbours at T = 50 and ~85 at T = 200 (bench/goodtriever_temperature.py, 67 query
-    states from 5 RealToxicityPrompts prompts)."""
+    Defaults: alpha = 4, T = 1000, k = 1024 neighbours, top-p 0.9 on the base distribution, no
+    agreement gate. Chosen by bench/goodtriever_sweep.py on the 27 RealToxicityPrompts
+    VALIDATION prompts with the `detox` recipe's 270k-key stores: the lowest guard EMT whose
+    perplexity stays within +15% and whose dist-2 within -10% of plain decoding's (EMT 0.63 ->
+    0.27 at 0.74x plain's perplexity; docs/results/detox.md has the grid and the curve). The
+    paper's alpha = 2, T = 100 (tuned for GPT-2 large) took EMT only to 0.47 on the embedded
+    SmolLM2-135M. What moved it is T: on these stores T = 100 weighs about 240 of the 1024
+    neighbours (median effective count; T = 50: about 18, and it barely detoxified while more
+    than doubling perplexity), T = 1000 weighs all of them nearly alike, so p_kNN becomes the
+    share of each next token among the 1024 nearest keys, a smoother estimate that a larger
+    alpha can lean on (bench/goodtriever_temperature.py). Pushed further
+    (alpha 8 and up) the shift detoxifies more but repeats itself: dist-2 fell to 0.82-0.91
+    of plain's, which perplexity does not see. gate > 0 applies the shift only where the two
+    stores' distributions differ on the nucleus by at least that total variation; with the
+    big stores a gate of 0.5 fires on about 3% of steps and changes nothing."""
 
     toxic: list[Path] = Field(default_factory=list, description="toxic datastore folders")
     nontoxic: list[Path] = Field(default_factory=list, description="non-toxic datastore folders")
