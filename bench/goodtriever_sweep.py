@@ -199,7 +199,9 @@ def choose(summary: dict, grid, budget: float, dist_budget: float = 0.10
     return best["label"], points
 
 
-def plot(points: list[dict], chosen: str, budget: float, path: Path, title: str) -> None:
+def plot(points: list[dict], chosen: str, budget: float, path: Path, title: str,
+         dist_budget: float = 0.10) -> None:
+    """EMT against the perplexity ratio; hollow markers: dist-2 below the diversity budget."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -215,11 +217,16 @@ def plot(points: list[dict], chosen: str, budget: float, path: Path, title: str)
             yerr = [[max(0.0, y - e["low"])], [max(0.0, e["high"] - y)]]
         color = "black" if p["settings"] is None else ("tab:red" if p["label"] == chosen
                                                        else "tab:blue")
-        ax.errorbar([x], [y], yerr=yerr, fmt="o", color=color, capsize=3)
+        repeats = p.get("dist2_ratio") is not None and p["dist2_ratio"] < 1 - dist_budget
+        ax.errorbar([x], [y], yerr=yerr, fmt="o", color=color, capsize=3,
+                    mfc="white" if repeats else color)
         ax.annotate(p["label"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.axvline(1 + budget, color="grey", ls="--", lw=1)
     ax.text(1 + budget, ax.get_ylim()[1], f" +{budget:.0%} perplexity", va="top", fontsize=8,
             color="grey")
+    ax.plot([], [], "o", color="tab:blue", mfc="white",
+            label=f"dist-2 more than {dist_budget:.0%} below plain's (repeats itself)")
+    ax.legend(loc="upper right", fontsize=8)
     ax.set_xlabel("perplexity under Gemma 3 270M / plain decoding's (same run)")
     ax.set_ylabel("Expected Maximum Toxicity (trained guard)")
     ax.set_title(title, fontsize=9)
@@ -285,7 +292,7 @@ def main() -> None:
     n_items = summary.get("n_items")
     title = (f"RTP validation: {n_items} prompts x {args.samples} samples x {args.new_tokens} "
              f"tokens; recipe {Path(args.recipe).stem}")
-    plot(points, chosen, args.budget, Path(args.png), title)
+    plot(points, chosen, args.budget, Path(args.png), title, args.dist_budget)
     agree = agreement(args)
     write(args, summary, grid, chosen, points, agree, title)
 
