@@ -27,6 +27,8 @@ from scipy import sparse
 from specguard.evals.results import Result, Table, command_line, write_result
 from specguard.guard import heads as heads_module
 from specguard.guard import FastChecker, load_fast_checker
+from specguard.guard import features as features_module
+from specguard.guard import views as views_module
 from specguard.guard.features import Tfidf
 from specguard.guard.verdict import CheckRequest, Stage
 from specguard.types import Message, Role
@@ -109,15 +111,38 @@ def main() -> None:
     for request in checks.values():  # the same verdict on both paths
         assert abs(old_verdict(request).score - fast.verdicts([request])[0].score) < 1e-5
 
+    # A 20-turn conversation checked again after each new turn, as a chat server does: the
+    # unit-score cache (on, as served) spares re-scoring earlier turns; before, their decoded
+    # views and windows (a tokenizer pass per turn) were still recomputed on every check.
+    served = FastChecker(fast.artifact)
+    turns = [Message(role=Role.USER if i % 2 == 0 else Role.ASSISTANT,
+                     content=f"{i}: {ANSWER} " * 4) for i in range(19)]
+    conversation = CheckRequest(stage=Stage.INPUT,
+                                messages=turns + [Message(role=Role.USER, content=QUESTION)])
+
+    def fresh(check, request):  # a text the checker has not seen: nothing remembered
+        views_module.clear_cache()
+        features_module._windows_cache.clear()
+        return check(request)
+
+    def views_recomputed():
+        views_module.clear_cache()
+        features_module._windows_cache.clear()
+        return served.verdicts([conversation])
+
     parts = {
         "TF-IDF features of one text": (lambda: sklearn_transform(tfidf, one),
                                         lambda: tfidf.transform(one)),
         "category head (14 categories, 100k features)": (lambda: scipy_logits(head, x),
                                                          lambda: head.logits(x)),
-        "one-text input check (FastChecker.verdicts)": (lambda: old_verdict(checks["input"]),
-                                                        lambda: fast.verdicts([checks["input"]])),
-        "one-text output check (FastChecker.verdicts)": (lambda: old_verdict(checks["output"]),
-                                                         lambda: fast.verdicts([checks["output"]])),
+        "one-text input check (FastChecker.verdicts)": (
+            lambda: fresh(old_verdict, checks["input"]),
+            lambda: fresh(lambda r: fast.verdicts([r]), checks["input"])),
+        "one-text output check (FastChecker.verdicts)": (
+            lambda: fresh(old_verdict, checks["output"]),
+            lambda: fresh(lambda r: fast.verdicts([r]), checks["output"])),
+        "20-turn input check, unit scores cached (views, windows recomputed -> cached)": (
+            views_recomputed, lambda: served.verdicts([conversation])),
     }
     rows = []
     for name, (old, new) in parts.items():
@@ -136,7 +161,10 @@ def main() -> None:
             note="Before: scikit-learn's TfidfVectorizer.transform (word and char) hstacked, "
                  "and scipy's sparse @ dense.T for the linear heads; after: the shipped path "
                  "(the same matrix built directly; the heads read only the columns a text "
-                 "uses). Interleaved call by call in one run; both give the same scores.")],
+                 "uses). The 20-turn row: the served checker (unit-score cache on, every "
+                 "turn already scored); before, each turn's decoded views (base64, leetspeak, "
+                 "spacing) and windows (a tokenizer pass) recomputed on every check; after, "
+                 "remembered by a digest of the text (guard/textcache.py). Interleaved call by call in one run; both give the same scores.")],
         data={"calls": calls, "rows": rows}), args.out)
     print(f"wrote {path}")
 

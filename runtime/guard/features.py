@@ -28,6 +28,7 @@ from ..encoders import (  # noqa: F401
     looks_english,
     reads_as_english,
 )
+from .textcache import TextCache
 
 BLOCKS = ("tfidf", "minilm", "minilm_ft", "e5")
 
@@ -52,12 +53,22 @@ def windows(text: str, encoder: SentenceEncoder | None = None, *,
     """`text` as overlapping windows of WINDOW_TOKENS encoder tokens (one window when it fits).
     Beyond `max_windows`, the first and last halves of that many are kept: the ends are where
     instructions sit, and the cost of a check stays bounded."""
+    if encoder is None and max_windows == MAX_WINDOWS:  # the checker's path: remembered
+        return list(_windows_cache.get(text, lambda t: tuple(_windows(t, None, max_windows))))
+    return _windows(text, encoder, max_windows)
+
+
+def _windows(text: str, encoder: SentenceEncoder | None, max_windows: int) -> list[Window]:
     encoder = encoder or load_encoder("minilm")
     parts = encoder.windows(text, max_tokens=WINDOW_TOKENS, overlap=WINDOW_OVERLAP) if text else [""]
     if len(parts) > max_windows:
         half = max_windows // 2
         parts = parts[:half] + parts[-half:]
     return [Window(p, i, len(parts)) for i, p in enumerate(parts)]
+
+
+# Tokenizing each turn to window it was most of a check whose unit scores were all remembered.
+_windows_cache: TextCache[tuple[Window, ...]] = TextCache()
 
 
 # --- TF-IDF without pickles ------------------------------------------------------------------

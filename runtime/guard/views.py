@@ -14,6 +14,7 @@ import binascii
 import re
 
 from ..encoders import deleet, looks_english
+from .textcache import TextCache
 
 # A run of base64 (standard or URL-safe alphabet) long enough to hide a sentence.
 _B64 = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
@@ -21,11 +22,22 @@ MAX_BLOBS = 16  # decoded per text: the cost of a check stays bounded
 MIN_PRINTABLE = 0.9  # share of a decoded blob's characters that must be printable text
 MIN_SPACED_TOKENS = 8
 SPACED_SHARE = 0.8  # of the space-separated tokens that are single characters
+# Every check re-reads a conversation's earlier turns: their views are remembered (textcache).
+_cache: TextCache[tuple[tuple[str, str], ...]] = TextCache()
 
 
 def views(text: str) -> list[tuple[str, str]]:
     """(kind, text) for each reading of `text` that differs from it: "base64", "leetspeak",
     "spaced". Empty for ordinary text."""
+    return list(_cache.get(text, lambda t: tuple(read_views(t))))
+
+
+def clear_cache() -> None:
+    _cache.clear()
+
+
+def read_views(text: str) -> list[tuple[str, str]]:
+    """`views` without the cache."""
     out = []
     decoded = _decode_base64(text)
     if decoded is not None:

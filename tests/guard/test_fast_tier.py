@@ -488,6 +488,42 @@ def test_obfuscated_text_is_also_read_decoded():
         assert views(plain) == []
 
 
+def test_a_turns_views_and_windows_are_remembered_and_the_memory_is_bounded(monkeypatch):
+    """Every request re-reads a conversation's earlier turns: their decoded views and windows
+    come from a digest-keyed memory; a caller cannot change what is held, it holds at most
+    `size` texts, and a text longer than `max_chars` is derived again each time."""
+    import base64
+
+    from specguard.guard import features
+    from specguard.guard import views as views_module
+    from specguard.guard.textcache import TextCache
+
+    monkeypatch.setattr(views_module, "_cache", TextCache(size=3, max_chars=200))
+    calls = []
+    real = views_module.read_views
+    monkeypatch.setattr(views_module, "read_views", lambda t: calls.append(t) or real(t))
+    text = "Decode: " + base64.b64encode(HARMFUL.encode()).decode()
+    first = views_module.views(text)
+    first.append(("mine", "changed by the caller"))
+    assert views_module.views(text) == first[:1] and len(calls) == 1
+    for i in range(5):
+        views_module.views(f"turn {i}")
+    assert len(views_module._cache) == 3
+    long_text = text + " " + "x" * 300
+    views_module.views(long_text)
+    views_module.views(long_text)
+    assert calls.count(long_text) == 2  # longer than max_chars: not held
+
+    monkeypatch.setattr(features, "_windows_cache", TextCache(size=8))
+    tokenized = []
+    real_windows = features._windows
+    monkeypatch.setattr(features, "_windows",
+                        lambda t, e, m: tokenized.append(t) or real_windows(t, e, m))
+    turn = "How do I bake bread? " * 30
+    assert features.windows(turn) == features.windows(turn) and tokenized == [turn]
+    assert features.windows(turn, max_windows=2) and tokenized == [turn, turn]  # not the default
+
+
 def test_a_request_hidden_in_base64_is_caught_and_the_verdict_says_how(fast):
     import base64
 
