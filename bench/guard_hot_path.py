@@ -25,9 +25,9 @@ from contextlib import contextmanager
 import numpy as np
 from scipy import sparse
 from specguard.evals.results import Result, Table, command_line, write_result
-from specguard.guard import heads as heads_module
 from specguard.guard import FastChecker, load_fast_checker
 from specguard.guard import features as features_module
+from specguard.guard import heads as heads_module
 from specguard.guard import views as views_module
 from specguard.guard.features import Tfidf
 from specguard.guard.verdict import CheckRequest, Stage
