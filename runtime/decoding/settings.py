@@ -55,7 +55,7 @@ class DetoxSettings(GoodtrieverParams):
     than doubling perplexity), T = 1000 weighs all of them nearly alike, so p_kNN becomes the
     share of each next token among the 1024 nearest keys, a smoother estimate that a larger
     alpha can lean on (bench/goodtriever_temperature.py). Pushed further
-    (alpha 8 and up) the shift detoxifies more but repeats itself: dist-2 fell to 0.82-0.91
+    (alpha 8 and up) the shift detoxifies more but repeats itself: dist-2 fell to 0.82-0.92
     of plain's, which perplexity does not see. gate > 0 applies the shift only where the two
     stores' distributions differ on the nucleus by at least that total variation; with the
     big stores a gate of 0.5 fires on about 3% of steps and changes nothing."""
