@@ -122,12 +122,12 @@ def main() -> None:
 
     def fresh(check, request):  # a text the checker has not seen: nothing remembered
         views_module.clear_cache()
-        features_module._windows_cache.clear()
+        features_module.clear_windows_cache()
         return check(request)
 
     def views_recomputed():
         views_module.clear_cache()
-        features_module._windows_cache.clear()
+        features_module.clear_windows_cache()
         return served.verdicts([conversation])
 
     parts = {

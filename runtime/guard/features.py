@@ -71,6 +71,10 @@ def _windows(text: str, encoder: SentenceEncoder | None, max_windows: int) -> li
 _windows_cache: TextCache[tuple[Window, ...]] = TextCache()
 
 
+def clear_windows_cache() -> None:
+    _windows_cache.clear()
+
+
 # --- TF-IDF without pickles ------------------------------------------------------------------
 
 
