@@ -22,8 +22,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
+from .settings import GoodtrieverParams
+
 if TYPE_CHECKING:
     import torch
+
+# The defaults are the settings' (chosen on validation, docs/results/detox.md): one set of
+# numbers for every loop, whether it passes them or not.
+_DEFAULT = GoodtrieverParams()
 
 
 class Neighbours(NamedTuple):
@@ -88,10 +94,10 @@ def goodtriever_logprobs(
     *,
     toxic: Neighbours | None = None,
     nontoxic: Neighbours | None = None,
-    alpha: float = 2.0,
-    temperature: float = 100.0,
-    top_p: float = 0.9,
-    gate: float = 0.0,
+    alpha: float = _DEFAULT.alpha,
+    temperature: float = _DEFAULT.temperature,
+    top_p: float = _DEFAULT.top_p,
+    gate: float = _DEFAULT.gate,
 ) -> torch.Tensor:
     """Next-token log-probs [B, V] from base logits [B, V] and the two datastores' neighbours.
 
@@ -109,10 +115,10 @@ def goodtriever_step(
     *,
     toxic: Neighbours | None = None,
     nontoxic: Neighbours | None = None,
-    alpha: float = 2.0,
-    temperature: float = 100.0,
-    top_p: float = 0.9,
-    gate: float = 0.0,
+    alpha: float = _DEFAULT.alpha,
+    temperature: float = _DEFAULT.temperature,
+    top_p: float = _DEFAULT.top_p,
+    gate: float = _DEFAULT.gate,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`goodtriever_logprobs` and, per row, whether the shift was applied (bool [B])."""
     import torch
