@@ -208,6 +208,7 @@ def plot(points: list[dict], chosen: str, budget: float, path: Path, title: str,
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    placed: list[tuple[float, float]] = []
     for p in points:
         x = p["ppl_ratio"] if p["ppl_ratio"] is not None else float("nan")
         y = p["emt"] if p["emt"] is not None else float("nan")
@@ -220,13 +221,17 @@ def plot(points: list[dict], chosen: str, budget: float, path: Path, title: str,
         repeats = p.get("dist2_ratio") is not None and p["dist2_ratio"] < 1 - dist_budget
         ax.errorbar([x], [y], yerr=yerr, fmt="o", color=color, capsize=3,
                     mfc="white" if repeats else color)
-        ax.annotate(p["label"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        # a label next to an already labelled point goes below its marker, not over the other
+        near = any(abs(x - px) < 0.25 and abs(y - py) < 0.03 for px, py in placed)
+        ax.annotate(p["label"], (x, y), textcoords="offset points",
+                    xytext=(5, -11) if near else (5, 4), fontsize=8)
+        placed.append((x, y))
     ax.axvline(1 + budget, color="grey", ls="--", lw=1)
     ax.text(1 + budget, ax.get_ylim()[1], f" +{budget:.0%} perplexity", va="top", fontsize=8,
             color="grey")
     ax.plot([], [], "o", color="tab:blue", mfc="white",
             label=f"dist-2 more than {dist_budget:.0%} below plain's (repeats itself)")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="center right", fontsize=8)
     ax.set_xlabel("perplexity under Gemma 3 270M / plain decoding's (same run)")
     ax.set_ylabel("Expected Maximum Toxicity (trained guard)")
     ax.set_title(title, fontsize=9)
