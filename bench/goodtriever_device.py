@@ -225,6 +225,8 @@ def write(summary: dict, args) -> Path:
 
 
 def main() -> None:
+    # the shipped settings, from combine.py (it loads without specguard installed); speed does
+    # not depend on alpha or T
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--sizes", type=lambda s: [int(float(x)) for x in s.split(",")],
@@ -233,9 +235,9 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--k", type=int, default=1024)
-    ap.add_argument("--alpha", type=float, default=1.0)
-    ap.add_argument("--T", type=float, default=100.0)
-    ap.add_argument("--top-p", type=float, default=0.9)
+    ap.add_argument("--alpha", type=float, default=combine.DEFAULT_ALPHA)
+    ap.add_argument("--T", type=float, default=combine.DEFAULT_TEMPERATURE)
+    ap.add_argument("--top-p", type=float, default=combine.DEFAULT_TOP_P)
     ap.add_argument("--layers", type=int, default=None, help="fewer layers (smoke only)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--name", default=None, help="result name (default by device)")

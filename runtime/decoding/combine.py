@@ -22,14 +22,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
-from .settings import GoodtrieverParams
-
 if TYPE_CHECKING:
     import torch
 
-# The defaults are the settings' (chosen on validation, docs/results/detox.md): one set of
-# numbers for every loop, whether it passes them or not.
-_DEFAULT = GoodtrieverParams()
+# GoodtrieverParams' defaults (chosen on validation, docs/results/detox.md), written out rather
+# than imported: this file also runs alone, loaded by path, on a GPU machine without specguard
+# or pydantic (bench/goodtriever_device.py). A test keeps the two equal.
+DEFAULT_ALPHA = 4.0
+DEFAULT_TEMPERATURE = 1000.0
+DEFAULT_TOP_P = 0.9
+DEFAULT_GATE = 0.0
 
 
 class Neighbours(NamedTuple):
@@ -94,10 +96,10 @@ def goodtriever_logprobs(
     *,
     toxic: Neighbours | None = None,
     nontoxic: Neighbours | None = None,
-    alpha: float = _DEFAULT.alpha,
-    temperature: float = _DEFAULT.temperature,
-    top_p: float = _DEFAULT.top_p,
-    gate: float = _DEFAULT.gate,
+    alpha: float = DEFAULT_ALPHA,
+    temperature: float = DEFAULT_TEMPERATURE,
+    top_p: float = DEFAULT_TOP_P,
+    gate: float = DEFAULT_GATE,
 ) -> torch.Tensor:
     """Next-token log-probs [B, V] from base logits [B, V] and the two datastores' neighbours.
 
@@ -115,10 +117,10 @@ def goodtriever_step(
     *,
     toxic: Neighbours | None = None,
     nontoxic: Neighbours | None = None,
-    alpha: float = _DEFAULT.alpha,
-    temperature: float = _DEFAULT.temperature,
-    top_p: float = _DEFAULT.top_p,
-    gate: float = _DEFAULT.gate,
+    alpha: float = DEFAULT_ALPHA,
+    temperature: float = DEFAULT_TEMPERATURE,
+    top_p: float = DEFAULT_TOP_P,
+    gate: float = DEFAULT_GATE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`goodtriever_logprobs` and, per row, whether the shift was applied (bool [B])."""
     import torch

@@ -163,3 +163,27 @@ def test_every_loop_reads_one_set_of_bounds():
                                  "specguard_alpha": 1.5})
     assert sw.gate == 0.4 and DetoxSettings(**sw.model_dump(
         include=set(GoodtrieverParams.model_fields))).gate == 0.4
+
+
+def test_the_combination_loads_alone_by_path_with_the_shipped_defaults():
+    """bench/goodtriever_device.py loads combine.py and torch_search.py by path on a GPU machine
+    without specguard or pydantic: they must not import from the package, and combine's
+    written-out defaults must be GoodtrieverParams'."""
+    import importlib.util
+    import inspect
+    from pathlib import Path
+
+    from specguard.decoding import GoodtrieverParams
+
+    folder = Path(__file__).resolve().parents[2] / "runtime" / "decoding"
+    loaded = {}
+    for name in ("combine", "torch_search"):
+        spec = importlib.util.spec_from_file_location(f"_alone_{name}", folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)  # a relative import would fail here
+        loaded[name] = module
+    params = inspect.signature(loaded["combine"].goodtriever_step).parameters
+    shipped = GoodtrieverParams()
+    assert {k: params[k].default for k in ("alpha", "temperature", "top_p", "gate")} == {
+        "alpha": shipped.alpha, "temperature": shipped.temperature, "top_p": shipped.top_p,
+        "gate": shipped.gate}
