@@ -225,8 +225,6 @@ def write(summary: dict, args) -> Path:
 
 
 def main() -> None:
-    # the shipped settings, from combine.py (it loads without specguard installed); speed does
-    # not depend on alpha or T
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--sizes", type=lambda s: [int(float(x)) for x in s.split(",")],
@@ -235,6 +233,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--k", type=int, default=1024)
+    # the shipped settings, from combine.py (it loads without specguard installed); speed
+    # does not depend on alpha or T
     ap.add_argument("--alpha", type=float, default=combine.DEFAULT_ALPHA)
     ap.add_argument("--T", type=float, default=combine.DEFAULT_TEMPERATURE)
     ap.add_argument("--top-p", type=float, default=combine.DEFAULT_TOP_P)
