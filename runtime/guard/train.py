@@ -391,14 +391,10 @@ def _operating_points(vu: Units, p_units: Any) -> tuple[dict[str, float], dict[s
         look, bounds = y == 0, PRESET_BENIGN_FPR
     req = np.array([e.domain in (REQUESTS, JAILBREAK) or e.source.startswith("written")
                     for e in vu.examples])
-    grid = np.unique(np.concatenate([np.linspace(0.02, 0.98, 97), p[look]]))
     thresholds, figures = {}, {}
     for preset in PRESETS:
-        bound = bounds[preset]
-        ok = [t for t in grid if look.sum() == 0 or (p[look] >= t).mean() <= bound]
-        t = float(min(ok)) if ok else 0.98
-        t = min(max(t, 0.05), 0.95)
-        thresholds[preset] = round(t, 4)
+        t = threshold_within(p[look], bounds[preset])
+        thresholds[preset] = t
         harmful_req = (y == 1) & req
         figures[preset] = {
             "threshold": round(t, 4),
@@ -409,6 +405,18 @@ def _operating_points(vu: Units, p_units: Any) -> tuple[dict[str, float], dict[s
             "n_lookalike": int(look.sum()),
         }
     return thresholds, figures
+
+
+def threshold_within(p_benign: Any, bound: float) -> float:
+    """The lowest threshold (catching the most harm) that flags at most `bound` of these benign
+    scores, on a grid of 0.02-0.98 and the scores themselves, kept within [0.05, 0.95]."""
+    import numpy as np
+
+    p_benign = np.asarray(p_benign, dtype=float)
+    grid = np.unique(np.concatenate([np.linspace(0.02, 0.98, 97), p_benign]))
+    ok = [t for t in grid if len(p_benign) == 0 or (p_benign >= t).mean() <= bound]
+    t = float(min(ok)) if ok else 0.98
+    return round(min(max(t, 0.05), 0.95), 4)
 
 
 def _rate(mask: Any) -> float | None:

@@ -52,6 +52,7 @@ SMOKE = {
     "guard_latency.py": ("guard_latency", False, [needs_guard]),
     "guard_hot_path.py": ("guard_hot_path", False, [needs_guard]),
     "guard_batching.py": ("guard_batching", False, [needs_guard, needs_data]),
+    "guard_operating_points.py": ("guard_operating_points", False, [needs_guard, needs_data]),
     "guard_bands.py": ("guard_bands", False, [needs_guard, needs_data]),
     "guard_categories.py": ("guard_categories", False, [needs_guard, needs_data]),
     "guard_output.py": ("guard_output", False, [needs_guard, needs_data]),
