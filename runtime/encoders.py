@@ -67,6 +67,7 @@ class MiniLMOnnx:
 
     name = "minilm"
     dim = 384
+    batch_invariant = False  # int8 activations are quantized per call, over the whole batch
 
     def __init__(self, model_path: str | Path | None = None,
                  tokenizer_path: str | Path | None = None, max_tokens: int = 256,
@@ -161,6 +162,7 @@ class E5Small:
 
     name = "e5"
     dim = 384
+    batch_invariant = True  # the engine quantizes each token's activations on their own
 
     def __init__(self, model_path: str | Path | None = None, max_tokens: int = 256,
                  threads: int | None = None):

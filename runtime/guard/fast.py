@@ -108,7 +108,8 @@ class FastChecker:
         self.name = f"fast:{artifact.name}{suffix}"
         self._featurizers = {
             stage: featurizer or Featurizer(artifact.tfidf[stage],
-                                            finetuned=artifact.file(finetuned_file(stage.value)))
+                                            finetuned=artifact.file(finetuned_file(stage.value)),
+                                            row_alone=True)  # not its batch mates' scores
             for stage in artifact.stages}
         self.cache_size = cache_size
         self._cache: OrderedDict[bytes, UnitScore] = OrderedDict()

@@ -214,6 +214,7 @@ class FinetunedClassifier:
 
     dim = 1
     max_tokens = WINDOW_TOKENS
+    batch_invariant = False  # MiniLM's int8 graph: activations quantized per call
 
     def __init__(self, path: str | Path) -> None:
         import hashlib
@@ -238,9 +239,14 @@ class Featurizer:
 
     def __init__(self, tfidf: Tfidf | None = None, *, cache: EmbeddingCache | None = None,
                  encoders: dict[str, SentenceEncoder] | None = None,
-                 finetuned: str | Path | None = None) -> None:
+                 finetuned: str | Path | None = None, row_alone: bool = False) -> None:
         self.tfidf = tfidf
         self.cache = cache
+        # The served checker sets row_alone: the int8 MiniLM graphs quantize their activations
+        # per call, so a text scored in a batch moved with its batch mates (up to 0.04 in
+        # probability). Run alone its score is its own, and on one core no slower
+        # (bench/guard_batching.py). Encoders whose rows never mix (e5) keep their batches.
+        self.row_alone = row_alone
         self.finetuned = Path(finetuned) if finetuned else None  # the minilm_ft ONNX file
         self._encoders = dict(encoders or {})
 
@@ -270,4 +276,5 @@ class Featurizer:
             return np.zeros((0, enc.dim), dtype=np.float32)
         if self.cache is not None:
             return self.cache.encode(enc, list(texts), progress=progress)
-        return np.asarray(enc.encode(list(texts)), dtype=np.float32)
+        size = 1 if self.row_alone and not getattr(enc, "batch_invariant", False) else 32
+        return np.asarray(enc.encode(list(texts), batch_size=size), dtype=np.float32)
