@@ -28,6 +28,7 @@ def main() -> int:
     from specguard.evals.results import Readme, Result, Table, command_line, write_result
     from specguard.guard import Stage, load_fast_checker
     from specguard.guard.fast import CATEGORY_CONFIDENCE, CATEGORY_TOP
+    from specguard.encoders import reads_as_english
     from specguard.guard.corpus import REQUESTS, category_map, input_examples, mapped_categories
 
     ap = argparse.ArgumentParser()
@@ -45,7 +46,7 @@ def main() -> int:
     for e in input_examples(parts=(Part.HELD_OUT,), augment=False):
         cats = mapped_categories(e, mapping) if e.harmful else []
         if cats:
-            items.append((e.text, set(cats), e.domain == REQUESTS))
+            items.append((e.text, set(cats), e.domain == REQUESTS, reads_as_english(e.text)))
     if args.smoke:
         items = items[::25]
     probs = [s.categories for s in fast.score_units([t for t, *_ in items], Stage.INPUT)]
@@ -53,47 +54,69 @@ def main() -> int:
     def rate(num: int, den: int) -> float | None:
         return num / den if den else None
 
-    names = [[c for c, v in sorted(q.items(), key=lambda kv: -kv[1])
-              if v >= CATEGORY_CONFIDENCE][:CATEGORY_TOP] for q in probs]
-    rows, data = [], {"n_items": len(items), "categories": {}}
+    head_names = [[c for c, v in sorted(q.items(), key=lambda kv: -kv[1])
+                   if v >= CATEGORY_CONFIDENCE][:CATEGORY_TOP] for q in probs]
+    ways = {"TF-IDF head": head_names}
+    ex = heads.category_exemplars
+    if ex is not None:  # what the served checker names for a flagged text
+        near = fast.exemplar_categories([t for t, *_ in items], Stage.INPUT) or []
+        ways["exemplars (served)"] = [ex.named([q[c] for c in ex.category_ids]) for q in near]
+    rows, data = [], {"n_items": len(items), "categories": {}, "ways": {}}
     for cid in heads.category_ids:
-        truth = [cid in cats for _, cats, _ in items]
-        said = [cid in ns for ns in names]
-        hits = sum(s and t for s, t in zip(said, truth, strict=True))
-        row = {"n": sum(truth), "named": sum(said), "precision": rate(hits, sum(said)),
-               "recall": rate(hits, sum(truth))}
+        truth = [cid in cats for _, cats, *_ in items]
+        row, cells = {"n": sum(truth)}, [cid, sum(truth)]
+        for way, names in ways.items():
+            said = [cid in ns for ns in names]
+            hits = sum(s and t for s, t in zip(said, truth, strict=True))
+            row[way] = {"named": sum(said), "precision": rate(hits, sum(said)),
+                        "recall": rate(hits, sum(truth))}
+            cells += [sum(said), _f(row[way]["precision"]), _f(row[way]["recall"])]
         data["categories"][cid] = row
-        rows.append([cid, row["n"], row["named"], _f(row["precision"]), _f(row["recall"])])
+        rows.append(cells)
+    groups = (("requests", lambda r, en: r), ("requests in English", lambda r, en: r and en),
+              ("requests in other languages", lambda r, en: r and not en),
+              ("toxicity corpora", lambda r, en: not r), ("all", lambda r, en: True))
     summary_rows = []
-    for group, keep in (("requests", lambda r: r), ("toxicity corpora", lambda r: not r),
-                        ("all", lambda r: True)):
-        pairs = [(ns, cats) for ns, (_, cats, req) in zip(names, items, strict=True) if keep(req)]
-        n = len(pairs)
-        if not n:
-            continue
-        right = sum(bool(set(ns) & cats) for ns, cats in pairs) / n
-        wrong_only = sum(bool(ns) and not set(ns) & cats for ns, cats in pairs) / n
-        none = sum(not ns for ns, _ in pairs) / n
-        data[group] = {"n": n, "names_a_right_one": right, "names_only_wrong": wrong_only,
-                       "names_none": none}
-        summary_rows.append([group, n, f"{right:.1%}", f"{wrong_only:.1%}", f"{none:.1%}"])
-    req = data.get("requests", {})
+    for way, names in ways.items():
+        for group, keep in groups:
+            pairs = [(ns, cats) for ns, (_, cats, req, en) in zip(names, items, strict=True)
+                     if keep(req, en)]
+            n = len(pairs)
+            if not n:
+                continue
+            right = sum(bool(set(ns) & cats) for ns, cats in pairs) / n
+            wrong_only = sum(bool(ns) and not set(ns) & cats for ns, cats in pairs) / n
+            none = sum(not ns for ns, _ in pairs) / n
+            data["ways"].setdefault(way, {})[group] = {
+                "n": n, "names_a_right_one": right, "names_only_wrong": wrong_only,
+                "names_none": none}
+            summary_rows.append([way, group, n, f"{right:.1%}", f"{wrong_only:.1%}",
+                                 f"{none:.1%}"])
+    served = data["ways"][list(ways)[-1]].get("requests", {})
+    rule = (f"the head names a category at {CATEGORY_CONFIDENCE:.0%} or more, at most "
+            f"{CATEGORY_TOP}")
+    if ex is not None:
+        rule += (f"; the exemplars name what at least {ex.confidence:.0%} of a text's "
+                 f"{ex.k} nearest labelled training texts are about (k and that share chosen "
+                 f"on validation), at most 3")
     result = Result(
         name="guard_categories", title="Which harm the fast tier names",
         script="bench/guard_categories.py", command=command_line(), smoke=args.smoke,
         readme=Readme(what="guard: categories named", where="docs/results/guard.md",
-                      headline=f"held-out harmful requests: a right category named for "
-                      f"{req.get('names_a_right_one', 0):.0%}, only wrong ones for "
-                      f"{req.get('names_only_wrong', 0):.0%}"),
+                      headline=f"held-out harmful requests ({list(ways)[-1]}): a right "
+                      f"category named for {served.get('names_a_right_one', 0):.0%}, only "
+                      f"wrong ones for {served.get('names_only_wrong', 0):.0%}"),
         tables=[
             Table(id="summary", title="What a refusal names, held-out harmful items",
-                  columns=["items", "n", "names a right category", "names only wrong ones",
-                           "names none"], rows=summary_rows,
+                  columns=["categories from", "items", "n", "names a right category",
+                           "names only wrong ones", "names none"], rows=summary_rows,
                   note=f"held-out harmful items whose dataset label maps onto the "
-                  f"{fast.artifact.taxonomy} taxonomy; a category is named at "
-                  f"{CATEGORY_CONFIDENCE:.0%} or more, at most {CATEGORY_TOP}"),
+                  f"{fast.artifact.taxonomy} taxonomy; {rule}. Both read on every item, "
+                  f"flagged or not, in the same run."),
             Table(id="categories", title="Per category (all held-out harmful items)",
-                  columns=["category", "n", "named", "precision", "recall"], rows=rows)],
+                  columns=["category", "n", *(f"{w}: {m}" for w in ways
+                                               for m in ("named", "precision", "recall"))],
+                  rows=rows)],
         data=data)
     print(f"wrote {write_result(result, args.out)}")
     for r in summary_rows + rows:

@@ -7,7 +7,9 @@ Per stage (input, output) an artifact holds:
 - combiners: for each set of members that can be computed together (the cascade computes
   TF-IDF first, an encoder only when needed), a logistic regression over the members' logits,
   fitted on the validation part: its output is the calibrated P(unsafe);
-- a category head (one-vs-rest over a taxonomy's ids) over one member's features;
+- a category head (one-vs-rest over a taxonomy's ids) over one member's features, and
+  optionally category exemplars (labelled training texts' encoder vectors: a flagged text's
+  categories are read from its nearest ones);
 - operating points: named thresholds (strict / balanced / permissive) chosen on validation;
 - the cascade band: with TF-IDF alone, scores outside it decide without an encoder.
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .exemplars import CategoryExemplars
 from .features import BLOCKS, Tfidf
 from .heads import HEAD_KINDS, LinearHead, MLPHead, head_kind
 from .verdict import Stage
@@ -80,6 +83,8 @@ class StageHeads:
     category_head: LinearHead | None = None
     thresholds: dict[str, float] = field(default_factory=dict)  # preset -> P(unsafe) threshold
     cascade: tuple[float, float] | None = None  # TF-IDF-only scores outside decide alone
+    # Labelled training texts a flagged text's categories are read from (guard/exemplars.py).
+    category_exemplars: CategoryExemplars | None = None
 
 
 @dataclass
@@ -127,6 +132,9 @@ class GuardArtifact:
                 arrays.update(head.arrays(f"{s}/combiner/{key}/"))
             if heads.category_head is not None:
                 arrays.update(heads.category_head.arrays(f"{s}/categories/"))
+            if heads.category_exemplars is not None:
+                arrays.update(heads.category_exemplars.arrays(f"{s}/exemplars/"))
+                meta["category_exemplars"] = heads.category_exemplars.meta()
             stages_meta[s] = meta
         np.savez_compressed(folder / WEIGHTS, **arrays)
         import shutil
@@ -171,10 +179,13 @@ class GuardArtifact:
             combiners = {k: LinearHead.load(arrays, f"{s}/combiner/{k}/") for k in meta["combiners"]}
             cat = (LinearHead.load(arrays, f"{s}/categories/")
                    if f"{s}/categories/coef" in arrays else None)
+            exemplars = (CategoryExemplars.load(arrays, f"{s}/exemplars/",
+                                                meta["category_exemplars"])
+                         if meta.get("category_exemplars") else None)
             stages[stage] = StageHeads(
                 members, combiners, list(meta.get("category_ids") or []),
                 meta.get("category_member"), cat, dict(meta.get("thresholds") or {}),
-                tuple(meta["cascade"]) if meta.get("cascade") else None)
+                tuple(meta["cascade"]) if meta.get("cascade") else None, exemplars)
         files = {name: folder / name for name in card.get("files", [])}
         missing = [str(p) for p in files.values() if not p.is_file()]
         if missing:

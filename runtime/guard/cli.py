@@ -36,6 +36,7 @@ def train(
     builtin: Annotated[bool, typer.Option(help="Also train on the built-in public datasets.")] = True,
     output_stage: Annotated[bool, typer.Option(help="Also train the output check (request + answer).")] = True,
     cascade: Annotated[bool, typer.Option(help="Let TF-IDF decide alone when it is sure (choose the band on validation).")] = True,
+    category_exemplars: Annotated[bool, typer.Option(help="Name a flagged text's categories from its nearest labelled training texts (see `specguard guard categories`); without, the TF-IDF category head names them.")] = True,
     data_dir: Annotated[Optional[Path], typer.Option(help="The datasets (default: $SPECGUARD_DATA_DIR or ../shared/data).")] = None,
     name: Annotated[str, typer.Option(help="The artifact's name (the checker is called fast:<name>).")] = "fast_guard",
     seed: int = 0,
@@ -50,6 +51,7 @@ def train(
 
     cfg = TrainConfig(members=blocks(members), output_members=blocks(output_members),
                       encoder_head=encoder_head, cascade=cascade, output_stage=output_stage,
+                      category_exemplars=category_exemplars,
                       workdir=workdir, reuse_finetune=reuse_finetune,
                       output_from=output_from, seed=seed)
     inputs = _custom_examples(data or [], data_dir)
@@ -186,6 +188,35 @@ def check(text: Annotated[str, typer.Argument(help="The text to score as a user 
                                        operating_point=operating_point)])[0]
     console.print_json(v.model_dump_json(include={"label", "score", "threshold", "categories",
                                                   "explanation"}))
+
+
+@app.command()
+def categories(
+    ctx: typer.Context,
+    artifact: Annotated[Optional[Path], typer.Option(help="The artifact folder to give category exemplars (default: the shipped one). Written in place.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="The datasets (default: $SPECGUARD_DATA_DIR or ../shared/data).")] = None,
+) -> None:
+    """Fit the input check's category exemplars: the labelled training texts (requests, and a
+    sample of the toxicity corpora) whose nearest neighbours name a flagged text's categories,
+    with k and the naming confidence chosen on the validation part. Scores and verdicts do
+    not change; only the categories a flagged verdict names do."""
+    from ..data import Part
+    from .artifact import GuardArtifact
+    from .corpus import input_examples
+    from .fast import DEFAULT_ARTIFACT, shipped_artifact_path
+    from .train import fit_category_exemplars
+    from .verdict import Stage
+
+    folder = artifact or shipped_artifact_path(DEFAULT_ARTIFACT)
+    if folder is None or not (folder / "card.json").is_file():
+        raise typer.BadParameter(f"no artifact folder at {folder}")
+    art = GuardArtifact.load(folder)
+    examples = input_examples(data_dir, augment=False, parts=(Part.TRAIN, Part.VALIDATION))
+    ex = fit_category_exemplars(art, examples, say=console.print)
+    art.stages[Stage.INPUT].category_exemplars = ex
+    ex.record["command"] = command_line(ctx)
+    art.save(folder)
+    console.print(f"category exemplars written to {folder}")
 
 
 @app.command("attach-figures")

@@ -236,8 +236,42 @@ class FastChecker:
             for i in idx:
                 u, s = best[i]
                 out[i] = self._verdict(requests[i], stage, u, s)
+            self._name_from_exemplars(stage, [(i, best[i][0]) for i in idx
+                                              if out[i].label is Label.UNSAFE], out)
         per_request = (time.perf_counter() - start) * 1000 / max(1, len(requests))
         return [v.model_copy(update={"latency_ms": per_request}) for v in out if v is not None]
+
+    def exemplar_categories(self, texts: Sequence[str], stage: Stage = Stage.INPUT
+                            ) -> list[dict[str, float]] | None:
+        """Per text, the share of its nearest labelled training texts in each category (None
+        when the artifact has no category exemplars for the stage)."""
+        ex = self.heads(stage).category_exemplars
+        if ex is None or not texts:
+            return None if ex is None else []
+        feat = self._featurizers.get(stage) or self._featurizers[Stage.INPUT]
+        routes = [ex.encoder_for(t) for t in texts]
+        out: list[dict[str, float]] = [{} for _ in texts]
+        for name in sorted(set(routes)):
+            idx = [i for i, r in enumerate(routes) if r == name]
+            probs = ex.probabilities(name, feat.block(name, [texts[i] for i in idx]))
+            for i, row in zip(idx, probs, strict=True):
+                out[i] = {c: float(v) for c, v in zip(ex.category_ids, row, strict=True)}
+        return out
+
+    def _name_from_exemplars(self, stage: Stage, flagged: list[tuple[int, Unit]],
+                             out: list[Verdict | None]) -> None:
+        """Flagged verdicts name the categories of their riskiest text's nearest exemplars."""
+        ex = self.heads(stage).category_exemplars
+        if ex is None or not flagged:
+            return
+        probs = self.exemplar_categories([u.text for _, u in flagged], stage) or []
+        for (i, _), q in zip(flagged, probs, strict=True):
+            v = out[i]
+            top = max(q.values(), default=0.0) or 1.0
+            p = v.score or 0.0
+            out[i] = v.model_copy(update={
+                "categories": ex.named([q[c] for c in ex.category_ids]),
+                "category_scores": {c: round(p * x / top, 6) for c, x in q.items()}})
 
     def _verdict(self, request: CheckRequest, stage: Stage, unit: Unit, s: UnitScore) -> Verdict:
         threshold = (request.threshold if request.threshold is not None

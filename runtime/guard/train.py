@@ -50,7 +50,8 @@ from .corpus import (
     output_examples,
     summary,
 )
-from .features import BLOCKS, Featurizer, Tfidf, finetuned_file
+from .exemplars import EXEMPLAR_ENCODERS, CategoryExemplars, LabelledText, fit_exemplars
+from .features import BLOCKS, WINDOW_TOKENS, Featurizer, Tfidf, finetuned_file
 from .heads import LinearHead, MLPHead, logit, sigmoid
 from .verdict import Stage
 
@@ -91,6 +92,8 @@ class TrainConfig:
     augment: bool = True
     written_weight: float = 1.0  # training weight of the look-alikes and contrasts written here
     output_stage: bool = True
+    # Name a flagged text's categories from its nearest labelled training texts (exemplars.py).
+    category_exemplars: bool = True
     taxonomy: str = "beavertails"
     seed: int = 0
 
@@ -561,6 +564,54 @@ def _category_head(tu: Units, x_tfidf: Any, cfg: TrainConfig
     return ids, LinearHead(np.vstack(coef), np.array(intercept))
 
 
+def labelled_category_texts(examples: Sequence[Example], taxonomy: str, *,
+                            toxicity_per_category: int = 150, seed: int = 0
+                            ) -> tuple[list[LabelledText], list[LabelledText]]:
+    """The (train, validation) texts whose dataset label maps onto the taxonomy: every such
+    request, and up to `toxicity_per_category` toxicity-corpus texts per category and part (19,000
+    hate texts would otherwise surround every request)."""
+    import random
+
+    mapping = category_map().get(taxonomy, {})
+    rng = random.Random(seed)
+    parts: dict[Part, list[LabelledText]] = {Part.TRAIN: [], Part.VALIDATION: []}
+    toxic: dict[tuple[Part, str], list[LabelledText]] = {}
+    for e in examples:
+        if not e.harmful or e.part not in parts or any(
+                t.startswith("attack:") or t == "jailbreak_wrapped" for t in e.tags):
+            continue  # exemplars are the requests as written, not their attack transforms
+        cats = frozenset(mapped_categories(e, mapping))
+        if not cats:
+            continue
+        if e.domain == "toxicity":
+            toxic.setdefault((e.part, min(cats)), []).append(
+                LabelledText(e.text, cats, "toxicity"))
+        else:
+            parts[e.part].append(LabelledText(e.text, cats, "requests"))
+    for (part, _), items in sorted(toxic.items(), key=lambda kv: (kv[0][0].value, kv[0][1])):
+        rng.shuffle(items)
+        parts[part] += items[:toxicity_per_category]
+    return parts[Part.TRAIN], parts[Part.VALIDATION]
+
+
+def fit_category_exemplars(artifact: GuardArtifact, examples: Sequence[Example], *,
+                           say: Callable[[str], None] = print) -> CategoryExemplars:
+    """Category exemplars for the artifact's input stage, from `examples` (train and validation
+    parts, as `input_examples` gives them without attack transforms)."""
+    from ..encoders import load_encoder
+
+    heads = artifact.stages[Stage.INPUT]
+    train, val = labelled_category_texts(examples, artifact.taxonomy)
+    ids = heads.category_ids or sorted({c for t in [*train, *val] for c in t.categories})
+    encoders = {name: load_encoder(name, max_tokens=WINDOW_TOKENS) for name in EXEMPLAR_ENCODERS}
+    ex = fit_exemplars(train, val, ids, encoders, progress=say)
+    say(f"category exemplars: k={ex.k}, named at {ex.confidence:.0%}; validation "
+        + "; ".join(f"{d}: F1 {f['f1']:.2f}, a right one named {f['right']:.1%}, only wrong "
+                    f"{f['wrong']:.1%}"
+                    for d, f in ex.record["validation"].items()))
+    return ex
+
+
 # --- the whole artifact -----------------------------------------------------------------------
 
 
@@ -602,6 +653,12 @@ def train_artifact(cfg: TrainConfig, *, data_root: str | Path | None = None,
         files.update(fit.files)
         figures[stage.value] = fit.figures
         counts[stage.value] = summary(examples)
+    if cfg.category_exemplars and heads[Stage.INPUT].category_ids:
+        probe = GuardArtifact(name, tfidfs, heads, {}, cfg.taxonomy, files=files)
+        try:
+            heads[Stage.INPUT].category_exemplars = fit_category_exemplars(probe, inputs, say=say)
+        except ValueError as exc:  # no labelled texts in one of the parts: the head names alone
+            say(f"no category exemplars: {exc}")
     sources = sorted({e.source.split(":")[0] for ex in stages_data.values() for e in ex})
     if kept is not None:
         tfidfs[Stage.OUTPUT] = kept.tfidf[Stage.OUTPUT]
