@@ -304,6 +304,8 @@ class FastChecker:
                      for t in WARM_TEXTS]
             used[stage.value] = sorted({s.members for s in self.score_units(texts, stage,
                                                                             cascade=False)})
+            if self.exemplar_categories(WARM_TEXTS, stage):  # the encoders a refusal names with
+                used[stage.value].append("exemplars")
         return used
 
     async def check(self, request: CheckRequest) -> Verdict:

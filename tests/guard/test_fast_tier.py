@@ -391,6 +391,8 @@ def test_warm_up_reaches_every_member_the_cascade_routes_to(fast):
         encoders = set(heads.members) - {"tfidf"}
         reached = {m for combo in used[stage.value] for m in combo.split("+")}
         assert encoders <= reached, (stage, encoders, used)
+        # and the encoders a flagged verdict's categories are read with
+        assert ("exemplars" in reached) == (heads.category_exemplars is not None)
 
 
 # --- the unit-score cache ---------------------------------------------------------------------
