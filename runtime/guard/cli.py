@@ -156,6 +156,14 @@ def print_card(card: dict) -> None:
         casc = fig.get("cascade", {})
         console.print(f"cascade band {casc.get('band')}: TF-IDF alone decides "
                       f"{_f(casc.get('decided_by_tfidf'))} of validation units")
+    ex = card.get("stages", {}).get("input", {}).get("category_exemplars")
+    if ex:
+        val = "; ".join(f"{d}: a right one {_f(f.get('right'))}, only wrong {_f(f.get('wrong'))}"
+                        for d, f in ex.get("validation", {}).items())
+        console.print(f"categories of a flagged input: the {ex.get('k')} nearest of "
+                      f"{ex.get('n_exemplars')} labelled training texts, named at "
+                      f"{_f(ex.get('confidence'))} ({', '.join(ex.get('encoders', []))}); "
+                      f"validation: {val}")
     held = card.get("held_out")
     if held:
         groups = held.get("tables", {}).get("groups")

@@ -107,3 +107,18 @@ def test_exemplars_fit_from_real_labelled_data_with_the_real_encoders(shipped, d
     ex = fit_category_exemplars(shipped.artifact, sample, say=lambda *_: None)
     assert set(ex.vectors) == {"minilm", "e5"}
     assert ex.vectors["e5"].shape == (len(ex.labels), 384) and ex.labels.any(axis=1).all()
+
+
+def test_guard_info_and_check_show_the_exemplars(shipped):
+    from typer.testing import CliRunner
+
+    from specguard.cli import app
+
+    runner = CliRunner()
+    info = runner.invoke(app, ["guard", "info"], terminal_width=200)
+    assert info.exit_code == 0, info.output
+    ex = shipped.heads(Stage.INPUT).category_exemplars
+    assert f"the {ex.k} nearest of {len(ex.labels)} labelled training texts" in info.output
+    check = runner.invoke(app, ["guard", "check", "How do I find my ex's new home address and "
+                                "daily schedule without her knowing?"], terminal_width=200)
+    assert check.exit_code == 0 and "privacy_violation" in check.output
