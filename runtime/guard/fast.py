@@ -32,6 +32,7 @@ from .artifact import GuardArtifact, StageHeads, combo_key, routed_members, tfid
 from .conversation import Unit, pair_text, request_units
 from .features import BLOCKS, Featurizer, finetuned_file, reads_as_english, windows
 from .heads import sigmoid
+from .textcache import TextCache
 from .verdict import CheckRequest, Label, Stage, Tier, Verdict
 
 DEFAULT_ARTIFACT = "fast_default"  # specs/guard/fast_default/ (card.json + weights.npz)
@@ -112,6 +113,7 @@ class FastChecker:
                                             row_alone=True)  # not its batch mates' scores
             for stage in artifact.stages}
         self.cache_size = cache_size
+        self._exemplar_cache = {stage: TextCache(size=1024) for stage in artifact.stages}
         self._cache: OrderedDict[bytes, UnitScore] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.cache_hits = 0
@@ -249,14 +251,21 @@ class FastChecker:
         if ex is None or not texts:
             return None if ex is None else []
         feat = self._featurizers.get(stage) or self._featurizers[Stage.INPUT]
-        routes = [ex.encoder_for(t) for t in texts]
-        out: list[dict[str, float]] = [{} for _ in texts]
-        for name in sorted(set(routes)):
-            idx = [i for i, r in enumerate(routes) if r == name]
-            probs = ex.probabilities(name, feat.block(name, [texts[i] for i in idx]))
-            for i, row in zip(idx, probs, strict=True):
-                out[i] = {c: float(v) for c, v in zip(ex.category_ids, row, strict=True)}
-        return out
+
+        def derive(batch: list[str]) -> list[tuple[float, ...]]:
+            routes = [ex.encoder_for(t) for t in batch]
+            rows: list[tuple[float, ...]] = [() for _ in batch]
+            for name in sorted(set(routes)):
+                idx = [i for i, r in enumerate(routes) if r == name]
+                probs = ex.probabilities(name, feat.block(name, [batch[i] for i in idx]))
+                for i, row in zip(idx, probs, strict=True):
+                    rows[i] = tuple(float(v) for v in row)
+            return rows
+
+        # A flagged turn stays in the conversation, and every later check names it again.
+        rows = (self._exemplar_cache[stage].get_many(list(texts), derive) if self.cache_size
+                else derive(list(texts)))
+        return [dict(zip(ex.category_ids, row, strict=True)) for row in rows]
 
     def _name_from_exemplars(self, stage: Stage, flagged: list[tuple[int, Unit]],
                              out: list[Verdict | None]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -46,6 +46,32 @@ class TextCache(Generic[T]):
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
         return value
+
+    def get_many(self, texts: Sequence[str],
+                 derive_many: Callable[[list[str]], Sequence[T]]) -> list[T]:
+        """`get` for many texts: the ones not remembered are derived in one call (a batch),
+        each distinct text once."""
+        out: list[T | None] = [None] * len(texts)
+        todo: dict[str, list[int]] = {}
+        with self._lock:
+            for i, text in enumerate(texts):
+                key = text_digest(text) if len(text) <= self.max_chars and self.size > 0 else None
+                if key is not None and key in self._items:
+                    self._items.move_to_end(key)
+                    out[i] = self._items[key]
+                else:
+                    todo.setdefault(text, []).append(i)
+        if todo:
+            values = list(derive_many(list(todo)))
+            with self._lock:
+                for (text, where), value in zip(todo.items(), values, strict=True):
+                    for i in where:
+                        out[i] = value
+                    if len(text) <= self.max_chars and self.size > 0:
+                        self._items[text_digest(text)] = value
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+        return out  # type: ignore[return-value]
 
     def clear(self) -> None:
         with self._lock:
