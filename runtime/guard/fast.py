@@ -191,7 +191,8 @@ class FastChecker:
             if block not in heads.members or not mask.any():
                 continue
             idx = np.flatnonzero(mask)
-            logits = heads.members[block].score(feat.block(block, [texts[i] for i in idx]))
+            logits = heads.members[block].score(feat.block(block, [texts[i] for i in idx],
+                                                           remember=self.cache_size > 0))
             full = np.zeros(n)
             full[idx] = logits
             z[block], have[block] = full, mask
@@ -248,6 +249,8 @@ class FastChecker:
         """Per text, the share of its nearest labelled training texts in each category (None
         when the artifact has no category exemplars for the stage)."""
         ex = self.heads(stage).category_exemplars
+        if self.members is not None and set(self.members) <= {"tfidf"}:
+            ex = None  # the TF-IDF baseline runs no encoder: its head names the categories
         if ex is None or not texts:
             return None if ex is None else []
         feat = self._featurizers.get(stage) or self._featurizers[Stage.INPUT]
@@ -257,7 +260,8 @@ class FastChecker:
             rows: list[tuple[float, ...]] = [() for _ in batch]
             for name in sorted(set(routes)):
                 idx = [i for i, r in enumerate(routes) if r == name]
-                probs = ex.probabilities(name, feat.block(name, [batch[i] for i in idx]))
+                probs = ex.probabilities(name, feat.block(name, [batch[i] for i in idx],
+                                                          remember=self.cache_size > 0))
                 for i, row in zip(idx, probs, strict=True):
                     rows[i] = tuple(float(v) for v in row)
             return rows
@@ -271,9 +275,9 @@ class FastChecker:
                              out: list[Verdict | None]) -> None:
         """Flagged verdicts name the categories of their riskiest text's nearest exemplars."""
         ex = self.heads(stage).category_exemplars
-        if ex is None or not flagged:
+        probs = self.exemplar_categories([u.text for _, u in flagged], stage) if flagged else None
+        if ex is None or not probs:
             return
-        probs = self.exemplar_categories([u.text for _, u in flagged], stage) or []
         for (i, _), q in zip(flagged, probs, strict=True):
             v = out[i]
             top = max(q.values(), default=0.0) or 1.0

@@ -247,6 +247,7 @@ class Featurizer:
         # probability). Run alone its score is its own, and on one core no slower
         # (bench/guard_batching.py). Encoders whose rows never mix (e5) keep their batches.
         self.row_alone = row_alone
+        self._vectors: dict[str, TextCache] = {}
         self.finetuned = Path(finetuned) if finetuned else None  # the minilm_ft ONNX file
         self._encoders = dict(encoders or {})
 
@@ -261,8 +262,9 @@ class Featurizer:
                 self._encoders[name] = load_encoder(name, max_tokens=WINDOW_TOKENS)
         return self._encoders[name]
 
-    def block(self, name: str, texts: Sequence[str], *, progress=None):
-        """(n, d) features of block `name` for `texts` (sparse for tfidf, float32 otherwise)."""
+    def block(self, name: str, texts: Sequence[str], *, progress=None, remember: bool = True):
+        """(n, d) features of block `name` for `texts` (sparse for tfidf, float32 otherwise).
+        `remember=False`: encode every text now (a bench measuring the encoders)."""
         import numpy as np
 
         if name == "tfidf":
@@ -277,4 +279,14 @@ class Featurizer:
         if self.cache is not None:
             return self.cache.encode(enc, list(texts), progress=progress)
         size = 1 if self.row_alone and not getattr(enc, "batch_invariant", False) else 32
-        return np.asarray(enc.encode(list(texts), batch_size=size), dtype=np.float32)
+
+        def encode(batch: list[str]):
+            return np.asarray(enc.encode(batch, batch_size=size), dtype=np.float32)
+
+        if not self.row_alone or not remember:
+            return encode(list(texts))
+        # Served rows never depend on their batch mates, so a text's vector is remembered: the
+        # category exemplars read the e5 vector the e5 member has just computed for a flagged
+        # text in another language (20-300 ms) instead of computing it again.
+        memo = self._vectors.setdefault(name, TextCache(size=4096))
+        return np.vstack(memo.get_many(list(texts), lambda batch: list(encode(batch))))
