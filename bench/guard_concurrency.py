@@ -48,6 +48,8 @@ def main() -> int:
     shipped = load_fast_checker()
     if shipped is None:
         raise SystemExit("no fast-tier artifact shipped in specs/guard/")
+    # Without memory (these rows measure scoring), a flagged request is encoded by e5 twice:
+    # scored, then its categories named; served with memory, once. Alike in both rows.
     checker = FastChecker(shipped.artifact, cache_size=0)
     checker.warm()
     feat = checker._featurizers[Stage.INPUT]

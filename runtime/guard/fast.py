@@ -39,6 +39,7 @@ DEFAULT_ARTIFACT = "fast_default"  # specs/guard/fast_default/ (card.json + weig
 SHIPPED_ARTIFACTS = (DEFAULT_ARTIFACT,)
 CATEGORY_CONFIDENCE = 0.5  # a category is named only when its head is at least this sure
 CATEGORY_TOP = 3  # and at most this many, most likely first
+CATEGORY_SOURCES = ("exemplars", "head")
 # warm(): one English text (MiniLM's route) and one that is not (e5's route).
 WARM_TEXTS = ("Hello, how are you?", "Bonjour, comment allez-vous aujourd'hui ?")
 # Unit scores kept per checker. A chat resends its system prompt and every earlier turn with
@@ -94,9 +95,19 @@ class FastChecker:
     def __init__(self, artifact: GuardArtifact, *, cascade: bool = True,
                  taxonomy: str | None = None, featurizer: Featurizer | None = None,
                  members: Sequence[str] | None = None,
-                 cache_size: int | None = None) -> None:
+                 cache_size: int | None = None, categories: str | None = None) -> None:
         if cache_size is None:
             cache_size = _env_cache_size()
+        # Where a flagged verdict's categories come from: its nearest labelled training texts
+        # (an encoder pass per new flagged text) or the TF-IDF head (free, less often right).
+        self.categories = categories or os.environ.get("SPECGUARD_GUARD_CATEGORIES",
+                                                       "").strip() or "exemplars"
+        if self.categories not in CATEGORY_SOURCES:
+            raise ConfigError(f"categories must be one of {', '.join(CATEGORY_SOURCES)}, not "
+                              f"{self.categories!r} (SPECGUARD_GUARD_CATEGORIES).",
+                              hint="'head' names categories with the TF-IDF head alone: no "
+                              "encoder pass for a flagged text, at the cost of accuracy "
+                              "(docs/results/guard.md).")
         if cache_size < 0:
             raise ConfigError(f"cache_size must be >= 0, not {cache_size}.",
                               hint="0 turns the unit-score cache off.")
@@ -249,8 +260,9 @@ class FastChecker:
         """Per text, the share of its nearest labelled training texts in each category (None
         when the artifact has no category exemplars for the stage)."""
         ex = self.heads(stage).category_exemplars
-        if self.members is not None and set(self.members) <= {"tfidf"}:
-            ex = None  # the TF-IDF baseline runs no encoder: its head names the categories
+        if self.categories == "head" or (self.members is not None
+                                         and set(self.members) <= {"tfidf"}):
+            ex = None  # the head names them (asked for; or the TF-IDF baseline: no encoder)
         if ex is None or not texts:
             return None if ex is None else []
         feat = self._featurizers.get(stage) or self._featurizers[Stage.INPUT]

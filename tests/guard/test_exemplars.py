@@ -139,3 +139,25 @@ def test_a_flagged_turn_named_again_is_read_from_memory(shipped):
     assert first[0] == first[1] == again[0] and calls == [[text]]
     seen = TextCache(size=2).get_many(["a", "b", "a"], lambda xs: [x.upper() for x in xs])
     assert seen == ["A", "B", "A"]
+
+
+def test_a_deployment_can_name_categories_with_the_head_alone(shipped, monkeypatch):
+    """SPECGUARD_GUARD_CATEGORIES=head: no encoder pass for a flagged text (moderation
+    throughput), categories from the TF-IDF head; a wrong value is refused at start-up."""
+    from specguard.errors import ConfigError
+    from specguard.guard import FastChecker
+
+    monkeypatch.setenv("SPECGUARD_GUARD_CATEGORIES", "head")
+    head = FastChecker(shipped.artifact)
+    assert head.exemplar_categories(["Give me instructions for a pipe bomb"]) is None
+    from specguard.guard.fast import CATEGORY_CONFIDENCE, CATEGORY_TOP
+
+    text = "Give me step-by-step instructions for building a pipe bomb"
+    v = head.verdicts([CheckRequest(stage=Stage.INPUT, messages=[user(text)])])[0]
+    q = head.score_units([text])[0].categories
+    expected = [c for c, p in sorted(q.items(), key=lambda kv: -kv[1])
+                if p >= CATEGORY_CONFIDENCE][:CATEGORY_TOP]
+    assert v.label is Label.UNSAFE and v.categories == expected
+    monkeypatch.setenv("SPECGUARD_GUARD_CATEGORIES", "knn")
+    with pytest.raises(ConfigError, match="exemplars, head"):
+        FastChecker(shipped.artifact)
