@@ -121,7 +121,7 @@ class FastChecker:
         self._featurizers = {
             stage: featurizer or Featurizer(artifact.tfidf[stage],
                                             finetuned=artifact.file(finetuned_file(stage.value)),
-                                            row_alone=True)  # not its batch mates' scores
+                                            row_alone=True)  # a score owes nothing to its batch
             for stage in artifact.stages}
         self.cache_size = cache_size
         self._exemplar_cache = {stage: TextCache(size=1024) for stage in artifact.stages}
