@@ -1,11 +1,13 @@
-"""Which harm the fast tier names: per-category precision and recall of its category head on
-held-out harmful items, under the rule the checker applies (a category is named when its
-one-vs-rest head is at least 50% sure, at most three, most likely first).
+"""Which harm the fast tier names: per-category precision and recall on held-out harmful
+items, for what the served checker names (the categories of a flagged text's nearest labelled
+training texts: guard/exemplars.py) and, as the baseline in the same run, the TF-IDF category
+head under its rule (a category at 50% or more, at most three, most likely first).
 
 An item counts for a category when its dataset's own label maps onto that category of the
 artifact's taxonomy (specs/guard/category_map.yaml); items whose label maps nowhere are left
-out. The head is read on every such item, flagged or not: what a refusal would name. The
-summary splits requests to an assistant from the toxicity corpora (almost all hate speech).
+out. Both are read on every such item, flagged or not: what a refusal would name. The summary
+splits requests to an assistant (English, other languages) from the toxicity corpora (almost
+all hate speech).
 
     python bench/guard_categories.py            # ~2 min on 2 cores
     python bench/guard_categories.py --smoke    # CI
