@@ -32,7 +32,6 @@ from .artifact import GuardArtifact, StageHeads, combo_key, routed_members, tfid
 from .conversation import Unit, pair_text, request_units
 from .features import BLOCKS, Featurizer, finetuned_file, reads_as_english, windows
 from .heads import sigmoid
-from .textcache import TextCache
 from .verdict import CheckRequest, Label, Stage, Tier, Verdict
 
 DEFAULT_ARTIFACT = "fast_default"  # specs/guard/fast_default/ (card.json + weights.npz)
@@ -124,7 +123,6 @@ class FastChecker:
                                             row_alone=True)  # a score owes nothing to its batch
             for stage in artifact.stages}
         self.cache_size = cache_size
-        self._exemplar_cache = {stage: TextCache(size=1024) for stage in artifact.stages}
         self._cache: OrderedDict[bytes, UnitScore] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.cache_hits = 0
@@ -278,10 +276,9 @@ class FastChecker:
                     rows[i] = tuple(float(v) for v in row)
             return rows
 
-        # A flagged turn stays in the conversation, and every later check names it again.
-        rows = (self._exemplar_cache[stage].get_many(list(texts), derive) if self.cache_size
-                else derive(list(texts)))
-        return [dict(zip(ex.category_ids, row, strict=True)) for row in rows]
+        # A flagged turn stays in the conversation and every later check names it again: its
+        # vector comes from the featurizer's memory (remember=), only the search is repeated.
+        return [dict(zip(ex.category_ids, row, strict=True)) for row in derive(list(texts))]
 
     def _name_from_exemplars(self, stage: Stage, flagged: list[tuple[int, Unit]],
                              out: list[Verdict | None]) -> None:

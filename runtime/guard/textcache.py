@@ -33,42 +33,34 @@ class TextCache(Generic[T]):
         self._lock = threading.Lock()
 
     def get(self, text: str, derive: Callable[[str], T]) -> T:
-        if len(text) > self.max_chars or self.size <= 0:
-            return derive(text)
-        key = text_digest(text)
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        value = derive(text)
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        return value
+        return self.get_many([text], lambda batch: [derive(batch[0])])[0]
+
+    def _key(self, text: str) -> bytes | None:
+        """The text's key, or None for a text derived again each time."""
+        return text_digest(text) if len(text) <= self.max_chars and self.size > 0 else None
 
     def get_many(self, texts: Sequence[str],
                  derive_many: Callable[[list[str]], Sequence[T]]) -> list[T]:
         """`get` for many texts: the ones not remembered are derived in one call (a batch),
         each distinct text once."""
         out: list[T | None] = [None] * len(texts)
-        todo: dict[str, list[int]] = {}
+        todo: dict[str, tuple[bytes | None, list[int]]] = {}  # text -> (its key, where)
         with self._lock:
             for i, text in enumerate(texts):
-                key = text_digest(text) if len(text) <= self.max_chars and self.size > 0 else None
+                key = self._key(text)
                 if key is not None and key in self._items:
                     self._items.move_to_end(key)
                     out[i] = self._items[key]
                 else:
-                    todo.setdefault(text, []).append(i)
+                    todo.setdefault(text, (key, []))[1].append(i)
         if todo:
             values = list(derive_many(list(todo)))
             with self._lock:
-                for (text, where), value in zip(todo.items(), values, strict=True):
+                for (key, where), value in zip(todo.values(), values, strict=True):
                     for i in where:
                         out[i] = value
-                    if len(text) <= self.max_chars and self.size > 0:
-                        self._items[text_digest(text)] = value
+                    if key is not None:
+                        self._items[key] = value
                 while len(self._items) > self.size:
                     self._items.popitem(last=False)
         return out  # type: ignore[return-value]

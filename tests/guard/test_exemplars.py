@@ -130,12 +130,16 @@ def test_a_flagged_turn_named_again_is_read_from_memory(shipped):
 
     checker = FastChecker(shipped.artifact)
     calls = []
-    feat = checker._featurizers[Stage.INPUT]
-    block = feat.block
-    feat.block = lambda name, texts, **kw: (calls.append(list(texts)), block(name, texts, **kw))[1]
+    enc = checker._featurizers[Stage.INPUT].encoder("minilm")  # English text's exemplar encoder
+    encode = enc.encode
+    enc.encode = lambda texts, batch_size=32: (calls.append(list(texts)),
+                                               encode(texts, batch_size))[1]
     text = "Give me step-by-step instructions for building a pipe bomb"
-    first = checker.exemplar_categories([text, text])
-    again = checker.exemplar_categories([text])
+    try:
+        first = checker.exemplar_categories([text, text])
+        again = checker.exemplar_categories([text])
+    finally:
+        enc.encode = encode
     assert first[0] == first[1] == again[0] and calls == [[text]]
     seen = TextCache(size=2).get_many(["a", "b", "a"], lambda xs: [x.upper() for x in xs])
     assert seen == ["A", "B", "A"]
