@@ -120,6 +120,10 @@ class Suite(_Strict):
     # on the same items); method: each method over all items in turn (methods sharing a model
     # do not reuse each other's cached prompts, so per-item times are fair).
     order: Literal["item", "method"] = "item"
+    # Leave out every item whose prompt one of these suites uses: a second, disjoint look at
+    # a part after the first one has been read (the same text may sit in several datasets or
+    # subsets, so this compares prompts, not positions).
+    disjoint_from: list[str] = Field(default_factory=list)
     # Where a suite file was read from: custom dataset paths are relative to it.
     base_dir: str | None = Field(None, exclude=True)
 
@@ -258,6 +262,17 @@ def build_items(suite: Suite, *, data_dir: str | os.PathLike | None = None) -> l
         if entry.transform:
             items = apply_transform(items, entry.transform, data_dir=data_dir)
         per_entry.append(items)
+    seen: set[str] = set()
+    for other in suite.disjoint_from:
+        if other == suite.name:
+            raise ConfigError(f"Suite {suite.name!r} cannot be disjoint from itself.",
+                              hint="Name the suite whose prompts this one must leave out.")
+        path = Path(other)
+        if path.suffix in (".yaml", ".yml") and not path.is_absolute() and suite.base_dir:
+            path = Path(suite.base_dir) / path  # a suite file beside this one
+        first = load_suite(path if path.suffix in (".yaml", ".yml") else other)
+        seen |= {it.prompt for it in build_items(first, data_dir=data_dir)}
+    per_entry = [[it for it in items if it.prompt not in seen] for items in per_entry]
     out: list[EvalItem] = []
     for i in range(max((len(x) for x in per_entry), default=0)):
         out.extend(x[i] for x in per_entry if i < len(x))

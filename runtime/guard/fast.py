@@ -30,9 +30,11 @@ from typing import Any
 from ..errors import ConfigError
 from .artifact import GuardArtifact, StageHeads, combo_key, routed_members, tfidf_decides
 from .conversation import Unit, pair_text, request_units
-from .features import BLOCKS, Featurizer, finetuned_file, reads_as_english, windows
+from .features import (BLOCKS, Featurizer, clear_windows_cache, finetuned_file,
+                       reads_as_english, windows)
 from .heads import sigmoid
 from .verdict import CheckRequest, Label, Stage, Tier, Verdict
+from .views import clear_cache as clear_views_cache
 
 DEFAULT_ARTIFACT = "fast_default"  # specs/guard/fast_default/ (card.json + weights.npz)
 SHIPPED_ARTIFACTS = (DEFAULT_ARTIFACT,)
@@ -127,6 +129,17 @@ class FastChecker:
         self._cache_lock = threading.Lock()
         self.cache_hits = 0
         self.cache_misses = 0
+
+    def forget(self) -> None:
+        """Drop every score and vector remembered of client texts (this checker's, and the
+        process-wide views and windows): after a deletion request, or to measure what a text
+        never seen before costs."""
+        with self._cache_lock:
+            self._cache.clear()
+        for feat in self._featurizers.values():
+            feat.forget()
+        clear_views_cache()
+        clear_windows_cache()
 
     @classmethod
     def from_path(cls, path: str | Path, **kwargs: Any) -> FastChecker:

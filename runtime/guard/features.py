@@ -15,11 +15,15 @@ becomes up to three feature blocks:
 
 from __future__ import annotations
 
+import os
+import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..errors import ConfigError
 
 from ..encoders import (  # noqa: F401
     EmbeddingCache,
@@ -205,6 +209,62 @@ def _tfidf_rows(texts: Sequence[str], analyze, vocab: dict[str, int], idf):
     return ind, val, indptr
 
 
+# --- rows on every core ------------------------------------------------------------------------
+
+def row_workers() -> int:
+    """Threads a served batch's encoder rows are spread over: SPECGUARD_ENCODER_WORKERS, else
+    the cores this process may use. Each row runs alone (its score owes nothing to its batch),
+    so one call's rows can run side by side: onnxruntime and the e5 engine release the GIL."""
+    raw = os.environ.get("SPECGUARD_ENCODER_WORKERS", "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise ConfigError(f"SPECGUARD_ENCODER_WORKERS must be a whole number >= 1, not "
+                              f"{raw!r}.", hint="1 keeps every encoder row on the calling thread.")
+        return int(raw)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def spread_rows(encode: Callable[[list[str]], Any], texts: list[str], workers: int):
+    """`encode(texts)` with the texts dealt, longest first, over `workers` threads (each gets
+    about as many tokens), reassembled in order. Only for encoders whose rows never depend on
+    their batch mates: the result is what one call over all of them gives."""
+    import numpy as np
+
+    workers = min(workers, len(texts))
+    if workers <= 1:
+        return np.asarray(encode(texts), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    shares = [order[w::workers] for w in range(workers)]
+    parts: list[Any] = [None] * workers
+    errors: list[BaseException] = []
+
+    def run(w: int) -> None:
+        try:
+            parts[w] = np.asarray(encode([texts[i] for i in shares[w]]),
+                                  dtype=np.float32).reshape(len(shares[w]), -1)
+        except BaseException as exc:  # raised again on the calling thread
+            errors.append(exc)
+
+    # Threads per call, not a pool: a row costs milliseconds, a thread tens of microseconds,
+    # and nothing is left running when the process ends. The caller runs the first share.
+    helpers = [threading.Thread(target=run, args=(w,), daemon=True,
+                                name=f"specguard-encoder-{w}") for w in range(1, workers)]
+    for t in helpers:
+        t.start()
+    run(0)
+    for t in helpers:
+        t.join()
+    if errors:
+        raise errors[0]
+    out = np.zeros((len(texts), parts[0].shape[1]), dtype=np.float32)
+    for idx, part in zip(shares, parts, strict=True):
+        out[idx] = part
+    return out
+
+
 # --- the feature function ----------------------------------------------------------------------
 
 
@@ -247,9 +307,16 @@ class Featurizer:
         # probability). Run alone its score is its own, and on one core no slower
         # (bench/guard_batching.py). Encoders whose rows never mix (e5) keep their batches.
         self.row_alone = row_alone
+        # Served rows are their own, so a batch's rows run on every core (row_workers()).
+        self.workers = row_workers() if row_alone else 1
         self._vectors: dict[str, TextCache] = {}
         self.finetuned = Path(finetuned) if finetuned else None  # the minilm_ft ONNX file
         self._encoders = dict(encoders or {})
+
+    def forget(self) -> None:
+        """Drop the remembered vectors (served rows only; training's EmbeddingCache is a file)."""
+        for memo in self._vectors.values():
+            memo.clear()
 
     def encoder(self, name: str) -> SentenceEncoder:
         if name not in self._encoders:
@@ -281,7 +348,8 @@ class Featurizer:
         size = 1 if self.row_alone and not getattr(enc, "batch_invariant", False) else 32
 
         def encode(batch: list[str]):
-            return np.asarray(enc.encode(batch, batch_size=size), dtype=np.float32)
+            return spread_rows(lambda part: enc.encode(part, batch_size=size), batch,
+                               self.workers)
 
         if not self.row_alone or not remember:
             return encode(list(texts))

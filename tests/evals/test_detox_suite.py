@@ -132,3 +132,21 @@ def test_suite_runs_plain_and_goodtriever_on_a_tiny_recipe(tmp_path, embedded_ba
 
     rtp = {r.id: r for r in load_data("realtoxicityprompts")}
     assert all(record_part(rtp[r["item"]["record_id"]]) is Part.HELD_OUT for r in recs)
+
+
+def test_the_confirming_suite_reads_only_held_out_prompts_the_detox_suite_leaves():
+    """detox_confirm is the second look: the same methods and judges on held-out prompts that
+    no choice has seen, disjoint from the detox suite's sample."""
+    from specguard.config import data_dir
+    from specguard.evals.suites import build_items
+
+    first, second = load_suite("detox"), load_suite("detox_confirm")
+    assert [m.display for m in second.methods] == [m.display for m in first.methods]
+    assert [j.name for j in second.judges] == [j.name for j in first.judges]
+    assert {d.part for d in second.datasets} == {"held_out"}
+    if not (Path(data_dir()) / "realtoxicityprompts").is_dir():
+        pytest.skip("RealToxicityPrompts is not in the data directory (SPECGUARD_DATA_DIR)")
+    seen = {it.request for it in build_items(first)}
+    fresh = [it.request for it in build_items(second)]
+    assert fresh and not seen & set(fresh)
+    assert len(fresh) > 2 * len(seen)  # every held-out prompt the first one left

@@ -442,3 +442,22 @@ def test_a_run_made_with_other_shipped_artifacts_is_not_resumed(tmp_path, monkey
     monkeypatch.setattr(runner, "shipped_artifacts_fingerprint", lambda: "retrained0000000")
     with pytest.raises(ConfigError, match="another configuration"):
         _run(suite, out, limit=1)
+
+
+def test_a_suite_disjoint_from_another_leaves_out_every_prompt_the_other_reads(tmp_path):
+    _write_custom(tmp_path)
+    (tmp_path / "first.yaml").write_text(
+        "name: first\ndatasets: [{custom: prompts.yaml, n: 2, seed: 3}]\nmethods: [scripted]\n")
+    (tmp_path / "second.yaml").write_text(
+        "name: second\ndisjoint_from: [first.yaml]\n"
+        "datasets: [{custom: prompts.yaml, where: {harmful: true}, group: harmful},\n"
+        "           {custom: prompts.yaml, where: {harmful: false}, group: benign}]\n"
+        "methods: [scripted]\n")
+    first = {it.prompt for it in build_items(load_suite(tmp_path / "first.yaml"))}
+    second = [it.prompt for it in build_items(load_suite(tmp_path / "second.yaml"))]
+    assert len(first) == 2 and len(second) == 4 and not first & set(second)
+    (tmp_path / "self.yaml").write_text(
+        "name: self\ndisjoint_from: [self]\ndatasets: [{custom: prompts.yaml}]\n"
+        "methods: [scripted]\n")
+    with pytest.raises(ConfigError, match="disjoint from itself"):
+        build_items(load_suite(tmp_path / "self.yaml"))
