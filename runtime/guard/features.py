@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
 
 from ..encoders import (  # noqa: F401
     EmbeddingCache,
     SentenceEncoder,
+    encoder_threads,
     load_encoder,
+    positive_env,
     looks_english,
     reads_as_english,
 )
@@ -213,18 +214,18 @@ def _tfidf_rows(texts: Sequence[str], analyze, vocab: dict[str, int], idf):
 
 def row_workers() -> int:
     """Threads a served batch's encoder rows are spread over: SPECGUARD_ENCODER_WORKERS, else
-    the cores this process may use. Each row runs alone (its score owes nothing to its batch),
-    so one call's rows can run side by side: onnxruntime and the e5 engine release the GIL."""
-    raw = os.environ.get("SPECGUARD_ENCODER_WORKERS", "").strip()
-    if raw:
-        if not raw.isdigit() or int(raw) < 1:
-            raise ConfigError(f"SPECGUARD_ENCODER_WORKERS must be a whole number >= 1, not "
-                              f"{raw!r}.", hint="1 keeps every encoder row on the calling thread.")
-        return int(raw)
+    the cores this process may use divided by each encoder session's own threads
+    (SPECGUARD_ENCODER_THREADS, default 1: onnxruntime's threads spin while they wait, and two
+    rows of two threads each on two cores ran slower than one row at a time). Each row runs
+    alone (its score owes nothing to its batch), so one call's rows can run side by side:
+    onnxruntime and the e5 engine release the GIL."""
+    if os.environ.get("SPECGUARD_ENCODER_WORKERS", "").strip():
+        return positive_env("SPECGUARD_ENCODER_WORKERS", 1)  # 1: rows on the calling thread
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, encoder_threads()))
 
 
 def spread_rows(encode: Callable[[list[str]], Any], texts: list[str], workers: int):

@@ -194,3 +194,19 @@ def test_a_bad_worker_count_is_refused_with_what_to_set(monkeypatch):
             row_workers()
     monkeypatch.delenv("SPECGUARD_ENCODER_WORKERS")
     assert row_workers() >= 1
+
+
+def test_rows_are_not_spread_over_more_threads_than_the_cores_hold(monkeypatch):
+    """Two-thread encoder sessions on two cores: one row at a time (ORT's threads spin)."""
+    import os
+
+    from specguard.errors import ConfigError
+    from specguard.guard.features import row_workers
+
+    monkeypatch.delenv("SPECGUARD_ENCODER_WORKERS", raising=False)
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setenv("SPECGUARD_ENCODER_THREADS", "2")
+    assert row_workers() == max(1, cores // 2)
+    monkeypatch.setenv("SPECGUARD_ENCODER_THREADS", "lots")
+    with pytest.raises(ConfigError, match="SPECGUARD_ENCODER_THREADS"):
+        row_workers()
