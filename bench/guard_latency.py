@@ -21,7 +21,6 @@ machine's load average is recorded; compare rows within one run.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time

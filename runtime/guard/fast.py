@@ -30,8 +30,14 @@ from typing import Any
 from ..errors import ConfigError
 from .artifact import GuardArtifact, StageHeads, combo_key, routed_members, tfidf_decides
 from .conversation import Unit, pair_text, request_units
-from .features import (BLOCKS, Featurizer, clear_windows_cache, finetuned_file,
-                       reads_as_english, windows)
+from .features import (
+    BLOCKS,
+    Featurizer,
+    clear_windows_cache,
+    finetuned_file,
+    reads_as_english,
+    windows,
+)
 from .heads import sigmoid
 from .verdict import CheckRequest, Label, Stage, Tier, Verdict
 from .views import clear_cache as clear_views_cache

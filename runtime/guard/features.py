@@ -23,14 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from ..encoders import (  # noqa: F401
     EmbeddingCache,
     SentenceEncoder,
     encoder_threads,
     load_encoder,
-    positive_env,
     looks_english,
+    positive_env,
     reads_as_english,
 )
 from .textcache import TextCache
@@ -212,6 +211,7 @@ def _tfidf_rows(texts: Sequence[str], analyze, vocab: dict[str, int], idf):
 
 # --- rows on every core ------------------------------------------------------------------------
 
+
 def row_workers() -> int:
     """Threads a served batch's encoder rows are spread over: SPECGUARD_ENCODER_WORKERS, else
     the cores this process may use divided by each encoder session's own threads
@@ -246,7 +246,7 @@ def spread_rows(encode: Callable[[list[str]], Any], texts: list[str], workers: i
         try:
             parts[w] = np.asarray(encode([texts[i] for i in shares[w]]),
                                   dtype=np.float32).reshape(len(shares[w]), -1)
-        except BaseException as exc:  # raised again on the calling thread
+        except BaseException as exc:  # noqa: BLE001 - raised again on the calling thread
             errors.append(exc)
 
     # Threads per call, not a pool: a row costs milliseconds, a thread tens of microseconds,
