@@ -5,7 +5,8 @@ prompt, held-out prompts of ordinary length, and a prompt in another language (t
 and checks per second when a batch of 64 requests is checked in one call (/v1/moderations, the
 eval harness). Rows: the shipped artifact as served (cascade: TF-IDF decides alone when it is
 sure), the same without the cascade (the encoder on every text), and TF-IDF alone. Each call
-starts with the checker's memory emptied, so these rows measure texts never seen before.
+starts with the checker's memory emptied, so these rows measure texts never seen before, with
+the served defaults (one thread per encoder session, a call's rows spread over the cores).
 
 A second table follows a chat as it grows (a long system prompt, then ten user turns, each
 request carrying the whole conversation, as chat clients send it): per-request check time
@@ -25,8 +26,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-
-# The served defaults: one thread per encoder session, rows spread over the cores.
 
 
 def _pct(xs: list[float], q: float) -> float:

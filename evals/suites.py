@@ -237,8 +237,10 @@ def sample_records(records: list[Record], entry: DatasetEntry) -> list[Record]:
     return chosen
 
 
-def build_items(suite: Suite, *, data_dir: str | os.PathLike | None = None) -> list[EvalItem]:
-    """Every item of the suite, entries interleaved round-robin (so that `--limit` keeps a mix)."""
+def build_items(suite: Suite, *, data_dir: str | os.PathLike | None = None,
+                _within: tuple[str, ...] = ()) -> list[EvalItem]:
+    """Every item of the suite, entries interleaved round-robin (so that `--limit` keeps a mix).
+    `_within`: the suites whose `disjoint_from` led here (a cycle has no answer)."""
     from .transforms import apply_transform
 
     per_entry: list[list[EvalItem]] = []
@@ -263,15 +265,23 @@ def build_items(suite: Suite, *, data_dir: str | os.PathLike | None = None) -> l
             items = apply_transform(items, entry.transform, data_dir=data_dir)
         per_entry.append(items)
     seen: set[str] = set()
+    chain = (*_within, suite.name)
+
+    def refuse_cycle(name: str) -> None:
+        if name in chain:
+            what = "itself" if chain == (name,) else " -> ".join((*chain, name))
+            raise ConfigError(f"Suite {suite.name!r} cannot be disjoint from {what}.",
+                              hint="Name the suite whose prompts this one must leave out; "
+                                   "two suites cannot each leave out the other's.")
+
     for other in suite.disjoint_from:
-        if other == suite.name:
-            raise ConfigError(f"Suite {suite.name!r} cannot be disjoint from itself.",
-                              hint="Name the suite whose prompts this one must leave out.")
-        path = Path(other)
-        if path.suffix in (".yaml", ".yml") and not path.is_absolute() and suite.base_dir:
-            path = Path(suite.base_dir) / path  # a suite file beside this one
-        first = load_suite(path if path.suffix in (".yaml", ".yml") else other)
-        seen |= {it.prompt for it in build_items(first, data_dir=data_dir)}
+        refuse_cycle(other)  # by name, before loading it
+        if Path(other).suffix in (".yaml", ".yml") and suite.base_dir \
+                and not Path(other).is_absolute():
+            other = str(Path(suite.base_dir) / other)  # a suite file beside this one
+        first = load_suite(other)
+        refuse_cycle(first.name)
+        seen |= {it.prompt for it in build_items(first, data_dir=data_dir, _within=chain)}
     per_entry = [[it for it in items if it.prompt not in seen] for items in per_entry]
     out: list[EvalItem] = []
     for i in range(max((len(x) for x in per_entry), default=0)):

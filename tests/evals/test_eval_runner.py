@@ -461,3 +461,9 @@ def test_a_suite_disjoint_from_another_leaves_out_every_prompt_the_other_reads(t
         "methods: [scripted]\n")
     with pytest.raises(ConfigError, match="disjoint from itself"):
         build_items(load_suite(tmp_path / "self.yaml"))
+    for a, b in (("ping", "pong"), ("pong", "ping")):
+        (tmp_path / f"{a}.yaml").write_text(
+            f"name: {a}\ndisjoint_from: [{b}.yaml]\ndatasets: [{{custom: prompts.yaml}}]\n"
+            "methods: [scripted]\n")
+    with pytest.raises(ConfigError, match="ping -> pong -> ping"):
+        build_items(load_suite(tmp_path / "ping.yaml"))
