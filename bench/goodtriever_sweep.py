@@ -1,10 +1,12 @@
-"""Choosing Goodtriever's defaults by the toxicity / fluency trade-off, on VALIDATION prompts.
+"""Choosing Goodtriever's defaults by the toxicity / fluency trade-off, on choice data only.
 
 Runs the detox suite's methods (specguard.evals.detox_methods: raw-text continuation on the
 embedded model, the same loop plain and with Goodtriever) through the eval harness on the
-VALIDATION part of RealToxicityPrompts, for plain decoding and a grid around the defaults
-(alpha, the agreement gate, k, T, top-p before the ensemble), with the stores of a datastore
-recipe (TRAIN parts). The choice: the config with the lowest Expected Maximum Toxicity (trained
+TRAIN and VALIDATION parts of RealToxicityPrompts (`--parts`; no datastore trains on RTP, so
+both are choice data, and 168 prompts choose more steadily than the 27 of VALIDATION alone),
+for plain decoding and a grid around the defaults (alpha, T, k, top-p before the ensemble, the
+agreement gate, the penalty-only shift), with the stores of a datastore recipe (TRAIN parts of
+other corpora). The choice: the config with the lowest Expected Maximum Toxicity (trained
 guard) whose perplexity under Gemma 3 270M stays within --budget (default +15%) and whose dist-2
 within --dist-budget (default -10%, relative) of plain decoding's, measured in the same run
 (perplexity alone does not see repetition); see `choose` for the fallbacks.
@@ -14,7 +16,7 @@ prompts come from the detox suite (`specguard eval run detox --publish`), never 
 It also measures how far the two toxicity scorers agree with human toxicity labels on the
 HELD_OUT parts of labelled corpora (Davidson, Jigsaw, ToxiGen, ConvAbuse): AUROC and accuracy.
 
-    python bench/goodtriever_sweep.py --samples 4 --out runs/goodtriever_sweep
+    python bench/goodtriever_sweep.py --samples 2 --out runs/goodtriever_sweep
     python bench/goodtriever_sweep.py --smoke --out /tmp/sweep      # CI: tiny stores, 2 configs
 
 Writes docs/results/goodtriever_sweep.json (tables in docs/results/detox.md) and the PNG.
@@ -34,18 +36,22 @@ REPO = Path(__file__).resolve().parents[1]
 PNG = REPO / "docs" / "results" / "goodtriever_tradeoff.png"
 
 # A config is a label of knobs that differ from the paper's combination (alpha 2, T 100, k 1024,
-# top-p 0.9, no gate): "a=8 T=2000". The grid: the paper's point, alpha against T (the knob
-# that mattered with 270k-key stores), the agreement gate, and a sharp T. Any other point:
-# --configs "a=6 T=600 k=256".
-PAPER = {"alpha": 2.0, "gate": 0.0, "temperature": 100.0, "k": 1024, "top_p": 0.9}
-KNOBS = {"a": "alpha", "gate": "gate", "T": "temperature", "k": "k", "top-p": "top_p"}
-GRID_LABELS = ["a=2 (paper)", "a=4", "a=2 gate=0.5", "a=4 T=50", "a=2 T=200", "a=4 T=200",
-               "a=8 T=200", "a=4 T=400", "a=8 T=400", "a=4 T=1000", "a=8 T=1000",
-               "a=16 T=1000", "a=8 T=2000"]
+# top-p 0.9, no gate, the full shift): "a=8 T=2000". The grid: the paper's point, the previous
+# default (a=4 T=1000) and stronger shifts around it at the flat temperatures that worked with
+# 270k-key stores, and the penalty-only shift (pen=1). Points the earlier grids settled (T 50,
+# T 200-400, the agreement gate, alpha 16) are in docs/results/detox.md's notes. Any other
+# point: --configs "a=6 T=600 k=256".
+PAPER = {"alpha": 2.0, "gate": 0.0, "temperature": 100.0, "k": 1024, "top_p": 0.9,
+         "penalize_only": False}
+KNOBS = {"a": "alpha", "gate": "gate", "T": "temperature", "k": "k", "top-p": "top_p",
+         "pen": "penalize_only"}
+GRID_LABELS = ["a=2 (paper)", "a=4 T=1000", "a=6 T=1000", "a=6 T=2000", "a=8 T=2000",
+               "pen=1 a=8 T=1000"]
 
 
 def parse_config(label: str) -> tuple[str, dict]:
-    """"a=4 T=50 k=256" (knobs: a, gate, T, k, top-p; the paper's values otherwise) ->
+    """"a=4 T=50 k=256" (knobs: a, gate, T, k, top-p, pen (1: penalize_only); the paper's
+    values otherwise) ->
     (label, settings). A parenthesised note ("a=2 (paper)") is not read."""
     label = label.strip()
     opts = dict(PAPER)
@@ -54,7 +60,12 @@ def parse_config(label: str) -> tuple[str, dict]:
         if not eq or knob not in KNOBS:
             raise SystemExit(f"--configs: cannot read {part!r} in {label!r}; write knob=value "
                              f"with knobs {', '.join(KNOBS)} (e.g. \"a=4 T=50\")")
-        opts[KNOBS[knob]] = int(value) if knob == "k" else float(value)
+        if knob == "pen":
+            if value not in ("0", "1"):
+                raise SystemExit(f"--configs: pen takes 0 or 1, not {value!r} in {label!r}")
+            opts[KNOBS[knob]] = value == "1"
+        else:
+            opts[KNOBS[knob]] = int(value) if knob == "k" else float(value)
     return label, opts
 
 
@@ -91,9 +102,10 @@ def suite_for(args, grid) -> dict:
         metrics.insert(4, {"name": "perplexity", "judge": "perplexity"})
     return {
         "name": "goodtriever_sweep", "plugins": ["specguard.evals.detox_methods"],
-        "description": "Goodtriever settings on RealToxicityPrompts VALIDATION prompts",
-        "datasets": [{"name": "realtoxicityprompts", "part": "validation", "n": args.prompts,
-                      "seed": 0, "group": "rtp_validation"}],
+        "description": "Goodtriever settings on RealToxicityPrompts "
+                       f"{' + '.join(p.upper() for p in args.parts)} prompts",
+        "datasets": [{"name": "realtoxicityprompts", "part": part, "n": args.prompts,
+                      "seed": 0, "group": f"rtp_{part}"} for part in args.parts],
         "methods": methods, "judges": judges, "metrics": metrics,
         "generation": {"max_tokens": args.new_tokens, "temperature": 1.0,
                        "samples": args.samples},
@@ -256,7 +268,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--recipe", default="detox")
     ap.add_argument("--root", default=None, help="datastore root (default: the cache)")
-    ap.add_argument("--prompts", type=int, default=27, help="validation prompts (27 exist)")
+    ap.add_argument("--parts", default="train,validation",
+                    help="RTP parts the choice reads (never held_out): no store trains on RTP, "
+                    "so its TRAIN part (141 prompts) is choice data as much as VALIDATION (27)")
+    ap.add_argument("--prompts", type=int, default=None,
+                    help="prompts per part (default: all)")
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--new-tokens", type=int, default=20)
     ap.add_argument("--configs", default=None, help="comma-separated labels of GRID to run")
@@ -272,6 +288,10 @@ def main() -> None:
     ap.add_argument("--result", default=None, help="summary path (default docs/results/)")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
+    args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    if not args.parts or not set(args.parts) <= {"train", "validation"}:
+        raise SystemExit("--parts: train and/or validation (held_out is for the detox suites, "
+                         "never for a choice)")
     grid = GRID
     if args.configs:
         grid = [GRID[0]] + [parse_config(label) for label in args.configs.split(",")
@@ -289,13 +309,14 @@ def main() -> None:
         for side in Side:
             build.finalize(side)
         args.recipe, args.root = str(recipe_path), str(tmp / "stores")
-        args.prompts, args.samples, args.new_tokens, args.no_ppl = 2, 1, 4, True
+        args.parts, args.prompts, args.samples, args.new_tokens, args.no_ppl = (
+            ["validation"], 2, 1, 4, True)
         grid = [GRID[0], parse_config("a=2 gate=0.5")]
         args.png = str(Path(args.out) / "tradeoff.png")
     summary = run_sweep(args, grid)
     chosen, points = choose(summary, grid, args.budget, args.dist_budget)
     n_items = summary.get("n_items")
-    title = (f"RTP validation: {n_items} prompts x {args.samples} samples x {args.new_tokens} "
+    title = (f"RTP {' + '.join(args.parts)}: {n_items} prompts x {args.samples} samples x {args.new_tokens} "
              f"tokens; recipe {Path(args.recipe).stem}")
     plot(points, chosen, args.budget, Path(args.png), title, args.dist_budget)
     agree = agreement(args)
@@ -347,12 +368,12 @@ def write(args, summary, grid, chosen, points, agree, title) -> None:
               "these HELD_OUT parts."),
     ]
     chosen_opts = next(o for lbl, o in grid if lbl == chosen)
-    headline = (f"chosen on {summary.get('n_items')} validation prompts: {chosen} "
+    headline = (f"chosen on {summary.get('n_items')} {' + '.join(args.parts)} prompts: {chosen} "
                 f"({json.dumps(chosen_opts)})")
     result = Result(
         name="goodtriever_sweep", title="Goodtriever settings: the toxicity / fluency trade-off",
         script="bench/goodtriever_sweep.py", command=command_line(), smoke=args.smoke,
-        readme=Readme(what="Goodtriever settings sweep (validation)",
+        readme=Readme(what="Goodtriever settings sweep (choice data)",
                       where="docs/results/detox.md", headline=headline),
         tables=tables, data={"chosen": chosen, "chosen_settings": chosen_opts,
                              "points": [{k: v for k, v in p.items() if k != "metrics"}

@@ -31,7 +31,7 @@ from ..types import Cost as _Cost
 from ..types import GenerationParams, user
 from .judges import JudgeCard, JudgeContext, JudgeInput, Judgement, register_judge
 from .judges._base import NO_ANSWER, ToxicityLabel
-from .methods import Cost, MethodContext, MethodOutput, method_options, register_method
+from .methods import Cost, MethodOutput, method_options, register_method
 from .suites import EvalItem
 
 
@@ -66,7 +66,9 @@ class ContinuationMethod:
             d = self.retriever.describe()
             self.description = (
                 f"Goodtriever: alpha {d['alpha']:g}, k {d['k']}, T {d['temperature']:g}, "
-                f"top-p {d['top_p']:g}, gate {d['gate']:g}; {d['toxic_keys']:,} toxic / "
+                f"top-p {d['top_p']:g}, gate {d['gate']:g}"
+                f"{', penalty-only shift' if d.get('penalize_only') else ''}; "
+                f"{d['toxic_keys']:,} toxic / "
                 f"{d['nontoxic_keys']:,} non-toxic keys ({', '.join(d['toxic_datastores'])} | "
                 f"{', '.join(d['nontoxic_datastores'])})")
 

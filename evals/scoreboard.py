@@ -63,7 +63,7 @@ EXPECTED = (
              "specguard eval run detox --threads 1 --publish"),
     Expected("detox_confirm", "Goodtriever, confirmed on held-out prompts no choice saw",
              "docs/results/detox.md", "specguard eval run detox_confirm --threads 1 --publish"),
-    Expected("goodtriever_sweep", "Goodtriever settings sweep (validation)",
+    Expected("goodtriever_sweep", "Goodtriever settings sweep (choice data)",
              "docs/results/detox.md", "python bench/goodtriever_sweep.py"),
     Expected("proxy_overhead", "proxy overhead (pass-through policy, loopback upstream)",
              "docs/results/performance.md", "python bench/proxy_overhead.py"),

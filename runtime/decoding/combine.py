@@ -6,7 +6,11 @@ Per decoding step, for each row of the batch:
     p_kNN(v) = sum over retrieved neighbours j with next token v of softmax(-d / T)_j
     s   = log_softmax(l' + alpha * (log p_kNN+ - log p_kNN-))
 
-`+` is the non-toxic datastore, `-` the toxic one. With a gate g > 0 the shift applies only to
+`+` is the non-toxic datastore, `-` the toxic one. With `penalize_only` the shift is clipped
+at zero, min(0, log p_kNN+ - log p_kNN-): a token the toxic store favours over the non-toxic
+one is pushed down and nothing is pushed up, so the rest of the nucleus keeps the base model's
+proportions instead of leaning toward whatever the non-toxic store holds more of (its
+register, its stock phrases: what made large alphas repeat themselves). With a gate g > 0 the shift applies only to
 the rows where the two stores disagree about the tokens the model may sample: the total
 variation between p_kNN+ and p_kNN- over the row's nucleus, 0.5 * sum_{v in nucleus}
 |p+(v) - p-(v)|, is at least g (rows below it keep the top-p base distribution). Where
@@ -32,6 +36,7 @@ DEFAULT_ALPHA = 4.0
 DEFAULT_TEMPERATURE = 1000.0
 DEFAULT_TOP_P = 0.9
 DEFAULT_GATE = 0.0
+DEFAULT_PENALIZE_ONLY = False
 
 
 class Neighbours(NamedTuple):
@@ -100,16 +105,19 @@ def goodtriever_logprobs(
     temperature: float = DEFAULT_TEMPERATURE,
     top_p: float = DEFAULT_TOP_P,
     gate: float = DEFAULT_GATE,
+    penalize_only: bool = DEFAULT_PENALIZE_ONLY,
 ) -> torch.Tensor:
     """Next-token log-probs [B, V] from base logits [B, V] and the two datastores' neighbours.
 
     Either datastore may be absent (its term is then zero): toxic only is the anti-expert
     alone, as in the paper's ablation. alpha = 0 returns the top-p-filtered base distribution.
     `gate` (0: off, the paper) applies the shift only to rows whose stores disagree on the
-    nucleus by at least that total variation (needs both stores).
+    nucleus by at least that total variation (needs both stores). `penalize_only` clips the
+    shift at zero (tokens are only pushed down).
     """
     return goodtriever_step(base_logits, toxic=toxic, nontoxic=nontoxic, alpha=alpha,
-                            temperature=temperature, top_p=top_p, gate=gate)[0]
+                            temperature=temperature, top_p=top_p, gate=gate,
+                            penalize_only=penalize_only)[0]
 
 
 def goodtriever_step(
@@ -121,6 +129,7 @@ def goodtriever_step(
     temperature: float = DEFAULT_TEMPERATURE,
     top_p: float = DEFAULT_TOP_P,
     gate: float = DEFAULT_GATE,
+    penalize_only: bool = DEFAULT_PENALIZE_ONLY,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`goodtriever_logprobs` and, per row, whether the shift was applied (bool [B])."""
     import torch
@@ -150,6 +159,8 @@ def goodtriever_step(
         tv = 0.5 * torch.where(keep, (p_plus - p_minus).abs(), 0.0).sum(dim=-1)
         applied = applied & (tv >= gate)
         shift = torch.where(applied[:, None], shift, torch.zeros_like(shift))
+    if penalize_only:
+        shift = shift.clamp(max=0.0)
     return torch.log_softmax(filtered + alpha * shift, dim=-1), applied
 
 

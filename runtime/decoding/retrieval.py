@@ -118,6 +118,7 @@ class Retriever:
         out, applied = goodtriever_step(
             base_logits, toxic=toxic, nontoxic=nontoxic, alpha=s.alpha,
             temperature=s.temperature, top_p=s.top_p, gate=s.gate,
+            penalize_only=s.penalize_only,
         )
         self.rows += int(applied.shape[0])
         self.shifted += int(applied.sum())

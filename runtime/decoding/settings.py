@@ -39,6 +39,9 @@ class GoodtrieverParams(BaseModel):
         0.0, ge=0.0, le=1.0,
         description="apply the kNN shift only where the stores' distributions differ on the "
         "nucleus by at least this total variation (0: always, as in the paper)")
+    penalize_only: bool = Field(
+        False, description="clip the shift at zero: push down the tokens the toxic store "
+        "favours over the non-toxic one, push nothing up (the paper: False)")
 
 
 class DetoxSettings(GoodtrieverParams):
@@ -80,6 +83,7 @@ class DetoxSettings(GoodtrieverParams):
             "temperature": self.temperature,
             "top_p": self.top_p,
             "gate": self.gate,
+            "penalize_only": self.penalize_only,
         }
 
 

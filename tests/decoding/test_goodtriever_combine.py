@@ -131,6 +131,39 @@ def test_gate_keeps_rows_where_the_stores_agree_and_shifts_the_others():
         goodtriever_step(base, toxic=toxic, nontoxic=nontoxic, gate=1.5)
 
 
+def test_penalize_only_pushes_down_and_never_up():
+    """The clipped shift: tokens the toxic store favours lose probability as with the full
+    shift, and no token gains beyond the renormalisation of the base distribution."""
+    from specguard.decoding import goodtriever_step
+
+    base = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    nontoxic = _nb([[1.0, 2.0, 3.0]], [[0, 0, 2]])
+    toxic = _nb([[0.0, math.log(2.0)]], [[1, 2]])
+    kw = {"toxic": toxic, "nontoxic": nontoxic, "alpha": 2.0, "temperature": 1.0, "top_p": 0.9}
+    full, _ = goodtriever_step(base, **kw)
+    clipped, applied = goodtriever_step(base, penalize_only=True, **kw)
+    assert applied.tolist() == [True]
+    # hand-computed as in test_hand_computed_example, the shift clipped at zero
+    z = math.exp(-1) + math.exp(-2) + math.exp(-3)
+    lp_plus = {0: math.log((math.exp(-1) + math.exp(-2)) / z), 2: math.log(math.exp(-3) / z)}
+    lp_minus = {1: math.log(2 / 3), 2: math.log(1 / 3)}
+    shifts = [min(0.0, lp_plus[0] - lp_minus[2]), min(0.0, lp_plus[2] - lp_minus[1]),
+              min(0.0, lp_plus[2] - lp_minus[2])]
+    raw = [math.log(p) + 2 * d for p, d in zip([0.5, 0.3, 0.15], shifts)]
+    norm = math.log(sum(math.exp(r) for r in raw))
+    for i in range(3):
+        assert clipped[0, i].item() == pytest.approx(raw[i] - norm, abs=1e-5)
+    assert shifts[0] == 0.0 and shifts[1] < 0.0  # the non-toxic favourite is not boosted
+    # token 0 (the non-toxic store's favourite) keeps its base ratio to every unshifted token
+    # and gains less than the full shift gives it; token 1 (the toxic favourite) still falls
+    plain = goodtriever_logprobs(base, alpha=0.0, top_p=0.9)
+    assert clipped[0, 0] > plain[0, 0] and clipped[0, 0] < full[0, 0]
+    assert clipped[0, 1] < plain[0, 1]
+    # alpha 0 is still the filtered base
+    assert torch.allclose(goodtriever_step(base, penalize_only=True, **{**kw, "alpha": 0.0})[0],
+                          plain)
+
+
 def test_gate_bounds_are_the_settings_bounds_everywhere():
     from pydantic import ValidationError
     from specguard.decoding import DetoxSettings, GoodtrieverParams
@@ -160,7 +193,8 @@ def test_every_loop_reads_one_set_of_bounds():
             with pytest.raises(ValidationError):
                 model(**bad)
     sw = TapSwitches.from_xargs({"specguard_toxic": "t", "specguard_gate": 0.4,
-                                 "specguard_alpha": 1.5})
+                                 "specguard_alpha": 1.5, "specguard_penalize_only": "true"})
+    assert sw.penalize_only is True and sw.to_xargs()["specguard_penalize_only"] is True
     assert sw.gate == 0.4 and DetoxSettings(**sw.model_dump(
         include=set(GoodtrieverParams.model_fields))).gate == 0.4
 
@@ -184,6 +218,5 @@ def test_the_combination_loads_alone_by_path_with_the_shipped_defaults():
         loaded[name] = module
     params = inspect.signature(loaded["combine"].goodtriever_step).parameters
     shipped = GoodtrieverParams()
-    assert {k: params[k].default for k in ("alpha", "temperature", "top_p", "gate")} == {
-        "alpha": shipped.alpha, "temperature": shipped.temperature, "top_p": shipped.top_p,
-        "gate": shipped.gate}
+    knobs = ("alpha", "temperature", "top_p", "gate", "penalize_only")
+    assert {k: params[k].default for k in knobs} == {k: getattr(shipped, k) for k in knobs}

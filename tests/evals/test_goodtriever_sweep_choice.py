@@ -55,10 +55,18 @@ def test_when_nothing_keeps_diversity_the_perplexity_budget_alone_decides(sweep)
 
 def test_a_config_label_is_read_as_knobs_over_the_papers_values(sweep):
     assert sweep.parse_config("a=2 (paper)") == (
-        "a=2 (paper)", {"alpha": 2.0, "gate": 0.0, "temperature": 100.0, "k": 1024, "top_p": 0.9})
-    label, opts = sweep.parse_config(" a=6 T=600 k=256 top-p=1 gate=0.2 ")
-    assert label == "a=6 T=600 k=256 top-p=1 gate=0.2"
-    assert opts == {"alpha": 6.0, "gate": 0.2, "temperature": 600.0, "k": 256, "top_p": 1.0}
+        "a=2 (paper)", {"alpha": 2.0, "gate": 0.0, "temperature": 100.0, "k": 1024, "top_p": 0.9,
+                        "penalize_only": False})
+    label, opts = sweep.parse_config(" a=6 T=600 k=256 top-p=1 gate=0.2 pen=1 ")
+    assert label == "a=6 T=600 k=256 top-p=1 gate=0.2 pen=1"
+    assert opts == {"alpha": 6.0, "gate": 0.2, "temperature": 600.0, "k": 256, "top_p": 1.0,
+                    "penalize_only": True}
+    # every config is a valid setting of the loops it runs in
+    from specguard.decoding import GoodtrieverParams
+
+    assert GoodtrieverParams(**opts).penalize_only is True
+    with pytest.raises(SystemExit, match="pen takes 0 or 1"):
+        sweep.parse_config("pen=yes")
     with pytest.raises(SystemExit, match="knob=value"):
         sweep.parse_config("alpha=4")
     with pytest.raises(SystemExit, match="knob=value"):
