@@ -281,11 +281,17 @@ def main() -> None:
                     help="dist-2 budget vs plain (relative): repetition that perplexity misses")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("SPECGUARD_THREADS", "1")))
     ap.add_argument("--agreement-n", type=int, default=2000,
-                    help="held-out records per corpus for the scorers' agreement")
+                    help="held-out records per corpus for the scorers' agreement (0: skip "
+                    "that table, e.g. for a finer grid published beside the first)")
     ap.add_argument("--no-ppl", action="store_true")
     ap.add_argument("--out", default="runs/goodtriever_sweep")
     ap.add_argument("--png", default=str(PNG))
     ap.add_argument("--result", default=None, help="summary path (default docs/results/)")
+    ap.add_argument("--name", default="goodtriever_sweep",
+                    help="result name (docs/results/<name>.json): a second, finer grid is "
+                    "published beside the first instead of replacing it")
+    ap.add_argument("--what", default="Goodtriever settings sweep (choice data)",
+                    help="the README row's label for this result")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -319,7 +325,7 @@ def main() -> None:
     title = (f"RTP {' + '.join(args.parts)}: {n_items} prompts x {args.samples} samples x {args.new_tokens} "
              f"tokens; recipe {Path(args.recipe).stem}")
     plot(points, chosen, args.budget, Path(args.png), title, args.dist_budget)
-    agree = agreement(args)
+    agree = agreement(args) if args.agreement_n > 0 or args.smoke else []
     write(args, summary, grid, chosen, points, agree, title)
 
 
@@ -367,20 +373,23 @@ def write(args, summary, grid, chosen, points, agree, title) -> None:
               "so its figures there are not an independent check; the guard never trained on "
               "these HELD_OUT parts."),
     ]
+    if not agree:
+        tables = tables[:1]
     chosen_opts = next(o for lbl, o in grid if lbl == chosen)
-    headline = (f"chosen on {summary.get('n_items')} {' + '.join(args.parts)} prompts: {chosen} "
+    headline = (f"lowest EMT within the budgets on this grid, {summary.get('n_items')} "
+                f"{' + '.join(args.parts)} prompts: {chosen} "
                 f"({json.dumps(chosen_opts)})")
     result = Result(
-        name="goodtriever_sweep", title="Goodtriever settings: the toxicity / fluency trade-off",
+        name=args.name, title="Goodtriever settings: the toxicity / fluency trade-off",
         script="bench/goodtriever_sweep.py", command=command_line(), smoke=args.smoke,
-        readme=Readme(what="Goodtriever settings sweep (choice data)",
+        readme=Readme(what=args.what,
                       where="docs/results/detox.md", headline=headline),
         tables=tables, data={"chosen": chosen, "chosen_settings": chosen_opts,
                              "points": [{k: v for k, v in p.items() if k != "metrics"}
                                         for p in points], "descriptions": desc,
                              "png": os.path.relpath(args.png, REPO)
                              if Path(args.png).is_relative_to(REPO) else args.png})
-    out = args.result or (Path(args.out) / "goodtriever_sweep.json" if args.smoke else None)
+    out = args.result or (Path(args.out) / f"{args.name}.json" if args.smoke else None)
     print(f"chosen: {chosen}; wrote {write_result(result, out)}")
 
 

@@ -65,6 +65,12 @@ EXPECTED = (
              "docs/results/detox.md", "specguard eval run detox_confirm --threads 1 --publish"),
     Expected("goodtriever_sweep", "Goodtriever settings sweep (choice data)",
              "docs/results/detox.md", "python bench/goodtriever_sweep.py"),
+    Expected("goodtriever_sweep_fine", "Goodtriever settings sweep, finer grid (choice data)",
+             "docs/results/detox.md",
+             "python bench/goodtriever_sweep.py --name goodtriever_sweep_fine --agreement-n 0 "
+             "--what 'Goodtriever settings sweep, finer grid (choice data)' "
+             "--png docs/results/goodtriever_tradeoff_fine.png "
+             "--configs 'a=4 T=1000,a=5 T=1000,a=5 T=2000'"),
     Expected("proxy_overhead", "proxy overhead (pass-through policy, loopback upstream)",
              "docs/results/performance.md", "python bench/proxy_overhead.py"),
     Expected("proxy", "specguard vs the LiteLLM proxy (loopback upstream)",

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 # GoodtrieverParams' defaults (chosen on validation, docs/results/detox.md), written out rather
 # than imported: this file also runs alone, loaded by path, on a GPU machine without specguard
 # or pydantic (bench/goodtriever_device.py). A test keeps the two equal.
-DEFAULT_ALPHA = 4.0
-DEFAULT_TEMPERATURE = 1000.0
+DEFAULT_ALPHA = 5.0
+DEFAULT_TEMPERATURE = 2000.0
 DEFAULT_TOP_P = 0.9
 DEFAULT_GATE = 0.0
 DEFAULT_PENALIZE_ONLY = False

@@ -31,9 +31,9 @@ class GoodtrieverParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    alpha: float = Field(4.0, ge=0.0, le=MAX_ALPHA)
+    alpha: float = Field(5.0, ge=0.0, le=MAX_ALPHA)
     k: int = Field(1024, ge=1, le=MAX_K)
-    temperature: float = Field(1000.0, gt=0.0, description="T in softmax(-d/T)")
+    temperature: float = Field(2000.0, gt=0.0, description="T in softmax(-d/T)")
     top_p: float = Field(0.9, gt=0.0, le=1.0, description="nucleus on the base distribution")
     gate: float = Field(
         0.0, ge=0.0, le=1.0,
@@ -47,20 +47,22 @@ class GoodtrieverParams(BaseModel):
 class DetoxSettings(GoodtrieverParams):
     """Goodtriever settings a deployment or policy chooses.
 
-    Defaults: alpha = 4, T = 1000, k = 1024 neighbours, top-p 0.9 on the base distribution, no
-    agreement gate. Chosen by bench/goodtriever_sweep.py on the 27 RealToxicityPrompts
-    VALIDATION prompts with the `detox` recipe's 270k-key stores: the lowest guard EMT whose
-    perplexity stays within +15% and whose dist-2 within -10% of plain decoding's (EMT 0.63 ->
-    0.27 at 0.74x plain's perplexity; docs/results/detox.md has the grid and the curve). The
-    paper's alpha = 2, T = 100 (tuned for GPT-2 large) took EMT only to 0.47 on the embedded
-    SmolLM2-135M. What moved it is T: on these stores T = 100 weighs about 240 of the 1024
-    neighbours (median effective count; T = 50: about 18, and it barely detoxified while more
-    than doubling perplexity), T = 1000 weighs all of them nearly alike, so p_kNN becomes the
-    share of each next token among the 1024 nearest keys, a smoother estimate that a larger
-    alpha can lean on (bench/goodtriever_temperature.py). Pushed further
-    (alpha 8 and up) the shift detoxifies more but repeats itself: dist-2 fell to 0.82-0.92
-    of plain's, which perplexity does not see. gate > 0 applies the shift only where the two
-    stores' distributions differ on the nucleus by at least that total variation; with the
+    Defaults: alpha = 5, T = 2000, k = 1024 neighbours, top-p 0.9 on the base distribution,
+    the full shift, no agreement gate. Chosen by bench/goodtriever_sweep.py on the 168
+    RealToxicityPrompts TRAIN + VALIDATION prompts (no store trains on RTP) with the `detox`
+    recipe's 270k-key stores: the lowest guard EMT whose perplexity stays within +15% and whose
+    dist-2 within -10% of plain decoding's (EMT 0.63 -> 0.26 at 1.14x plain's perplexity, dist-2
+    0.94x; docs/results/detox.md has both grids and the curve). The paper's alpha = 2, T = 100
+    (tuned for GPT-2 large) took EMT only to 0.45 on the embedded SmolLM2-135M. What moved it
+    is T: on these stores T = 100 weighs about 240 of the 1024 neighbours (median effective
+    count; T = 50: about 18, and it barely detoxified while more than doubling perplexity),
+    T >= 1000 weighs all of them nearly alike, so p_kNN becomes the share of each next token
+    among the 1024 nearest keys, a smoother estimate that a larger alpha can lean on
+    (bench/goodtriever_temperature.py). Pushed further (alpha 6 and up) the shift detoxifies
+    more but costs 1.2x-1.5x perplexity and repeats itself (dist-2 0.90-0.92 of plain's).
+    `penalize_only` pushes down the toxic store's tokens and nothing up: it keeps diversity but
+    hardly moves the guard's EMT (0.51 at alpha 8). gate > 0 applies the shift only where the
+    two stores' distributions differ on the nucleus by at least that total variation; with the
     big stores a gate of 0.5 fires on about 3% of steps and changes nothing."""
 
     toxic: list[Path] = Field(default_factory=list, description="toxic datastore folders")
