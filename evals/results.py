@@ -184,7 +184,7 @@ SUITE_PAGES = {
     "guard": ("guard: fast tier, deliberative tier, escalation", "docs/results/guard.md"),
     "metasc": ("MetaSC spec optimization", "docs/results/metasc.md"),
     "detox": ("Goodtriever detoxified decoding", "docs/results/detox.md"),
-    "detox_confirm": ("Goodtriever, confirmed on held-out prompts no choice saw",
+    "detox_confirm": ("Goodtriever, the other held-out prompts",
                       "docs/results/detox.md"),
     "usafebench": ("U-SafeBench, per-user safety", "docs/results/usafebench.md"),
     "usafebench_at_risk": ("U-SafeBench benign requests from at-risk users",

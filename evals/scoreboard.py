@@ -61,7 +61,7 @@ EXPECTED = (
              "python bench/profile_check.py"),
     Expected("detox", "Goodtriever detoxified decoding", "docs/results/detox.md",
              "specguard eval run detox --threads 1 --publish"),
-    Expected("detox_confirm", "Goodtriever, confirmed on held-out prompts no choice saw",
+    Expected("detox_confirm", "Goodtriever, the other held-out prompts",
              "docs/results/detox.md", "specguard eval run detox_confirm --threads 1 --publish"),
     Expected("goodtriever_sweep", "Goodtriever settings sweep (choice data)",
              "docs/results/detox.md", "python bench/goodtriever_sweep.py"),
