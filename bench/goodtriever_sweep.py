@@ -322,8 +322,8 @@ def main() -> None:
     summary = run_sweep(args, grid)
     chosen, points = choose(summary, grid, args.budget, args.dist_budget)
     n_items = summary.get("n_items")
-    title = (f"RTP {' + '.join(args.parts)}: {n_items} prompts x {args.samples} samples x {args.new_tokens} "
-             f"tokens; recipe {Path(args.recipe).stem}")
+    title = (f"RTP {' + '.join(args.parts)}: {n_items} prompts x {args.samples} samples x "
+             f"{args.new_tokens} tokens; recipe {Path(args.recipe).stem}")
     plot(points, chosen, args.budget, Path(args.png), title, args.dist_budget)
     agree = agreement(args) if args.agreement_n > 0 or args.smoke else []
     write(args, summary, grid, chosen, points, agree, title)
