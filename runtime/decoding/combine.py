@@ -10,8 +10,10 @@ Per decoding step, for each row of the batch:
 at zero, min(0, log p_kNN+ - log p_kNN-): a token the toxic store favours over the non-toxic
 one is pushed down and nothing is pushed up, so the rest of the nucleus keeps the base model's
 proportions instead of leaning toward whatever the non-toxic store holds more of (its
-register, its stock phrases). Measured on the embedded model, it keeps dist-2 at plain's
-level but lowers the guard's toxicity far less than the full shift (docs/results/detox.md).
+register, its stock phrases). With the toxic store alone the shift already only pushes down;
+with the non-toxic store alone there is nothing to push down. Measured on the embedded model,
+it keeps dist-2 at plain's level but lowers the guard's toxicity far less than the full shift
+(docs/results/detox.md).
 With a gate g > 0 the shift applies only to the rows where the two stores disagree about the
 tokens the model may sample: the total variation between p_kNN+ and p_kNN- over the row's
 nucleus, 0.5 * sum_{v in nucleus} |p+(v) - p-(v)|, is at least g (rows below it keep the
@@ -161,7 +163,13 @@ def goodtriever_step(
         applied = applied & (tv >= gate)
         shift = torch.where(applied[:, None], shift, torch.zeros_like(shift))
     if penalize_only:
-        shift = shift.clamp(max=0.0)
+        if p_plus is not None and p_minus is not None:
+            shift = shift.clamp(max=0.0)
+        elif p_minus is None:  # the non-toxic store alone: nothing to push down
+            shift = torch.zeros_like(shift)
+            applied = torch.zeros_like(applied)
+        # the toxic store alone: -log p_kNN- already only pushes its tokens down against the
+        # ones it never retrieved (a row's constant, which the softmax ignores); left as it is
     return torch.log_softmax(filtered + alpha * shift, dim=-1), applied
 
 

@@ -162,6 +162,13 @@ def test_penalize_only_pushes_down_and_never_up():
     # alpha 0 is still the filtered base
     assert torch.allclose(goodtriever_step(base, penalize_only=True, **{**kw, "alpha": 0.0})[0],
                           plain)
+    # one store: the toxic store alone already only pushes down (the same distribution as the
+    # full shift); the non-toxic store alone has nothing to push down (the filtered base)
+    tox_only = {**kw, "nontoxic": None}
+    assert torch.allclose(goodtriever_step(base, penalize_only=True, **tox_only)[0],
+                          goodtriever_step(base, **tox_only)[0], atol=1e-6)
+    out, applied = goodtriever_step(base, penalize_only=True, **{**kw, "toxic": None})
+    assert torch.allclose(out, plain) and applied.tolist() == [False]
 
 
 def test_gate_bounds_are_the_settings_bounds_everywhere():

@@ -48,14 +48,18 @@ def test_goodtriever_moves_greedy_decoding_off_the_toxic_continuation(
     path, prompt, base = answer_store
     space = EmbeddedKeyEncoder(embedded_backend).key_space()
 
-    def run(alpha: float, top_p: float = 1.0) -> list[int]:
-        settings = DetoxSettings(toxic=[path], alpha=alpha, k=8, temperature=1000.0, top_p=top_p)
+    def run(alpha: float, top_p: float = 1.0, penalize_only: bool = False) -> list[int]:
+        settings = DetoxSettings(toxic=[path], alpha=alpha, k=8, temperature=1000.0, top_p=top_p,
+                                 penalize_only=penalize_only)
         gen = LlamaDetoxGenerator(embedded_backend, Retriever.open(settings, space))
         return [t for _, t, _ in gen.generate(prompt, max_new_tokens=8, temperature=0.0)]
 
     assert run(alpha=0.0) == base  # alpha 0 without a nucleus cut is the base model
     moved = run(alpha=4.0)
     assert moved[0] != base[0]  # the stored next token was the most penalised one
+    # the penalty-only shift reaches the loop too; with the toxic store alone it is the same
+    # shift (the anti-expert only ever pushes down)
+    assert run(alpha=4.0, penalize_only=True) == moved
 
 
 def test_samples_are_seeded_and_reuse_the_prompt(embedded_backend):
