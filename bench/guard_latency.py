@@ -37,7 +37,7 @@ def chat_table(prompts: list[str], *, n_turns: int, chats: int) -> tuple[list[li
     """Chats of a ~500-token system prompt and `n_turns` user turns (held-out prompts, with a
     short answer between them); every request carries the conversation so far. The shipped
     checker with its unit-score cache against the same checker without it."""
-    from specguard.guard import CheckRequest, FastChecker, Stage, load_fast_checker
+    from specguard.guard import CheckRequest, Stage, load_fast_checker
     from specguard.guard.placement import BENIGN_DOCUMENT
     from specguard.types import assistant, system, user
 
@@ -155,7 +155,8 @@ def main() -> int:
                                       chats=2 if args.smoke else 10)
     base = data["TF-IDF member alone"]
     cols = ["fast tier", "256-token prompt p50 / p99 ms", "held-out prompts p50 / p99 ms",
-            "other language p50 ms", "checks/s batched (64 per call, median of 3)", "p50 256-token vs TF-IDF"]
+            "other language p50 ms", "checks/s batched (64 per call, median of 3)",
+            "p50 256-token vs TF-IDF"]
     rows = [[name, f"{d['p50_256_tokens_ms']:.1f} / {d['p99_256_tokens_ms']:.1f}",
              f"{d['p50_held_out_ms']:.1f} / {d['p99_held_out_ms']:.1f}",
              f"{d['p50_other_language_ms']:.1f}", f"{d['checks_per_s_batched']:.0f}",

@@ -115,8 +115,8 @@ def goodtriever_logprobs(
     Either datastore may be absent (its term is then zero): toxic only is the anti-expert
     alone, as in the paper's ablation. alpha = 0 returns the top-p-filtered base distribution.
     `gate` (0: off, the paper) applies the shift only to rows whose stores disagree on the
-    nucleus by at least that total variation (needs both stores). `penalize_only` clips the
-    shift at zero (tokens are only pushed down).
+    nucleus by at least that total variation (needs both stores). `penalize_only` only ever
+    pushes tokens down: with both stores the shift is clipped at zero (one store: see above).
     """
     return goodtriever_step(base_logits, toxic=toxic, nontoxic=nontoxic, alpha=alpha,
                             temperature=temperature, top_p=top_p, gate=gate,
