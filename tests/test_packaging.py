@@ -43,7 +43,8 @@ from specguard.guard.fast import SHIPPED_ARTIFACTS, shipped_artifact_path
 artifacts = [n for n in SHIPPED_ARTIFACTS if shipped_artifact_path(n) is not None
              and (shipped_artifact_path(n) / "weights.npz").is_file()]
 templates = [p.name for p in (resources.files("specguard.evals") / "templates").iterdir()]
-print(json.dumps({"file": specguard.__file__, "import_s": elapsed, "heavy": heavy,
+from specguard.guard import written
+print(json.dumps({"written": len(written.load()), "file": specguard.__file__, "import_s": elapsed, "heavy": heavy,
                   "specs": sorted(builtin_specs()), "policies": policies,
                   "suites": builtin_suites(), "artifacts": artifacts, "templates": templates}))
 """
@@ -59,4 +60,5 @@ print(json.dumps({"file": specguard.__file__, "import_s": elapsed, "heavy": heav
     assert {"refusal", "metasc", "guard", "guard_fast"} <= set(info["suites"])
     assert info["artifacts"] == ["fast_default"]  # a folder with its model card
     assert info["templates"]
+    assert info["written"] > 0  # the guard's written training requests ship as package data
     subprocess.run([str(env_dir / "bin" / "specguard"), "--help"], check=True, capture_output=True)

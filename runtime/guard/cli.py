@@ -227,6 +227,40 @@ def categories(
     console.print(f"category exemplars written to {folder}")
 
 
+@app.command("add-written")
+def add_written(
+    files: Annotated[list[Path], typer.Argument(help="JSONL files, one request per line: text, harmful (true/false), topic, style.")],
+    data_dir: Annotated[Optional[Path], typer.Option(help="The datasets whose validation and held-out records written text must not repeat (default: ../shared/data).")] = None,
+) -> None:
+    """Add requests written for specguard to its training data: repeats are folded, and any
+    text near a validation or held-out record (MiniLM cosine, the split's threshold) is
+    dropped, and the counts recorded in written_requests.json."""
+    from ..data._splits import NEAR_DUPLICATE_COSINE
+    from ..encoders import EmbeddingCache, load_encoder
+    from ..errors import ConfigError
+    from . import written
+
+    candidates = []
+    for f in files:
+        if not f.is_file():
+            raise ConfigError(f"{f} does not exist", hint="pass JSONL files of written requests")
+        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                candidates.append(written.parse(json.loads(line), f"{f}:{n}"))
+    reference = written.evaluation_texts(data_dir)
+    if not reference:
+        raise ConfigError("no validation or held-out records were found to check against",
+                          hint="point --data-dir at the datasets (../shared/data)")
+    encoder, cache = load_encoder("minilm"), EmbeddingCache()
+    console.print(f"{len(candidates)} candidates against {len(reference)} evaluation texts")
+    admitted, counts = written.admit(candidates, reference,
+                                     lambda texts: cache.encode(encoder, texts),
+                                     threshold=NEAR_DUPLICATE_COSINE, existing=written.load())
+    path, record = written.write(admitted, counts)
+    console.print(json.dumps(counts))
+    console.print(f"wrote {path} and {record}")
+
+
 @app.command("attach-figures")
 def attach_figures(
     summary: Annotated[Path, typer.Argument(help="A published suite summary (docs/results/guard_fast.json).")],

@@ -41,6 +41,8 @@ from .augment import attack_variants, contrasts, lookalikes
 from .multilingual import BENIGN as BENIGN_MULTILINGUAL
 from .multilingual import validates
 from .verdict import Stage
+from .written import SOURCE as SOURCE_WRITTEN_REQUESTS
+from .written import load as load_written
 
 # Which dataset texts are what, for the input stage. `domain` groups sources whose base rates
 # and styles differ (the issue's lesson: mixing them naively moves one set's F1 down).
@@ -141,6 +143,9 @@ def input_examples(data_root: str | Path | None = None, *, seed: int = 0,
                                    categories=cats, tags=_tags(r),
                                    key=f"{r.source}/{record_key(r)}"))
     if augment:
+        if Part.TRAIN in parts:
+            # before the transforms: written requests get wrapped and obfuscated like the rest
+            out.extend(_written_requests())
         out.extend(_jailbreak_examples(out, data_root, seed, parts))
         out.extend(_attack_examples(out, seed))
         if Part.TRAIN in parts:
@@ -207,6 +212,15 @@ def _written_lookalikes(seed: int) -> list[Example]:
                     tags=() if harmful else ("lookalike",), key=f"written/{kind}/{i}")
             for i, (kind, text, harmful) in enumerate(contrasts(rng))]
     return out
+
+
+def _written_requests() -> list[Example]:
+    """written_requests.jsonl (written.py): harmful requests and benign look-alikes, TRAIN only."""
+    return [Example(w.text, w.harmful, SOURCE_WRITTEN_REQUESTS, Part.TRAIN, REQUESTS,
+                    categories=(f"written_requests:{w.topic}",) if w.harmful else (),
+                    tags=(f"style:{w.style}",) if w.harmful else ("lookalike", f"kind:{w.style}"),
+                    key=f"written/requests/{i}")
+            for i, w in enumerate(load_written())]
 
 
 def _written_multilingual(parts: tuple[Part, ...]) -> list[Example]:
