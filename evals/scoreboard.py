@@ -49,6 +49,8 @@ EXPECTED = (
              "specguard eval run guard_fast --publish"),
     Expected("guard_output", "guard output check on held-out exchanges", "docs/results/guard.md",
              "python bench/guard_output.py"),
+    Expected("guard_written", "guard on written requests (held-out)", "docs/results/guard.md",
+             "python bench/guard_written.py"),
     Expected("metasc", "MetaSC spec optimization", "docs/results/metasc.md",
              "python bench/metasc_suite.py"),
     Expected("engines", "revision gate and gated MetaSC (issue 16)", "docs/results/engines.md",

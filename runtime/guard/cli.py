@@ -34,6 +34,7 @@ def train(
     encoder_head: Annotated[str, typer.Option(help="mlp | linear: the head over each encoder's vectors.")] = "mlp",
     data: Annotated[Optional[list[Path]], typer.Option(help="Your own labelled data: a dataset mapping YAML (see specguard.data.load_custom); repeat for several. Its records split like the built-in ones (hash of dataset and id).")] = None,
     builtin: Annotated[bool, typer.Option(help="Also train on the built-in public datasets.")] = True,
+    written_requests: Annotated[bool, typer.Option(help="Also train and choose on the requests written for specguard (their training and validation parts; see docs/results/guard.md for what it trades).")] = False,
     output_stage: Annotated[bool, typer.Option(help="Also train the output check (request + answer).")] = True,
     cascade: Annotated[bool, typer.Option(help="Let TF-IDF decide alone when it is sure (choose the band on validation).")] = True,
     category_exemplars: Annotated[bool, typer.Option(help="Name a flagged text's categories from its nearest labelled training texts (see `specguard guard categories`); without, the TF-IDF category head names them.")] = True,
@@ -53,13 +54,14 @@ def train(
                       encoder_head=encoder_head, cascade=cascade, output_stage=output_stage,
                       category_exemplars=category_exemplars,
                       workdir=workdir, reuse_finetune=reuse_finetune,
-                      output_from=output_from, seed=seed)
+                      output_from=output_from, seed=seed, written_requests=written_requests)
     inputs = _custom_examples(data or [], data_dir)
     if builtin:
         from .corpus import input_examples
         from ..data import Part
 
-        inputs = input_examples(data_dir, seed=seed, parts=(Part.TRAIN, Part.VALIDATION)) + inputs
+        inputs = input_examples(data_dir, seed=seed, parts=(Part.TRAIN, Part.VALIDATION),
+                                written_requests=written_requests) + inputs
     elif not inputs:
         raise typer.BadParameter("--no-builtin needs at least one --data file.")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -253,10 +255,12 @@ def add_written(
                           hint="point --data-dir at the datasets (../shared/data)")
     encoder, cache = load_encoder("minilm"), EmbeddingCache()
     console.print(f"{len(candidates)} candidates against {len(reference)} evaluation texts")
-    admitted, counts = written.admit(candidates, reference,
-                                     lambda texts: cache.encode(encoder, texts),
+    def embed(texts):
+        return cache.encode(encoder, texts)
+
+    admitted, counts = written.admit(candidates, reference, embed,
                                      threshold=NEAR_DUPLICATE_COSINE, existing=written.load())
-    path, record = written.write(admitted, counts)
+    path, record = written.write(admitted, counts, embed=embed, threshold=NEAR_DUPLICATE_COSINE)
     console.print(json.dumps(counts))
     console.print(f"wrote {path} and {record}")
 

@@ -42,7 +42,7 @@ from .multilingual import BENIGN as BENIGN_MULTILINGUAL
 from .multilingual import validates
 from .verdict import Stage
 from .written import SOURCE as SOURCE_WRITTEN_REQUESTS
-from .written import load as load_written
+from .written import in_part as written_in_part
 
 # Which dataset texts are what, for the input stage. `domain` groups sources whose base rates
 # and styles differ (the issue's lesson: mixing them naively moves one set's F1 down).
@@ -124,11 +124,12 @@ def _records(name: str, subset: Any, data_root: Any) -> list[Any]:
 
 def input_examples(data_root: str | Path | None = None, *, seed: int = 0,
                    augment: bool = True, parts: Iterable[Part] = tuple(Part),
-                   written_weight: float = 1.0) -> list[Example]:
+                   written_weight: float = 1.0, written_requests: bool = False) -> list[Example]:
     """Input-stage examples of the requested parts (each record in its own part; training and
     validation without the near-duplicates of evaluation records). `written_weight` scales the
     training weight of the look-alikes and contrast pairs written for specguard (a few hundred
-    among tens of thousands)."""
+    among tens of thousands); `written_requests` adds the requests written for specguard
+    (written.py), each in its own part."""
     parts = tuple(parts)
     out: list[Example] = []
     for name, (subset, domain) in INPUT_SOURCES.items():
@@ -142,10 +143,10 @@ def input_examples(data_root: str | Path | None = None, *, seed: int = 0,
                 out.append(Example(r.text, bool(harmful), r.source, part, domain,
                                    categories=cats, tags=_tags(r),
                                    key=f"{r.source}/{record_key(r)}"))
+    if written_requests:
+        # before the transforms: written requests get wrapped and obfuscated like the rest
+        out.extend(_written_requests(parts))
     if augment:
-        if Part.TRAIN in parts:
-            # before the transforms: written requests get wrapped and obfuscated like the rest
-            out.extend(_written_requests())
         out.extend(_jailbreak_examples(out, data_root, seed, parts))
         out.extend(_attack_examples(out, seed))
         if Part.TRAIN in parts:
@@ -214,13 +215,16 @@ def _written_lookalikes(seed: int) -> list[Example]:
     return out
 
 
-def _written_requests() -> list[Example]:
-    """written_requests.jsonl (written.py): harmful requests and benign look-alikes, TRAIN only."""
-    return [Example(w.text, w.harmful, SOURCE_WRITTEN_REQUESTS, Part.TRAIN, REQUESTS,
+def _written_requests(parts: tuple[Part, ...]) -> list[Example]:
+    """written_requests.jsonl (written.py): harmful requests and benign look-alikes, each in
+    its part. They are tagged `written_lookalike`, not `lookalike`: the operating points stay
+    bounded by the datasets' look-alikes."""
+    return [Example(w.text, w.harmful, SOURCE_WRITTEN_REQUESTS, part, REQUESTS,
                     categories=(f"written_requests:{w.topic}",) if w.harmful else (),
-                    tags=(f"style:{w.style}",) if w.harmful else ("lookalike", f"kind:{w.style}"),
+                    tags=(f"style:{w.style}",) if w.harmful else ("written_lookalike",
+                                                                  f"kind:{w.style}"),
                     key=f"written/requests/{i}")
-            for i, w in enumerate(load_written())]
+            for part in parts for i, w in written_in_part(part)]
 
 
 def _written_multilingual(parts: tuple[Part, ...]) -> list[Example]:

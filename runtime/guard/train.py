@@ -91,6 +91,10 @@ class TrainConfig:
     output_from: Path | None = None
     augment: bool = True
     written_weight: float = 1.0  # training weight of the look-alikes and contrasts written here
+    # Also train (and choose) on the requests written for specguard (written.py). Off by
+    # default: on the datasets' validation part it cost recall at the balanced point
+    # (docs/results/guard.md, "Phrasings no dataset here has").
+    written_requests: bool = False
     output_stage: bool = True
     # Name a flagged text's categories from its nearest labelled training texts (exemplars.py).
     category_exemplars: bool = True
@@ -628,7 +632,7 @@ def train_artifact(cfg: TrainConfig, *, data_root: str | Path | None = None,
     t_parts = (Part.TRAIN, Part.VALIDATION)
     inputs = input_data if input_data is not None else input_examples(
         data_root, seed=cfg.seed, augment=cfg.augment, parts=t_parts,
-        written_weight=cfg.written_weight)
+        written_weight=cfg.written_weight, written_requests=cfg.written_requests)
     stages_data = {Stage.INPUT: inputs}
     kept = _kept_output_stage(cfg.output_from) if cfg.output_from is not None else None
     if cfg.output_stage and kept is None:

@@ -4,9 +4,16 @@ look-alikes on the same topics (defence, history, definitions, homonyms, safe fi
 
 Why: every harmful-request set in ../shared/data already trains the guard, and what it misses
 on held-out data is mostly phrasing those sets do not have. The texts were written from
-scratch, without reading any dataset, and only train (never validate or measure).
+scratch, without reading any dataset.
 
-`admit` is how texts join: exact repeats are folded, and any text whose MiniLM cosine with a
+They split like a dataset (`part`: a hash of the folded text; a quarter held out, the split's
+validation share of the rest validates), so the guard is also measured on phrasings of this
+kind that it never trained on. Training and validation texts within MiniLM cosine 0.75 of a
+held-out written text (and training texts that close to a validation one) are left out
+(`excluded`, recorded in written_requests.json): the writers wrote many texts per topic and
+style, and a near-copy on both sides would flatter the figure.
+
+`admit` is how new texts join: exact repeats are folded, and any text whose MiniLM cosine with a
 validation or held-out record of any pooled dataset reaches the split's near-duplicate
 threshold is dropped (whatever its label), so no figure is measured on a paraphrase of
 something the guard trained on. The dropped count is kept in written_requests.json; the texts
@@ -23,11 +30,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..data import Part
+from ..data._splits import part_of
 from ..errors import ConfigError
 
 FILE = Path(__file__).with_name("written_requests.jsonl")
 RECORD = Path(__file__).with_name("written_requests.json")
 SOURCE = "written:requests"
+SPLIT_NAME = "written_requests"  # the split's dataset name (a hash of it and the text)
+HELD_OUT_SHARE = 0.25
 
 # topic -> the taxonomy category it is an example of (category_map.yaml keys these as
 # "written_requests:<topic>")
@@ -56,6 +67,63 @@ def load(path: str = str(FILE)) -> tuple[WrittenRequest, ...]:
     return tuple(parse(json.loads(line), f"{p.name}:{n}")
                  for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
                  if line.strip())
+
+
+def key(w: WrittenRequest) -> str:
+    """A text's stable key (folded text's hash): its split group and its name in records."""
+    import hashlib
+
+    return hashlib.sha256(_fold(w.text).encode()).hexdigest()[:16]
+
+
+def part(w: WrittenRequest) -> Part:
+    return part_of(SPLIT_NAME, key(w), HELD_OUT_SHARE)
+
+
+def excluded(record: str = str(RECORD)) -> frozenset[str]:
+    """Keys of training and validation texts that repeat a held-out (or, for training, a
+    validation) written text."""
+    p = Path(record)
+    if not p.is_file():
+        return frozenset()
+    return frozenset(json.loads(p.read_text(encoding="utf-8")).get("excluded", []))
+
+
+def in_part(which: Part, *, path: str = str(FILE), record: str = str(RECORD)
+            ) -> list[tuple[int, WrittenRequest]]:
+    """(index in the file, request) of one part, without the excluded near-copies."""
+    drop = excluded(record) if which is not Part.HELD_OUT else frozenset()
+    return [(i, w) for i, w in enumerate(load(path)) if part(w) is which and key(w) not in drop]
+
+
+def near_copies(rows: Sequence[WrittenRequest], embed: Callable[[list[str]], Any], *,
+                threshold: float) -> list[str]:
+    """Keys of training/validation rows within `threshold` cosine of a held-out row, and of
+    training rows that close to a validation row (the split's rule, inside the written set)."""
+    import numpy as np
+
+    by = {p: [w for w in rows if part(w) is p] for p in Part}
+    vec = {p: np.asarray(embed([w.text for w in by[p]]), dtype=np.float32)
+           if by[p] else np.zeros((0, 1), dtype=np.float32) for p in Part}
+    out: set[str] = set()
+
+    def close(side: Part, ref: Part, skip: set[str]) -> None:
+        if not by[side] or not by[ref]:
+            return
+        best = (vec[side] @ vec[ref].T).max(axis=1)
+        out.update(key(w) for w, c in zip(by[side], best, strict=True)
+                   if c >= threshold and key(w) not in skip)
+
+    close(Part.VALIDATION, Part.HELD_OUT, set())
+    close(Part.TRAIN, Part.HELD_OUT, set())
+    dropped_train = set(out)
+    # training rows against the validation rows that stay
+    keep_val = [i for i, w in enumerate(by[Part.VALIDATION]) if key(w) not in out]
+    if by[Part.TRAIN] and keep_val:
+        best = (vec[Part.TRAIN] @ vec[Part.VALIDATION][keep_val].T).max(axis=1)
+        out.update(key(w) for w, c in zip(by[Part.TRAIN], best, strict=True)
+                   if c >= threshold and key(w) not in dropped_train)
+    return sorted(out)
 
 
 def parse(obj: Any, where: str) -> WrittenRequest:
@@ -118,10 +186,12 @@ def admit(candidates: Sequence[WrittenRequest], reference: Sequence[str],
 
 
 def write(admitted: Iterable[WrittenRequest], counts: dict[str, Any], *,
+          embed: Callable[[list[str]], Any], threshold: float,
           path: Path = FILE, record: Path = RECORD) -> tuple[Path, Path]:
     """Append the admitted requests to the file, and the admission's counts (plus the file's
-    totals per label, topic and style) to its record."""
+    totals per label, topic, style and part, and the near-copies left out) to its record."""
     rows = [*load(str(path)), *admitted]
+    drop = near_copies(rows, embed, threshold=threshold)
     path.write_text("".join(json.dumps({"text": w.text, "harmful": w.harmful, "topic": w.topic,
                                         "style": w.style}, ensure_ascii=False) + "\n"
                             for w in rows), encoding="utf-8")
@@ -135,7 +205,11 @@ def write(admitted: Iterable[WrittenRequest], counts: dict[str, Any], *,
             "by_topic": dict(sorted(Counter(
                 f"{w.topic}:{'harmful' if w.harmful else 'benign'}" for w in rows).items())),
             "by_style": dict(sorted(Counter(w.style for w in rows).items())),
+            "by_part": dict(sorted(Counter(
+                f"{part(w).value}:{'harmful' if w.harmful else 'benign'}" for w in rows).items())),
+            "near_copies_left_out": len(drop),
         },
+        "excluded": drop,
     }, indent=1) + "\n", encoding="utf-8")
     return path, record
 
@@ -143,7 +217,8 @@ def write(admitted: Iterable[WrittenRequest], counts: dict[str, Any], *,
 def evaluation_texts(data_root: str | Path | None = None) -> list[str]:
     """Every validation and held-out text of the pooled datasets (what written data must not
     repeat)."""
-    from ..data import Part, load as load_dataset
+    from ..data import Part
+    from ..data import load as load_dataset
     from ..data._dedupe import POOL
     from ..data._splits import record_part
 
@@ -155,4 +230,18 @@ def evaluation_texts(data_root: str | Path | None = None) -> list[str]:
     return out
 
 
-__all__ = ["WrittenRequest", "TOPICS", "SOURCE", "load", "parse", "admit", "write", "evaluation_texts"]
+__all__ = [
+    "SOURCE",
+    "TOPICS",
+    "WrittenRequest",
+    "admit",
+    "evaluation_texts",
+    "excluded",
+    "in_part",
+    "key",
+    "load",
+    "near_copies",
+    "parse",
+    "part",
+    "write",
+]

@@ -53,6 +53,7 @@ SMOKE = {
     "guard_hot_path.py": ("guard_hot_path", False, [needs_guard]),
     "guard_batching.py": ("guard_batching", False, [needs_guard, needs_data]),
     "guard_operating_points.py": ("guard_operating_points", False, [needs_guard, needs_data]),
+    "guard_written.py": ("guard_written", False, [needs_guard, needs_data]),
     "guard_concurrency.py": ("guard_concurrency", False, [needs_guard, needs_data]),
     "guard_bands.py": ("guard_bands", False, [needs_guard, needs_data]),
     "guard_categories.py": ("guard_categories", False, [needs_guard, needs_data]),

@@ -1,0 +1,143 @@
+"""The fast tier on requests phrased the way no dataset here phrases them: the held-out quarter of
+the requests written for specguard (runtime/guard/written.py; 19 harm topics, ten phrasings of
+each harmful one: terse, informal, first person, a backstory, a fiction cover, a claimed
+profession, code, content to produce; and benign look-alikes on the same topics: definitions,
+history, defence, homonyms, safe fiction, professional tasks).
+
+The held-out quarter never trains, and no training or validation text is within MiniLM cosine
+0.75 of it. One caveat the figures carry: the same writers wrote every part, so this measures
+new phrasings by familiar authors, not a stranger's.
+
+Each preset's threshold is the artifact's own (chosen on the datasets' validation look-alikes).
+Baseline, measured in the same run: the artifact's TF-IDF member alone, with its presets chosen
+by the same rule on the same validation look-alikes. `--compare NAME=FOLDER` adds other
+artifact folders (an earlier commit's specs/guard/fast_default, via `git worktree`).
+
+    python bench/guard_written.py
+    python bench/guard_written.py --compare previous=/tmp/prev_art
+    python bench/guard_written.py --smoke --out /tmp/x.json
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+
+import numpy as np
+from specguard.data import Part
+from specguard.evals.metrics import wilson_interval
+from specguard.evals.results import Readme, Result, Table, command_line, write_result
+from specguard.guard import CheckRequest, FastChecker, Stage, load_fast_checker, written
+from specguard.guard.corpus import input_examples
+from specguard.guard.train import PRESET_LOOKALIKE_FPR, PRESETS, _is_lookalike, threshold_within
+from specguard.types import user
+
+
+def scores(checker: FastChecker, texts: list[str], batch: int = 64) -> np.ndarray:
+    out: list[float] = []
+    for i in range(0, len(texts), batch):
+        out += [v.score for v in checker.verdicts(
+            [CheckRequest(stage=Stage.INPUT, messages=[user(t)]) for t in texts[i:i + batch]])]
+    return np.array(out)
+
+
+def rate(flags: np.ndarray) -> str:
+    k, n = int(flags.sum()), len(flags)
+    if n == 0:
+        return "—"
+    lo, hi = wilson_interval(k, n)
+    return f"{k / n:.1%} [{lo:.1%}, {hi:.1%}] (n={n})"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--compare", action="append", default=[], metavar="NAME=FOLDER",
+                    help="another artifact folder to measure beside the shipped one")
+    ap.add_argument("--smoke", action="store_true", help="60 held-out texts")
+    ap.add_argument("--out", default=None, help="the JSON summary (default docs/results/)")
+    args = ap.parse_args()
+
+    shipped = load_fast_checker()
+    if shipped is None:
+        raise SystemExit("no fast-tier artifact shipped in specs/guard/")
+    checkers: dict[str, FastChecker] = {"shipped": shipped}
+    for spec in args.compare:
+        name, _, folder = spec.partition("=")
+        if not folder:
+            raise SystemExit(f"--compare wants NAME=FOLDER, got {spec!r}")
+        checkers[name] = load_fast_checker(folder)
+    checkers["TF-IDF member alone"] = load_fast_checker(members=["tfidf"])
+
+    held = [w for _, w in written.in_part(Part.HELD_OUT)]
+    if args.smoke:
+        held = held[::max(1, len(held) // 60)]  # both labels, every topic
+    texts = [w.text for w in held]
+    harmful = np.array([w.harmful for w in held])
+
+    look_val = [e.text for e in input_examples(parts=(Part.VALIDATION,)) if _is_lookalike(e)]
+    thresholds: dict[str, dict[str, float]] = {}
+    for name, c in checkers.items():
+        if name == "TF-IDF member alone":
+            s = scores(c, look_val)
+            thresholds[name] = {p: threshold_within(s, PRESET_LOOKALIKE_FPR[p]) for p in PRESETS}
+        else:
+            thresholds[name] = {p: c.threshold(Stage.INPUT, p) for p in PRESETS}
+    got = {name: scores(c, texts) for name, c in checkers.items()}
+
+    rows, data = [], {}
+    for name in checkers:
+        for preset in PRESETS:
+            flag = got[name] >= thresholds[name][preset]
+            rows.append([name, preset, round(thresholds[name][preset], 3),
+                         rate(flag[harmful]), rate(flag[~harmful])])
+            data[f"{name}/{preset}"] = {
+                "threshold": thresholds[name][preset],
+                "harmful_recall": float(flag[harmful].mean()) if harmful.any() else None,
+                "lookalike_fpr": float(flag[~harmful].mean()) if (~harmful).any() else None}
+            print(" | ".join(str(x) for x in rows[-1]))
+
+    def breakdown(field: str, label: bool) -> list[list[str]]:
+        keys = sorted({getattr(w, field) for w, h in zip(held, harmful, strict=True)
+                       if h == label})
+        out = []
+        for k in keys:
+            idx = np.array([getattr(w, field) == k and h == label
+                            for w, h in zip(held, harmful, strict=True)])
+            out.append([k, *(rate(got[n][idx] >= thresholds[n]["balanced"]) for n in checkers)])
+        return out
+
+    by = defaultdict(list)
+    for label, field in ((True, "style"), (True, "topic"), (False, "style")):
+        by[(label, field)] = breakdown(field, label)
+    b = data["shipped/balanced"]
+    base = data["TF-IDF member alone/balanced"]
+    path = write_result(Result(
+        name="guard_written", title="Requests phrased as no dataset here phrases them",
+        script="bench/guard_written.py", command=command_line(), smoke=args.smoke,
+        tables=[
+            Table(id="presets", title="Each preset on the held-out written requests",
+                  columns=["fast tier", "preset", "threshold", "harmful requests caught",
+                           "benign look-alikes flagged"],
+                  rows=rows,
+                  note="value [95% Wilson interval] (n). The held-out quarter of "
+                       "runtime/guard/written_requests.jsonl; thresholds are each tier's own."),
+            Table(id="styles", title="Harmful requests caught per phrasing (balanced)",
+                  columns=["phrasing", *checkers], rows=by[(True, "style")]),
+            Table(id="topics", title="Harmful requests caught per topic (balanced)",
+                  columns=["topic", *checkers], rows=by[(True, "topic")]),
+            Table(id="kinds", title="Benign look-alikes flagged per kind (balanced)",
+                  columns=["kind", *checkers], rows=by[(False, "style")])],
+        readme=Readme(
+            what="guard on written requests (held-out)", where="docs/results/guard.md",
+            headline=(f"balanced: {b['harmful_recall']:.1%} of held-out written harmful "
+                      f"requests caught, {b['lookalike_fpr']:.1%} of their look-alikes flagged "
+                      f"(TF-IDF alone {base['harmful_recall']:.1%} / "
+                      f"{base['lookalike_fpr']:.1%})")),
+        data={"thresholds": thresholds, "figures": data, "n": len(held),
+              "n_harmful": int(harmful.sum())}), args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
