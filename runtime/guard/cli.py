@@ -234,9 +234,10 @@ def add_written(
     files: Annotated[list[Path], typer.Argument(help="JSONL files, one request per line: text, harmful (true/false), topic, style.")],
     data_dir: Annotated[Optional[Path], typer.Option(help="The datasets whose validation and held-out records written text must not repeat (default: ../shared/data).")] = None,
 ) -> None:
-    """Add requests written for specguard to its training data: repeats are folded, and any
-    text near a validation or held-out record (MiniLM cosine, the split's threshold) is
-    dropped, and the counts recorded in written_requests.json."""
+    """Add requests to the set written for specguard (a development command: it writes
+    runtime/guard/written_requests.jsonl in the source tree; `guard train --written-requests`
+    trains on it). Repeats are folded, any text near a validation or held-out record (MiniLM
+    cosine, the split's threshold) is dropped, and the counts go to written_requests.json."""
     from ..data._splits import NEAR_DUPLICATE_COSINE
     from ..encoders import EmbeddingCache, load_encoder
     from ..errors import ConfigError
@@ -247,14 +248,21 @@ def add_written(
         if not f.is_file():
             raise ConfigError(f"{f} does not exist", hint="pass JSONL files of written requests")
         for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                candidates.append(written.parse(json.loads(line), f"{f}:{n}"))
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"{f}:{n}: not JSON ({e.msg})",
+                                  hint="one JSON object per line") from None
+            candidates.append(written.parse(obj, f"{f}:{n}"))
     reference = written.evaluation_texts(data_dir)
     if not reference:
         raise ConfigError("no validation or held-out records were found to check against",
                           hint="point --data-dir at the datasets (../shared/data)")
     encoder, cache = load_encoder("minilm"), EmbeddingCache()
     console.print(f"{len(candidates)} candidates against {len(reference)} evaluation texts")
+
     def embed(texts):
         return cache.encode(encoder, texts)
 

@@ -4,7 +4,8 @@ look-alikes on the same topics (defence, history, definitions, homonyms, safe fi
 
 Why: every harmful-request set in ../shared/data already trains the guard, and what it misses
 on held-out data is mostly phrasing those sets do not have. The texts were written from
-scratch, without reading any dataset.
+scratch, without reading any dataset. Training on them is opt-in (`--written-requests`): on
+the datasets' validation part it cost recall at the balanced point (docs/results/guard.md).
 
 They split like a dataset (`part`: a hash of the folded text; a quarter held out, the split's
 validation share of the rest validates), so the guard is also measured on phrasings of this
@@ -40,8 +41,7 @@ SOURCE = "written:requests"
 SPLIT_NAME = "written_requests"  # the split's dataset name (a hash of it and the text)
 HELD_OUT_SHARE = 0.25
 
-# topic -> the taxonomy category it is an example of (category_map.yaml keys these as
-# "written_requests:<topic>")
+# The harm topics; category_map.yaml maps each ("written_requests:<topic>") onto the taxonomies.
 TOPICS = (
     "cyber", "fraud_scams", "theft_property", "privacy_stalking", "weapons", "explosives_cbrn",
     "drugs", "violence", "self_harm", "misinformation", "defamation", "harassment_hate",
@@ -107,22 +107,16 @@ def near_copies(rows: Sequence[WrittenRequest], embed: Callable[[list[str]], Any
            if by[p] else np.zeros((0, 1), dtype=np.float32) for p in Part}
     out: set[str] = set()
 
-    def close(side: Part, ref: Part, skip: set[str]) -> None:
-        if not by[side] or not by[ref]:
-            return
-        best = (vec[side] @ vec[ref].T).max(axis=1)
-        out.update(key(w) for w, c in zip(by[side], best, strict=True)
-                   if c >= threshold and key(w) not in skip)
+    def close(side: Part, ref: Any) -> None:
+        if by[side] and len(ref):
+            best = (vec[side] @ ref.T).max(axis=1)
+            out.update(key(w) for w, c in zip(by[side], best, strict=True) if c >= threshold)
 
-    close(Part.VALIDATION, Part.HELD_OUT, set())
-    close(Part.TRAIN, Part.HELD_OUT, set())
-    dropped_train = set(out)
+    close(Part.VALIDATION, vec[Part.HELD_OUT])
+    close(Part.TRAIN, vec[Part.HELD_OUT])
     # training rows against the validation rows that stay
-    keep_val = [i for i, w in enumerate(by[Part.VALIDATION]) if key(w) not in out]
-    if by[Part.TRAIN] and keep_val:
-        best = (vec[Part.TRAIN] @ vec[Part.VALIDATION][keep_val].T).max(axis=1)
-        out.update(key(w) for w, c in zip(by[Part.TRAIN], best, strict=True)
-                   if c >= threshold and key(w) not in dropped_train)
+    close(Part.TRAIN, vec[Part.VALIDATION][[i for i, w in enumerate(by[Part.VALIDATION])
+                                            if key(w) not in out]])
     return sorted(out)
 
 
@@ -151,7 +145,7 @@ def _fold(text: str) -> str:
 def admit(candidates: Sequence[WrittenRequest], reference: Sequence[str],
           embed: Callable[[list[str]], Any], *, threshold: float,
           existing: Sequence[WrittenRequest] = ()) -> tuple[list[WrittenRequest], dict[str, Any]]:
-    """The candidates that may train: not a repeat of each other or of `existing`, and below
+    """The candidates that may join: not a repeat of each other or of `existing`, and below
     `threshold` cosine (and not equal after case folding) to every `reference` text (the
     validation and held-out records). Returns (admitted, counts)."""
     import numpy as np
@@ -159,16 +153,17 @@ def admit(candidates: Sequence[WrittenRequest], reference: Sequence[str],
     seen = {_fold(w.text) for w in existing}
     unique: list[WrittenRequest] = []
     for w in candidates:
-        key = _fold(w.text)
-        if key not in seen:
-            seen.add(key)
+        folded = _fold(w.text)
+        if folded not in seen:
+            seen.add(folded)
             unique.append(w)
     ref_folded = {_fold(t) for t in reference}
-    e_ref = np.asarray(embed(list(reference)), dtype=np.float32)
-    e_new = np.asarray(embed([w.text for w in unique]), dtype=np.float32)
     best = np.zeros(len(unique), dtype=np.float32)
-    for b in range(0, len(unique), 1024):
-        best[b:b + 1024] = (e_new[b:b + 1024] @ e_ref.T).max(axis=1)
+    if unique and reference:
+        e_ref = np.asarray(embed(list(reference)), dtype=np.float32)
+        e_new = np.asarray(embed([w.text for w in unique]), dtype=np.float32)
+        for b in range(0, len(unique), 1024):
+            best[b:b + 1024] = (e_new[b:b + 1024] @ e_ref.T).max(axis=1)
     keep = [w for w, cos in zip(unique, best, strict=True)
             if cos < threshold and _fold(w.text) not in ref_folded]
     dropped = [w for w, cos in zip(unique, best, strict=True)
@@ -217,7 +212,6 @@ def write(admitted: Iterable[WrittenRequest], counts: dict[str, Any], *,
 def evaluation_texts(data_root: str | Path | None = None) -> list[str]:
     """Every validation and held-out text of the pooled datasets (what written data must not
     repeat)."""
-    from ..data import Part
     from ..data import load as load_dataset
     from ..data._dedupe import POOL
     from ..data._splits import record_part

@@ -123,3 +123,18 @@ def test_written_requests_are_opt_in_and_split_like_a_dataset(data_root):
     assert harmful.categories[0].startswith("written_requests:")
     # the operating points stay bounded by the datasets' look-alikes, not these
     assert not any("lookalike" in e.tags for e in mine)
+
+
+def test_add_written_names_the_bad_line_and_writes_nothing(tmp_path):
+    from typer.testing import CliRunner
+
+    from specguard.cli import app
+
+    before = written.FILE.read_bytes()
+    bad = tmp_path / "new.jsonl"
+    bad.write_text('{"text": "x", "harmful": true, "topic": "cyber"}\nnot json\n')
+    res = CliRunner().invoke(app, ["guard", "add-written", str(bad)])
+    # the console entry point prints a ConfigError with its hint and exits 2
+    assert isinstance(res.exception, ConfigError)
+    assert "new.jsonl:2" in str(res.exception) and "not JSON" in str(res.exception)
+    assert written.FILE.read_bytes() == before
