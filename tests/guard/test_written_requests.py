@@ -126,9 +126,8 @@ def test_written_requests_are_opt_in_and_split_like_a_dataset(data_root):
 
 
 def test_add_written_names_the_bad_line_and_writes_nothing(tmp_path):
-    from typer.testing import CliRunner
-
     from specguard.cli import app
+    from typer.testing import CliRunner
 
     before = written.FILE.read_bytes()
     bad = tmp_path / "new.jsonl"
