@@ -24,29 +24,14 @@ import argparse
 from collections import defaultdict
 
 import numpy as np
+
+# the operating-points bench's helpers (this folder is on sys.path when a script runs)
+from guard_operating_points import rate, scores
 from specguard.data import Part
-from specguard.evals.metrics import wilson_interval
 from specguard.evals.results import Readme, Result, Table, command_line, write_result
-from specguard.guard import CheckRequest, FastChecker, Stage, load_fast_checker, written
+from specguard.guard import FastChecker, Stage, load_fast_checker, written
 from specguard.guard.corpus import input_examples
 from specguard.guard.train import PRESET_LOOKALIKE_FPR, PRESETS, _is_lookalike, threshold_within
-from specguard.types import user
-
-
-def scores(checker: FastChecker, texts: list[str], batch: int = 64) -> np.ndarray:
-    out: list[float] = []
-    for i in range(0, len(texts), batch):
-        out += [v.score for v in checker.verdicts(
-            [CheckRequest(stage=Stage.INPUT, messages=[user(t)]) for t in texts[i:i + batch]])]
-    return np.array(out)
-
-
-def rate(flags: np.ndarray) -> str:
-    k, n = int(flags.sum()), len(flags)
-    if n == 0:
-        return "—"
-    lo, hi = wilson_interval(k, n)
-    return f"{k / n:.1%} [{lo:.1%}, {hi:.1%}] (n={n})"
 
 
 def main() -> int:
