@@ -41,6 +41,16 @@ def scores(checker: FastChecker, texts: list[str], batch: int = 64) -> np.ndarra
     return np.array(out)
 
 
+def baseline_presets(tfidf: FastChecker, batch: int = 64) -> tuple[dict[str, float], int]:
+    """The TF-IDF member's own presets: the shipped rule (threshold_within) on the same
+    validation look-alikes the artifact's presets were chosen on; and how many there are."""
+    look_val = [e.text for e in input_examples(parts=(Part.VALIDATION,)) if _is_lookalike(e)]
+    if not look_val:
+        raise SystemExit("no validation look-alikes: is the data directory there?")
+    s = scores(tfidf, look_val, batch)
+    return {p: threshold_within(s, PRESET_LOOKALIKE_FPR[p]) for p in PRESETS}, len(look_val)
+
+
 def rate(flags: np.ndarray) -> str:
     k, n = int(flags.sum()), len(flags)
     if n == 0:
@@ -70,14 +80,9 @@ def main() -> int:
     checkers = {"shipped": shipped, "TF-IDF member alone": load_fast_checker(members=["tfidf"])}
     card = shipped.artifact.card.get("validation", {}).get("input", {}).get("operating_points", {})
 
-    # Validation look-alikes: what the presets were chosen on.
-    look_val = [e.text for e in input_examples(parts=(Part.VALIDATION,)) if _is_lookalike(e)]
-    if not look_val:
-        raise SystemExit("no validation look-alikes: is the data directory there?")
-    thresholds = {"shipped": {p: shipped.threshold(Stage.INPUT, p) for p in PRESETS}}
-    base_val = scores(checkers["TF-IDF member alone"], look_val, args.batch)
-    thresholds["TF-IDF member alone"] = {p: threshold_within(base_val, PRESET_LOOKALIKE_FPR[p])
-                                         for p in PRESETS}
+    base, n_look_val = baseline_presets(checkers["TF-IDF member alone"], args.batch)
+    thresholds = {"shipped": {p: shipped.threshold(Stage.INPUT, p) for p in PRESETS},
+                  "TF-IDF member alone": base}
 
     items = build_items(load_suite("guard_fast"))
     groups: dict[str, list] = defaultdict(list)
@@ -152,7 +157,7 @@ def main() -> int:
                       f"flagged, {balanced['harmful_request_recall']:.1%} of harmful requests "
                       f"caught, {balanced['benign_request_fpr']:.1%} of benign requests flagged")),
         data={"thresholds": thresholds, "figures": data,
-              "n_validation_lookalikes": len(look_val)}), args.out)
+              "n_validation_lookalikes": n_look_val}), args.out)
     print(f"wrote {path}")
     return 0
 

@@ -26,12 +26,11 @@ from collections import defaultdict
 import numpy as np
 
 # the operating-points bench's helpers (this folder is on sys.path when a script runs)
-from guard_operating_points import rate, scores
+from guard_operating_points import baseline_presets, rate, scores
 from specguard.data import Part
 from specguard.evals.results import Readme, Result, Table, command_line, write_result
 from specguard.guard import FastChecker, Stage, load_fast_checker, written
-from specguard.guard.corpus import input_examples
-from specguard.guard.train import PRESET_LOOKALIKE_FPR, PRESETS, _is_lookalike, threshold_within
+from specguard.guard.train import PRESETS
 
 
 def main() -> int:
@@ -59,14 +58,9 @@ def main() -> int:
     texts = [w.text for w in held]
     harmful = np.array([w.harmful for w in held])
 
-    look_val = [e.text for e in input_examples(parts=(Part.VALIDATION,)) if _is_lookalike(e)]
-    thresholds: dict[str, dict[str, float]] = {}
-    for name, c in checkers.items():
-        if name == "TF-IDF member alone":
-            s = scores(c, look_val)
-            thresholds[name] = {p: threshold_within(s, PRESET_LOOKALIKE_FPR[p]) for p in PRESETS}
-        else:
-            thresholds[name] = {p: c.threshold(Stage.INPUT, p) for p in PRESETS}
+    thresholds = {name: baseline_presets(c)[0] if name == "TF-IDF member alone"
+                  else {p: c.threshold(Stage.INPUT, p) for p in PRESETS}
+                  for name, c in checkers.items()}
     got = {name: scores(c, texts) for name, c in checkers.items()}
 
     rows, data = [], {}
