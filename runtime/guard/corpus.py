@@ -50,6 +50,7 @@ REQUESTS = "request"  # a request to an assistant
 TOXICITY = "toxicity"  # a piece of (possibly toxic) text, not necessarily a request
 JAILBREAK = "jailbreak"
 WRITTEN = "written"  # data the guard wrote for itself
+WRITTEN_SEED = 7919  # offsets the random streams that transform the written requests
 
 # dataset -> (subset or None for default, domain)
 INPUT_SOURCES: dict[str, tuple[Any, str]] = {
@@ -122,6 +123,18 @@ def _records(name: str, subset: Any, data_root: Any) -> list[Any]:
     return [r for r in load(name, subset=subset, data_dir_override=data_root) if r.text.strip()]
 
 
+# The transforms below draw from one random stream per side: the development parts (train and
+# validation, always built together, the way training reads them) and the held-out part. A
+# part's examples are then the same whichever parts a caller asks for: a bench reading the
+# validation part alone sees the look-alikes the operating points were chosen on (drawn from
+# the stream of whatever parts were asked for, 28 of those 60 used to come out differently).
+SIDES = ((Part.TRAIN, Part.VALIDATION), (Part.HELD_OUT,))
+
+
+def _sides(parts: tuple[Part, ...]) -> list[tuple[Part, ...]]:
+    return [side for side in SIDES if any(p in side for p in parts)]
+
+
 def input_examples(data_root: str | Path | None = None, *, seed: int = 0,
                    augment: bool = True, parts: Iterable[Part] = tuple(Part),
                    written_weight: float = 1.0, written_requests: bool = False) -> list[Example]:
@@ -129,8 +142,16 @@ def input_examples(data_root: str | Path | None = None, *, seed: int = 0,
     validation without the near-duplicates of evaluation records). `written_weight` scales the
     training weight of the look-alikes and contrast pairs written for specguard (a few hundred
     among tens of thousands); `written_requests` adds the requests written for specguard
-    (written.py), each in its own part."""
+    (written.py), each in its own part, and their transforms, drawn apart from the datasets'
+    so that adding them leaves every dataset example as it was."""
     parts = tuple(parts)
+    return [e for side in _sides(parts)
+            for e in _input_side(data_root, seed, augment, side, written_weight, written_requests)
+            if e.part in parts]
+
+
+def _input_side(data_root: Any, seed: int, augment: bool, parts: tuple[Part, ...],
+                written_weight: float, written_requests: bool) -> list[Example]:
     out: list[Example] = []
     for name, (subset, domain) in INPUT_SOURCES.items():
         records = _records(name, subset, data_root)
@@ -143,9 +164,6 @@ def input_examples(data_root: str | Path | None = None, *, seed: int = 0,
                 out.append(Example(r.text, bool(harmful), r.source, part, domain,
                                    categories=cats, tags=_tags(r),
                                    key=f"{r.source}/{record_key(r)}"))
-    if written_requests:
-        # before the transforms: written requests get wrapped and obfuscated like the rest
-        out.extend(_written_requests(parts))
     if augment:
         out.extend(_jailbreak_examples(out, data_root, seed, parts))
         out.extend(_attack_examples(out, seed))
@@ -153,14 +171,23 @@ def input_examples(data_root: str | Path | None = None, *, seed: int = 0,
             out.extend(Example(**{**e.__dict__, "weight": e.weight * written_weight})
                        for e in _written_lookalikes(seed))
         out.extend(_written_multilingual(parts))
+    if written_requests:
+        # wrapped and obfuscated like the dataset requests, from streams of their own
+        written = _written_requests(parts)
+        out.extend(written)
+        if augment:
+            out.extend(_jailbreak_examples(written, data_root, seed + WRITTEN_SEED, parts,
+                                           benign_templates=False))
+            out.extend(_attack_examples(written, seed + WRITTEN_SEED))
     return _weighted(out)
 
 
 def _jailbreak_examples(base: list[Example], data_root: Any, seed: int,
-                        parts: tuple[Part, ...]) -> list[Example]:
+                        parts: tuple[Part, ...], *, benign_templates: bool = True
+                        ) -> list[Example]:
     """Requests wrapped in in-the-wild jailbreak templates of the same part: each template
-    once with a benign request (a jailbreak attempt is flagged whatever it asks) and harmful
-    requests round-robin over the part's templates."""
+    once with a benign request (a jailbreak attempt is flagged whatever it asks; unless
+    `benign_templates` is off) and harmful requests round-robin over the part's templates."""
     rng = random.Random(seed)
     templates = _records("inthewild_jailbreaks", None, data_root)
     out: list[Example] = []
@@ -177,7 +204,7 @@ def _jailbreak_examples(base: list[Example], data_root: Any, seed: int,
             out.append(Example(wrap(t, e.text), True, "inthewild_jailbreaks", part, JAILBREAK,
                                categories=e.categories, tags=("jailbreak_wrapped",),
                                key=f"{e.key}+jb{t.id}"))
-        for t in temps:
+        for t in (temps if benign_templates else ()):
             if benign:
                 e = rng.choice(benign)
                 out.append(Example(wrap(t, e.text), True, "inthewild_jailbreaks", part,
@@ -262,8 +289,14 @@ def _weighted(examples: list[Example]) -> list[Example]:
 
 def output_examples(data_root: str | Path | None = None, *, seed: int = 0,
                     parts: Iterable[Part] = tuple(Part)) -> list[Example]:
-    """(request, answer) examples for the output check, in each record's own part."""
+    """(request, answer) examples for the output check, in each record's own part (built per
+    side, like input_examples: a part's examples do not depend on the parts asked for)."""
     parts = tuple(parts)
+    return [e for side in _sides(parts) for e in _output_side(data_root, seed, side)
+            if e.part in parts]
+
+
+def _output_side(data_root: Any, seed: int, parts: tuple[Part, ...]) -> list[Example]:
     rng = random.Random(seed)
     out: list[Example] = []
 
