@@ -9,7 +9,10 @@ The held-out quarter never trains, and no training or validation text is within 
 new phrasings by familiar authors, not a stranger's.
 
 Each preset's threshold is the artifact's own (chosen on the datasets' validation look-alikes).
-Baseline, measured in the same run: the artifact's TF-IDF member alone, with its presets chosen
+What decides whether a retrained artifact ships is in the `validation` table: every tier on
+the validation part alone (the datasets' harmful requests and look-alikes, as training built
+them, and the written validation requests), never the held-out one. Baseline, measured in
+the same run: the artifact's TF-IDF member alone, with its presets chosen
 by the same rule on the same validation look-alikes. `--compare NAME=FOLDER` adds other
 artifact folders (an earlier commit's specs/guard/fast_default, via `git worktree`).
 
@@ -30,7 +33,49 @@ from guard_operating_points import baseline_presets, rate, scores
 from specguard.data import Part
 from specguard.evals.results import Readme, Result, Table, command_line, write_result
 from specguard.guard import FastChecker, Stage, load_fast_checker, written
-from specguard.guard.train import PRESETS
+from specguard.guard.corpus import JAILBREAK, REQUESTS, input_examples
+from specguard.guard.train import PRESET_LOOKALIKE_FPR, PRESETS, _is_lookalike, threshold_within
+
+
+def auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(a positive scores above a negative), ties counting half."""
+    if not len(pos) or not len(neg):
+        return float("nan")
+    return float(((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean())
+
+
+def validation_rows(checkers: dict[str, FastChecker], thresholds: dict[str, dict[str, float]],
+                    smoke: bool) -> tuple[list[list], dict]:
+    """Each tier at its balanced point on the validation part only: the datasets' harmful
+    requests (jailbreak-wrapped and attack-transformed ones included) and look-alikes, as
+    training built them, and the written validation requests."""
+    val = [e for e in input_examples(parts=(Part.VALIDATION,))
+           if not e.source.startswith("written")]
+    harm = [e.text for e in val if e.harmful and e.domain in (REQUESTS, JAILBREAK)]
+    look = [e.text for e in val if _is_lookalike(e)]
+    wv = [w for _, w in written.in_part(Part.VALIDATION)]
+    if smoke:
+        harm, wv = harm[::40], wv[::20]
+    wh = np.array([w.harmful for w in wv])
+    rows, data = [], {}
+    for name, c in checkers.items():
+        t = thresholds[name]["balanced"]
+        h, lk, w = scores(c, harm), scores(c, look), scores(c, [x.text for x in wv])
+        # the rule not adopted: the written validation look-alikes joining the bound's pool
+        pooled = threshold_within(np.concatenate([lk, w[~wh]]), PRESET_LOOKALIKE_FPR["balanced"])
+        d = {"threshold": t, "harmful_recall": float((h >= t).mean()),
+             "pooled_threshold": pooled, "pooled_lookalike_fpr": float((lk >= pooled).mean()),
+             "lookalike_fpr": float((lk >= t).mean()), "auc_vs_lookalikes": auc(h, lk),
+             "written_harmful_recall": float((w[wh] >= t).mean()),
+             "written_lookalike_fpr": float((w[~wh] >= t).mean()),
+             "n_harmful": len(harm), "n_lookalikes": len(look), "n_written": len(wv)}
+        data[name] = d
+        rows.append([name, round(t, 3), rate(h >= t), rate(lk >= t),
+                     round(d["auc_vs_lookalikes"], 3),
+                     rate(w[wh] >= t), rate(w[~wh] >= t), round(pooled, 3),
+                     rate(lk >= pooled)])
+        print(" | ".join(str(x) for x in rows[-1]))
+    return rows, data
 
 
 def main() -> int:
@@ -88,6 +133,7 @@ def main() -> int:
     by = defaultdict(list)
     for label, field in ((True, "style"), (True, "topic"), (False, "style")):
         by[(label, field)] = breakdown(field, label)
+    val_rows, val_data = validation_rows(checkers, thresholds, args.smoke)
     b = data["shipped/balanced"]
     base = data["TF-IDF member alone/balanced"]
     path = write_result(Result(
@@ -105,14 +151,30 @@ def main() -> int:
             Table(id="topics", title="Harmful requests caught per topic (balanced)",
                   columns=["topic", *checkers], rows=by[(True, "topic")]),
             Table(id="kinds", title="Benign look-alikes flagged per kind (balanced)",
-                  columns=["kind", *checkers], rows=by[(False, "style")])],
+                  columns=["kind", *checkers], rows=by[(False, "style")]),
+            Table(id="validation", title="What the ship decision reads: the validation part "
+                  "at the balanced point",
+                  columns=["fast tier", "threshold", "datasets' harmful requests caught",
+                           "datasets' look-alikes flagged",
+                           "AUC harmful requests vs look-alikes",
+                           "written harmful caught", "written look-alikes flagged",
+                           "threshold, written look-alikes pooled in",
+                           "datasets' look-alikes flagged at it"],
+                  rows=val_rows,
+                  note="value [95% Wilson interval] (n). The datasets' validation part as "
+                       "training built it (jailbreak-wrapped and attack-transformed requests "
+                       "included; the look-alikes the presets are chosen on), and the written "
+                       "validation requests; served scores, one text per request. The last "
+                       "two columns: the balanced rule (at most 8% flagged) on the datasets' "
+                       "look-alikes and the written ones together, a rule not adopted.")],
         readme=Readme(
             what="guard on written requests (held-out)", where="docs/results/guard.md",
             headline=(f"balanced: {b['harmful_recall']:.1%} of held-out written harmful "
                       f"requests caught, {b['lookalike_fpr']:.1%} of their look-alikes flagged "
                       f"(TF-IDF alone {base['harmful_recall']:.1%} / "
                       f"{base['lookalike_fpr']:.1%})")),
-        data={"thresholds": thresholds, "figures": data, "n": len(held),
+        data={"thresholds": thresholds, "figures": data, "validation": val_data,
+              "n": len(held),
               "n_harmful": int(harmful.sum())}), args.out)
     print(f"wrote {path}")
     return 0

@@ -129,6 +129,34 @@ def test_shipped_scores_are_calibrated_on_validation():
     assert expected_calibration_error(bins) < 0.06
 
 
+def test_shipped_cards_operating_points_reproduce_on_validation(fast, data_root):
+    # The card's presets, re-derived from the served checker: the same rule on the same 60
+    # validation look-alikes (the corpus builds a part the same whichever parts are asked
+    # for) gives the same thresholds and flags the same ones; harmful-request recall agrees
+    # within a few points (training scores a text's units, serving also reads its decoded
+    # views and the turns together).
+    from specguard.guard.corpus import JAILBREAK, REQUESTS, input_examples
+    from specguard.guard.train import PRESET_LOOKALIKE_FPR, PRESETS, _is_lookalike, threshold_within
+
+    card = fast.artifact.card["validation"]["input"]["operating_points"]
+    val = input_examples(data_root, parts=(Part.VALIDATION,))
+    look = [e.text for e in val if _is_lookalike(e)]
+    harm = [e.text for e in val if e.harmful and e.domain in (REQUESTS, JAILBREAK)]
+    assert len(look) == card["balanced"]["n_lookalike"] and len(harm) > 500
+
+    def served(texts):
+        return [v.score for v in fast.verdicts([_req(t) for t in texts])]
+
+    look_s, harm_s = served(look), served(harm)
+    for preset in PRESETS:
+        t = card[preset]["threshold"]
+        assert threshold_within(look_s, PRESET_LOOKALIKE_FPR[preset]) == pytest.approx(t), preset
+        assert sum(s >= t for s in look_s) / len(look) == pytest.approx(
+            card[preset]["lookalike_fpr"], abs=1e-3), preset
+        recall = sum(s >= t for s in harm_s) / len(harm)
+        assert recall == pytest.approx(card[preset]["harmful_request_recall"], abs=0.03), preset
+
+
 async def test_scores_and_categories(fast):
     bad, good = await fast.check_many([_req(HARMFUL), _req(BENIGN)])
     assert bad.label is Label.UNSAFE and bad.score > 0.8 and bad.tier is Tier.FAST
