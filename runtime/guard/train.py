@@ -82,6 +82,9 @@ class TrainConfig:
     member_budget: dict[str, int] = field(default_factory=lambda: {"e5": 12000})
     output_members: tuple[str, ...] = ("tfidf", "minilm")  # the output check's members
     finetune_epochs: int = 1
+    # Tokens of a unit the fine-tune reads (serving reads windows of 256): 4% of training units
+    # are longer than the default, mostly toxicity-corpus texts and jailbreak templates.
+    finetune_max_tokens: int = 96
     workdir: Path | None = None  # where fine-tuned files are written before the artifact
     # Reuse the fine-tuned classifier in `workdir` even when the training units changed (an
     # hour of CPU saved; the card records that it was fitted on other units).
@@ -110,6 +113,9 @@ class TrainConfig:
                                                  else "."))
         if self.encoder_head not in ("mlp", "linear"):
             raise ConfigError(f"encoder_head is mlp or linear, not {self.encoder_head!r}.")
+        if not 16 <= self.finetune_max_tokens <= 256:
+            raise ConfigError(f"finetune_max_tokens is 16-256 (the served window is 256), not "
+                              f"{self.finetune_max_tokens}.")
 
 
 @dataclass
@@ -278,7 +284,8 @@ def fit_stage(stage: Stage, train: list[Example], val: list[Example], cfg: Train
         from .finetune import FinetuneConfig, finetune
 
         target = (cfg.workdir or default_cache_dir() / "guard-train") / finetuned_file(stage.value)
-        ft_cfg = FinetuneConfig(epochs=cfg.finetune_epochs, seed=cfg.seed)
+        ft_cfg = FinetuneConfig(epochs=cfg.finetune_epochs, seed=cfg.seed,
+                                max_tokens=cfg.finetune_max_tokens)
         key = finetune_key(tu, vu, ft_cfg)
         finetune_record = reusable_finetune(target, key)
         if finetune_record is not None:

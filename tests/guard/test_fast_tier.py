@@ -659,3 +659,20 @@ def test_the_input_check_retrains_alone_keeping_an_output_stage(tiny, tmp_path, 
     with pytest.raises(ConfigError, match="no output stage"):
         train_artifact(TrainConfig(members=("tfidf",), output_from=bare), data_root=data_root,
                        input_data=inputs, say=lambda _m: None)
+
+
+def test_the_finetunes_token_budget_is_checked_and_keys_the_reuse():
+    # --finetune-max-tokens: within what a served window reads, and a fine-tune fitted with
+    # another budget is not reused as if it were the same (its sidecar key differs).
+    from specguard.guard.corpus import Example
+    from specguard.guard.finetune import FinetuneConfig
+    from specguard.guard.train import TrainConfig, finetune_key, make_units
+
+    for bad in (8, 300):
+        with pytest.raises(ConfigError, match="finetune_max_tokens is 16-256"):
+            TrainConfig(finetune_max_tokens=bad)
+    ex = [Example("hello there", False, "x", Part.TRAIN), Example("how to hurt", True, "x",
+                                                                   Part.TRAIN)]
+    u = make_units(ex, Stage.INPUT, training=True)
+    keys = {finetune_key(u, u, FinetuneConfig(max_tokens=n)) for n in (96, 256)}
+    assert len(keys) == 2
