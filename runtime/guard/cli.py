@@ -33,6 +33,7 @@ def train(
     reuse_finetune: Annotated[bool, typer.Option(help="Reuse the fine-tuned classifier in --workdir even if the training data changed since it was fitted (saves the fine-tune's hour on a CPU; the card says so).")] = False,
     encoder_head: Annotated[str, typer.Option(help="mlp | linear: the head over each encoder's vectors.")] = "mlp",
     finetune_max_tokens: Annotated[int, typer.Option(help="Tokens of each training text the MiniLM fine-tune reads, 16-256 (serving reads 256-token windows; longer costs time).")] = 96,
+    finetune_epochs: Annotated[int, typer.Option(help="Epochs of the MiniLM fine-tune (the one with the best validation AUPRC is kept; about 20 minutes each on one core).")] = 1,
     data: Annotated[Optional[list[Path]], typer.Option(help="Your own labelled data: a dataset mapping YAML (see specguard.data.load_custom); repeat for several. Its records split like the built-in ones (hash of dataset and id).")] = None,
     builtin: Annotated[bool, typer.Option(help="Also train on the built-in public datasets.")] = True,
     written_requests: Annotated[bool, typer.Option(help="Also train and choose on the requests written for specguard (their training and validation parts; see docs/results/guard.md for what it trades).")] = False,
@@ -56,7 +57,7 @@ def train(
                       category_exemplars=category_exemplars,
                       workdir=workdir, reuse_finetune=reuse_finetune,
                       output_from=output_from, seed=seed, written_requests=written_requests,
-                      finetune_max_tokens=finetune_max_tokens)
+                      finetune_max_tokens=finetune_max_tokens, finetune_epochs=finetune_epochs)
     inputs = _custom_examples(data or [], data_dir)
     if builtin:
         from .corpus import input_examples

@@ -113,6 +113,8 @@ class TrainConfig:
                                                  else "."))
         if self.encoder_head not in ("mlp", "linear"):
             raise ConfigError(f"encoder_head is mlp or linear, not {self.encoder_head!r}.")
+        if self.finetune_epochs < 1:
+            raise ConfigError(f"finetune_epochs is at least 1, not {self.finetune_epochs}.")
         if not 16 <= self.finetune_max_tokens <= 256:
             raise ConfigError(f"finetune_max_tokens is 16-256 (the served window is 256), not "
                               f"{self.finetune_max_tokens}.")

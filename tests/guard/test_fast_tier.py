@@ -661,7 +661,7 @@ def test_the_input_check_retrains_alone_keeping_an_output_stage(tiny, tmp_path, 
                        input_data=inputs, say=lambda _m: None)
 
 
-def test_the_finetunes_token_budget_is_checked_and_keys_the_reuse():
+def test_the_finetunes_budget_is_checked_and_keys_the_reuse():
     # --finetune-max-tokens: within what a served window reads, and a fine-tune fitted with
     # another budget is not reused as if it were the same (its sidecar key differs).
     from specguard.guard.corpus import Example
@@ -671,6 +671,8 @@ def test_the_finetunes_token_budget_is_checked_and_keys_the_reuse():
     for bad in (8, 300):
         with pytest.raises(ConfigError, match="finetune_max_tokens is 16-256"):
             TrainConfig(finetune_max_tokens=bad)
+    with pytest.raises(ConfigError, match="finetune_epochs is at least 1"):
+        TrainConfig(finetune_epochs=0)
     ex = [Example("hello there", False, "x", Part.TRAIN), Example("how to hurt", True, "x",
                                                                    Part.TRAIN)]
     u = make_units(ex, Stage.INPUT, training=True)
