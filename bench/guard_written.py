@@ -33,8 +33,14 @@ from guard_operating_points import baseline_presets, rate, scores
 from specguard.data import Part
 from specguard.evals.results import Readme, Result, Table, command_line, write_result
 from specguard.guard import FastChecker, Stage, load_fast_checker, written
-from specguard.guard.corpus import JAILBREAK, REQUESTS, input_examples
-from specguard.guard.train import PRESET_LOOKALIKE_FPR, PRESETS, _is_lookalike, threshold_within
+from specguard.guard.corpus import input_examples
+from specguard.guard.train import (
+    PRESET_LOOKALIKE_FPR,
+    PRESETS,
+    _is_lookalike,
+    is_request,
+    threshold_within,
+)
 
 
 def auc(pos: np.ndarray, neg: np.ndarray) -> float:
@@ -47,11 +53,11 @@ def auc(pos: np.ndarray, neg: np.ndarray) -> float:
 def validation_rows(checkers: dict[str, FastChecker], thresholds: dict[str, dict[str, float]],
                     smoke: bool) -> tuple[list[list], dict]:
     """Each tier at its balanced point on the validation part only: the datasets' harmful
-    requests (jailbreak-wrapped and attack-transformed ones included) and look-alikes, as
-    training built them, and the written validation requests."""
+    requests (bare and jailbreak-wrapped: what the card's harmful-request recall counts) and
+    look-alikes, as training built them, and the written validation requests."""
     val = [e for e in input_examples(parts=(Part.VALIDATION,))
            if not e.source.startswith("written")]
-    harm = [e.text for e in val if e.harmful and e.domain in (REQUESTS, JAILBREAK)]
+    harm = [e.text for e in val if e.harmful and is_request(e)]
     look = [e.text for e in val if _is_lookalike(e)]
     wv = [w for _, w in written.in_part(Part.VALIDATION)]
     if smoke:
@@ -162,9 +168,9 @@ def main() -> int:
                            "datasets' look-alikes flagged at it"],
                   rows=val_rows,
                   note="value [95% Wilson interval] (n). The datasets' validation part as "
-                       "training built it (jailbreak-wrapped and attack-transformed requests "
-                       "included; the look-alikes the presets are chosen on), and the written "
-                       "validation requests; served scores, one text per request. The last "
+                       "training built it (harmful requests bare and jailbreak-wrapped, as the "
+                       "card counts them; the look-alikes the presets are chosen on), and the "
+                       "written validation requests; served scores, one text per request. The last "
                        "two columns: the balanced rule (at most 8% flagged) on the datasets' "
                        "look-alikes and the written ones together, a rule not adopted.")],
         readme=Readme(

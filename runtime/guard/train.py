@@ -393,6 +393,13 @@ def _is_lookalike(e: Example) -> bool:
     return not e.harmful and any(t in LOOKALIKE_TAGS for t in e.tags)
 
 
+def is_request(e: Example) -> bool:
+    """What harmful-request recall counts: requests to an assistant, bare or in a jailbreak
+    template, and the requests written for specguard. Attack-transformed ones are the guard's
+    own writing (domain `written`) and are not counted."""
+    return e.domain in (REQUESTS, JAILBREAK) or e.source.startswith("written")
+
+
 def _operating_points(vu: Units, p_units: Any) -> tuple[dict[str, float], dict[str, Any]]:
     """Per preset, the lowest threshold whose look-alike false-positive rate on validation is
     within the preset's bound (catching the most harm that bound allows); on all benign
@@ -405,8 +412,7 @@ def _operating_points(vu: Units, p_units: Any) -> tuple[dict[str, float], dict[s
     bounds = PRESET_LOOKALIKE_FPR
     if look.sum() < MIN_LOOKALIKES:
         look, bounds = y == 0, PRESET_BENIGN_FPR
-    req = np.array([e.domain in (REQUESTS, JAILBREAK) or e.source.startswith("written")
-                    for e in vu.examples])
+    req = np.array([is_request(e) for e in vu.examples])
     thresholds, figures = {}, {}
     for preset in PRESETS:
         t = threshold_within(p[look], bounds[preset])

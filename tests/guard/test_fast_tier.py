@@ -135,13 +135,19 @@ def test_shipped_cards_operating_points_reproduce_on_validation(fast, data_root)
     # for) gives the same thresholds and flags the same ones; harmful-request recall agrees
     # within a few points (training scores a text's units, serving also reads its decoded
     # views and the turns together).
-    from specguard.guard.corpus import JAILBREAK, REQUESTS, input_examples
-    from specguard.guard.train import PRESET_LOOKALIKE_FPR, PRESETS, _is_lookalike, threshold_within
+    from specguard.guard.corpus import input_examples
+    from specguard.guard.train import (
+        PRESET_LOOKALIKE_FPR,
+        PRESETS,
+        _is_lookalike,
+        is_request,
+        threshold_within,
+    )
 
     card = fast.artifact.card["validation"]["input"]["operating_points"]
     val = input_examples(data_root, parts=(Part.VALIDATION,))
     look = [e.text for e in val if _is_lookalike(e)]
-    harm = [e.text for e in val if e.harmful and e.domain in (REQUESTS, JAILBREAK)]
+    harm = [e.text for e in val if e.harmful and is_request(e)]
     assert len(look) == card["balanced"]["n_lookalike"] and len(harm) > 500
 
     def served(texts):
