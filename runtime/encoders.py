@@ -322,19 +322,27 @@ class EmbeddingCache:
         self._lock = threading.Lock()
 
     @staticmethod
-    def _key(encoder: SentenceEncoder, text: str) -> str:
+    def _key(encoder: SentenceEncoder, text: str, alone: bool = False) -> str:
         import hashlib
 
         digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
-        return f"{encoder.name}:{encoder.max_tokens}:{digest}"
+        # A row encoded alone is kept apart from the same text encoded in a batch: the int8
+        # MiniLM graphs give them different vectors (see `alone` below).
+        return f"{encoder.name}:{encoder.max_tokens}:{'1:' if alone else ''}{digest}"
 
     def encode(self, encoder: SentenceEncoder, texts: Sequence[str], batch_size: int = 32,
-               progress=None):
+               progress=None, *, alone: bool = False):
         """encoder.encode(texts), reading what the cache has and storing what it computes.
-        `progress(done, total)` is called after each stored chunk."""
+        `progress(done, total)` is called after each stored chunk. `alone`: encode each text
+        in a call of its own when the encoder's rows move with their batch mates (not
+        `batch_invariant`), as the served guard does, so that what training chooses on
+        validation vectors (calibration, thresholds) holds for the vectors served."""
         import numpy as np
 
-        keys = [self._key(encoder, t) for t in texts]
+        alone = alone and not getattr(encoder, "batch_invariant", False)
+        if alone:
+            batch_size = 1
+        keys = [self._key(encoder, t, alone) for t in texts]
         found: dict[str, Any] = {}
         with self._lock:
             for i in range(0, len(keys), 900):
@@ -347,7 +355,7 @@ class EmbeddingCache:
         for i in range(0, len(todo), step):
             part = todo[i:i + step]
             vecs = np.asarray(encoder.encode(part, batch_size=batch_size), dtype=np.float32)
-            rows = [(self._key(encoder, t), v.tobytes()) for t, v in zip(part, vecs)]
+            rows = [(self._key(encoder, t, alone), v.tobytes()) for t, v in zip(part, vecs)]
             with self._lock:
                 self._db.executemany("INSERT OR REPLACE INTO vec VALUES (?, ?)", rows)
                 self._db.commit()

@@ -345,7 +345,9 @@ class Featurizer:
         if not texts:
             return np.zeros((0, enc.dim), dtype=np.float32)
         if self.cache is not None:
-            return self.cache.encode(enc, list(texts), progress=progress)
+            # Training: each row encoded as the served checker encodes it (alone, for the int8
+            # MiniLM graphs), so the thresholds chosen on validation are the served ones.
+            return self.cache.encode(enc, list(texts), progress=progress, alone=True)
         size = 1 if self.row_alone and not getattr(enc, "batch_invariant", False) else 32
 
         def encode(batch: list[str]):

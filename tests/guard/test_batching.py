@@ -117,6 +117,32 @@ def test_e5_serves_concurrent_callers_from_a_bounded_pool_of_engine_handles():
     assert 1 <= enc._made <= enc.max_handles
 
 
+@needs_minilm
+def test_training_encodes_minilm_rows_as_the_served_checker_does(tmp_path):
+    """What training chooses on validation scores (calibration, the presets' thresholds) holds
+    only for the scores served: training's cached rows of the fine-tuned MiniLM are encoded
+    alone, as served, not in batches whose int8 activations move every row."""
+    from specguard.encoders import EmbeddingCache
+    from specguard.guard.fast import shipped_artifact_path
+    from specguard.guard.features import Featurizer
+
+    onnx = (shipped_artifact_path() or tmp_path) / "minilm_ft.input.onnx"
+    if not onnx.is_file():
+        pytest.skip("no fine-tuned MiniLM shipped in specs/guard/")
+    # texts of a length, so that one padded call holds them all
+    texts = ["How do I kill a Python process?", "How can I steal someone's heart?",
+             "Where can I shoot a good photo?", "What is the best way to gut a fish?"]
+    cache = EmbeddingCache(tmp_path / "vec.sqlite")
+    trained = Featurizer(finetuned=onnx, cache=cache).block("minilm_ft", texts)
+    served = Featurizer(finetuned=onnx, row_alone=True).block("minilm_ft", texts)
+    np.testing.assert_array_equal(trained, served)
+    # read back from the file, and kept apart from the same texts encoded in one batch
+    enc = Featurizer(finetuned=onnx).encoder("minilm_ft")
+    np.testing.assert_array_equal(cache.encode(enc, texts, alone=True), served)
+    batched = cache.encode(enc, texts)
+    assert np.abs(batched - served).max() > 0.01  # logits: what the old training chose on
+
+
 def test_served_vectors_are_remembered_unless_the_checker_remembers_nothing():
     """The category exemplars read the e5 vector the e5 member has just computed; a checker
     with its cache off (what the benches measure) encodes every time."""

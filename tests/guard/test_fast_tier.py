@@ -55,10 +55,9 @@ def _req(text, stage=Stage.INPUT, response=None, **kw):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory, data_root):
-    """A TF-IDF + MiniLM artifact trained on a seeded sample of the real corpus."""
+def tiny_data(data_root):
+    """A seeded sample of the real corpus's train and validation parts: (inputs, outputs)."""
     from specguard.guard.corpus import input_examples, output_examples
-    from specguard.guard.train import TrainConfig, train_artifact
 
     rng = random.Random(0)
     parts = (Part.TRAIN, Part.VALIDATION)
@@ -66,7 +65,15 @@ def tiny(tmp_path_factory, data_root):
               if e.source in ("advbench", "xstest", "coconot", "harmfulqa_dangerousqa",
                               "refusal_direction_completions", "written:homonym")]
     inputs = rng.sample(inputs, 900)
-    outputs = rng.sample(output_examples(data_root, parts=parts), 500)
+    return inputs, rng.sample(output_examples(data_root, parts=parts), 500)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, data_root, tiny_data):
+    """A TF-IDF + MiniLM artifact trained on `tiny_data`."""
+    from specguard.guard.train import TrainConfig, train_artifact
+
+    inputs, outputs = tiny_data
     cfg = TrainConfig(members=("tfidf", "minilm"), output_members=("tfidf",),
                       encoder_head="linear")
     art = train_artifact(cfg, data_root=data_root, name="tiny", input_data=inputs,
@@ -101,6 +108,26 @@ def test_card_records_data_choices_and_never_text(tiny):
     assert card["licences"]["advbench"] == "MIT"
     blob = json.dumps(card)
     assert "pipe bomb" not in blob and "Sure, here is" not in blob
+
+
+def test_presets_are_chosen_on_the_scores_the_checker_serves(tiny, tiny_data):
+    # The presets re-derived from the served checker's scores of the validation part (its
+    # cascade on, its MiniLM rows run alone) are the card's, to the digit: training chooses
+    # them on what is served (the shipped artifact's own check is below; a sample this small
+    # rarely puts a threshold where the cascade or batching would move it).
+    import numpy as np
+
+    from specguard.guard.train import _operating_points, make_units
+
+    folder, _ = tiny
+    checker = FastChecker(load_artifact(folder))
+    assert checker.heads(Stage.INPUT).cascade is not None
+    val = [e for e in tiny_data[0] if e.part is Part.VALIDATION]
+    units = make_units(val, Stage.INPUT, training=False)
+    served = np.array([s.p_unsafe for s in checker.score_units(units.texts, Stage.INPUT)])
+    thresholds, _ = _operating_points(units, served)
+    card = json.loads((folder / "card.json").read_text())["validation"]["input"]
+    assert thresholds == {k: v["threshold"] for k, v in card["operating_points"].items()}
 
 
 # --- the shipped artifact ------------------------------------------------------------------
