@@ -116,7 +116,6 @@ def test_presets_are_chosen_on_the_scores_the_checker_serves(tiny, tiny_data):
     # them on what is served (the shipped artifact's own check is below; a sample this small
     # rarely puts a threshold where the cascade or batching would move it).
     import numpy as np
-
     from specguard.guard.train import _operating_points, make_units
 
     folder, _ = tiny
