@@ -9,8 +9,9 @@ table and the scoreboard. It stops at the first step that fails; `--from NAME` r
     python scripts/guard_publish.py --from guard_latency
     python scripts/guard_publish.py --dry-run
 
-guard_select (the candidates, each trained here) is not a step: it chooses an artifact
-rather than measuring the shipped one. Pages that read the guard through the whole runtime
+Every bench script that loads the shipped fast tier itself is a step (profile_check too: its
+baseline is the profile-blind fast tier). guard_select (the candidates, each trained here) is
+not a step: it chooses an artifact rather than measuring the shipped one. Pages that read the guard through the whole runtime
 (refusal, U-SafeBench) are listed at the end, to rerun when the decisions they count moved.
 """
 
@@ -55,6 +56,9 @@ def steps(stamp: str) -> list[Step]:
         Step("guard_batching", (py, "bench/guard_batching.py"), timing=True),
         Step("guard_concurrency", (py, "bench/guard_concurrency.py"), timing=True),
         Step("guard_hot_path", (py, "bench/guard_hot_path.py"), timing=True),
+        # Its baseline is the profile-blind shipped fast tier, and it times a check in front
+        # of it.
+        Step("profile_check", (py, "bench/profile_check.py"), timing=True),
         Step("guard_targets", (py, "bench/guard_targets.py")),
         Step("scoreboard", (py, "-m", "specguard.evals.scoreboard")),
     ]

@@ -36,6 +36,12 @@ def test_every_guard_summary_is_republished_or_says_why_not():
     assert kinds == sorted(kinds)
     for name in mod.THROUGH_THE_RUNTIME:
         assert (REPO / "docs" / "results" / f"{name}.json").is_file(), name
+    # a bench that loads the shipped fast tier itself publishes figures of it: it is a step
+    stepped = {a for s in steps for a in s.argv if a.endswith(".py")}
+    loaders = {f"bench/{p.name}" for p in (REPO / "bench").glob("*.py")
+               if "load_fast_checker(" in p.read_text(encoding="utf-8")}
+    assert "bench/profile_check.py" in loaders
+    assert loaders - {f"bench/{n}.py" for n in mod.NOT_A_STEP} <= stepped, loaders - stepped
 
 
 def test_the_driver_lists_resumes_and_refuses_an_unknown_step():
