@@ -11,7 +11,9 @@ new phrasings by familiar authors, not a stranger's.
 Each preset's threshold is the artifact's own (chosen on the datasets' validation look-alikes).
 What decides whether a retrained artifact ships is in the `validation` table: every tier on
 the validation part alone (the datasets' harmful requests and look-alikes, as training built
-them, and the written validation requests), never the held-out one. Baseline, measured in
+them, and the written validation requests), never the held-out one; the
+`validation_placements` table places the same requests and look-alikes in a conversation
+(system turn, earlier turn, end of a document). Baseline, measured in
 the same run: the artifact's TF-IDF member alone, with its presets chosen
 by the same rule on the same validation look-alikes. `--compare NAME=FOLDER` adds other
 artifact folders (an earlier commit's specs/guard/fast_default, via `git worktree`).
@@ -32,8 +34,9 @@ import numpy as np
 from guard_operating_points import baseline_presets, rate, scores
 from specguard.data import Part
 from specguard.evals.results import Readme, Result, Table, command_line, write_result
-from specguard.guard import FastChecker, Stage, load_fast_checker, written
+from specguard.guard import CheckRequest, FastChecker, Stage, load_fast_checker, written
 from specguard.guard.corpus import input_examples
+from specguard.guard.placement import PLACEMENTS, place
 from specguard.guard.train import (
     PRESET_LOOKALIKE_FPR,
     PRESETS,
@@ -80,6 +83,46 @@ def validation_rows(checkers: dict[str, FastChecker], thresholds: dict[str, dict
                      round(d["auc_vs_lookalikes"], 3),
                      rate(w[wh] >= t), rate(w[~wh] >= t), round(pooled, 3),
                      rate(lk >= pooled)])
+        print(" | ".join(str(x) for x in rows[-1]))
+    return rows, data
+
+
+def placed_scores(checker: FastChecker, texts: list[str], placement: str,
+                  batch: int = 64) -> np.ndarray:
+    out: list[float] = []
+    for i in range(0, len(texts), batch):
+        out += [v.score for v in checker.verdicts(
+            [CheckRequest(stage=Stage.INPUT, messages=place(t, placement))
+             for t in texts[i:i + batch]])]
+    return np.array(out)
+
+
+def placement_rows(checkers: dict[str, FastChecker], thresholds: dict[str, dict[str, float]],
+                   smoke: bool) -> tuple[list[list], dict]:
+    """Each tier at its balanced point on the datasets' validation harmful requests and
+    look-alikes, each placed where the robustness suite places its held-out ones (the last user
+    turn, the system turn, an earlier turn, the end of a long benign document): a placement
+    that moves the look-alikes' rate shows here before a ship decision, not only held out."""
+    val = [e for e in input_examples(parts=(Part.VALIDATION,))
+           if not e.source.startswith("written")]
+    harm = [e.text for e in val if e.harmful and is_request(e)]
+    look = [e.text for e in val if _is_lookalike(e)]
+    if smoke:
+        harm = harm[::40]
+    rows, data = [], {}
+    for name, c in checkers.items():
+        t = thresholds[name]["balanced"]
+        row: list = [name]
+        d = {}
+        for where in PLACEMENTS:
+            h, lk = placed_scores(c, harm, where), placed_scores(c, look, where)
+            d[where] = {"harmful_recall": float((h >= t).mean()),
+                        "lookalike_fpr": float((lk >= t).mean())}
+            row += [rate(h >= t), rate(lk >= t)]
+        recalls = [v["harmful_recall"] for v in d.values()]
+        d["recall_spread"] = max(recalls) - min(recalls)
+        data[name] = d
+        rows.append([*row, round(d["recall_spread"], 3)])
         print(" | ".join(str(x) for x in rows[-1]))
     return rows, data
 
@@ -140,6 +183,7 @@ def main() -> int:
     for label, field in ((True, "style"), (True, "topic"), (False, "style")):
         by[(label, field)] = breakdown(field, label)
     val_rows, val_data = validation_rows(checkers, thresholds, args.smoke)
+    place_rows, place_data = placement_rows(checkers, thresholds, args.smoke)
     b = data["shipped/balanced"]
     base = data["TF-IDF member alone/balanced"]
     path = write_result(Result(
@@ -172,7 +216,19 @@ def main() -> int:
                        "card counts them; the look-alikes the presets are chosen on), and the "
                        "written validation requests; served scores, one text per request. The last "
                        "two columns: the balanced rule (at most 8% flagged) on the datasets' "
-                       "look-alikes and the written ones together, a rule not adopted.")],
+                       "look-alikes and the written ones together, a rule not adopted."),
+            Table(id="validation_placements",
+                  title="The validation part placed in a conversation (balanced)",
+                  columns=["fast tier",
+                           *(f"{w}: {what}" for w in PLACEMENTS
+                             for what in ("harmful caught", "look-alikes flagged")),
+                           "recall spread"],
+                  rows=place_rows,
+                  note="value [95% Wilson interval] (n). The datasets' validation harmful "
+                       "requests and look-alikes of the table above, each placed as "
+                       "specguard.guard.placement places the robustness suite's held-out ones "
+                       "(document: the end of a long benign passage); each tier's own balanced "
+                       "threshold. Recall spread: the largest gap between two placements.")],
         readme=Readme(
             what="guard on written requests (held-out)", where="docs/results/guard.md",
             headline=(f"balanced: {b['harmful_recall']:.1%} of held-out written harmful "
@@ -180,6 +236,7 @@ def main() -> int:
                       f"(TF-IDF alone {base['harmful_recall']:.1%} / "
                       f"{base['lookalike_fpr']:.1%})")),
         data={"thresholds": thresholds, "figures": data, "validation": val_data,
+              "validation_placements": place_data,
               "n": len(held),
               "n_harmful": int(harmful.sum())}), args.out)
     print(f"wrote {path}")
