@@ -461,7 +461,7 @@ def _cascade_band(vu: Units, p_tfidf: Any, p_full: Any, thresholds: dict[str, fl
     # minority of the validation units, the cases a user checks first, and what the presets
     # are chosen on. Checked at the balanced threshold alone, a band let TF-IDF flag a
     # look-alike at 0.97 that the ensemble scored 0.84, and the permissive preset, bound to one
-    # look-alike in 60, lost a third of its recall.
+    # look-alike in 60, lost a sixth of its recall.
     groups = [np.ones(len(vu.owner), dtype=bool),
               np.array([vu.examples[o].domain in (REQUESTS, JAILBREAK, "written")
                         for o in vu.owner]),
