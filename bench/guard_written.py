@@ -113,16 +113,24 @@ def placement_rows(checkers: dict[str, FastChecker], thresholds: dict[str, dict[
     for name, c in checkers.items():
         t = thresholds[name]["balanced"]
         row: list = [name]
-        d = {}
-        for where in PLACEMENTS:
-            h, lk = placed_scores(c, harm, where), placed_scores(c, look, where)
+        d: dict = {}
+        placed = {w: (placed_scores(c, harm, w), placed_scores(c, look, w)) for w in PLACEMENTS}
+        for where, (h, lk) in placed.items():
             d[where] = {"harmful_recall": float((h >= t).mean()),
                         "lookalike_fpr": float((lk >= t).mean())}
             row += [rate(h >= t), rate(lk >= t)]
-        recalls = [v["harmful_recall"] for v in d.values()]
+        recalls = [d[w]["harmful_recall"] for w in PLACEMENTS]
         d["recall_spread"] = max(recalls) - min(recalls)
+        # A rule not adopted: the balanced bound on the look-alikes of every placement pooled.
+        pooled = threshold_within(np.concatenate([lk for _, lk in placed.values()]),
+                                  PRESET_LOOKALIKE_FPR["balanced"])
+        h_all = np.concatenate([h for h, _ in placed.values()])
+        d["placed_threshold"] = pooled
+        d["placed_harmful_recall"] = float((h_all >= pooled).mean())
+        d["placed_document_lookalike_fpr"] = float((placed["document"][1] >= pooled).mean())
         data[name] = d
-        rows.append([*row, round(d["recall_spread"], 3)])
+        rows.append([*row, round(d["recall_spread"], 3), round(pooled, 3),
+                     rate(h_all >= pooled), rate(placed["document"][1] >= pooled)])
         print(" | ".join(str(x) for x in rows[-1]))
     return rows, data
 
@@ -222,13 +230,17 @@ def main() -> int:
                   columns=["fast tier",
                            *(f"{w}: {what}" for w in PLACEMENTS
                              for what in ("harmful caught", "look-alikes flagged")),
-                           "recall spread"],
+                           "recall spread", "threshold, placed look-alikes pooled",
+                           "harmful caught at it (all placements)",
+                           "document: look-alikes flagged at it"],
                   rows=place_rows,
                   note="value [95% Wilson interval] (n). The datasets' validation harmful "
                        "requests and look-alikes of the table above, each placed as "
                        "specguard.guard.placement places the robustness suite's held-out ones "
                        "(document: the end of a long benign passage); each tier's own balanced "
-                       "threshold. Recall spread: the largest gap between two placements.")],
+                       "threshold. Recall spread: the largest gap between two placements. The "
+                       "last three columns: the balanced rule (at most 8% flagged) on the "
+                       "look-alikes of all four placements together, a rule not adopted.")],
         readme=Readme(
             what="guard on written requests (held-out)", where="docs/results/guard.md",
             headline=(f"balanced: {b['harmful_recall']:.1%} of held-out written harmful "
