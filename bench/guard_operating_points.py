@@ -27,17 +27,21 @@ from specguard.evals.results import Readme, Result, Table, command_line, write_r
 from specguard.evals.suites import build_items, load_suite
 from specguard.guard import CheckRequest, FastChecker, Stage, load_fast_checker
 from specguard.guard.corpus import input_examples
+from specguard.guard.placement import place
 from specguard.guard.train import PRESET_LOOKALIKE_FPR, PRESETS, _is_lookalike, threshold_within
-from specguard.types import user
 
 MODERATION = ("openai_moderation", "toxicchat")
 
 
-def scores(checker: FastChecker, texts: list[str], batch: int = 64) -> np.ndarray:
+def scores(checker: FastChecker, texts: list[str], batch: int = 64,
+           placement: str = "last_user") -> np.ndarray:
+    """Served input-check scores, each text sent where `placement` puts it (the last user turn
+    unless told otherwise: specguard.guard.placement)."""
     out: list[float] = []
     for i in range(0, len(texts), batch):
         out += [v.score for v in checker.verdicts(
-            [CheckRequest(stage=Stage.INPUT, messages=[user(t)]) for t in texts[i:i + batch]])]
+            [CheckRequest(stage=Stage.INPUT, messages=place(t, placement))
+             for t in texts[i:i + batch]])]
     return np.array(out)
 
 

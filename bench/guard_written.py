@@ -34,9 +34,9 @@ import numpy as np
 from guard_operating_points import baseline_presets, rate, scores
 from specguard.data import Part
 from specguard.evals.results import Readme, Result, Table, command_line, write_result
-from specguard.guard import CheckRequest, FastChecker, Stage, load_fast_checker, written
+from specguard.guard import FastChecker, Stage, load_fast_checker, written
 from specguard.guard.corpus import input_examples
-from specguard.guard.placement import PLACEMENTS, place
+from specguard.guard.placement import PLACEMENTS
 from specguard.guard.train import (
     PRESET_LOOKALIKE_FPR,
     PRESETS,
@@ -53,18 +53,23 @@ def auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float(((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean())
 
 
-def validation_rows(checkers: dict[str, FastChecker], thresholds: dict[str, dict[str, float]],
-                    smoke: bool) -> tuple[list[list], dict]:
-    """Each tier at its balanced point on the validation part only: the datasets' harmful
-    requests (bare and jailbreak-wrapped: what the card's harmful-request recall counts) and
-    look-alikes, as training built them, and the written validation requests."""
+def validation_sets(smoke: bool) -> tuple[list[str], list[str]]:
+    """The datasets' validation harmful requests (bare and jailbreak-wrapped: what the card's
+    harmful-request recall counts) and look-alikes, as training built them."""
     val = [e for e in input_examples(parts=(Part.VALIDATION,))
            if not e.source.startswith("written")]
     harm = [e.text for e in val if e.harmful and is_request(e)]
     look = [e.text for e in val if _is_lookalike(e)]
+    return (harm[::40] if smoke else harm), look
+
+
+def validation_rows(checkers: dict[str, FastChecker], thresholds: dict[str, dict[str, float]],
+                    harm: list[str], look: list[str], smoke: bool) -> tuple[list[list], dict]:
+    """Each tier at its balanced point on the validation part only: the datasets' harmful
+    requests and look-alikes (validation_sets), and the written validation requests."""
     wv = [w for _, w in written.in_part(Part.VALIDATION)]
     if smoke:
-        harm, wv = harm[::40], wv[::20]
+        wv = wv[::20]
     wh = np.array([w.harmful for w in wv])
     rows, data = [], {}
     for name, c in checkers.items():
@@ -87,34 +92,19 @@ def validation_rows(checkers: dict[str, FastChecker], thresholds: dict[str, dict
     return rows, data
 
 
-def placed_scores(checker: FastChecker, texts: list[str], placement: str,
-                  batch: int = 64) -> np.ndarray:
-    out: list[float] = []
-    for i in range(0, len(texts), batch):
-        out += [v.score for v in checker.verdicts(
-            [CheckRequest(stage=Stage.INPUT, messages=place(t, placement))
-             for t in texts[i:i + batch]])]
-    return np.array(out)
-
-
 def placement_rows(checkers: dict[str, FastChecker], thresholds: dict[str, dict[str, float]],
-                   smoke: bool) -> tuple[list[list], dict]:
+                   harm: list[str], look: list[str]) -> tuple[list[list], dict]:
     """Each tier at its balanced point on the datasets' validation harmful requests and
     look-alikes, each placed where the robustness suite places its held-out ones (the last user
     turn, the system turn, an earlier turn, the end of a long benign document): a placement
     that moves the look-alikes' rate shows here before a ship decision, not only held out."""
-    val = [e for e in input_examples(parts=(Part.VALIDATION,))
-           if not e.source.startswith("written")]
-    harm = [e.text for e in val if e.harmful and is_request(e)]
-    look = [e.text for e in val if _is_lookalike(e)]
-    if smoke:
-        harm = harm[::40]
     rows, data = [], {}
     for name, c in checkers.items():
         t = thresholds[name]["balanced"]
         row: list = [name]
         d: dict = {}
-        placed = {w: (placed_scores(c, harm, w), placed_scores(c, look, w)) for w in PLACEMENTS}
+        placed = {w: (scores(c, harm, placement=w), scores(c, look, placement=w))
+                  for w in PLACEMENTS}
         for where, (h, lk) in placed.items():
             d[where] = {"harmful_recall": float((h >= t).mean()),
                         "lookalike_fpr": float((lk >= t).mean())}
@@ -190,8 +180,9 @@ def main() -> int:
     by = defaultdict(list)
     for label, field in ((True, "style"), (True, "topic"), (False, "style")):
         by[(label, field)] = breakdown(field, label)
-    val_rows, val_data = validation_rows(checkers, thresholds, args.smoke)
-    place_rows, place_data = placement_rows(checkers, thresholds, args.smoke)
+    val_harm, val_look = validation_sets(args.smoke)
+    val_rows, val_data = validation_rows(checkers, thresholds, val_harm, val_look, args.smoke)
+    place_rows, place_data = placement_rows(checkers, thresholds, val_harm, val_look)
     b = data["shipped/balanced"]
     base = data["TF-IDF member alone/balanced"]
     path = write_result(Result(

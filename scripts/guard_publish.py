@@ -11,8 +11,9 @@ table and the scoreboard. It stops at the first step that fails; `--from NAME` r
 
 Every bench script that loads the shipped fast tier itself is a step (profile_check too: its
 baseline is the profile-blind fast tier). guard_select (the candidates, each trained here) is
-not a step: it chooses an artifact rather than measuring the shipped one. Pages that read the guard through the whole runtime
-(refusal, U-SafeBench) are listed at the end, to rerun when the decisions they count moved.
+not a step: it chooses an artifact rather than measuring the shipped one. Pages that read the
+guard through the whole runtime (refusal, U-SafeBench) are listed at the end, to rerun when
+the decisions they count moved.
 """
 
 from __future__ import annotations
