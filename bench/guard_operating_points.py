@@ -2,7 +2,8 @@
 data: what each preset flags and what it catches.
 
 The presets are thresholds chosen on the validation part: the lowest threshold flagging at most
-15%, 8% or 3% of its benign look-alikes (runtime/guard/train.py, `threshold_within`). This
+15%, 8% or 3% of its benign look-alikes, each sent in every placement a request can take
+(runtime/guard/train.py, `threshold_within`; placement.py). This
 script reports, for each preset, the validation figures the choice saw (from the model card)
 next to held-out figures on the items of the guard_fast suite (the same datasets, parts and
 samples): look-alikes flagged (pooled and per dataset), harmful requests caught, benign requests
@@ -25,9 +26,9 @@ from specguard.data import Part
 from specguard.evals.metrics import wilson_interval
 from specguard.evals.results import Readme, Result, Table, command_line, write_result
 from specguard.evals.suites import build_items, load_suite
-from specguard.guard import CheckRequest, FastChecker, Stage, load_fast_checker
+from specguard.guard import FastChecker, Stage, load_fast_checker
 from specguard.guard.corpus import input_examples
-from specguard.guard.placement import place
+from specguard.guard.placement import PLACEMENTS, placed_scores
 from specguard.guard.train import PRESET_LOOKALIKE_FPR, PRESETS, _is_lookalike, threshold_within
 
 MODERATION = ("openai_moderation", "toxicchat")
@@ -37,21 +38,17 @@ def scores(checker: FastChecker, texts: list[str], batch: int = 64,
            placement: str = "last_user") -> np.ndarray:
     """Served input-check scores, each text sent where `placement` puts it (the last user turn
     unless told otherwise: specguard.guard.placement)."""
-    out: list[float] = []
-    for i in range(0, len(texts), batch):
-        out += [v.score for v in checker.verdicts(
-            [CheckRequest(stage=Stage.INPUT, messages=place(t, placement))
-             for t in texts[i:i + batch]])]
-    return np.array(out)
+    return np.array(placed_scores(checker, texts, placement, batch))
 
 
 def baseline_presets(tfidf: FastChecker, batch: int = 64) -> tuple[dict[str, float], int]:
-    """The TF-IDF member's own presets: the shipped rule (threshold_within) on the same
-    validation look-alikes the artifact's presets were chosen on; and how many there are."""
+    """The TF-IDF member's own presets: the shipped rule (threshold_within on the validation
+    look-alikes sent in every placement, pooled: train.py) on the same validation look-alikes
+    the artifact's presets were chosen on; and how many there are."""
     look_val = [e.text for e in input_examples(parts=(Part.VALIDATION,)) if _is_lookalike(e)]
     if not look_val:
         raise SystemExit("no validation look-alikes: is the data directory there?")
-    s = scores(tfidf, look_val, batch)
+    s = np.concatenate([scores(tfidf, look_val, batch, placement=w) for w in PLACEMENTS])
     return {p: threshold_within(s, PRESET_LOOKALIKE_FPR[p]) for p in PRESETS}, len(look_val)
 
 

@@ -8,7 +8,8 @@ The held-out quarter never trains, and no training or validation text is within 
 0.75 of it. One caveat the figures carry: the same writers wrote every part, so this measures
 new phrasings by familiar authors, not a stranger's.
 
-Each preset's threshold is the artifact's own (chosen on the datasets' validation look-alikes).
+Each preset's threshold is the artifact's own (chosen on the datasets' validation look-alikes,
+sent in every placement since 2026-12-07).
 What decides whether a retrained artifact ships is in the `validation` table: every tier on
 the validation part alone (the datasets' harmful requests and look-alikes, as training built
 them, and the written validation requests), never the held-out one; the
@@ -111,7 +112,9 @@ def placement_rows(checkers: dict[str, FastChecker], thresholds: dict[str, dict[
             row += [rate(h >= t), rate(lk >= t)]
         recalls = [d[w]["harmful_recall"] for w in PLACEMENTS]
         d["recall_spread"] = max(recalls) - min(recalls)
-        # A rule not adopted: the balanced bound on the look-alikes of every placement pooled.
+        # The rule training chooses the presets by (TrainConfig.placed_presets, adopted
+        # 2026-12-07): the balanced bound on the look-alikes of every placement pooled. For an
+        # artifact trained before it, the threshold it would have set.
         pooled = threshold_within(np.concatenate([lk for _, lk in placed.values()]),
                                   PRESET_LOOKALIKE_FPR["balanced"])
         h_all = np.concatenate([h for h, _ in placed.values()])
@@ -231,7 +234,10 @@ def main() -> int:
                        "(document: the end of a long benign passage); each tier's own balanced "
                        "threshold. Recall spread: the largest gap between two placements. The "
                        "last three columns: the balanced rule (at most 8% flagged) on the "
-                       "look-alikes of all four placements together, a rule not adopted.")],
+                       "look-alikes of all four placements together, the rule training "
+                       "chooses presets by since 2026-12-07 (an artifact trained since has it "
+                       "as its own threshold; for one trained before, what the rule would set)."
+                  )],
         readme=Readme(
             what="guard on written requests (held-out)", where="docs/results/guard.md",
             headline=(f"balanced: {b['harmful_recall']:.1%} of held-out written harmful "

@@ -11,7 +11,11 @@ these positions and expect it caught at the same rate.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from ..types import Message, assistant, system, user
+from .verdict import CheckRequest, Stage
 
 PLACEMENTS = ("last_user", "system", "earlier_user", "document")
 
@@ -61,3 +65,15 @@ def place(request: str, placement: str = "last_user") -> list[Message]:
         return [user("Please summarise this document for me.\n\n" + BENIGN_DOCUMENT + "\n\n"
                      + request)]
     raise ValueError(f"unknown placement {placement!r}; known: {PLACEMENTS}")
+
+
+def placed_scores(checker: Any, texts: Sequence[str], placement: str = "last_user",
+                  batch: int = 64) -> list[float]:
+    """The input-check score `checker` (anything with `verdicts`) serves for each text sent
+    where `placement` puts it."""
+    out: list[float] = []
+    for i in range(0, len(texts), batch):
+        out += [v.score for v in checker.verdicts(
+            [CheckRequest(stage=Stage.INPUT, messages=place(t, placement))
+             for t in texts[i:i + batch]])]
+    return out

@@ -53,6 +53,7 @@ from .corpus import (
 from .exemplars import EXEMPLAR_ENCODERS, CategoryExemplars, LabelledText, fit_exemplars
 from .features import BLOCKS, WINDOW_TOKENS, Featurizer, Tfidf, finetuned_file
 from .heads import LinearHead, MLPHead, logit, sigmoid
+from .placement import PLACEMENTS, placed_scores
 from .verdict import Stage
 
 # Look-alikes: benign requests that share words with harmful ones. The operating points bound
@@ -99,6 +100,11 @@ class TrainConfig:
     # (docs/results/guard.md, "Phrasings no dataset here has").
     written_requests: bool = False
     output_stage: bool = True
+    # Bound the presets on the validation look-alikes sent in every placement of a request
+    # (placement.py: the last user turn, the system turn, an earlier turn, the end of a long
+    # document), pooled, not only as the last user turn: the same look-alike at the end of a
+    # document was flagged twice as often (docs/results/guard.md, "Where the request sits").
+    placed_presets: bool = True
     # Name a flagged text's categories from its nearest labelled training texts (exemplars.py).
     category_exemplars: bool = True
     taxonomy: str = "beavertails"
@@ -347,19 +353,37 @@ def fit_stage(stage: Stage, train: list[Example], val: list[Example], cfg: Train
         z = np.array([[z_val[b][i] for b in combo]])
         p_full[i] = sigmoid(combiners[combo_key(combo)].score(z))[0]
     p_tfidf = sigmoid(combiners["tfidf"].score(z_val["tfidf"][:, None]))
-    thresholds, op_figures = _operating_points(vu, p_full)
+    cat_ids, cat_head = _category_head(tu, x_tfidf_train, cfg)
+
+    def heads_with(cascade: tuple[float, float] | None) -> StageHeads:
+        return StageHeads(members, combiners, cat_ids, "tfidf" if cat_head else None, cat_head,
+                          {}, cascade)
+
+    look_texts = [e.text for e in vu.examples if _is_lookalike(e)]
+    placed_texts = look_texts if (cfg.placed_presets and stage is Stage.INPUT
+                                  and len(look_texts) >= MIN_LOOKALIKES) else []
+
+    def placed(heads_: StageHeads) -> dict[str, Any] | None:
+        """The look-alikes' served scores in every placement (None: bounded as sent)."""
+        if not placed_texts:
+            return None
+        checker = _probe_checker(stage, tfidf, heads_, files, feat, cfg.taxonomy)
+        return {where: np.array(placed_scores(checker, placed_texts, where))
+                for where in PLACEMENTS}
+
+    full_heads = heads_with(None)
+    thresholds, op_figures = _operating_points(vu, p_full, placed(full_heads))
     cascade = _cascade_band(vu, p_tfidf, p_full, thresholds, cfg, en_val,
                             members) if (cfg.cascade and len(cfg.members) > 1) else None
     p_served = p_full.copy()
     sure = tfidf_decides(p_tfidf, cascade, en_val, members)
     p_served[sure] = p_tfidf[sure]
+    heads = heads_with(cascade)
     if cascade is not None:
         # The band was chosen at the ensemble's thresholds; the presets are then chosen again
         # on what the checker serves, so that what the card says of them holds when served.
-        thresholds, op_figures = _operating_points(vu, p_served)
-    cat_ids, cat_head = _category_head(tu, x_tfidf_train, cfg)
-    heads = StageHeads(members, combiners, cat_ids, "tfidf" if cat_head else None, cat_head,
-                       thresholds, cascade)
+        thresholds, op_figures = _operating_points(vu, p_served, placed(heads))
+    heads.thresholds = thresholds
     figures = {
         "validation": group_figures(vu, p_served, thresholds["balanced"]),
         "operating_points": op_figures,
@@ -404,10 +428,12 @@ def is_request(e: Example) -> bool:
     return e.domain in (REQUESTS, JAILBREAK) or e.source.startswith("written")
 
 
-def _operating_points(vu: Units, p_units: Any) -> tuple[dict[str, float], dict[str, Any]]:
+def _operating_points(vu: Units, p_units: Any, placed: dict[str, Any] | None = None
+                      ) -> tuple[dict[str, float], dict[str, Any]]:
     """Per preset, the lowest threshold whose look-alike false-positive rate on validation is
     within the preset's bound (catching the most harm that bound allows); on all benign
-    examples where the stage has too few look-alikes."""
+    examples where the stage has too few look-alikes. `placed`: the look-alikes' served scores
+    in each placement, bounded pooled (the rate over every placement of every look-alike)."""
     import numpy as np
 
     p = per_example(vu, p_units)
@@ -415,22 +441,36 @@ def _operating_points(vu: Units, p_units: Any) -> tuple[dict[str, float], dict[s
     look = np.array([_is_lookalike(e) for e in vu.examples])
     bounds = PRESET_LOOKALIKE_FPR
     if look.sum() < MIN_LOOKALIKES:
-        look, bounds = y == 0, PRESET_BENIGN_FPR
+        look, bounds, placed = y == 0, PRESET_BENIGN_FPR, None
+    bounded = np.concatenate(list(placed.values())) if placed else p[look]
     req = np.array([is_request(e) for e in vu.examples])
     thresholds, figures = {}, {}
     for preset in PRESETS:
-        t = threshold_within(p[look], bounds[preset])
+        t = threshold_within(bounded, bounds[preset])
         thresholds[preset] = t
         harmful_req = (y == 1) & req
         figures[preset] = {
             "threshold": round(t, 4),
-            "lookalike_fpr": _rate(p[look] >= t),
+            "lookalike_fpr": _rate(bounded >= t),
             "harmful_request_recall": _rate(p[harmful_req] >= t),
             "recall": _rate(p[y == 1] >= t),
             "fpr": _rate(p[y == 0] >= t),
             "n_lookalike": int(look.sum()),
         }
+        if placed:
+            figures[preset]["lookalike_fpr_by_placement"] = {
+                where: _rate(s >= t) for where, s in placed.items()}
     return thresholds, figures
+
+
+def _probe_checker(stage: Stage, tfidf: Tfidf, heads: StageHeads, files: dict[str, Path],
+                   feat: Featurizer, taxonomy: str) -> Any:
+    """The served checker of heads still in training (its rows encoded and cached as served),
+    to score whole conversations on validation."""
+    from .fast import FastChecker
+
+    probe = GuardArtifact("probe", {stage: tfidf}, {stage: heads}, {}, taxonomy, files=files)
+    return FastChecker(probe, featurizer=feat, cache_size=0, categories="head")
 
 
 def threshold_within(p_benign: Any, bound: float) -> float:

@@ -64,7 +64,13 @@ def tiny_data(data_root):
     inputs = [e for e in input_examples(data_root, parts=parts)
               if e.source in ("advbench", "xstest", "coconot", "harmfulqa_dangerousqa",
                               "refusal_direction_completions", "written:homonym")]
-    inputs = rng.sample(inputs, 900)
+    # Every validation look-alike of those sources: enough for the presets to be bounded on
+    # look-alikes (train.MIN_LOOKALIKES) rather than on all benign examples.
+    from specguard.guard.train import _is_lookalike
+
+    look = [e for e in inputs if e.part is Part.VALIDATION and _is_lookalike(e)]
+    rest = [e for e in inputs if not (e.part is Part.VALIDATION and _is_lookalike(e))]
+    inputs = rng.sample(rest, 900 - len(look)) + look
     return inputs, rng.sample(output_examples(data_root, parts=parts), 500)
 
 
@@ -112,11 +118,13 @@ def test_card_records_data_choices_and_never_text(tiny):
 
 def test_presets_are_chosen_on_the_scores_the_checker_serves(tiny, tiny_data):
     # The presets re-derived from the served checker's scores of the validation part (its
-    # cascade on, its MiniLM rows run alone) are the card's, to the digit: training chooses
-    # them on what is served (the shipped artifact's own check is below; a sample this small
-    # rarely puts a threshold where the cascade or batching would move it).
+    # cascade on, its MiniLM rows run alone), with the look-alikes sent in every placement,
+    # are the card's, to the digit: training chooses them on what is served (the shipped
+    # artifact's own check is below; a sample this small rarely puts a threshold where the
+    # cascade or batching would move it).
     import numpy as np
-    from specguard.guard.train import _operating_points, make_units
+    from specguard.guard.placement import PLACEMENTS, placed_scores
+    from specguard.guard.train import _is_lookalike, _operating_points, make_units
 
     folder, _ = tiny
     checker = FastChecker(load_artifact(folder))
@@ -124,9 +132,15 @@ def test_presets_are_chosen_on_the_scores_the_checker_serves(tiny, tiny_data):
     val = [e for e in tiny_data[0] if e.part is Part.VALIDATION]
     units = make_units(val, Stage.INPUT, training=False)
     served = np.array([s.p_unsafe for s in checker.score_units(units.texts, Stage.INPUT)])
-    thresholds, _ = _operating_points(units, served)
+    look = [e.text for e in val if _is_lookalike(e)]
+    assert len(look) >= 20  # enough for the presets to be bounded on look-alikes
+    placed = {w: np.array(placed_scores(checker, look, w)) for w in PLACEMENTS}
+    thresholds, _ = _operating_points(units, served, placed)
     card = json.loads((folder / "card.json").read_text())["validation"]["input"]
     assert thresholds == {k: v["threshold"] for k, v in card["operating_points"].items()}
+    # ... and not what the last user turn alone gives, which the card no longer uses.
+    by_placement = card["operating_points"]["balanced"]["lookalike_fpr_by_placement"]
+    assert set(by_placement) == set(PLACEMENTS)
 
 
 # --- the shipped artifact ------------------------------------------------------------------
@@ -157,11 +171,12 @@ def test_shipped_scores_are_calibrated_on_validation():
 
 def test_shipped_cards_operating_points_reproduce_on_validation(fast, data_root):
     # The card's presets, re-derived from the served checker: the same rule on the same 60
-    # validation look-alikes (the corpus builds a part the same whichever parts are asked
-    # for) gives the same thresholds and flags the same ones; harmful-request recall agrees
-    # within a few points (training scores a text's units, serving also reads its decoded
-    # views and the turns together).
+    # validation look-alikes, each sent in every placement (the corpus builds a part the same
+    # whichever parts are asked for), gives the same thresholds and flags the same ones;
+    # harmful-request recall agrees within a few points (training scores a text's units,
+    # serving also reads its decoded views and the turns together).
     from specguard.guard.corpus import input_examples
+    from specguard.guard.placement import PLACEMENTS, placed_scores
     from specguard.guard.train import (
         PRESET_LOOKALIKE_FPR,
         PRESETS,
@@ -176,14 +191,12 @@ def test_shipped_cards_operating_points_reproduce_on_validation(fast, data_root)
     harm = [e.text for e in val if e.harmful and is_request(e)]
     assert len(look) == card["balanced"]["n_lookalike"] and len(harm) > 500
 
-    def served(texts):
-        return [v.score for v in fast.verdicts([_req(t) for t in texts])]
-
-    look_s, harm_s = served(look), served(harm)
+    look_s = [s for where in PLACEMENTS for s in placed_scores(fast, look, where)]
+    harm_s = placed_scores(fast, harm)
     for preset in PRESETS:
         t = card[preset]["threshold"]
         assert threshold_within(look_s, PRESET_LOOKALIKE_FPR[preset]) == pytest.approx(t), preset
-        assert sum(s >= t for s in look_s) / len(look) == pytest.approx(
+        assert sum(s >= t for s in look_s) / len(look_s) == pytest.approx(
             card[preset]["lookalike_fpr"], abs=1e-3), preset
         recall = sum(s >= t for s in harm_s) / len(harm)
         assert recall == pytest.approx(card[preset]["harmful_request_recall"], abs=0.03), preset
