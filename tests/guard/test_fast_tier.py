@@ -143,6 +143,23 @@ def test_presets_are_chosen_on_the_scores_the_checker_serves(tiny, tiny_data):
     assert set(by_placement) == set(PLACEMENTS)
 
 
+def test_presets_can_be_bounded_on_the_last_user_turn_alone(tiny_data, data_root):
+    # --no-placed-presets: the bound counts each look-alike once, as the last user turn.
+    import numpy as np
+    from specguard.guard.train import TrainConfig, _operating_points, make_units, train_artifact
+
+    cfg = TrainConfig(members=("tfidf", "minilm"), encoder_head="linear", output_stage=False,
+                      category_exemplars=False, placed_presets=False)
+    art = train_artifact(cfg, data_root=data_root, name="tiny_bare", input_data=tiny_data[0],
+                         say=lambda _m: None)
+    ops = art.card["validation"]["input"]["operating_points"]
+    assert "lookalike_fpr_by_placement" not in ops["balanced"]
+    val = [e for e in tiny_data[0] if e.part is Part.VALIDATION]
+    units = make_units(val, Stage.INPUT, training=False)
+    served = np.array([s.p_unsafe for s in FastChecker(art).score_units(units.texts)])
+    assert _operating_points(units, served)[0] == {k: v["threshold"] for k, v in ops.items()}
+
+
 # --- the shipped artifact ------------------------------------------------------------------
 
 
