@@ -2,8 +2,8 @@
 data: what each preset flags and what it catches.
 
 The presets are thresholds chosen on the validation part: the lowest threshold flagging at most
-15%, 8% or 3% of its benign look-alikes, each sent in every placement a request can take
-(runtime/guard/train.py, `threshold_within`; placement.py). This
+15%, 8% or 3% of its benign look-alikes in each placement a request can take (runtime/guard/
+train.py, `threshold_everywhere`; placement.py). This
 script reports, for each preset, the validation figures the choice saw (from the model card)
 next to held-out figures on the items of the guard_fast suite (the same datasets, parts and
 samples): look-alikes flagged (pooled and per dataset), harmful requests caught, benign requests
@@ -28,28 +28,40 @@ from specguard.evals.results import Readme, Result, Table, command_line, write_r
 from specguard.evals.suites import build_items, load_suite
 from specguard.guard import FastChecker, Stage, load_fast_checker
 from specguard.guard.corpus import input_examples
-from specguard.guard.placement import PLACEMENTS, placed_scores
-from specguard.guard.train import PRESET_LOOKALIKE_FPR, PRESETS, _is_lookalike, threshold_within
+from specguard.guard.placement import (
+    PLACEMENTS,
+    SUITE_SCENE,
+    VALIDATION_SCENE,
+    Scene,
+    placed_scores,
+)
+from specguard.guard.train import (
+    PRESET_LOOKALIKE_FPR,
+    PRESETS,
+    _is_lookalike,
+    threshold_everywhere,
+)
 
 MODERATION = ("openai_moderation", "toxicchat")
 
 
 def scores(checker: FastChecker, texts: list[str], batch: int = 64,
-           placement: str = "last_user") -> np.ndarray:
+           placement: str = "last_user", scene: Scene = SUITE_SCENE) -> np.ndarray:
     """Served input-check scores, each text sent where `placement` puts it (the last user turn
-    unless told otherwise: specguard.guard.placement)."""
-    return np.array(placed_scores(checker, texts, placement, batch))
+    unless told otherwise: specguard.guard.placement) among `scene`'s turns."""
+    return np.array(placed_scores(checker, texts, placement, batch, scene))
 
 
 def baseline_presets(tfidf: FastChecker, batch: int = 64) -> tuple[dict[str, float], int]:
     """The TF-IDF member's own presets: the shipped rule (threshold_within on the validation
-    look-alikes sent in every placement, pooled: train.py) on the same validation look-alikes
+    look-alikes sent in every placement, the bound held in each: train.py) on the same
+    validation look-alikes
     the artifact's presets were chosen on; and how many there are."""
     look_val = [e.text for e in input_examples(parts=(Part.VALIDATION,)) if _is_lookalike(e)]
     if not look_val:
         raise SystemExit("no validation look-alikes: is the data directory there?")
-    s = np.concatenate([scores(tfidf, look_val, batch, placement=w) for w in PLACEMENTS])
-    return {p: threshold_within(s, PRESET_LOOKALIKE_FPR[p]) for p in PRESETS}, len(look_val)
+    s = [scores(tfidf, look_val, batch, placement=w, scene=VALIDATION_SCENE) for w in PLACEMENTS]
+    return {p: threshold_everywhere(s, PRESET_LOOKALIKE_FPR[p]) for p in PRESETS}, len(look_val)
 
 
 def rate(flags: np.ndarray) -> str:

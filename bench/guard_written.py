@@ -37,12 +37,13 @@ from specguard.data import Part
 from specguard.evals.results import Readme, Result, Table, command_line, write_result
 from specguard.guard import FastChecker, Stage, load_fast_checker, written
 from specguard.guard.corpus import input_examples
-from specguard.guard.placement import PLACEMENTS
+from specguard.guard.placement import PLACEMENTS, VALIDATION_SCENE
 from specguard.guard.train import (
     PRESET_LOOKALIKE_FPR,
     PRESETS,
     _is_lookalike,
     is_request,
+    threshold_everywhere,
     threshold_within,
 )
 
@@ -97,15 +98,16 @@ def placement_rows(checkers: dict[str, FastChecker], thresholds: dict[str, dict[
                    harm: list[str], look: list[str]) -> tuple[list[list], dict]:
     """Each tier at its balanced point on the datasets' validation harmful requests and
     look-alikes, each placed where the robustness suite places its held-out ones (the last user
-    turn, the system turn, an earlier turn, the end of a long benign document): a placement
-    that moves the look-alikes' rate shows here before a ship decision, not only held out."""
+    turn, the system turn, an earlier turn, the end of a long benign document) but among the
+    validation scene's benign turns and passage, not the suite's: a placement that moves the
+    look-alikes' rate shows here before a ship decision, not only held out."""
     rows, data = [], {}
     for name, c in checkers.items():
         t = thresholds[name]["balanced"]
         row: list = [name]
         d: dict = {}
-        placed = {w: (scores(c, harm, placement=w), scores(c, look, placement=w))
-                  for w in PLACEMENTS}
+        placed = {w: (scores(c, harm, placement=w, scene=VALIDATION_SCENE),
+                      scores(c, look, placement=w, scene=VALIDATION_SCENE)) for w in PLACEMENTS}
         for where, (h, lk) in placed.items():
             d[where] = {"harmful_recall": float((h >= t).mean()),
                         "lookalike_fpr": float((lk >= t).mean())}
@@ -113,17 +115,18 @@ def placement_rows(checkers: dict[str, FastChecker], thresholds: dict[str, dict[
         recalls = [d[w]["harmful_recall"] for w in PLACEMENTS]
         d["recall_spread"] = max(recalls) - min(recalls)
         # The rule training chooses the presets by (TrainConfig.placed_presets, adopted
-        # 2026-12-07): the balanced bound on the look-alikes of every placement pooled. For an
-        # artifact trained before it, the threshold it would have set.
-        pooled = threshold_within(np.concatenate([lk for _, lk in placed.values()]),
-                                  PRESET_LOOKALIKE_FPR["balanced"])
+        # 2026-12-07): the balanced bound held in every placement. For an artifact trained
+        # before it, the threshold it would have set.
+        every = threshold_everywhere([lk for _, lk in placed.values()],
+                                     PRESET_LOOKALIKE_FPR["balanced"])
         h_all = np.concatenate([h for h, _ in placed.values()])
-        d["placed_threshold"] = pooled
-        d["placed_harmful_recall"] = float((h_all >= pooled).mean())
-        d["placed_document_lookalike_fpr"] = float((placed["document"][1] >= pooled).mean())
+        worst = max(float((lk >= every).mean()) for _, lk in placed.values())
+        d["placed_threshold"] = every
+        d["placed_harmful_recall"] = float((h_all >= every).mean())
+        d["placed_worst_lookalike_fpr"] = worst
         data[name] = d
-        rows.append([*row, round(d["recall_spread"], 3), round(pooled, 3),
-                     rate(h_all >= pooled), rate(placed["document"][1] >= pooled)])
+        rows.append([*row, round(d["recall_spread"], 3), round(every, 3),
+                     rate(h_all >= every), f"{worst:.1%}"])
         print(" | ".join(str(x) for x in rows[-1]))
     return rows, data
 
@@ -224,17 +227,18 @@ def main() -> int:
                   columns=["fast tier",
                            *(f"{w}: {what}" for w in PLACEMENTS
                              for what in ("harmful caught", "look-alikes flagged")),
-                           "recall spread", "threshold, placed look-alikes pooled",
+                           "recall spread", "threshold, bound held in every placement",
                            "harmful caught at it (all placements)",
-                           "document: look-alikes flagged at it"],
+                           "look-alikes flagged at it (worst placement)"],
                   rows=place_rows,
                   note="value [95% Wilson interval] (n). The datasets' validation harmful "
-                       "requests and look-alikes of the table above, each placed as "
-                       "specguard.guard.placement places the robustness suite's held-out ones "
-                       "(document: the end of a long benign passage); each tier's own balanced "
+                       "requests and look-alikes of the table above, each placed where "
+                       "specguard.guard.placement places the robustness suite's held-out ones, "
+                       "among the turns of its VALIDATION_SCENE (document: the end of a long "
+                       "benign passage other than the suite's); each tier's own balanced "
                        "threshold. Recall spread: the largest gap between two placements. The "
-                       "last three columns: the balanced rule (at most 8% flagged) on the "
-                       "look-alikes of all four placements together, the rule training "
+                       "last three columns: the balanced rule (at most 8% flagged) held in each "
+                       "of the four placements, the rule training "
                        "chooses presets by since 2026-12-07 (an artifact trained since has it "
                        "as its own threshold; for one trained before, what the rule would set)."
                   )],

@@ -38,7 +38,7 @@ def train(
     builtin: Annotated[bool, typer.Option(help="Also train on the built-in public datasets.")] = True,
     written_requests: Annotated[bool, typer.Option(help="Also train and choose on the requests written for specguard (their training and validation parts; see docs/results/guard.md for what it trades).")] = False,
     output_stage: Annotated[bool, typer.Option(help="Also train the output check (request + answer).")] = True,
-    placed_presets: Annotated[bool, typer.Option(help="Bound the presets on the validation look-alikes placed everywhere a request can sit (last user turn, system turn, earlier turn, end of a long document), pooled; --no-placed-presets bounds them as the last user turn only.")] = True,
+    placed_presets: Annotated[bool, typer.Option(help="Bound the presets on the validation look-alikes placed everywhere a request can sit (last user turn, system turn, earlier turn, end of a long document), each placement held to the bound; --no-placed-presets bounds them as the last user turn only.")] = True,
     cascade: Annotated[bool, typer.Option(help="Let TF-IDF decide alone when it is sure (choose the band on validation).")] = True,
     category_exemplars: Annotated[bool, typer.Option(help="Name a flagged text's categories from its nearest labelled training texts (see `specguard guard categories`); without, the TF-IDF category head names them.")] = True,
     data_dir: Annotated[Optional[Path], typer.Option(help="The datasets (default: $SPECGUARD_DATA_DIR or ../shared/data).")] = None,

@@ -53,7 +53,7 @@ from .corpus import (
 from .exemplars import EXEMPLAR_ENCODERS, CategoryExemplars, LabelledText, fit_exemplars
 from .features import BLOCKS, WINDOW_TOKENS, Featurizer, Tfidf, finetuned_file
 from .heads import LinearHead, MLPHead, logit, sigmoid
-from .placement import PLACEMENTS, placed_scores
+from .placement import PLACEMENTS, VALIDATION_SCENE, placed_scores
 from .verdict import Stage
 
 # Look-alikes: benign requests that share words with harmful ones. The operating points bound
@@ -102,8 +102,9 @@ class TrainConfig:
     output_stage: bool = True
     # Bound the presets on the validation look-alikes sent in every placement of a request
     # (placement.py: the last user turn, the system turn, an earlier turn, the end of a long
-    # document), pooled, not only as the last user turn: the same look-alike at the end of a
-    # document was flagged twice as often (docs/results/guard.md, "Where the request sits").
+    # document; among VALIDATION_SCENE's turns, not the held-out suites'), each placement held
+    # to the bound, not only the last user turn: the same look-alike at the end of a document
+    # was flagged twice as often (docs/results/guard.md, "Where the request sits").
     placed_presets: bool = True
     # Name a flagged text's categories from its nearest labelled training texts (exemplars.py).
     category_exemplars: bool = True
@@ -368,7 +369,8 @@ def fit_stage(stage: Stage, train: list[Example], val: list[Example], cfg: Train
         if not placed_texts:
             return None
         checker = _probe_checker(stage, tfidf, heads_, files, feat, cfg.taxonomy)
-        return {where: np.array(placed_scores(checker, placed_texts, where))
+        return {where: np.array(placed_scores(checker, placed_texts, where,
+                                              scene=VALIDATION_SCENE))
                 for where in PLACEMENTS}
 
     full_heads = heads_with(None)
@@ -433,7 +435,7 @@ def _operating_points(vu: Units, p_units: Any, placed: dict[str, Any] | None = N
     """Per preset, the lowest threshold whose look-alike false-positive rate on validation is
     within the preset's bound (catching the most harm that bound allows); on all benign
     examples where the stage has too few look-alikes. `placed`: the look-alikes' served scores
-    in each placement, bounded pooled (the rate over every placement of every look-alike)."""
+    in each placement, each placement held to the bound (threshold_everywhere)."""
     import numpy as np
 
     p = per_example(vu, p_units)
@@ -442,16 +444,16 @@ def _operating_points(vu: Units, p_units: Any, placed: dict[str, Any] | None = N
     bounds = PRESET_LOOKALIKE_FPR
     if look.sum() < MIN_LOOKALIKES:
         look, bounds, placed = y == 0, PRESET_BENIGN_FPR, None
-    bounded = np.concatenate(list(placed.values())) if placed else p[look]
+    bounded = list(placed.values()) if placed else [p[look]]
     req = np.array([is_request(e) for e in vu.examples])
     thresholds, figures = {}, {}
     for preset in PRESETS:
-        t = threshold_within(bounded, bounds[preset])
+        t = threshold_everywhere(bounded, bounds[preset])
         thresholds[preset] = t
         harmful_req = (y == 1) & req
         figures[preset] = {
             "threshold": round(t, 4),
-            "lookalike_fpr": _rate(bounded >= t),
+            "lookalike_fpr": max(_rate(s >= t) for s in bounded),  # where it is highest
             "harmful_request_recall": _rate(p[harmful_req] >= t),
             "recall": _rate(p[y == 1] >= t),
             "fpr": _rate(p[y == 0] >= t),
@@ -483,6 +485,13 @@ def threshold_within(p_benign: Any, bound: float) -> float:
     ok = [t for t in grid if len(p_benign) == 0 or (p_benign >= t).mean() <= bound]
     t = float(min(ok)) if ok else 0.98
     return round(min(max(t, 0.05), 0.95), 4)
+
+
+def threshold_everywhere(p_benign_by_place: Sequence[Any], bound: float) -> float:
+    """The lowest threshold that keeps each of these groups of benign scores (one per
+    placement) within `bound`: a pooled rate would let a placement that flags nothing pay for
+    one that flags twice the bound."""
+    return max(threshold_within(s, bound) for s in p_benign_by_place)
 
 
 def _rate(mask: Any) -> float | None:

@@ -123,7 +123,7 @@ def test_presets_are_chosen_on_the_scores_the_checker_serves(tiny, tiny_data):
     # artifact's own check is below; a sample this small rarely puts a threshold where the
     # cascade or batching would move it).
     import numpy as np
-    from specguard.guard.placement import PLACEMENTS, placed_scores
+    from specguard.guard.placement import PLACEMENTS, VALIDATION_SCENE, placed_scores
     from specguard.guard.train import _is_lookalike, _operating_points, make_units
 
     folder, _ = tiny
@@ -134,7 +134,8 @@ def test_presets_are_chosen_on_the_scores_the_checker_serves(tiny, tiny_data):
     served = np.array([s.p_unsafe for s in checker.score_units(units.texts, Stage.INPUT)])
     look = [e.text for e in val if _is_lookalike(e)]
     assert len(look) >= 20  # enough for the presets to be bounded on look-alikes
-    placed = {w: np.array(placed_scores(checker, look, w)) for w in PLACEMENTS}
+    placed = {w: np.array(placed_scores(checker, look, w, scene=VALIDATION_SCENE))
+              for w in PLACEMENTS}
     thresholds, _ = _operating_points(units, served, placed)
     card = json.loads((folder / "card.json").read_text())["validation"]["input"]
     assert thresholds == {k: v["threshold"] for k, v in card["operating_points"].items()}
@@ -192,14 +193,15 @@ def test_shipped_cards_operating_points_reproduce_on_validation(fast, data_root)
     # whichever parts are asked for), gives the same thresholds and flags the same ones;
     # harmful-request recall agrees within a few points (training scores a text's units,
     # serving also reads its decoded views and the turns together).
+    import numpy as np
     from specguard.guard.corpus import input_examples
-    from specguard.guard.placement import PLACEMENTS, placed_scores
+    from specguard.guard.placement import PLACEMENTS, VALIDATION_SCENE, placed_scores
     from specguard.guard.train import (
         PRESET_LOOKALIKE_FPR,
         PRESETS,
         _is_lookalike,
         is_request,
-        threshold_within,
+        threshold_everywhere,
     )
 
     card = fast.artifact.card["validation"]["input"]["operating_points"]
@@ -208,13 +210,16 @@ def test_shipped_cards_operating_points_reproduce_on_validation(fast, data_root)
     harm = [e.text for e in val if e.harmful and is_request(e)]
     assert len(look) == card["balanced"]["n_lookalike"] and len(harm) > 500
 
-    look_s = [s for where in PLACEMENTS for s in placed_scores(fast, look, where)]
+    look_s = {where: np.array(placed_scores(fast, look, where, scene=VALIDATION_SCENE))
+              for where in PLACEMENTS}
     harm_s = placed_scores(fast, harm)
     for preset in PRESETS:
         t = card[preset]["threshold"]
-        assert threshold_within(look_s, PRESET_LOOKALIKE_FPR[preset]) == pytest.approx(t), preset
-        assert sum(s >= t for s in look_s) / len(look_s) == pytest.approx(
-            card[preset]["lookalike_fpr"], abs=1e-3), preset
+        assert threshold_everywhere(list(look_s.values()), PRESET_LOOKALIKE_FPR[preset]) == \
+            pytest.approx(t), preset
+        for where, s in look_s.items():
+            assert (s >= t).mean() == pytest.approx(
+                card[preset]["lookalike_fpr_by_placement"][where], abs=1e-3), (preset, where)
         recall = sum(s >= t for s in harm_s) / len(harm)
         assert recall == pytest.approx(card[preset]["harmful_request_recall"], abs=0.03), preset
 
@@ -253,6 +258,28 @@ async def test_harmful_request_is_caught_wherever_it_sits(fast, placement):
         assert v.turn in (0, None)  # the turn itself, or the user turns read together
     if placement == "document":
         assert v.window, "the request sits past the first window"
+
+
+def test_training_chooses_on_a_scene_the_held_out_suites_never_use():
+    # The presets are chosen on look-alikes placed among the validation scene's turns; the
+    # robustness suite places its held-out requests among the suite scene's. No text is shared,
+    # so no choice is made on the words the held-out figures are measured with.
+    import dataclasses
+    import re
+
+    from specguard.guard.placement import SUITE_SCENE, VALIDATION_SCENE
+
+    def sentences(text):
+        return {s.strip().lower() for s in re.split(r"(?<=[.?!])\s+", text) if s.strip()}
+
+    for f in dataclasses.fields(SUITE_SCENE):
+        a, b = getattr(SUITE_SCENE, f.name), getattr(VALIDATION_SCENE, f.name)
+        assert not sentences(a) & sentences(b), f.name
+    doc = place("X", "document", VALIDATION_SCENE)[0].content
+    assert doc.startswith(VALIDATION_SCENE.document_ask) and doc.endswith("\n\nX")
+    from specguard.guard.features import windows
+
+    assert len(windows(doc)) > 1  # the request sits past the first window there too
 
 
 async def test_benign_conversation_stays_safe_in_every_turn(fast):
