@@ -28,13 +28,7 @@ from specguard.evals.results import Readme, Result, Table, command_line, write_r
 from specguard.evals.suites import build_items, load_suite
 from specguard.guard import FastChecker, Stage, load_fast_checker
 from specguard.guard.corpus import input_examples
-from specguard.guard.placement import (
-    PLACEMENTS,
-    SUITE_SCENE,
-    VALIDATION_SCENE,
-    Scene,
-    placed_scores,
-)
+from specguard.guard.placement import SUITE_SCENE, Scene, placed_groups, placed_scores
 from specguard.guard.train import (
     PRESET_LOOKALIKE_FPR,
     PRESETS,
@@ -54,13 +48,14 @@ def scores(checker: FastChecker, texts: list[str], batch: int = 64,
 
 def baseline_presets(tfidf: FastChecker, batch: int = 64) -> tuple[dict[str, float], int]:
     """The TF-IDF member's own presets: the shipped rule (threshold_within on the validation
-    look-alikes sent in every placement, the bound held in each: train.py) on the same
+    look-alikes sent in every placement and validation scene, the bound held in each: train.py)
+    on the same
     validation look-alikes
     the artifact's presets were chosen on; and how many there are."""
     look_val = [e.text for e in input_examples(parts=(Part.VALIDATION,)) if _is_lookalike(e)]
     if not look_val:
         raise SystemExit("no validation look-alikes: is the data directory there?")
-    s = [scores(tfidf, look_val, batch, placement=w, scene=VALIDATION_SCENE) for w in PLACEMENTS]
+    s = list(placed_groups(tfidf, look_val).values())
     return {p: threshold_everywhere(s, PRESET_LOOKALIKE_FPR[p]) for p in PRESETS}, len(look_val)
 
 

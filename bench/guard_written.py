@@ -37,7 +37,7 @@ from specguard.data import Part
 from specguard.evals.results import Readme, Result, Table, command_line, write_result
 from specguard.guard import FastChecker, Stage, load_fast_checker, written
 from specguard.guard.corpus import input_examples
-from specguard.guard.placement import PLACEMENTS, VALIDATION_SCENE
+from specguard.guard.placement import PLACEMENTS, placed_groups
 from specguard.guard.train import (
     PRESET_LOOKALIKE_FPR,
     PRESETS,
@@ -106,8 +106,10 @@ def placement_rows(checkers: dict[str, FastChecker], thresholds: dict[str, dict[
         t = thresholds[name]["balanced"]
         row: list = [name]
         d: dict = {}
-        placed = {w: (scores(c, harm, placement=w, scene=VALIDATION_SCENE),
-                      scores(c, look, placement=w, scene=VALIDATION_SCENE)) for w in PLACEMENTS}
+        groups_h = {k: np.array(v) for k, v in placed_groups(c, harm).items()}
+        groups_l = {k: np.array(v) for k, v in placed_groups(c, look).items()}
+        placed = {w: tuple(np.concatenate([g[k] for k in g if k.split("/")[0] == w])
+                           for g in (groups_h, groups_l)) for w in PLACEMENTS}
         for where, (h, lk) in placed.items():
             d[where] = {"harmful_recall": float((h >= t).mean()),
                         "lookalike_fpr": float((lk >= t).mean())}
@@ -117,10 +119,9 @@ def placement_rows(checkers: dict[str, FastChecker], thresholds: dict[str, dict[
         # The rule training chooses the presets by (TrainConfig.placed_presets, adopted
         # 2026-12-07): the balanced bound held in every placement. For an artifact trained
         # before it, the threshold it would have set.
-        every = threshold_everywhere([lk for _, lk in placed.values()],
-                                     PRESET_LOOKALIKE_FPR["balanced"])
-        h_all = np.concatenate([h for h, _ in placed.values()])
-        worst = max(float((lk >= every).mean()) for _, lk in placed.values())
+        every = threshold_everywhere(list(groups_l.values()), PRESET_LOOKALIKE_FPR["balanced"])
+        h_all = np.concatenate(list(groups_h.values()))
+        worst = max(float((lk >= every).mean()) for lk in groups_l.values())
         d["placed_threshold"] = every
         d["placed_harmful_recall"] = float((h_all >= every).mean())
         d["placed_worst_lookalike_fpr"] = worst
@@ -229,16 +230,17 @@ def main() -> int:
                              for what in ("harmful caught", "look-alikes flagged")),
                            "recall spread", "threshold, bound held in every placement",
                            "harmful caught at it (all placements)",
-                           "look-alikes flagged at it (worst placement)"],
+                           "look-alikes flagged at it (worst placement and scene)"],
                   rows=place_rows,
                   note="value [95% Wilson interval] (n). The datasets' validation harmful "
                        "requests and look-alikes of the table above, each placed where "
                        "specguard.guard.placement places the robustness suite's held-out ones, "
-                       "among the turns of its VALIDATION_SCENE (document: the end of a long "
-                       "benign passage other than the suite's); each tier's own balanced "
+                       "among the turns of each of its three VALIDATION_SCENES (document: the "
+                       "end of a long benign passage other than the suite's), each placement's "
+                       "cells pooling the three; each tier's own balanced "
                        "threshold. Recall spread: the largest gap between two placements. The "
                        "last three columns: the balanced rule (at most 8% flagged) held in each "
-                       "of the four placements, the rule training "
+                       "placement and scene, the rule training "
                        "chooses presets by since 2026-12-07 (an artifact trained since has it "
                        "as its own threshold; for one trained before, what the rule would set)."
                   )],

@@ -4,14 +4,17 @@ serving.
 Every client-written turn is untrusted input: system, developer (sent as system), each user
 turn, earlier assistant turns the client supplies, tool results. So the input check scores
 each turn on its own (a harmful request moved into the system prompt or an earlier turn is
-still scored), plus the recent user turns read together (a request split across turns), plus
-each obfuscated turn decoded (views.py), and decides on the riskiest. The output check scores
+still scored), each paragraph of a turn that has several on its own (a request after a benign
+passage is read as itself, not diluted by the passage's end in the last window), plus the
+recent user turns read together (a request split across turns), plus each obfuscated turn
+decoded (views.py), and decides on the riskiest. The output check scores
 the exchange: each window of the draft with the end of the request it answers. Long texts are
 windows, never truncated.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,6 +24,11 @@ from .views import views
 from .verdict import Stage
 
 JOINED_USER_TURNS = 3  # how many recent user turns are also read as one text
+# A turn's paragraphs scored on their own: the first and last halves of this many (the ends are
+# where instructions sit), so a 1 MB text costs a bounded number of units; its windows still
+# cover all of it.
+MAX_PARAGRAPHS = 16
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 OUTPUT_WINDOW_TOKENS = 192  # of the draft per unit; the rest of the encoder's window is request
 REQUEST_TAIL_CHARS = 300  # how much of the request an output unit carries
 
@@ -34,6 +42,7 @@ class Segment:
     role: str
     text: str
     view: str = ""  # "" for the text as sent; else how it was decoded (views.py)
+    paragraph: int | None = None  # which paragraph of the turn (0-based), when read alone
 
 
 @dataclass(frozen=True)
@@ -48,12 +57,27 @@ def input_segments(messages: Sequence[Message]) -> list[Segment]:
     for i, m in enumerate(messages):
         if m.content and m.content.strip():
             segs.append(Segment(i, str(m.role), m.content))
+            segs.extend(Segment(i, str(m.role), text, paragraph=k)
+                        for k, text in paragraphs(m.content))
             # An obfuscated turn is also read decoded (base64, leetspeak, spacing).
             segs.extend(Segment(i, str(m.role), text, kind) for kind, text in views(m.content))
     users = [m.content for m in messages if m.role == Role.USER and m.content.strip()]
     if len(users) >= 2:
         segs.append(Segment(None, "conversation", "\n\n".join(users[-JOINED_USER_TURNS:])))
     return segs or [Segment(None, "conversation", "")]
+
+
+def paragraphs(text: str) -> list[tuple[int, str]]:
+    """(index, paragraph) for each paragraph of `text` (split at blank lines) when it has more
+    than one; at most MAX_PARAGRAPHS of them, the first and last halves."""
+    parts = [(k, p.strip()) for k, p in enumerate(_PARAGRAPH_BREAK.split(text))]
+    parts = [(k, p) for k, p in parts if p]
+    if len(parts) < 2:
+        return []
+    if len(parts) > MAX_PARAGRAPHS:
+        half = MAX_PARAGRAPHS // 2
+        parts = parts[:half] + parts[-half:]
+    return parts
 
 
 def last_user_text(messages: Sequence[Message]) -> str:

@@ -382,6 +382,8 @@ def _where(unit: Unit) -> str:
         place = "the draft answer"
     else:
         place = f"message {seg.turn} ({seg.role})"
+    if seg.paragraph is not None:
+        place += f", paragraph {seg.paragraph + 1}"
     if seg.view:
         place += f", read as {seg.view} decoded"
     return place + (f", window {unit.window + 1}" if unit.window else "")

@@ -53,7 +53,7 @@ from .corpus import (
 from .exemplars import EXEMPLAR_ENCODERS, CategoryExemplars, LabelledText, fit_exemplars
 from .features import BLOCKS, WINDOW_TOKENS, Featurizer, Tfidf, finetuned_file
 from .heads import LinearHead, MLPHead, logit, sigmoid
-from .placement import PLACEMENTS, VALIDATION_SCENE, placed_scores
+from .placement import placed_groups
 from .verdict import Stage
 
 # Look-alikes: benign requests that share words with harmful ones. The operating points bound
@@ -102,9 +102,10 @@ class TrainConfig:
     output_stage: bool = True
     # Bound the presets on the validation look-alikes sent in every placement of a request
     # (placement.py: the last user turn, the system turn, an earlier turn, the end of a long
-    # document; among VALIDATION_SCENE's turns, not the held-out suites'), each placement held
-    # to the bound, not only the last user turn: the same look-alike at the end of a document
-    # was flagged twice as often (docs/results/guard.md, "Where the request sits").
+    # document; among each of the VALIDATION_SCENES' turns, not the held-out suites'), each
+    # placement and scene held to the bound, not only the last user turn: the same look-alike
+    # at the end of a document was flagged twice as often (docs/results/guard.md, "Where the
+    # request sits").
     placed_presets: bool = True
     # Name a flagged text's categories from its nearest labelled training texts (exemplars.py).
     category_exemplars: bool = True
@@ -369,9 +370,7 @@ def fit_stage(stage: Stage, train: list[Example], val: list[Example], cfg: Train
         if not placed_texts:
             return None
         checker = _probe_checker(stage, tfidf, heads_, files, feat, cfg.taxonomy)
-        return {where: np.array(placed_scores(checker, placed_texts, where,
-                                              scene=VALIDATION_SCENE))
-                for where in PLACEMENTS}
+        return {k: np.array(v) for k, v in placed_groups(checker, placed_texts).items()}
 
     full_heads = heads_with(None)
     thresholds, op_figures = _operating_points(vu, p_full, placed(full_heads))
@@ -461,7 +460,7 @@ def _operating_points(vu: Units, p_units: Any, placed: dict[str, Any] | None = N
         }
         if placed:
             figures[preset]["lookalike_fpr_by_placement"] = {
-                where: _rate(s >= t) for where, s in placed.items()}
+                where: _rate(s >= t) for where, s in placed.items()}  # and by scene
     return thresholds, figures
 
 

@@ -123,7 +123,7 @@ def test_presets_are_chosen_on_the_scores_the_checker_serves(tiny, tiny_data):
     # artifact's own check is below; a sample this small rarely puts a threshold where the
     # cascade or batching would move it).
     import numpy as np
-    from specguard.guard.placement import PLACEMENTS, VALIDATION_SCENE, placed_scores
+    from specguard.guard.placement import PLACEMENTS, placed_groups
     from specguard.guard.train import _is_lookalike, _operating_points, make_units
 
     folder, _ = tiny
@@ -134,14 +134,13 @@ def test_presets_are_chosen_on_the_scores_the_checker_serves(tiny, tiny_data):
     served = np.array([s.p_unsafe for s in checker.score_units(units.texts, Stage.INPUT)])
     look = [e.text for e in val if _is_lookalike(e)]
     assert len(look) >= 20  # enough for the presets to be bounded on look-alikes
-    placed = {w: np.array(placed_scores(checker, look, w, scene=VALIDATION_SCENE))
-              for w in PLACEMENTS}
+    placed = {k: np.array(v) for k, v in placed_groups(checker, look).items()}
     thresholds, _ = _operating_points(units, served, placed)
     card = json.loads((folder / "card.json").read_text())["validation"]["input"]
     assert thresholds == {k: v["threshold"] for k, v in card["operating_points"].items()}
     # ... and not what the last user turn alone gives, which the card no longer uses.
     by_placement = card["operating_points"]["balanced"]["lookalike_fpr_by_placement"]
-    assert set(by_placement) == set(PLACEMENTS)
+    assert {k.split("/")[0] for k in by_placement} == set(PLACEMENTS) and len(by_placement) == 10
 
 
 def test_presets_can_be_bounded_on_the_last_user_turn_alone(tiny_data, data_root):
@@ -195,7 +194,7 @@ def test_shipped_cards_operating_points_reproduce_on_validation(fast, data_root)
     # serving also reads its decoded views and the turns together).
     import numpy as np
     from specguard.guard.corpus import input_examples
-    from specguard.guard.placement import PLACEMENTS, VALIDATION_SCENE, placed_scores
+    from specguard.guard.placement import placed_groups, placed_scores
     from specguard.guard.train import (
         PRESET_LOOKALIKE_FPR,
         PRESETS,
@@ -210,8 +209,7 @@ def test_shipped_cards_operating_points_reproduce_on_validation(fast, data_root)
     harm = [e.text for e in val if e.harmful and is_request(e)]
     assert len(look) == card["balanced"]["n_lookalike"] and len(harm) > 500
 
-    look_s = {where: np.array(placed_scores(fast, look, where, scene=VALIDATION_SCENE))
-              for where in PLACEMENTS}
+    look_s = {k: np.array(v) for k, v in placed_groups(fast, look).items()}
     harm_s = placed_scores(fast, harm)
     for preset in PRESETS:
         t = card[preset]["threshold"]
@@ -256,8 +254,35 @@ async def test_harmful_request_is_caught_wherever_it_sits(fast, placement):
         assert v.turn == 0 and v.role == "system"
     if placement == "earlier_user":
         assert v.turn in (0, None)  # the turn itself, or the user turns read together
-    if placement == "document":
-        assert v.window, "the request sits past the first window"
+    if placement == "document":  # its own paragraph, or the window it sits in (past the first)
+        assert "paragraph 3" in v.explanation or v.window, v.explanation
+
+
+async def test_a_request_after_a_benign_passage_is_read_as_itself(fast):
+    # The last window reads the request with the end of the passage before it, which moves its
+    # score either way (with the validation passage most validation harmful requests fell below
+    # the threshold); its own paragraph is read alone, as if sent bare.
+    from specguard.guard.placement import VALIDATION_SCENES
+
+    bare = await fast.check(_req(HARMFUL))
+    placed = await fast.check(CheckRequest(
+        stage=Stage.INPUT, messages=place(HARMFUL, "document", VALIDATION_SCENES[0])))
+    assert placed.label is Label.UNSAFE and placed.score >= bare.score - 1e-9
+    assert "paragraph 3" in placed.explanation and placed.turn == 0
+
+
+def test_a_turns_paragraphs_are_read_alone_and_bounded():
+    from specguard.guard.conversation import MAX_PARAGRAPHS, input_segments, paragraphs
+
+    assert paragraphs("One paragraph,\nover two lines.") == []
+    assert paragraphs("First.\n\n  \n\nSecond.") == [(0, "First."), (1, "Second.")]
+    many = "\n\n".join(f"p{k}" for k in range(100))
+    got = paragraphs(many)
+    assert len(got) == MAX_PARAGRAPHS
+    assert got[0] == (0, "p0") and got[-1] == (99, "p99")  # both ends kept
+    segs = input_segments([system("Be brief.\n\nAnswer in French."), user("Hi")])
+    assert [(s.turn, s.paragraph, s.text) for s in segs if s.paragraph is not None] == [
+        (0, 0, "Be brief."), (0, 1, "Answer in French.")]
 
 
 def test_training_chooses_on_a_scene_the_held_out_suites_never_use():
@@ -267,19 +292,19 @@ def test_training_chooses_on_a_scene_the_held_out_suites_never_use():
     import dataclasses
     import re
 
-    from specguard.guard.placement import SUITE_SCENE, VALIDATION_SCENE
+    from specguard.guard.features import windows
+    from specguard.guard.placement import SUITE_SCENE, VALIDATION_SCENES
 
     def sentences(text):
         return {s.strip().lower() for s in re.split(r"(?<=[.?!])\s+", text) if s.strip()}
 
-    for f in dataclasses.fields(SUITE_SCENE):
-        a, b = getattr(SUITE_SCENE, f.name), getattr(VALIDATION_SCENE, f.name)
-        assert not sentences(a) & sentences(b), f.name
-    doc = place("X", "document", VALIDATION_SCENE)[0].content
-    assert doc.startswith(VALIDATION_SCENE.document_ask) and doc.endswith("\n\nX")
-    from specguard.guard.features import windows
-
-    assert len(windows(doc)) > 1  # the request sits past the first window there too
+    for scene in VALIDATION_SCENES:
+        for f in dataclasses.fields(SUITE_SCENE):
+            a, b = getattr(SUITE_SCENE, f.name), getattr(scene, f.name)
+            assert not sentences(a) & sentences(b), (scene.name, f.name)
+        doc = place("X", "document", scene)[0].content
+        assert doc.startswith(scene.document_ask) and doc.endswith("\n\nX")
+        assert len(windows(doc)) > 1  # the request sits past the first window there too
 
 
 async def test_benign_conversation_stays_safe_in_every_turn(fast):
