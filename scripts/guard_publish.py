@@ -39,11 +39,15 @@ class Step:
 
 def steps(stamp: str) -> list[Step]:
     py = sys.executable
-    suite = ("specguard", "eval", "run")
+    # The CLI installed beside this interpreter: run from a venv that is not activated, a bare
+    # "specguard" is not on PATH.
+    cli = Path(py).with_name("specguard")
+    cli = str(cli) if cli.exists() else "specguard"
+    suite = (cli, "eval", "run")
     quiet = ("--threads", "1", "--no-progress", "--publish")
     return [
         Step("guard_fast", (*suite, "guard_fast", *quiet, "--out", f"runs/guard_fast-{stamp}")),
-        Step("card held-out figures", ("specguard", "guard", "attach-figures",
+        Step("card held-out figures", (cli, "guard", "attach-figures",
                                        "docs/results/guard_fast.json")),
         Step("guard_robustness", (*suite, "guard_robustness", *quiet,
                                   "--out", f"runs/guard_robustness-{stamp}")),
