@@ -9,7 +9,9 @@
    a logistic regression over the logits of each set of members the cascade can compute, so
    every score is a calibrated P(unsafe).
 4. Operating points (strict / balanced / permissive) and the cascade band, chosen on
-   VALIDATION. The HELD_OUT part is never read here: figures come from the eval suites.
+   VALIDATION: each preset is the lowest threshold keeping the validation look-alikes within
+   its bound in every placement (placement.py's validation scenes, scored by the served
+   checker). The HELD_OUT part is never read here: figures come from the eval suites.
 
 The card records data counts per part and source, licences, the configuration, validation
 figures per group, operating points with their validation recall and false-positive rates,
