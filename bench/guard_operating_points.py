@@ -28,7 +28,7 @@ from specguard.evals.results import Readme, Result, Table, command_line, write_r
 from specguard.evals.suites import build_items, load_suite
 from specguard.guard import FastChecker, Stage, load_fast_checker
 from specguard.guard.corpus import input_examples
-from specguard.guard.placement import SUITE_SCENE, Scene, placed_groups, placed_scores
+from specguard.guard.placement import placed_groups, placed_scores
 from specguard.guard.train import (
     PRESET_LOOKALIKE_FPR,
     PRESETS,
@@ -39,19 +39,15 @@ from specguard.guard.train import (
 MODERATION = ("openai_moderation", "toxicchat")
 
 
-def scores(checker: FastChecker, texts: list[str], batch: int = 64,
-           placement: str = "last_user", scene: Scene = SUITE_SCENE) -> np.ndarray:
-    """Served input-check scores, each text sent where `placement` puts it (the last user turn
-    unless told otherwise: specguard.guard.placement) among `scene`'s turns."""
-    return np.array(placed_scores(checker, texts, placement, batch, scene))
+def scores(checker: FastChecker, texts: list[str], batch: int = 64) -> np.ndarray:
+    """Served input-check scores, each text sent as the last user turn."""
+    return np.array(placed_scores(checker, texts, batch=batch))
 
 
 def baseline_presets(tfidf: FastChecker, batch: int = 64) -> tuple[dict[str, float], int]:
-    """The TF-IDF member's own presets: the shipped rule (threshold_within on the validation
-    look-alikes sent in every placement and validation scene, the bound held in each: train.py)
-    on the same
-    validation look-alikes
-    the artifact's presets were chosen on; and how many there are."""
+    """The TF-IDF member's own presets: the shipped rule (train.py's threshold_everywhere: the
+    bound held in every placement and validation scene) on the same validation look-alikes the
+    artifact's presets were chosen on; and how many there are."""
     look_val = [e.text for e in input_examples(parts=(Part.VALIDATION,)) if _is_lookalike(e)]
     if not look_val:
         raise SystemExit("no validation look-alikes: is the data directory there?")

@@ -99,7 +99,7 @@ def placement_rows(checkers: dict[str, FastChecker], thresholds: dict[str, dict[
     """Each tier at its balanced point on the datasets' validation harmful requests and
     look-alikes, each placed where the robustness suite places its held-out ones (the last user
     turn, the system turn, an earlier turn, the end of a long benign document) but among the
-    validation scene's benign turns and passage, not the suite's: a placement that moves the
+    validation scenes' benign turns and passages, not the suite's: a placement that moves the
     look-alikes' rate shows here before a ship decision, not only held out."""
     rows, data = [], {}
     for name, c in checkers.items():

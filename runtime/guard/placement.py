@@ -89,9 +89,9 @@ VALIDATION_DOCUMENT = (
 )
 
 
-# Two more, so that no single passage decides: the same request scored 8.6% caught at the end of
-# the lighthouse passage and 70% at the end of the suite's (validation items, the shipped guard
-# of 2026-12-07 before paragraphs were read alone).
+# Two more, so that no single passage decides: the same validation harmful requests were caught
+# 8.6% of the time at the end of the lighthouse passage and 70% at the end of the suite's (the
+# one-epoch guard of 2026-12-07, before paragraphs were read alone).
 LIBRARY_DOCUMENT = (
     "Public libraries as we know them are younger than most people assume. For most of history "
     "books were rare and expensive, and collections belonged to monasteries, universities, "

@@ -138,7 +138,8 @@ def test_presets_are_chosen_on_the_scores_the_checker_serves(tiny, tiny_data):
     thresholds, _ = _operating_points(units, served, placed)
     card = json.loads((folder / "card.json").read_text())["validation"]["input"]
     assert thresholds == {k: v["threshold"] for k, v in card["operating_points"].items()}
-    # ... and not what the last user turn alone gives, which the card no longer uses.
+    # The card gives the rate in each group the bound was held in: the last user turn, and the
+    # three other placements in each of the three validation scenes.
     by_placement = card["operating_points"]["balanced"]["lookalike_fpr_by_placement"]
     assert {k.split("/")[0] for k in by_placement} == set(PLACEMENTS) and len(by_placement) == 10
 
@@ -286,7 +287,7 @@ def test_a_turns_paragraphs_are_read_alone_and_bounded():
 
 
 def test_training_chooses_on_a_scene_the_held_out_suites_never_use():
-    # The presets are chosen on look-alikes placed among the validation scene's turns; the
+    # The presets are chosen on look-alikes placed among the validation scenes' turns; the
     # robustness suite places its held-out requests among the suite scene's. No text is shared,
     # so no choice is made on the words the held-out figures are measured with.
     import dataclasses
