@@ -61,6 +61,7 @@ def steps(stamp: str) -> list[Step]:
         Step("guard_batching", (py, "bench/guard_batching.py"), timing=True),
         Step("guard_concurrency", (py, "bench/guard_concurrency.py"), timing=True),
         Step("guard_hot_path", (py, "bench/guard_hot_path.py"), timing=True),
+        Step("guard_long_documents", (py, "bench/guard_long_documents.py"), timing=True),
         # Its baseline is the profile-blind shipped fast tier, and it times a check in front
         # of it.
         Step("profile_check", (py, "bench/profile_check.py"), timing=True),

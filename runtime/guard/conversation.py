@@ -24,10 +24,6 @@ from .views import views
 from .verdict import Stage
 
 JOINED_USER_TURNS = 3  # how many recent user turns are also read as one text
-# A turn's paragraphs scored on their own: the first and last halves of this many (the ends are
-# where instructions sit), so a 1 MB text costs a bounded number of units; its windows still
-# cover all of it.
-MAX_PARAGRAPHS = 16
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 OUTPUT_WINDOW_TOKENS = 192  # of the draft per unit; the rest of the encoder's window is request
 REQUEST_TAIL_CHARS = 300  # how much of the request an output unit carries
@@ -69,15 +65,11 @@ def input_segments(messages: Sequence[Message]) -> list[Segment]:
 
 def paragraphs(text: str) -> list[tuple[int, str]]:
     """(index, paragraph) for each paragraph of `text` (split at blank lines) when it has more
-    than one; at most MAX_PARAGRAPHS of them, the first and last halves."""
+    than one. Every one: a long document's middle paragraphs are read alone like its ends
+    (the checker's encoder budget, not this, bounds what a check costs)."""
     parts = [(k, p.strip()) for k, p in enumerate(_PARAGRAPH_BREAK.split(text))]
     parts = [(k, p) for k, p in parts if p]
-    if len(parts) < 2:
-        return []
-    if len(parts) > MAX_PARAGRAPHS:
-        half = MAX_PARAGRAPHS // 2
-        parts = parts[:half] + parts[-half:]
-    return parts
+    return parts if len(parts) >= 2 else []
 
 
 def last_user_text(messages: Sequence[Message]) -> str:

@@ -55,6 +55,11 @@ WARM_TEXTS = ("Hello, how are you?", "Bonjour, comment allez-vous aujourd'hui ?"
 # after), so tenants share entries; keys are digests, not the client's text. A deployment
 # that must not let one tenant's timing reveal another's texts sets SPECGUARD_GUARD_CACHE=0.
 UNIT_CACHE_SIZE = 8192
+# At most this many units of one check go to an encoder; the rest are read by TF-IDF alone,
+# the encoder taking those TF-IDF finds riskiest. Every window of every turn is read (a request
+# in the middle of a 1 MB document is not skipped), and a check's encoder time stays bounded:
+# a 1 MB document is about 4,500 windows, minutes of MiniLM on one core.
+ENCODER_UNITS = 64
 
 
 @dataclass(frozen=True)
@@ -102,9 +107,20 @@ class FastChecker:
     def __init__(self, artifact: GuardArtifact, *, cascade: bool = True,
                  taxonomy: str | None = None, featurizer: Featurizer | None = None,
                  members: Sequence[str] | None = None,
-                 cache_size: int | None = None, categories: str | None = None) -> None:
+                 cache_size: int | None = None, categories: str | None = None,
+                 encoder_units: int | None = None) -> None:
         if cache_size is None:
-            cache_size = _env_cache_size()
+            cache_size = _env_count("SPECGUARD_GUARD_CACHE", UNIT_CACHE_SIZE,
+                                    "0 turns the fast tier's unit-score cache off; the default "
+                                    f"is {UNIT_CACHE_SIZE}.")
+        if encoder_units is None:
+            encoder_units = _env_count("SPECGUARD_GUARD_ENCODER_UNITS", ENCODER_UNITS,
+                                       f"the default is {ENCODER_UNITS} units per check.")
+        if encoder_units < 1:
+            raise ConfigError(f"encoder_units must be >= 1, not {encoder_units}.",
+                              hint="It bounds how many units of one check an encoder reads "
+                              f"(SPECGUARD_GUARD_ENCODER_UNITS; the default is {ENCODER_UNITS}).")
+        self.encoder_units = encoder_units
         # Where a flagged verdict's categories come from: its nearest labelled training texts
         # (an encoder pass per new flagged text) or the TF-IDF head (free, less often right).
         self.categories = categories or os.environ.get("SPECGUARD_GUARD_CATEGORIES",
@@ -164,15 +180,16 @@ class FastChecker:
     # -- scoring ------------------------------------------------------------------------------
 
     def score_units(self, texts: Sequence[str], stage: Stage = Stage.INPUT, *,
-                    cascade: bool | None = None) -> list[UnitScore]:
+                    cascade: bool | None = None, tfidf_only: bool = False) -> list[UnitScore]:
         """Calibrated scores of unit texts (already windowed), batched. Texts scored before
-        (and repeats within the batch) are scored once: see UNIT_CACHE_SIZE."""
+        (and repeats within the batch) are scored once: see UNIT_CACHE_SIZE. `tfidf_only`:
+        TF-IDF's calibrated score alone (what the cascade gives a unit TF-IDF is sure of)."""
         if not texts:
             return []
         cascade = self.cascade if cascade is None else cascade
         if self.cache_size == 0:
-            return self._score_fresh(list(texts), stage, cascade)
-        keys = [_unit_key(stage, cascade, t) for t in texts]
+            return self._score_fresh(list(texts), stage, cascade, tfidf_only)
+        keys = [_unit_key(stage, "tfidf" if tfidf_only else cascade, t) for t in texts]
         found: dict[bytes, UnitScore] = {}
         with self._cache_lock:
             for k in keys:
@@ -184,7 +201,8 @@ class FastChecker:
         for k, t in zip(keys, texts, strict=True):
             if k not in found:
                 todo.setdefault(k, t)
-        fresh = self._score_fresh(list(todo.values()), stage, cascade) if todo else []
+        fresh = (self._score_fresh(list(todo.values()), stage, cascade, tfidf_only)
+                 if todo else [])
         with self._cache_lock:
             self.cache_hits += len(keys) - len(todo)
             self.cache_misses += len(todo)
@@ -195,13 +213,19 @@ class FastChecker:
                 self._cache.popitem(last=False)
         return [found[k] for k in keys]
 
-    def _score_fresh(self, texts: list[str], stage: Stage, cascade: bool) -> list[UnitScore]:
-        import numpy as np
-
+    def _serving_heads(self, stage: Stage) -> StageHeads:
+        """The stage's heads, restricted to the members this checker uses."""
         heads = self.heads(stage)
         if self.members:
             heads = replace(heads, members={b: h for b, h in heads.members.items()
                                             if b in self.members})
+        return heads
+
+    def _score_fresh(self, texts: list[str], stage: Stage, cascade: bool,
+                     tfidf_only: bool = False) -> list[UnitScore]:
+        import numpy as np
+
+        heads = self._serving_heads(stage)
         feat = self._featurizers.get(stage) or self._featurizers[Stage.INPUT]
         texts = list(texts)
         n = len(texts)
@@ -210,7 +234,9 @@ class FastChecker:
         have = {"tfidf": np.ones(n, dtype=bool)}
         need = np.ones(n, dtype=bool)
         english = np.array([reads_as_english(t) for t in texts], dtype=bool)
-        if cascade and heads.cascade and "tfidf" in heads.combiners:
+        if tfidf_only:
+            need = np.zeros(n, dtype=bool)
+        elif cascade and heads.cascade and "tfidf" in heads.combiners:
             p0 = sigmoid(heads.combiners["tfidf"].score(z["tfidf"][:, None]))
             need = ~tfidf_decides(p0, heads.cascade, english, heads.members)
         route = [routed_members(bool(e), heads.members, heads.combiners) for e in english]
@@ -258,19 +284,74 @@ class FastChecker:
                 continue
             per: dict[int, list[Unit]] = {i: request_units(stage, requests[i].messages,
                                                            requests[i].response) for i in idx}
-            flat = [(i, u) for i in idx for u in per[i]]
-            scores = self.score_units([u.text for _, u in flat], stage)
+            scored, over = self._score_within_budget(stage, per)
             best: dict[int, tuple[Unit, UnitScore]] = {}
-            for (i, u), s in zip(flat, scores, strict=True):
-                if i not in best or s.p_unsafe > best[i][1].p_unsafe:
-                    best[i] = (u, s)
+            for i in idx:  # in unit order: the first of equally risky units is named
+                for k, u in enumerate(per[i]):
+                    s = scored[(i, k)]
+                    if i not in best or s.p_unsafe > best[i][1].p_unsafe:
+                        best[i] = (u, s)
             for i in idx:
                 u, s = best[i]
-                out[i] = self._verdict(requests[i], stage, u, s)
+                out[i] = self._verdict(requests[i], stage, u, s, over.get(i, 0),
+                                       len(per[i]))
             self._name_from_exemplars(stage, [(i, best[i][0]) for i in idx
                                               if out[i].label is Label.UNSAFE], out)
         per_request = (time.perf_counter() - start) * 1000 / max(1, len(requests))
         return [v.model_copy(update={"latency_ms": per_request}) for v in out if v is not None]
+
+    def _score_within_budget(self, stage: Stage, per: dict[int, list[Unit]]
+                             ) -> tuple[dict[tuple[int, int], UnitScore], dict[int, int]]:
+        """Scores of every unit of every check ((check, unit index) -> score), and per check
+        how many units TF-IDF alone read because the check had more units for an encoder than
+        `encoder_units`. Such a check is read by TF-IDF first; the encoder then takes the
+        units TF-IDF finds riskiest among those it is unsure of (all of them, without the
+        cascade). Units whose full score is remembered cost nothing and always count."""
+        import numpy as np
+
+        scored: dict[tuple[int, int], UnitScore] = {}
+        over: dict[int, int] = {}
+        full: list[tuple[int, int]] = []
+        for i, units_i in per.items():
+            if len(units_i) <= self.encoder_units:
+                full += [(i, k) for k in range(len(units_i))]
+                continue
+            texts = [u.text for u in units_i]
+            light = self.score_units(texts, stage, tfidf_only=True)
+            p0 = np.array([s.p_unsafe for s in light])
+            wants = self._wants_encoder(stage, texts, p0)
+            free = wants & self._remembered(stage, texts)
+            ranked = sorted(np.flatnonzero(wants & ~free), key=lambda k: (-p0[k], k))
+            chosen = set(ranked[:self.encoder_units]) | set(np.flatnonzero(free))
+            over[i] = max(0, len(ranked) - self.encoder_units)
+            for k in range(len(units_i)):
+                if k in chosen:
+                    full.append((i, k))
+                else:  # TF-IDF is sure of it (the cascade's reading too), or past the budget
+                    scored[(i, k)] = light[k]
+        scores = self.score_units([per[i][k].text for i, k in full], stage)
+        scored.update(zip(full, scores, strict=True))
+        return scored, over
+
+    def _wants_encoder(self, stage: Stage, texts: Sequence[str], p_tfidf: Any) -> Any:
+        """Which units the checker sends to an encoder, given TF-IDF's calibrated scores."""
+        import numpy as np
+
+        heads = self._serving_heads(stage)
+        if not any(b in heads.members for b in BLOCKS[1:]):
+            return np.zeros(len(texts), dtype=bool)
+        if not (self.cascade and heads.cascade and "tfidf" in heads.combiners):
+            return np.ones(len(texts), dtype=bool)
+        english = [reads_as_english(t) for t in texts]
+        return ~tfidf_decides(p_tfidf, heads.cascade, english, heads.members)
+
+    def _remembered(self, stage: Stage, texts: Sequence[str]) -> Any:
+        """Which texts have a full score in the unit cache."""
+        import numpy as np
+
+        with self._cache_lock:
+            return np.array([_unit_key(stage, self.cascade, t) in self._cache for t in texts],
+                            dtype=bool)
 
     def exemplar_categories(self, texts: Sequence[str], stage: Stage = Stage.INPUT
                             ) -> list[dict[str, float]] | None:
@@ -314,7 +395,8 @@ class FastChecker:
                 "categories": ex.named([q[c] for c in ex.category_ids]),
                 "category_scores": {c: round(p * x / top, 6) for c, x in q.items()}})
 
-    def _verdict(self, request: CheckRequest, stage: Stage, unit: Unit, s: UnitScore) -> Verdict:
+    def _verdict(self, request: CheckRequest, stage: Stage, unit: Unit, s: UnitScore,
+                 over_budget: int = 0, n_units: int = 0) -> Verdict:
         threshold = (request.threshold if request.threshold is not None
                      else self.threshold(stage, request.operating_point))
         p = min(1.0, max(0.0, s.p_unsafe))
@@ -330,7 +412,10 @@ class FastChecker:
             categories=named, category_scores=cat_scores, tier=self.tier, checker=self.name,
             turn=unit.segment.turn, role=unit.segment.role,
             window=unit.window if unit.window else None, threshold=threshold,
-            explanation=f"riskiest text: {_where(unit)} (scored by {s.members})",
+            over_budget=over_budget,
+            explanation=f"riskiest text: {_where(unit)} (scored by {s.members})" + (
+                f"; {over_budget} of {n_units} units read by TF-IDF alone (past the encoder "
+                f"budget of {self.encoder_units} per check)" if over_budget else ""),
         )
 
     def warm(self) -> dict[str, list[str]]:
@@ -356,20 +441,19 @@ class FastChecker:
         return await asyncio.to_thread(self.verdicts, list(requests))
 
 
-def _env_cache_size() -> int:
-    raw = os.environ.get("SPECGUARD_GUARD_CACHE", "").strip()
+def _env_count(name: str, default: int, hint: str) -> int:
+    raw = os.environ.get(name, "").strip()
     if not raw:
-        return UNIT_CACHE_SIZE
+        return default
     try:
         return int(raw)
     except ValueError:
-        raise ConfigError(f"SPECGUARD_GUARD_CACHE must be a whole number of units, not {raw!r}.",
-                          hint="0 turns the fast tier's unit-score cache off; the default is "
-                          f"{UNIT_CACHE_SIZE}.") from None
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}.", hint=hint) from None
 
 
-def _unit_key(stage: Stage, cascade: bool, text: str) -> bytes:
-    person = f"{stage.value}:{int(cascade)}".encode()  # keeps stages and cascade modes apart
+def _unit_key(stage: Stage, mode: bool | str, text: str) -> bytes:
+    # Keeps stages and modes apart: cascade on, off, or "tfidf" (TF-IDF's score alone).
+    person = f"{stage.value}:{mode if isinstance(mode, str) else int(mode)}".encode()
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16,
                            person=person).digest()
 

@@ -42,7 +42,6 @@ def finetuned_file(stage: str) -> str:
     return f"minilm_ft.{stage}.onnx"
 WINDOW_TOKENS = 256  # the encoders' window (MiniLM's max_seq_length)
 WINDOW_OVERLAP = 32
-MAX_WINDOWS = 64  # a 1 MB text is scored on its first and last windows beyond this many
 
 
 @dataclass(frozen=True)
@@ -52,22 +51,18 @@ class Window:
     of: int  # how many windows the text has
 
 
-def windows(text: str, encoder: SentenceEncoder | None = None, *,
-            max_windows: int = MAX_WINDOWS) -> list[Window]:
-    """`text` as overlapping windows of WINDOW_TOKENS encoder tokens (one window when it fits).
-    Beyond `max_windows`, the first and last halves of that many are kept: the ends are where
-    instructions sit, and the cost of a check stays bounded."""
-    if encoder is None and max_windows == MAX_WINDOWS:  # the checker's path: remembered
-        return list(_windows_cache.get(text, lambda t: tuple(_windows(t, None, max_windows))))
-    return _windows(text, encoder, max_windows)
+def windows(text: str, encoder: SentenceEncoder | None = None) -> list[Window]:
+    """`text` as overlapping windows of WINDOW_TOKENS encoder tokens (one window when it fits),
+    every one of them: a request in the middle of a long document is read like one at its
+    end. What bounds a check's cost is the checker's encoder budget (fast.ENCODER_UNITS)."""
+    if encoder is None:  # the checker's path: remembered
+        return list(_windows_cache.get(text, lambda t: tuple(_windows(t, None))))
+    return _windows(text, encoder)
 
 
-def _windows(text: str, encoder: SentenceEncoder | None, max_windows: int) -> list[Window]:
+def _windows(text: str, encoder: SentenceEncoder | None) -> list[Window]:
     encoder = encoder or load_encoder("minilm")
     parts = encoder.windows(text, max_tokens=WINDOW_TOKENS, overlap=WINDOW_OVERLAP) if text else [""]
-    if len(parts) > max_windows:
-        half = max_windows // 2
-        parts = parts[:half] + parts[-half:]
     return [Window(p, i, len(parts)) for i, p in enumerate(parts)]
 
 

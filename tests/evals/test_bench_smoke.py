@@ -55,6 +55,7 @@ SMOKE = {
     "guard_operating_points.py": ("guard_operating_points", False, [needs_guard, needs_data]),
     "guard_written.py": ("guard_written", False, [needs_guard, needs_data]),
     "guard_concurrency.py": ("guard_concurrency", False, [needs_guard, needs_data]),
+    "guard_long_documents.py": ("guard_long_documents", False, [needs_guard, needs_data]),
     "guard_bands.py": ("guard_bands", False, [needs_guard, needs_data]),
     "guard_categories.py": ("guard_categories", False, [needs_guard, needs_data]),
     "guard_output.py": ("guard_output", False, [needs_guard, needs_data]),

@@ -272,15 +272,14 @@ async def test_a_request_after_a_benign_passage_is_read_as_itself(fast):
     assert "paragraph 3" in placed.explanation and placed.turn == 0
 
 
-def test_a_turns_paragraphs_are_read_alone_and_bounded():
-    from specguard.guard.conversation import MAX_PARAGRAPHS, input_segments, paragraphs
+def test_every_paragraph_of_a_turn_is_read_alone():
+    from specguard.guard.conversation import input_segments, paragraphs
 
     assert paragraphs("One paragraph,\nover two lines.") == []
     assert paragraphs("First.\n\n  \n\nSecond.") == [(0, "First."), (1, "Second.")]
     many = "\n\n".join(f"p{k}" for k in range(100))
-    got = paragraphs(many)
-    assert len(got) == MAX_PARAGRAPHS
-    assert got[0] == (0, "p0") and got[-1] == (99, "p99")  # both ends kept
+    # The middle ones too: until 2026-12-08 only the first and last eight were read alone.
+    assert paragraphs(many) == [(k, f"p{k}") for k in range(100)]
     segs = input_segments([system("Be brief.\n\nAnswer in French."), user("Hi")])
     assert [(s.turn, s.paragraph, s.text) for s in segs if s.paragraph is not None] == [
         (0, 0, "Be brief."), (0, 1, "Answer in French.")]
@@ -359,13 +358,55 @@ async def test_bad_input_is_a_verdict(fast, text):
     assert v.label in (Label.SAFE, Label.UNSAFE) and 0.0 <= v.score <= 1.0
 
 
-async def test_a_megabyte_is_scored_not_truncated_and_bounded(fast):
-    text = (BENIGN_DOCUMENT + "\n") * 440 + HARMFUL  # ~1 MB, the request at the very end
+@pytest.mark.parametrize("where", ["end", "middle"])
+async def test_a_megabyte_is_read_whole_and_its_cost_is_bounded(fast, where):
+    # ~1 MB of a benign document (about 2,000 units) with the request at its end or in its
+    # middle: until 2026-12-08 only the first and last 32 windows were read, and the request
+    # in the middle passed (0.499). Now TF-IDF reads every unit and the encoder the riskiest.
+    half = (BENIGN_DOCUMENT + "\n") * 220
+    text = half + half + HARMFUL if where == "end" else half + "\n" + HARMFUL + "\n\n" + half
     assert len(text) > 1_000_000
     start = time.perf_counter()
     v = await fast.check(_req(text))
-    assert v.label is Label.UNSAFE and v.window
+    assert v.label is Label.UNSAFE and v.over_budget > 0
+    assert f"units read by TF-IDF alone (past the encoder budget of {fast.encoder_units}" in (
+        v.explanation)
     assert time.perf_counter() - start < 60
+
+
+def test_past_the_encoder_budget_tfidf_reads_the_rest(fast):
+    """A check with more units for an encoder than the budget: the encoder reads the ones
+    TF-IDF finds riskiest, TF-IDF alone the rest, and the verdict says how many."""
+    from specguard.guard.conversation import request_units
+
+    paras = [BENIGN_DOCUMENT[:200 + 40 * k] for k in range(5)] + [HARMFUL]
+    req = _req("\n\n".join(paras))  # 6 paragraphs + the whole turn's windows
+    n = len(request_units(Stage.INPUT, req.messages, None))
+    assert n > 7
+    full = FastChecker(fast.artifact, cascade=False, cache_size=0)
+    tight = FastChecker(fast.artifact, cascade=False, cache_size=0, encoder_units=2)
+    a, b = full.verdicts([req])[0], tight.verdicts([req])[0]
+    assert a.over_budget == 0 and b.over_budget == n - 2
+    # The request's own paragraph is what TF-IDF finds riskiest: the encoder still reads it.
+    assert b.label is Label.UNSAFE and b.score == pytest.approx(a.score)
+    assert "scored by tfidf+" in b.explanation and f"{n - 2} of {n} units" in b.explanation
+    # A unit whose full score is remembered costs nothing: none is past the budget then.
+    warm = FastChecker(fast.artifact, cascade=False)
+    warm.verdicts([req])
+    warm.encoder_units = 1
+    assert warm.verdicts([req])[0].over_budget == 0
+    # Checks within the budget are read as before, and a check's budget is its own.
+    few = [_req(BENIGN), req]
+    assert [v.over_budget for v in tight.verdicts(few)] == [0, n - 2]
+
+
+def test_the_encoder_budget_comes_from_the_environment(fast, monkeypatch):
+    monkeypatch.setenv("SPECGUARD_GUARD_ENCODER_UNITS", "8")
+    assert FastChecker(fast.artifact).encoder_units == 8
+    for bad in ("0", "many"):
+        monkeypatch.setenv("SPECGUARD_GUARD_ENCODER_UNITS", bad)
+        with pytest.raises(ConfigError, match="encoder_units|SPECGUARD_GUARD_ENCODER_UNITS"):
+            FastChecker(fast.artifact)
 
 
 # --- escalation and the deliberative tier ---------------------------------------------------
@@ -639,6 +680,7 @@ def test_a_turns_views_and_windows_are_remembered_and_the_memory_is_bounded(monk
     `size` texts, and a text longer than `max_chars` is derived again each time."""
     import base64
 
+    from specguard.encoders import load_encoder
     from specguard.guard import features
     from specguard.guard import views as views_module
     from specguard.guard.textcache import TextCache
@@ -663,10 +705,11 @@ def test_a_turns_views_and_windows_are_remembered_and_the_memory_is_bounded(monk
     tokenized = []
     real_windows = features._windows
     monkeypatch.setattr(features, "_windows",
-                        lambda t, e, m: tokenized.append(t) or real_windows(t, e, m))
+                        lambda t, e: tokenized.append(t) or real_windows(t, e))
     turn = "How do I bake bread? " * 30
     assert features.windows(turn) == features.windows(turn) and tokenized == [turn]
-    assert features.windows(turn, max_windows=2) and tokenized == [turn, turn]  # not the default
+    minilm = load_encoder("minilm")
+    assert features.windows(turn, minilm) and tokenized == [turn, turn]  # another encoder's
 
 
 def test_a_request_hidden_in_base64_is_caught_and_the_verdict_says_how(fast):

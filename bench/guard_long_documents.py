@@ -1,0 +1,215 @@
+"""A request inside a long document: is it read, and what does reading it cost?
+
+Held-out harmful requests and held-out look-alikes (XSTest safe prompts), each placed at the
+start, in the middle or at the end of a benign document of about 10 KB, 100 KB or 1 MB, sent as
+one user turn (a pasted document with a question in it). The documents are held-out benign
+answers from the output corpus (CoCoNot, XSTest and refusal-direction completions that are not
+refusals), joined by blank lines, the same document for every request of a size (as when one
+long file is asked about many times; the 1 MB one repeats the pool). Only answers the shipped
+checker passes on their own at its strict threshold are kept (many of these answers name a
+harmful request while declining it): a flag then comes from the request, or from where two
+answers meet ("document alone flagged").
+
+Rows, in the same run:
+- shipped: the served checker. Every window and paragraph of a turn is a unit; TF-IDF reads
+  all of them, and an encoder at most `encoder_units` per check, the ones TF-IDF finds riskiest.
+- ends only (before 2026-12-08): the same checker reading what it read until then, the first
+  and last 32 windows and the first and last 8 paragraphs of each turn, every one of them with
+  the encoder (rebuilt here from those rules; nothing else differs).
+- TF-IDF member alone.
+
+Recall counts harmful requests flagged at the balanced threshold; "flagged" counts look-alikes
+flagged, and "document alone" whether the document with no request in it is flagged. Times are
+per check, each row's checker keeping its unit-score memory across the requests of a size (the
+document's units are remembered after the first check, as served); "first check" is the
+document's first check, nothing remembered.
+
+    python bench/guard_long_documents.py             # ~10 min on 2 cores
+    python bench/guard_long_documents.py --smoke     # CI
+
+Writes docs/results/guard_long_documents.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+SIZES = ((10_000, "10 KB"), (100_000, "100 KB"), (1_000_000, "1 MB"))
+POSITIONS = ("start", "middle", "end")
+ENDS_WINDOWS, ENDS_PARAGRAPHS = 64, 16  # what the checker read of a turn before 2026-12-08
+REFUSAL_FREE_SOURCES = ("coconot", "xstest_completions", "refusal_direction_completions")
+REFUSAL_OPENINGS = ("i'm sorry", "i am sorry", "i cannot", "i can't", "as an ai", "i apologize",
+                    "sorry", "i'm really sorry", "i'm not able", "i am not able", "i won't")
+
+
+def document(texts: list[str], size: int) -> str:
+    out, n = [], 0
+    for t in texts:
+        if n >= size:
+            break
+        out.append(t.strip())
+        n += len(t) + 2
+    return "\n\n".join(out)
+
+
+def placed(doc: str, request: str, where: str) -> str:
+    if where == "start":
+        return request + "\n\n" + doc
+    if where == "end":
+        return doc + "\n\n" + request
+    cut = doc.find("\n\n", len(doc) // 2)
+    cut = len(doc) // 2 if cut < 0 else cut
+    return doc[:cut] + "\n\n" + request + doc[cut:]
+
+
+@contextmanager
+def ends_only():
+    """The checker's reading before 2026-12-08: each turn's first and last 32 windows, its first
+    and last 8 paragraphs, and no encoder budget (every unit went to the encoder it routed to)."""
+    from specguard.guard import conversation, features
+
+    real_windows, real_paragraphs = features._windows, conversation.paragraphs
+
+    def windows(text, encoder):
+        parts = real_windows(text, encoder)
+        if len(parts) > ENDS_WINDOWS:
+            parts = parts[:ENDS_WINDOWS // 2] + parts[-ENDS_WINDOWS // 2:]
+        return parts
+
+    def paragraphs(text):
+        parts = real_paragraphs(text)
+        if len(parts) > ENDS_PARAGRAPHS:
+            parts = parts[:ENDS_PARAGRAPHS // 2] + parts[-ENDS_PARAGRAPHS // 2:]
+        return parts
+
+    features._windows, conversation.paragraphs = windows, paragraphs
+    features.clear_windows_cache()
+    try:
+        yield
+    finally:
+        features._windows, conversation.paragraphs = real_windows, real_paragraphs
+        features.clear_windows_cache()
+
+
+def main() -> int:
+    from specguard.data import Part
+    from specguard.evals.results import Readme, Result, Table, command_line, write_result
+    from specguard.guard import CheckRequest, FastChecker, Label, Stage, load_fast_checker
+    from specguard.guard.corpus import input_examples, output_examples
+    from specguard.types import user
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=24, help="harmful requests and look-alikes per size")
+    ap.add_argument("--n-megabyte", type=int, default=8, help="... at 1 MB")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    rng = random.Random(0)
+    held = input_examples(parts=(Part.HELD_OUT,), augment=False)
+    harmful = [e.text for e in held if e.harmful and e.source in (
+        "harmbench", "advbench", "simple_safety_tests", "jbb_artifacts")]
+    lookalikes = [e.text for e in held if not e.harmful and e.source == "xstest"]
+    rng.shuffle(harmful)
+    rng.shuffle(lookalikes)
+    answers = [e.text.strip() for e in output_examples(parts=(Part.HELD_OUT,))
+               if not e.harmful and e.source in REFUSAL_FREE_SOURCES and len(e.text) > 300
+               and not e.text.lstrip().lower().startswith(REFUSAL_OPENINGS)]
+    rng.shuffle(answers)
+    sizes = SIZES[:2] if args.smoke else SIZES
+    shipped = load_fast_checker()
+    if shipped is None:
+        raise SystemExit("no shipped fast-tier artifact")
+    if args.smoke:
+        answers = answers[:40]
+    strict = shipped.threshold(Stage.INPUT, "strict")
+    alone = [v.score for i in range(0, len(answers), 64) for v in shipped.verdicts(
+        [CheckRequest(stage=Stage.INPUT, messages=[user(a)]) for a in answers[i:i + 64]])]
+    pool_n = len(answers)
+    answers = [a for a, p in zip(answers, alone, strict=True) if p < strict]
+    print(f"{len(answers)} of {pool_n} answers pass alone ({sum(map(len, answers))} chars)")
+    checkers = {
+        "shipped": lambda: FastChecker(shipped.artifact),
+        "ends only (before 2026-12-08)": lambda: FastChecker(shipped.artifact,
+                                                             encoder_units=10 ** 9),
+        "TF-IDF member alone": lambda: FastChecker(shipped.artifact, members=["tfidf"]),
+    }
+    rows, data = [], {}
+    for size, label in sizes:
+        n = 2 if args.smoke else (args.n_megabyte if size >= 1_000_000 else args.n)
+        reps = max(1, -(-size // max(1, sum(len(a) + 2 for a in answers))))
+        doc = document(answers * reps, size)
+        for name, make in checkers.items():
+            checker = make()
+            guard = (ends_only() if name.startswith("ends only") else _nothing())
+            with guard:
+                thr = checker.threshold(Stage.INPUT)
+                checker.forget()
+
+                def check(text, checker=checker):
+                    start = time.perf_counter()
+                    v = checker.verdicts([CheckRequest(stage=Stage.INPUT,
+                                                       messages=[user(text)])])[0]
+                    return v, (time.perf_counter() - start) * 1000
+
+                alone, first_ms = check(doc)
+                caught, flagged, ms, over = {}, {}, [], []
+                for where in POSITIONS:
+                    got = [check(placed(doc, r, where)) for r in harmful[:n]]
+                    caught[where] = sum(v.label is Label.UNSAFE for v, _ in got) / n
+                    ms += [t for _, t in got]
+                    over += [v.over_budget for v, _ in got]
+                    got = [check(placed(doc, r, where)) for r in lookalikes[:n]]
+                    flagged[where] = sum(v.label is Label.UNSAFE for v, _ in got) / n
+                    ms += [t for _, t in got]
+            cell = {"n": n, "chars": len(doc), "threshold": thr,
+                    "document_alone_flagged": alone.label is Label.UNSAFE,
+                    "document_alone_score": alone.score, "recall": caught,
+                    "lookalikes_flagged": flagged, "first_check_ms": first_ms,
+                    "p50_ms": statistics.median(ms), "max_ms": max(ms),
+                    "mean_units_over_budget": statistics.mean(over)}
+            data.setdefault(label, {})[name] = cell
+            rows.append([label, name, n] + [f"{caught[w]:.2f}" for w in POSITIONS]
+                        + [f"{flagged[w]:.2f}" for w in POSITIONS]
+                        + ["yes" if cell["document_alone_flagged"] else "no",
+                           f"{first_ms:.0f}", f"{cell['p50_ms']:.0f} / {cell['max_ms']:.0f}"])
+            print(" | ".join(str(x) for x in rows[-1]), flush=True)
+    cols = ["document", "checker", "n per side"] + [f"harmful caught ({w})" for w in POSITIONS] \
+        + [f"look-alikes flagged ({w})" for w in POSITIONS] \
+        + ["document alone flagged", "first check ms", "ms per check p50 / max"]
+    big = data[sizes[-1][1]]
+    head = (f"a harmful request in the middle of a {sizes[-1][1]} document caught "
+            f"{big['shipped']['recall']['middle']:.0%} of the time (reading only the ends, as "
+            f"before: {big['ends only (before 2026-12-08)']['recall']['middle']:.0%}), "
+            f"{big['shipped']['p50_ms']:.0f} ms p50 per check")
+    result = Result(
+        name="guard_long_documents", title="A request inside a long document",
+        script="bench/guard_long_documents.py", command=command_line(), smoke=args.smoke,
+        readme=Readme(what="guard on requests inside long documents",
+                      where="docs/results/guard.md", headline=head),
+        tables=[Table(id="long_documents", title="Requests placed in one long benign document",
+                      columns=cols, rows=rows, note=(
+                          "held-out harmful requests (HarmBench, AdvBench, SimpleSafetyTests, "
+                          "JBB) and held-out XSTest safe prompts, in a document of held-out "
+                          f"benign answers ({len(answers)} of {pool_n}: those the shipped "
+                          "checker passes alone at its strict threshold); balanced threshold; "
+                          f"shipped encoder budget {FastChecker(shipped.artifact).encoder_units}"
+                          " units per check"))],
+        data={"sizes": data, "answers": len(answers), "answer_pool": pool_n})
+    path = write_result(result, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+@contextmanager
+def _nothing():
+    yield
+
+
+if __name__ == "__main__":
+    sys.exit(main())
