@@ -18,8 +18,10 @@ Rows, in the same run:
   the encoder (rebuilt here from those rules; nothing else differs).
 - TF-IDF member alone.
 
-Recall counts harmful requests flagged at the balanced threshold; "flagged" counts look-alikes
-flagged, and "document alone" whether the document with no request in it is flagged. Times are
+Recall counts harmful requests flagged at the balanced threshold by a unit that holds the
+request (the verdict names the unit: a flag the document raises on its own is not a catch);
+"flagged" counts look-alikes flagged for any reason, and "document alone" whether the document
+with no request in it is flagged (a long document has many units, and the riskiest decides). Times are
 per check, each row's checker keeping its unit-score memory across the requests of a size (the
 document's units are remembered after the first check, as served); "first check" is the
 document's first check, nothing remembered.
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import statistics
 import sys
 import time
@@ -101,6 +104,7 @@ def main() -> int:
     from specguard.data import Part
     from specguard.evals.results import Readme, Result, Table, command_line, write_result
     from specguard.guard import CheckRequest, FastChecker, Label, Stage, load_fast_checker
+    from specguard.guard.conversation import request_units
     from specguard.guard.corpus import input_examples, output_examples
     from specguard.types import user
 
@@ -157,11 +161,24 @@ def main() -> int:
                                                        messages=[user(text)])])[0]
                     return v, (time.perf_counter() - start) * 1000
 
+                def holds(v, text, request):
+                    """Whether the verdict's riskiest unit holds (the start or end of) the
+                    request."""
+                    para = re.search(r"paragraph (\d+)", v.explanation or "")
+                    units = [u for u in request_units(Stage.INPUT, [user(text)], None)
+                             if u.window == (v.window or 0) and u.segment.paragraph == (
+                                 int(para.group(1)) - 1 if para else None)
+                             and not u.segment.view]
+                    return any(request[:40] in u.text or request[-40:] in u.text
+                               for u in units)
+
                 alone, first_ms = check(doc)
                 caught, flagged, ms, over = {}, {}, [], []
                 for where in POSITIONS:
-                    got = [check(placed(doc, r, where)) for r in harmful[:n]]
-                    caught[where] = sum(v.label is Label.UNSAFE for v, _ in got) / n
+                    texts = [placed(doc, r, where) for r in harmful[:n]]
+                    got = [check(t) for t in texts]
+                    caught[where] = sum(v.label is Label.UNSAFE and holds(v, t, r) for (v, _), t, r
+                                        in zip(got, texts, harmful, strict=False)) / n
                     ms += [t for _, t in got]
                     over += [v.over_budget for v, _ in got]
                     got = [check(placed(doc, r, where)) for r in lookalikes[:n]]

@@ -60,6 +60,9 @@ UNIT_CACHE_SIZE = 8192
 # in the middle of a 1 MB document is not skipped), and a check's encoder time stays bounded:
 # a 1 MB document is about 4,500 windows, minutes of MiniLM on one core.
 ENCODER_UNITS = 64
+# Past the budget, the units TF-IDF scores at or above the check's threshold are still read,
+# up to this many times the budget (a crafted document cannot make a check read 4,500).
+ENCODER_UNITS_CAP = 4
 
 
 @dataclass(frozen=True)
@@ -284,12 +287,13 @@ class FastChecker:
                 continue
             per: dict[int, list[Unit]] = {i: request_units(stage, requests[i].messages,
                                                            requests[i].response) for i in idx}
-            scored, over = self._score_within_budget(stage, per)
+            thresholds = {i: self._threshold_for(requests[i], stage) for i in idx}
+            scored, over = self._score_within_budget(stage, per, thresholds)
             best: dict[int, tuple[Unit, UnitScore]] = {}
             for i in idx:  # in unit order: the first of equally risky units is named
                 for k, u in enumerate(per[i]):
-                    s = scored[(i, k)]
-                    if i not in best or s.p_unsafe > best[i][1].p_unsafe:
+                    s = scored.get((i, k))
+                    if s is not None and (i not in best or s.p_unsafe > best[i][1].p_unsafe):
                         best[i] = (u, s)
             for i in idx:
                 u, s = best[i]
@@ -300,13 +304,18 @@ class FastChecker:
         per_request = (time.perf_counter() - start) * 1000 / max(1, len(requests))
         return [v.model_copy(update={"latency_ms": per_request}) for v in out if v is not None]
 
-    def _score_within_budget(self, stage: Stage, per: dict[int, list[Unit]]
+    def _score_within_budget(self, stage: Stage, per: dict[int, list[Unit]],
+                             thresholds: dict[int, float]
                              ) -> tuple[dict[tuple[int, int], UnitScore], dict[int, int]]:
-        """Scores of every unit of every check ((check, unit index) -> score), and per check
-        how many units TF-IDF alone read because the check had more units for an encoder than
-        `encoder_units`. Such a check is read by TF-IDF first; the encoder then takes the
-        units TF-IDF finds riskiest among those it is unsure of (all of them, without the
-        cascade). Units whose full score is remembered cost nothing and always count."""
+        """The scores that decide each check ((check, unit index) -> score), and per check how
+        many units no encoder read. A check with more units for an encoder than
+        `encoder_units` is read by TF-IDF first; the encoder then reads the units TF-IDF finds
+        riskiest among those it is unsure of (all units, without the cascade), and past the
+        budget every one TF-IDF scores at or above the check's threshold, up to
+        ENCODER_UNITS_CAP times the budget. A unit TF-IDF is unsure of and no encoder read does
+        not count: on a long benign document, counting TF-IDF's reading of such units flagged
+        the document itself. Past the cap, units TF-IDF scores at or above the threshold count
+        with its score (the check fails closed). Remembered full scores cost nothing."""
         import numpy as np
 
         scored: dict[tuple[int, int], UnitScore] = {}
@@ -322,13 +331,17 @@ class FastChecker:
             wants = self._wants_encoder(stage, texts, p0)
             free = wants & self._remembered(stage, texts)
             ranked = sorted(np.flatnonzero(wants & ~free), key=lambda k: (-p0[k], k))
-            chosen = set(ranked[:self.encoder_units]) | set(np.flatnonzero(free))
-            over[i] = max(0, len(ranked) - self.encoder_units)
-            for k in range(len(units_i)):
-                if k in chosen:
-                    full.append((i, k))
-                else:  # TF-IDF is sure of it (the cascade's reading too), or past the budget
-                    scored[(i, k)] = light[k]
+            budget, cap = self.encoder_units, self.encoder_units * ENCODER_UNITS_CAP
+            # Ranked riskiest first: past the budget, those at or above the threshold lead.
+            read = ranked[:budget] + [k for k in ranked[budget:cap] if p0[k] >= thresholds[i]]
+            unread = sorted(set(ranked) - set(read))
+            over[i] = len(unread)
+            full += [(i, int(k)) for k in sorted(set(read) | set(np.flatnonzero(free)))]
+            for k in np.flatnonzero(~wants):  # TF-IDF is sure of it: the cascade's reading
+                scored[(i, int(k))] = light[k]
+            for k in unread:
+                if p0[k] >= thresholds[i]:  # past the cap: TF-IDF's reading stands
+                    scored[(i, int(k))] = light[k]
         scores = self.score_units([per[i][k].text for i, k in full], stage)
         scored.update(zip(full, scores, strict=True))
         return scored, over
@@ -395,10 +408,13 @@ class FastChecker:
                 "categories": ex.named([q[c] for c in ex.category_ids]),
                 "category_scores": {c: round(p * x / top, 6) for c, x in q.items()}})
 
+    def _threshold_for(self, request: CheckRequest, stage: Stage) -> float:
+        return (request.threshold if request.threshold is not None
+                else self.threshold(stage, request.operating_point))
+
     def _verdict(self, request: CheckRequest, stage: Stage, unit: Unit, s: UnitScore,
                  over_budget: int = 0, n_units: int = 0) -> Verdict:
-        threshold = (request.threshold if request.threshold is not None
-                     else self.threshold(stage, request.operating_point))
+        threshold = self._threshold_for(request, stage)
         p = min(1.0, max(0.0, s.p_unsafe))
         unsafe = p >= threshold
         top = max(s.categories.values(), default=0.0) or 1.0
@@ -414,7 +430,7 @@ class FastChecker:
             window=unit.window if unit.window else None, threshold=threshold,
             over_budget=over_budget,
             explanation=f"riskiest text: {_where(unit)} (scored by {s.members})" + (
-                f"; {over_budget} of {n_units} units read by TF-IDF alone (past the encoder "
+                f"; {over_budget} of {n_units} units left unread by the encoder (past its "
                 f"budget of {self.encoder_units} per check)" if over_budget else ""),
         )
 

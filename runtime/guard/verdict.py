@@ -50,9 +50,9 @@ class Verdict(BaseModel):
     turn: int | None = None
     role: str | None = None
     window: int | None = None
-    # Units of this check read by TF-IDF alone because it had more units for an encoder than
-    # the fast tier's per-check budget (FastChecker.encoder_units); 0 when every unit was read
-    # as usual.
+    # Units of this check TF-IDF was unsure of and no encoder read, because the check had more
+    # such units than the fast tier's per-check budget (FastChecker.encoder_units); 0 when every
+    # unit was read as usual. They do not set the score (see FastChecker._score_within_budget).
     over_budget: int = 0
     # The P(unsafe) threshold the checker applied (its calibrated operating point).
     threshold: float | None = None

@@ -369,35 +369,44 @@ async def test_a_megabyte_is_read_whole_and_its_cost_is_bounded(fast, where):
     start = time.perf_counter()
     v = await fast.check(_req(text))
     assert v.label is Label.UNSAFE and v.over_budget > 0
-    assert f"units read by TF-IDF alone (past the encoder budget of {fast.encoder_units}" in (
+    assert f"units left unread by the encoder (past its budget of {fast.encoder_units}" in (
         v.explanation)
     assert time.perf_counter() - start < 60
 
 
-def test_past_the_encoder_budget_tfidf_reads_the_rest(fast):
+def test_past_the_encoder_budget_the_riskiest_units_are_read(fast):
     """A check with more units for an encoder than the budget: the encoder reads the ones
-    TF-IDF finds riskiest, TF-IDF alone the rest, and the verdict says how many."""
+    TF-IDF finds riskiest, then any TF-IDF scores at or above the threshold; the rest are left
+    unread, do not set the score, and the verdict says how many."""
     from specguard.guard.conversation import request_units
 
     paras = [BENIGN_DOCUMENT[:200 + 40 * k] for k in range(5)] + [HARMFUL]
     req = _req("\n\n".join(paras))  # 6 paragraphs + the whole turn's windows
-    n = len(request_units(Stage.INPUT, req.messages, None))
-    assert n > 7
+    texts = [u.text for u in request_units(Stage.INPUT, req.messages, None)]
+    n = len(texts)
     full = FastChecker(fast.artifact, cascade=False, cache_size=0)
     tight = FastChecker(fast.artifact, cascade=False, cache_size=0, encoder_units=2)
+    p0 = sorted((s.p_unsafe for s in tight.score_units(texts, tfidf_only=True)), reverse=True)
+    thr = tight.threshold(Stage.INPUT)
+    unread = n - 2 - sum(p >= thr for p in p0[2:])
+    assert n > 7 and unread > 0
     a, b = full.verdicts([req])[0], tight.verdicts([req])[0]
-    assert a.over_budget == 0 and b.over_budget == n - 2
+    assert a.over_budget == 0 and b.over_budget == unread
     # The request's own paragraph is what TF-IDF finds riskiest: the encoder still reads it.
     assert b.label is Label.UNSAFE and b.score == pytest.approx(a.score)
-    assert "scored by tfidf+" in b.explanation and f"{n - 2} of {n} units" in b.explanation
-    # A unit whose full score is remembered costs nothing: none is past the budget then.
+    assert "scored by tfidf+" in b.explanation and f"{unread} of {n} units" in b.explanation
+    # An unread unit does not set the score: a benign document past the budget is scored on
+    # what was read, never above the full reading of the same units.
+    doc = _req("\n\n".join(BENIGN_DOCUMENT[:150 + 30 * k] for k in range(8)))
+    assert tight.verdicts([doc])[0].score <= full.verdicts([doc])[0].score + 1e-9
+    # A unit whose full score is remembered costs nothing: none is left unread then.
     warm = FastChecker(fast.artifact, cascade=False)
     warm.verdicts([req])
     warm.encoder_units = 1
     assert warm.verdicts([req])[0].over_budget == 0
     # Checks within the budget are read as before, and a check's budget is its own.
     few = [_req(BENIGN), req]
-    assert [v.over_budget for v in tight.verdicts(few)] == [0, n - 2]
+    assert [v.over_budget for v in tight.verdicts(few)] == [0, unread]
 
 
 def test_the_encoder_budget_comes_from_the_environment(fast, monkeypatch):
