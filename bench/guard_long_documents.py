@@ -125,12 +125,12 @@ def main() -> int:
                if not e.harmful and e.source in REFUSAL_FREE_SOURCES and len(e.text) > 300
                and not e.text.lstrip().lower().startswith(REFUSAL_OPENINGS)]
     rng.shuffle(answers)
-    sizes = SIZES[:2] if args.smoke else SIZES
+    sizes = SIZES[:1] if args.smoke else SIZES
     shipped = load_fast_checker()
     if shipped is None:
         raise SystemExit("no shipped fast-tier artifact")
     if args.smoke:
-        answers = answers[:40]
+        answers = answers[:24]
     strict = shipped.threshold(Stage.INPUT, "strict")
     alone = [v.score for i in range(0, len(answers), 64) for v in shipped.verdicts(
         [CheckRequest(stage=Stage.INPUT, messages=[user(a)]) for a in answers[i:i + 64]])]

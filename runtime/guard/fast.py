@@ -55,10 +55,10 @@ WARM_TEXTS = ("Hello, how are you?", "Bonjour, comment allez-vous aujourd'hui ?"
 # after), so tenants share entries; keys are digests, not the client's text. A deployment
 # that must not let one tenant's timing reveal another's texts sets SPECGUARD_GUARD_CACHE=0.
 UNIT_CACHE_SIZE = 8192
-# At most this many units of one check go to an encoder; the rest are read by TF-IDF alone,
-# the encoder taking those TF-IDF finds riskiest. Every window of every turn is read (a request
-# in the middle of a 1 MB document is not skipped), and a check's encoder time stays bounded:
-# a 1 MB document is about 4,500 windows, minutes of MiniLM on one core.
+# At most this many units of one check TF-IDF is unsure of go to an encoder, the ones it finds
+# riskiest (see FastChecker._score_within_budget). TF-IDF reads every window of every turn (a
+# request in the middle of a 1 MB document is not skipped), and a check's encoder time stays
+# bounded: a 1 MB document is thousands of units, minutes of MiniLM on one core.
 ENCODER_UNITS = 64
 # Past the budget, the units TF-IDF scores at or above the check's threshold are still read,
 # up to this many times the budget (a crafted document cannot make a check read 4,500).
