@@ -199,11 +199,17 @@ def main() -> int:
     cols = ["document", "checker", "n per side"] + [f"harmful caught ({w})" for w in POSITIONS] \
         + [f"look-alikes flagged ({w})" for w in POSITIONS] \
         + ["document alone flagged", "first check ms", "ms per check p50 / max"]
-    big = data[sizes[-1][1]]
-    head = (f"a harmful request in the middle of a {sizes[-1][1]} document caught "
-            f"{big['shipped']['recall']['middle']:.0%} of the time (reading only the ends, as "
-            f"before: {big['ends only (before 2026-12-08)']['recall']['middle']:.0%}), "
-            f"{big['shipped']['p50_ms']:.0f} ms p50 per check")
+    # The headline reads the largest size whose document alone passes the old reading's
+    # full encoder (else the largest): where the document flags itself, recall counts only
+    # requests whose own unit is the riskiest.
+    label = sizes[min(1, len(sizes) - 1)][1]
+    cell = data[label]
+    head = (f"a harmful request in the middle of a {label} document caught "
+            f"{cell['shipped']['recall']['middle']:.0%} of the time (reading only the ends, as "
+            f"before: {cell['ends only (before 2026-12-08)']['recall']['middle']:.0%}); the "
+            f"benign {label} document alone "
+            f"{'is flagged' if cell['shipped']['document_alone_flagged'] else 'passes'}; "
+            f"{data[sizes[-1][1]]['shipped']['p50_ms']:.0f} ms p50 per {sizes[-1][1]} check")
     result = Result(
         name="guard_long_documents", title="A request inside a long document",
         script="bench/guard_long_documents.py", command=command_line(), smoke=args.smoke,

@@ -60,6 +60,10 @@ UNIT_CACHE_SIZE = 8192
 # request in the middle of a 1 MB document is not skipped), and a check's encoder time stays
 # bounded: a 1 MB document is thousands of units, minutes of MiniLM on one core.
 ENCODER_UNITS = 64
+# The encoder reads each turn's ends first: the first and last this many of its windows and of
+# its paragraphs (instructions sit at the ends of a pasted document; TF-IDF's rank alone lost
+# requests there that it scored low among a 1 MB document's thousands of units).
+END_UNITS = 4
 # Past the budget, the units TF-IDF scores at or above the check's threshold are still read,
 # up to this many times the budget (a crafted document cannot make a check read 4,500).
 ENCODER_UNITS_CAP = 4
@@ -309,8 +313,9 @@ class FastChecker:
                              ) -> tuple[dict[tuple[int, int], UnitScore], dict[int, int]]:
         """The scores that decide each check ((check, unit index) -> score), and per check how
         many units no encoder read. A check with more units for an encoder than
-        `encoder_units` is read by TF-IDF first; the encoder then reads the units TF-IDF finds
-        riskiest among those it is unsure of (all units, without the cascade), and past the
+        `encoder_units` is read by TF-IDF first; the encoder then reads, among the units TF-IDF
+        is unsure of (all units, without the cascade), each turn's ends (END_UNITS) and then
+        those TF-IDF finds riskiest, and past the
         budget every one TF-IDF scores at or above the check's threshold, up to
         ENCODER_UNITS_CAP times the budget. A unit TF-IDF is unsure of and no encoder read does
         not count: on a long benign document, counting TF-IDF's reading of such units flagged
@@ -330,9 +335,10 @@ class FastChecker:
             p0 = np.array([s.p_unsafe for s in light])
             wants = self._wants_encoder(stage, texts, p0)
             free = wants & self._remembered(stage, texts)
-            ranked = sorted(np.flatnonzero(wants & ~free), key=lambda k: (-p0[k], k))
+            ends = _turn_ends(units_i)
+            ranked = sorted(np.flatnonzero(wants & ~free), key=lambda k: (not ends[k], -p0[k], k))
             budget, cap = self.encoder_units, self.encoder_units * ENCODER_UNITS_CAP
-            # Ranked riskiest first: past the budget, those at or above the threshold lead.
+            # Past the budget, any unit at or above the threshold is read, up to the cap.
             read = ranked[:budget] + [k for k in ranked[budget:cap] if p0[k] >= thresholds[i]]
             unread = sorted(set(ranked) - set(read))
             over[i] = len(unread)
@@ -472,6 +478,23 @@ def _unit_key(stage: Stage, mode: bool | str, text: str) -> bytes:
     person = f"{stage.value}:{mode if isinstance(mode, str) else int(mode)}".encode()
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16,
                            person=person).digest()
+
+
+def _turn_ends(units: Sequence[Unit], k: int = END_UNITS) -> list[bool]:
+    """Which units are a turn's ends: the first and last `k` of its windows, and of its
+    paragraphs' units (decoded views are not ends)."""
+    groups: dict[tuple[Any, ...], list[tuple[int, int, int]]] = {}
+    for i, u in enumerate(units):
+        seg = u.segment
+        if not seg.view:
+            key = (seg.turn, seg.role, seg.paragraph is None)
+            groups.setdefault(key, []).append((seg.paragraph or 0, u.window, i))
+    out = [False] * len(units)
+    for items in groups.values():
+        items.sort()
+        for *_, i in items[:k] + items[-k:]:
+            out[i] = True
+    return out
 
 
 def _where(unit: Unit) -> str:

@@ -409,6 +409,22 @@ def test_past_the_encoder_budget_the_riskiest_units_are_read(fast):
     assert [v.over_budget for v in tight.verdicts(few)] == [0, unread]
 
 
+def test_a_turns_ends_are_what_the_encoder_reads_first():
+    from specguard.guard.conversation import Segment, Unit
+    from specguard.guard.fast import END_UNITS, _turn_ends
+
+    whole = [Unit(Segment(0, "user", "doc"), w, f"w{w}") for w in range(20)]
+    paras = [Unit(Segment(0, "user", f"p{k}", paragraph=k), 0, f"p{k}") for k in range(20)]
+    view = [Unit(Segment(0, "user", "doc", view="base64"), 0, "decoded")]
+    system_turn = [Unit(Segment(1, "system", "s"), w, f"s{w}") for w in range(3)]
+    units = whole + paras + view + system_turn
+    ends = _turn_ends(units)
+    expect = list(range(END_UNITS)) + list(range(20 - END_UNITS, 20))
+    assert [k for k in range(20) if ends[k]] == expect  # the turn's first and last windows
+    assert [k for k in range(20) if ends[20 + k]] == expect  # and paragraphs
+    assert not ends[40] and all(ends[41:])  # a decoded view is not an end; a short turn all
+
+
 def test_the_encoder_budget_comes_from_the_environment(fast, monkeypatch):
     monkeypatch.setenv("SPECGUARD_GUARD_ENCODER_UNITS", "8")
     assert FastChecker(fast.artifact).encoder_units == 8
