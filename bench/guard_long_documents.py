@@ -12,7 +12,8 @@ answers meet ("document alone flagged").
 
 Rows, in the same run:
 - shipped: the served checker. Every window and paragraph of a turn is a unit; TF-IDF reads
-  all of them, and an encoder at most `encoder_units` per check, the ones TF-IDF finds riskiest.
+  all of them, and an encoder at most `encoder_units` per check: each turn's ends first, then
+  the ones TF-IDF finds riskiest.
 - ends only (before 2026-12-08): the same checker reading what it read until then, the first
   and last 32 windows and the first and last 8 paragraphs of each turn, every one of them with
   the encoder (rebuilt here from those rules; nothing else differs).
@@ -189,7 +190,7 @@ def main() -> int:
                     texts = [placed(doc, r, where) for r in harmful[:n]]
                     got = [check(t) for t in texts]
                     caught[where] = sum(v.label is Label.UNSAFE and holds(v, t, r) for (v, _), t, r
-                                        in zip(got, texts, harmful, strict=False)) / n
+                                        in zip(got, texts, harmful[:n], strict=True)) / n
                     ms += [t for _, t in got]
                     over += [v.over_budget for v, _ in got]
                     got = [check(placed(doc, r, where)) for r in lookalikes[:n]]
