@@ -240,7 +240,10 @@ class FastChecker:
         z: dict[str, Any] = {"tfidf": heads.members["tfidf"].score(x_tfidf)}
         have = {"tfidf": np.ones(n, dtype=bool)}
         need = np.ones(n, dtype=bool)
-        english = np.array([reads_as_english(t) for t in texts], dtype=bool)
+        # The language test only routes units to an encoder, which a TF-IDF-only pass never does
+        # (and the budget's path runs it once in _wants_encoder): skipped there.
+        english = (np.ones(n, dtype=bool) if tfidf_only else
+                   np.array([reads_as_english(t) for t in texts], dtype=bool))
         if tfidf_only:
             need = np.zeros(n, dtype=bool)
         elif cascade and heads.cascade and "tfidf" in heads.combiners:
@@ -301,8 +304,8 @@ class FastChecker:
                         best[i] = (u, s)
             for i in idx:
                 u, s = best[i]
-                out[i] = self._verdict(requests[i], stage, u, s, over.get(i, 0),
-                                       len(per[i]))
+                out[i] = self._verdict(requests[i], stage, u, s, thresholds[i],
+                                       over.get(i, 0), len(per[i]))
             self._name_from_exemplars(stage, [(i, best[i][0]) for i in idx
                                               if out[i].label is Label.UNSAFE], out)
         per_request = (time.perf_counter() - start) * 1000 / max(1, len(requests))
@@ -419,8 +422,7 @@ class FastChecker:
                 else self.threshold(stage, request.operating_point))
 
     def _verdict(self, request: CheckRequest, stage: Stage, unit: Unit, s: UnitScore,
-                 over_budget: int = 0, n_units: int = 0) -> Verdict:
-        threshold = self._threshold_for(request, stage)
+                 threshold: float, over_budget: int = 0, n_units: int = 0) -> Verdict:
         p = min(1.0, max(0.0, s.p_unsafe))
         unsafe = p >= threshold
         top = max(s.categories.values(), default=0.0) or 1.0
