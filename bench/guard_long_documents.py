@@ -50,9 +50,6 @@ SIZES = ((10_000, "10 KB"), (100_000, "100 KB"), (1_000_000, "1 MB"))
 POSITIONS = ("start", "middle", "end")
 ENDS_WINDOWS, ENDS_PARAGRAPHS = 64, 16  # what the checker read of a turn before 2026-12-08
 DOCUMENTS_PER_SIZE = 20  # benign documents per size read alone (as many as the pool holds)
-REFUSAL_FREE_SOURCES = ("coconot", "xstest_completions", "refusal_direction_completions")
-REFUSAL_OPENINGS = ("i'm sorry", "i am sorry", "i cannot", "i can't", "as an ai", "i apologize",
-                    "sorry", "i'm really sorry", "i'm not able", "i am not able", "i won't")
 
 
 def document(texts: list[str], size: int) -> str:
@@ -73,6 +70,20 @@ def placed(doc: str, request: str, where: str) -> str:
     cut = doc.find("\n\n", len(doc) // 2)
     cut = len(doc) // 2 if cut < 0 else cut
     return doc[:cut] + "\n\n" + request + doc[cut:]
+
+
+def holds(v, text: str, request: str) -> bool:
+    """Whether the verdict's riskiest unit holds (the start or end of) the request."""
+    from specguard.guard import Stage
+    from specguard.guard.conversation import request_units
+    from specguard.types import user
+
+    para = re.search(r"paragraph (\d+)", v.explanation or "")
+    units = [u for u in request_units(Stage.INPUT, [user(text)], None)
+             if u.window == (v.window or 0) and u.segment.paragraph == (
+                 int(para.group(1)) - 1 if para else None)
+             and not u.segment.view]
+    return any(request[:40] in u.text or request[-40:] in u.text for u in units)
 
 
 @contextmanager
@@ -108,8 +119,12 @@ def main() -> int:
     from specguard.data import Part
     from specguard.evals.results import Readme, Result, Table, command_line, write_result
     from specguard.guard import CheckRequest, FastChecker, Label, Stage, load_fast_checker
-    from specguard.guard.conversation import request_units
-    from specguard.guard.corpus import input_examples, output_examples
+    from specguard.guard.corpus import (
+        PASSAGE_SOURCES,
+        REFUSAL_OPENINGS,
+        input_examples,
+        output_examples,
+    )
     from specguard.types import user
 
     ap = argparse.ArgumentParser()
@@ -126,7 +141,7 @@ def main() -> int:
     rng.shuffle(harmful)
     rng.shuffle(lookalikes)
     answers = [e.text.strip() for e in output_examples(parts=(Part.HELD_OUT,))
-               if not e.harmful and e.source in REFUSAL_FREE_SOURCES and len(e.text) > 300
+               if not e.harmful and e.source in PASSAGE_SOURCES and len(e.text) > 300
                and not e.text.lstrip().lower().startswith(REFUSAL_OPENINGS)]
     rng.shuffle(answers)
     sizes = SIZES[:1] if args.smoke else SIZES
@@ -171,17 +186,6 @@ def main() -> int:
                     v = checker.verdicts([CheckRequest(stage=Stage.INPUT,
                                                        messages=[user(text)])])[0]
                     return v, (time.perf_counter() - start) * 1000
-
-                def holds(v, text, request):
-                    """Whether the verdict's riskiest unit holds (the start or end of) the
-                    request."""
-                    para = re.search(r"paragraph (\d+)", v.explanation or "")
-                    units = [u for u in request_units(Stage.INPUT, [user(text)], None)
-                             if u.window == (v.window or 0) and u.segment.paragraph == (
-                                 int(para.group(1)) - 1 if para else None)
-                             and not u.segment.view]
-                    return any(request[:40] in u.text or request[-40:] in u.text
-                               for u in units)
 
                 alone, first_ms = check(doc)
                 docs_flagged = sum(check(d)[0].label is Label.UNSAFE for d in docs) / len(docs)

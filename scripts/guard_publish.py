@@ -74,7 +74,9 @@ def steps(stamp: str) -> list[Step]:
 THROUGH_THE_RUNTIME = ("refusal", "usafebench", "usafebench_at_risk")
 # Summaries in docs/results/ named guard_* that are not a step, and why.
 NOT_A_STEP = {"guard_select": "chooses among candidates it trains; it does not read the "
-                              "shipped artifact"}
+                              "shipped artifact",
+              "guard_passages": "the choice of the benign-passage training data, on "
+                                "validation, the artifacts compared named on its command line"}
 
 
 def main() -> int:

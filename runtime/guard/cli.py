@@ -37,6 +37,7 @@ def train(
     data: Annotated[Optional[list[Path]], typer.Option(help="Your own labelled data: a dataset mapping YAML (see specguard.data.load_custom); repeat for several. Its records split like the built-in ones (hash of dataset and id).")] = None,
     builtin: Annotated[bool, typer.Option(help="Also train on the built-in public datasets.")] = True,
     written_requests: Annotated[bool, typer.Option(help="Also train and choose on the requests written for specguard (their training and validation parts; see docs/results/guard.md for what it trades).")] = False,
+    passages: Annotated[bool, typer.Option(help="Also train on benign passages of answers (their training and validation parts), so that an ordinary pasted document is not read as harm.")] = False,
     output_stage: Annotated[bool, typer.Option(help="Also train the output check (request + answer).")] = True,
     placed_presets: Annotated[bool, typer.Option(help="Bound the presets on the validation look-alikes placed everywhere a request can sit (last user turn, system turn, earlier turn, end of a long document), each placement held to the bound; --no-placed-presets bounds them as the last user turn only.")] = True,
     cascade: Annotated[bool, typer.Option(help="Let TF-IDF decide alone when it is sure (choose the band on validation).")] = True,
@@ -58,6 +59,7 @@ def train(
                       category_exemplars=category_exemplars, placed_presets=placed_presets,
                       workdir=workdir, reuse_finetune=reuse_finetune,
                       output_from=output_from, seed=seed, written_requests=written_requests,
+                      passages=passages,
                       finetune_max_tokens=finetune_max_tokens, finetune_epochs=finetune_epochs)
     inputs = _custom_examples(data or [], data_dir)
     if builtin:
@@ -65,7 +67,7 @@ def train(
         from ..data import Part
 
         inputs = input_examples(data_dir, seed=seed, parts=(Part.TRAIN, Part.VALIDATION),
-                                written_requests=written_requests) + inputs
+                                written_requests=written_requests, passages=passages) + inputs
     elif not inputs:
         raise typer.BadParameter("--no-builtin needs at least one --data file.")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

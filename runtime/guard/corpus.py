@@ -31,6 +31,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterable
+from itertools import pairwise
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -49,6 +50,7 @@ from .written import in_part as written_in_part
 REQUESTS = "request"  # a request to an assistant
 TOXICITY = "toxicity"  # a piece of (possibly toxic) text, not necessarily a request
 JAILBREAK = "jailbreak"
+PASSAGE = "passage"  # prose a client pastes into a turn (a document, an earlier answer)
 WRITTEN = "written"  # data the guard wrote for itself
 WRITTEN_SEED = 7919  # offsets the random streams that transform the written requests
 
@@ -82,6 +84,13 @@ WEIGHT_CAPS = {
     "refusal_direction_completions": 0.065, "safety_tuned_llamas": 0.04,
 }
 MULTILINGUAL_WEIGHT = 3.0
+# Benign passages (see _benign_passages): their weight in a part is capped at this share.
+PASSAGE_SHARE = 0.06
+# Answers a passage may come from: answers to benign prompts, never refusals (a refusal names
+# the harmful request it declines, and is not what a pasted document looks like).
+PASSAGE_SOURCES = ("refusal_direction_completions", "xstest_completions", "coconot")
+REFUSAL_OPENINGS = ("i'm sorry", "i am sorry", "i cannot", "i can't", "as an ai", "i apologize",
+                    "sorry", "i'm really sorry", "i'm not able", "i am not able", "i won't")
 NON_COMMERCIAL = ("toxicchat", "beavertails_sample", "safety_tuned_llamas",
                   "xstest_completions", "refusal_direction_completions")
 
@@ -137,21 +146,25 @@ def _sides(parts: tuple[Part, ...]) -> list[tuple[Part, ...]]:
 
 def input_examples(data_root: str | Path | None = None, *, seed: int = 0,
                    augment: bool = True, parts: Iterable[Part] = tuple(Part),
-                   written_weight: float = 1.0, written_requests: bool = False) -> list[Example]:
+                   written_weight: float = 1.0, written_requests: bool = False,
+                   passages: bool = False) -> list[Example]:
     """Input-stage examples of the requested parts (each record in its own part; training and
     validation without the near-duplicates of evaluation records). `written_weight` scales the
     training weight of the look-alikes and contrast pairs written for specguard (a few hundred
     among tens of thousands); `written_requests` adds the requests written for specguard
     (written.py), each in its own part, and their transforms, drawn apart from the datasets'
-    so that adding them leaves every dataset example as it was."""
+    so that adding them leaves every dataset example as it was; `passages` adds benign
+    passages of answers to the training and validation parts (_benign_passages)."""
     parts = tuple(parts)
     return [e for side in _sides(parts)
-            for e in _input_side(data_root, seed, augment, side, written_weight, written_requests)
+            for e in _input_side(data_root, seed, augment, side, written_weight, written_requests,
+                                 passages)
             if e.part in parts]
 
 
 def _input_side(data_root: Any, seed: int, augment: bool, parts: tuple[Part, ...],
-                written_weight: float, written_requests: bool) -> list[Example]:
+                written_weight: float, written_requests: bool,
+                passages: bool = False) -> list[Example]:
     out: list[Example] = []
     for name, (subset, domain) in INPUT_SOURCES.items():
         records = _records(name, subset, data_root)
@@ -179,6 +192,8 @@ def _input_side(data_root: Any, seed: int, augment: bool, parts: tuple[Part, ...
             out.extend(_jailbreak_examples(written, data_root, seed + WRITTEN_SEED, parts,
                                            benign_templates=False))
             out.extend(_attack_examples(written, seed + WRITTEN_SEED))
+    if passages:  # after the transforms: a passage is pasted as it is, never wrapped
+        out.extend(_benign_passages(data_root, seed, parts))
     return _weighted(out)
 
 
@@ -270,13 +285,58 @@ def _written_multilingual(parts: tuple[Part, ...]) -> list[Example]:
     return out
 
 
+def _benign_passages(data_root: Any, seed: int, parts: tuple[Part, ...]) -> list[Example]:
+    """Paragraphs of answers to benign prompts, and where two answers meet, labelled benign:
+    what a pasted document is made of. The input check scores every paragraph and window of
+    a long turn and decides on the riskiest, and a classifier that has only seen requests and
+    short comments reads some of an ordinary document's hundreds of units as harmful (a
+    100 KB document of benign answers was flagged on its own 38% of the time). Training and
+    validation parts only: the held-out answers are what the long-document bench pastes."""
+    rng = random.Random(seed + 104729)
+    answers: dict[Part, list[tuple[str, str]]] = {p: [] for p in parts}
+    for name in PASSAGE_SOURCES:
+        subset = "preference" if name == "coconot" else None
+        for part in parts:
+            if part is Part.HELD_OUT:
+                continue
+            for r in in_part(_records(name, subset, data_root), part, data_root=data_root):
+                answer = (r.chosen if name == "coconot" else r.answer) or ""
+                if (r.harmful or getattr(r, "label", "") == "refused" or len(answer) < 200
+                        or answer.lstrip().lower().startswith(REFUSAL_OPENINGS)):
+                    continue
+                answers[part].append((f"{name}/{record_key(r)}", answer.strip()))
+    out: list[Example] = []
+    for part, pool in answers.items():
+        for key, answer in pool:
+            for i, para in enumerate(p.strip() for p in answer.split("\n\n")):
+                if len(para) >= 120:
+                    out.append(Example(para, False, f"{key.split('/')[0]}:passages", part,
+                                       PASSAGE, key=f"{key}/p{i}"))
+        # where one answer ends and the next begins, as a window straddling them reads it
+        order = list(range(len(pool)))
+        rng.shuffle(order)
+        for a, b in pairwise(order):
+            (ka, ta), (kb, tb) = pool[a], pool[b]
+            out.append(Example(ta[-400:].lstrip() + "\n\n" + tb[:400].rstrip(), False,
+                               f"{ka.split('/')[0]}:passages", part, PASSAGE,
+                               key=f"{ka}+{kb}"))
+    return out
+
+
 def _weighted(examples: list[Example]) -> list[Example]:
-    """Cap the weight of very large datasets (WEIGHT_CAPS), per part: training fits and the
-    validation calibration both see the same mix."""
+    """Cap the weight of very large datasets (WEIGHT_CAPS) and of the benign passages
+    (PASSAGE_SHARE), per part: training fits and the validation calibration both see the same
+    mix."""
     counts = Counter((e.source, e.part) for e in examples)
-    totals = Counter(e.part for e in examples)
+    passages = Counter(e.part for e in examples if e.domain == PASSAGE)
+    # shares of the rest: adding passages leaves every other example's weight as it was
+    totals = Counter(e.part for e in examples if e.domain != PASSAGE)
     out = []
     for e in examples:
+        if e.domain == PASSAGE:
+            w = min(1.0, PASSAGE_SHARE * totals[e.part] / passages[e.part])
+            out.append(e if w == 1.0 else Example(**{**e.__dict__, "weight": w}))
+            continue
         cap = WEIGHT_CAPS.get(e.source)
         n = counts[(e.source, e.part)]
         w = min(1.0, cap * totals[e.part] / n) if cap else 1.0

@@ -101,6 +101,9 @@ class TrainConfig:
     # default: on the datasets' validation part it cost recall at the balanced point
     # (docs/results/guard.md, "Phrasings no dataset here has").
     written_requests: bool = False
+    # Also train on benign passages of answers (corpus._benign_passages): what a pasted
+    # document is made of, which a classifier of requests and comments reads as harm.
+    passages: bool = False
     output_stage: bool = True
     # Bound the presets on the validation look-alikes sent in every placement of a request
     # (placement.py: the last user turn, the system turn, an earlier turn, the end of a long
@@ -708,7 +711,8 @@ def train_artifact(cfg: TrainConfig, *, data_root: str | Path | None = None,
     t_parts = (Part.TRAIN, Part.VALIDATION)
     inputs = input_data if input_data is not None else input_examples(
         data_root, seed=cfg.seed, augment=cfg.augment, parts=t_parts,
-        written_weight=cfg.written_weight, written_requests=cfg.written_requests)
+        written_weight=cfg.written_weight, written_requests=cfg.written_requests,
+        passages=cfg.passages)
     stages_data = {Stage.INPUT: inputs}
     kept = _kept_output_stage(cfg.output_from) if cfg.output_from is not None else None
     if cfg.output_stage and kept is None:

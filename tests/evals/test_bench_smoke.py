@@ -60,6 +60,7 @@ SMOKE = {
     "guard_categories.py": ("guard_categories", False, [needs_guard, needs_data]),
     "guard_output.py": ("guard_output", False, [needs_guard, needs_data]),
     "guard_select.py": ("guard_select", False, [needs_data]),
+    "guard_passages.py": ("guard_passages", False, [needs_guard, needs_data]),
     "profile_check.py": ("profile_check", False, [needs_guard, needs_data]),
     "guard_languages.py": ("guard_languages", False, [needs_guard, needs_data]),
     "guard_targets.py": ("guard_targets", False, []),

@@ -1,0 +1,162 @@
+"""Benign passages in training: does a pasted document stop flagging itself? (validation part)
+
+The input check scores every paragraph and window of a long turn and decides on the riskiest,
+so an ordinary document is flagged when any one of its hundreds of units reads as harm; the
+classifier had only seen requests and short comments (held out: 38% of 100 KB documents of
+benign answers flagged on their own; docs/results/guard.md, "A request inside a long
+document"). `specguard guard train --passages` adds paragraphs of answers to benign prompts,
+and the places where two answers meet, to the training and validation parts.
+
+This script is the choice, and reads the validation part only: documents of validation answers
+(every non-refusal answer to a benign prompt from the passage sources, not filtered by any
+checker), and validation harmful requests and look-alikes placed in the middle of one.
+Each artifact given is compared with the shipped one in the same run, beside the validation
+figures of its model card (balanced threshold).
+
+    python bench/guard_passages.py --compare NAME=FOLDER [...]
+    python bench/guard_passages.py --smoke     # CI: the shipped artifact, two small documents
+
+Writes docs/results/guard_passages.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+from guard_long_documents import document, holds, placed
+
+SIZES = ((10_000, "10 KB"), (40_000, "40 KB"))
+FOLLOW_UP = "Thanks! Can you say more about the second point?"
+REQUEST_SOURCES = ("harmbench", "advbench", "simple_safety_tests", "jbb_artifacts",
+                   "harmfulqa_dangerousqa", "safety_tuned_llamas")
+
+
+def main() -> int:
+    from specguard.data import Part
+    from specguard.evals.results import Readme, Result, Table, command_line, write_result
+    from specguard.guard import CheckRequest, FastChecker, Label, Stage, load_fast_checker
+    from specguard.guard.corpus import (
+        PASSAGE_SOURCES,
+        REFUSAL_OPENINGS,
+        input_examples,
+        output_examples,
+    )
+    from specguard.guard.fast import load_artifact
+    from specguard.guard.train import _is_lookalike
+    from specguard.types import assistant, user
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--compare", action="append", default=[], metavar="NAME=FOLDER",
+                    help="an artifact folder to compare with the shipped one")
+    ap.add_argument("--n", type=int, default=60, help="requests and look-alikes placed")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    rng = random.Random(0)
+    val = input_examples(parts=(Part.VALIDATION,), augment=False)
+    harmful = [e.text for e in val if e.harmful and e.source in REQUEST_SOURCES]
+    lookalikes = [e.text for e in input_examples(parts=(Part.VALIDATION,)) if _is_lookalike(e)
+                  and e.source in ("xstest", "coconot")]
+    exchanges = [(e.request, e.text.strip()) for e in output_examples(parts=(Part.VALIDATION,))
+                 if not e.harmful and e.source in PASSAGE_SOURCES and len(e.text) > 300
+                 and not e.text.lstrip().lower().startswith(REFUSAL_OPENINGS)]
+    for pool in (harmful, lookalikes, exchanges):
+        rng.shuffle(pool)
+    if args.smoke:
+        exchanges = exchanges[:12]
+    answers = [a for _, a in exchanges]
+    n = 4 if args.smoke else args.n
+    harmful, lookalikes = harmful[:n], lookalikes[:n]
+    sizes = SIZES[:1] if args.smoke else SIZES
+    shipped = load_fast_checker()
+    if shipped is None:
+        raise SystemExit("no shipped fast-tier artifact")
+    artifacts = {"shipped": shipped.artifact}
+    for spec in args.compare:
+        name, _, folder = spec.partition("=")
+        if not name or not folder:
+            raise SystemExit(f"--compare wants NAME=FOLDER, got {spec!r}")
+        artifacts[name] = load_artifact(Path(folder))
+    docs = {}
+    for size, label in sizes:
+        k = 2 if args.smoke else max(1, sum(len(a) + 2 for a in answers) // size)
+        share = max(1, len(answers) // k)
+        docs[label] = [document(answers[j * share:(j + 1) * share], size) for j in range(k)]
+    rows, data = [], {}
+    for name, art in artifacts.items():
+        checker = FastChecker(art)
+        thr = checker.threshold(Stage.INPUT)
+
+        def check(texts, checker=checker):
+            return checker.verdicts([CheckRequest(stage=Stage.INPUT, messages=[user(t)])
+                                     for t in texts])
+
+        cell = {"threshold": thr}
+        # a chat's next turn: the benign answer comes back as the earlier assistant turn
+        cell["earlier_answer_flagged"] = sum(v.label is Label.UNSAFE for v in checker.verdicts([
+            CheckRequest(stage=Stage.INPUT, messages=[user(q), assistant(a), user(FOLLOW_UP)])
+            for q, a in exchanges])) / len(exchanges)
+        for label, ds in docs.items():
+            cell[f"documents_flagged_{label}"] = sum(
+                v.label is Label.UNSAFE for v in check(ds)) / len(ds)
+        doc = docs[sizes[0][1]][0]
+        texts = [placed(doc, r, "middle") for r in harmful]
+        cell["caught_middle"] = sum(v.label is Label.UNSAFE and holds(v, t, r) for v, t, r
+                                    in zip(check(texts), texts, harmful, strict=True)) / n
+        cell["caught_bare"] = sum(v.label is Label.UNSAFE for v in check(harmful)) / n
+        cell["lookalikes_middle"] = sum(
+            v.label is Label.UNSAFE for v in check([placed(doc, r, "middle")
+                                                    for r in lookalikes])) / n
+        fig = art.card.get("validation", {}).get("input", {})
+        bal = fig.get("operating_points", {}).get("balanced", {}) if isinstance(fig, dict) else {}
+        cell["card"] = {k: bal.get(k) for k in ("lookalike_fpr", "harmful_request_recall")}
+        groups = fig.get("validation", {}) if isinstance(fig, dict) else {}
+        for g in ("openai_moderation", "toxicchat"):
+            cell["card"][f"{g}_f1"] = (groups.get(g) or {}).get("f1")
+        data[name] = cell
+        rows.append([name, round(thr, 4), f"{cell['earlier_answer_flagged']:.2f}"]
+                    + [f"{cell[f'documents_flagged_{lab}']:.2f} of {len(docs[lab])}"
+                       for _, lab in sizes]
+                    + [f"{cell['caught_middle']:.2f}", f"{cell['caught_bare']:.2f}",
+                       f"{cell['lookalikes_middle']:.2f}"]
+                    + [cell["card"][k] for k in ("harmful_request_recall", "lookalike_fpr",
+                                                 "openai_moderation_f1", "toxicchat_f1")])
+        print(" | ".join(str(x) for x in rows[-1]), flush=True)
+    cols = (["artifact", "balanced threshold",
+             "benign chats flagged (the answer as the earlier assistant turn)"]
+            + [f"benign {lab} documents flagged" for _, lab in sizes]
+            + [f"harmful requests caught, middle of a {sizes[0][1]} document",
+               "... sent bare", f"look-alikes flagged, middle of a {sizes[0][1]} document",
+               "card: harmful requests caught", "card: look-alikes flagged",
+               "card: OpenAI moderation F1", "card: ToxicChat F1"])
+    best = min(data, key=lambda k: data[k][f"documents_flagged_{sizes[-1][1]}"])
+    head = (f"validation: benign {sizes[-1][1]} documents flagged "
+            f"{data['shipped'][f'documents_flagged_{sizes[-1][1]}']:.0%} by the shipped "
+            f"artifact, {data[best][f'documents_flagged_{sizes[-1][1]}']:.0%} by {best}")
+    result = Result(
+        name="guard_passages", title="Benign passages in training (validation part)",
+        script="bench/guard_passages.py", command=command_line(), smoke=args.smoke,
+        readme=Readme(what="guard on pasted benign documents (validation)",
+                      where="docs/results/guard.md", headline=head),
+        tables=[Table(id="passages", title="Documents of validation answers", columns=cols,
+                      rows=rows, note=(
+                          f"{len(answers)} validation answers (non-refusals to benign prompts, "
+                          f"{', '.join(PASSAGE_SOURCES)}), each sent back as the assistant "
+                          "turn of a chat whose next user turn asks a benign follow-up, and "
+                          "cut into disjoint documents; "
+                          f"{n} validation harmful requests ({', '.join(REQUEST_SOURCES)}) and "
+                          f"{n} validation look-alikes (XSTest, CoCoNot) in the middle of the "
+                          "first document, a catch counted only where the flagging unit holds "
+                          "the request; balanced threshold; card figures are the artifacts' "
+                          "own validation figures"))],
+        data={"artifacts": data, "answers": len(answers)})
+    path = write_result(result, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
