@@ -29,7 +29,14 @@ per check, each row's checker keeping its unit-score memory across the requests 
 document's units are remembered after the first check, as served); "first check" is the
 document's first check, nothing remembered.
 
+A second table sends every answer of the pool (no filter) back the way a chat does, as the
+earlier assistant turn before a benign follow-up, and pasted alone as a user turn: the input
+check reads every client-written turn, and an ordinary answer that reads as harm refuses the
+next turn of an ordinary chat. `--compare NAME=FOLDER` measures another artifact beside the
+shipped one in both tables (its documents are the same ones).
+
     python bench/guard_long_documents.py             # ~10 min on 2 cores
+    python bench/guard_long_documents.py --compare before=/tmp/previous_artifact
     python bench/guard_long_documents.py --smoke     # CI
 
 Writes docs/results/guard_long_documents.json.
@@ -46,6 +53,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+FOLLOW_UP = "Thanks! Can you say more about the second point?"
 SIZES = ((10_000, "10 KB"), (100_000, "100 KB"), (1_000_000, "1 MB"))
 POSITIONS = ("start", "middle", "end")
 ENDS_WINDOWS, ENDS_PARAGRAPHS = 64, 16  # what the checker read of a turn before 2026-12-08
@@ -70,6 +78,41 @@ def placed(doc: str, request: str, where: str) -> str:
     cut = doc.find("\n\n", len(doc) // 2)
     cut = len(doc) // 2 if cut < 0 else cut
     return doc[:cut] + "\n\n" + request + doc[cut:]
+
+
+def chat_table(shipped, compare: dict, exchanges: list[tuple[str, str]]):
+    """Benign answers the way a chat sends them back: as the earlier assistant turn, before a
+    benign follow-up (the input check reads every client-written turn), and pasted alone as a
+    user turn. Every answer of the pool, no filter."""
+    from specguard.evals.results import Table
+    from specguard.guard import CheckRequest, FastChecker, Label, Stage
+    from specguard.types import assistant, user
+
+    def flagged(checker, conversations) -> float:
+        hits = sum(v.label is Label.UNSAFE for i in range(0, len(conversations), 64)
+                   for v in checker.verdicts([CheckRequest(stage=Stage.INPUT, messages=m)
+                                              for m in conversations[i:i + 64]]))
+        return hits / len(conversations)
+
+    checkers = {"shipped": FastChecker(shipped.artifact),
+                **{name: FastChecker(art) for name, art in compare.items()},
+                "TF-IDF member alone": FastChecker(shipped.artifact, members=["tfidf"])}
+    chats = [[user(q), assistant(a), user(FOLLOW_UP)] for q, a in exchanges]
+    pasted = [[user(a)] for _, a in exchanges]
+    rows = []
+    for name, checker in checkers.items():
+        rows.append([name, len(exchanges), f"{flagged(checker, chats):.3f}",
+                     f"{flagged(checker, pasted):.3f}"])
+        print(" | ".join(str(x) for x in rows[-1]), flush=True)
+    return Table(id="earlier_answers", title="Benign answers sent back in a chat",
+                 columns=["checker", "answers",
+                          "chats flagged (the answer as the earlier assistant turn)",
+                          "answers pasted alone as a user turn, flagged"],
+                 rows=rows, note=(
+                     "held-out answers to benign prompts (CoCoNot, XSTest and refusal-direction "
+                     "completions, non-refusals over 300 characters, every one of them); the "
+                     f"chat is [user: its prompt, assistant: the answer, user: {FOLLOW_UP!r}]; "
+                     "balanced threshold"))
 
 
 def holds(v, text: str, request: str) -> bool:
@@ -125,11 +168,14 @@ def main() -> int:
         input_examples,
         output_examples,
     )
+    from specguard.guard.fast import load_artifact
     from specguard.types import user
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=24, help="harmful requests and look-alikes per size")
     ap.add_argument("--n-megabyte", type=int, default=8, help="... at 1 MB")
+    ap.add_argument("--compare", action="append", default=[], metavar="NAME=FOLDER",
+                    help="another artifact to measure beside the shipped one")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
@@ -140,16 +186,24 @@ def main() -> int:
     lookalikes = [e.text for e in held if not e.harmful and e.source == "xstest"]
     rng.shuffle(harmful)
     rng.shuffle(lookalikes)
-    answers = [e.text.strip() for e in output_examples(parts=(Part.HELD_OUT,))
-               if not e.harmful and e.source in PASSAGE_SOURCES and len(e.text) > 300
-               and not e.text.lstrip().lower().startswith(REFUSAL_OPENINGS)]
-    rng.shuffle(answers)
+    exchanges = [(e.request, e.text.strip()) for e in output_examples(parts=(Part.HELD_OUT,))
+                 if not e.harmful and e.source in PASSAGE_SOURCES and len(e.text) > 300
+                 and not e.text.lstrip().lower().startswith(REFUSAL_OPENINGS)]
+    rng.shuffle(exchanges)
+    compare = {}
+    for spec in args.compare:
+        name, _, folder = spec.partition("=")
+        if not name or not folder:
+            raise SystemExit(f"--compare wants NAME=FOLDER, got {spec!r}")
+        compare[name] = load_artifact(Path(folder))
     sizes = SIZES[:1] if args.smoke else SIZES
     shipped = load_fast_checker()
     if shipped is None:
         raise SystemExit("no shipped fast-tier artifact")
     if args.smoke:
-        answers = answers[:24]
+        exchanges = exchanges[:24]
+    answers = [a for _, a in exchanges]
+    chats = chat_table(shipped, compare, exchanges)
     strict = shipped.threshold(Stage.INPUT, "strict")
     alone = [v.score for i in range(0, len(answers), 64) for v in shipped.verdicts(
         [CheckRequest(stage=Stage.INPUT, messages=[user(a)]) for a in answers[i:i + 64]])]
@@ -160,6 +214,7 @@ def main() -> int:
         "shipped": lambda: FastChecker(shipped.artifact),
         "ends only (before 2026-12-08)": lambda: FastChecker(shipped.artifact,
                                                              encoder_units=10 ** 9),
+        **{name: (lambda art=art: FastChecker(art)) for name, art in compare.items()},
         "TF-IDF member alone": lambda: FastChecker(shipped.artifact, members=["tfidf"]),
     }
     rows, data = [], {}
@@ -241,7 +296,7 @@ def main() -> int:
                           f"benign answers ({len(answers)} of {pool_n}: those the shipped "
                           "checker passes alone at its strict threshold); balanced threshold; "
                           f"shipped encoder budget {FastChecker(shipped.artifact).encoder_units}"
-                          " units per check"))],
+                          " units per check")), chats],
         data={"sizes": data, "answers": len(answers), "answer_pool": pool_n})
     path = write_result(result, args.out)
     print(f"wrote {path}")

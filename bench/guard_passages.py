@@ -26,10 +26,9 @@ import random
 import sys
 from pathlib import Path
 
-from guard_long_documents import document, holds, placed
+from guard_long_documents import FOLLOW_UP, document, holds, placed
 
 SIZES = ((10_000, "10 KB"), (40_000, "40 KB"))
-FOLLOW_UP = "Thanks! Can you say more about the second point?"
 REQUEST_SOURCES = ("harmbench", "advbench", "simple_safety_tests", "jbb_artifacts",
                    "harmfulqa_dangerousqa", "safety_tuned_llamas")
 
