@@ -9,7 +9,10 @@ and the places where two answers meet, to the training and validation parts.
 
 This script is the choice, and reads the validation part only: documents of validation answers
 (every non-refusal answer to a benign prompt from the passage sources, not filtered by any
-checker), and validation harmful requests and look-alikes placed in the middle of one.
+checker); validation harmful requests and look-alikes placed in the middle of one, in a
+paragraph of their own; and the same requests glued by a line break to the end of benign prose
+(five copies of a validation scene's passage), where only windows that mix the request with the
+prose read it: the walk-around a classifier taught that prose is benign invites.
 Each artifact given is compared with the shipped one in the same run, beside the validation
 figures of its model card (balanced threshold).
 
@@ -23,14 +26,53 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from guard_long_documents import FOLLOW_UP, document, holds, placed
 
+GLUED_COPIES = 5  # copies of a validation scene's passage (placement.py; 2-3 KB each)
 SIZES = ((10_000, "10 KB"), (40_000, "40 KB"))
 REQUEST_SOURCES = ("harmbench", "advbench", "simple_safety_tests", "jbb_artifacts",
                    "harmfulqa_dangerousqa", "safety_tuned_llamas")
+
+
+# How a turn is cut into units: as served (windows, and paragraphs when it has several), or
+# with each line (and sentence) of a multi-line turn read alone too (not shipped: an
+# experiment, patched in here like guard_long_documents' ends_only).
+READINGS = ("as served", "lines too")
+SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+@contextmanager
+def read_as(reading: str):
+    from specguard.guard import conversation, features
+
+    if reading not in READINGS + ("lines and sentences too",):
+        raise SystemExit(f"unknown reading {reading!r}; known: {READINGS}")
+    real = conversation.paragraphs
+
+    def paragraphs(text: str):
+        out = list(real(text))
+        lines = [ln.strip() for ln in text.split("\n") if ln.strip()]
+        if len(lines) >= 2:
+            out += [(1000 + j, ln) for j, ln in enumerate(lines)]
+        if reading == "lines and sentences too":
+            sentences = [t.strip() for t in SENTENCE_BREAK.split(text) if t.strip()]
+            if len(sentences) >= 2:
+                out += [(100_000 + j, t) for j, t in enumerate(sentences)]
+        return out
+
+    if reading != READINGS[0]:
+        conversation.paragraphs = paragraphs
+    features.clear_windows_cache()
+    try:
+        yield
+    finally:
+        conversation.paragraphs = real
+        features.clear_windows_cache()
 
 
 def main() -> int:
@@ -44,12 +86,15 @@ def main() -> int:
         output_examples,
     )
     from specguard.guard.fast import load_artifact
+    from specguard.guard.placement import VALIDATION_SCENES
     from specguard.guard.train import _is_lookalike
     from specguard.types import assistant, user
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--compare", action="append", default=[], metavar="NAME=FOLDER",
                     help="an artifact folder to compare with the shipped one")
+    ap.add_argument("--readings", default=",".join(READINGS),
+                    help=f"how turns are cut into units, comma-separated: {', '.join(READINGS)}")
     ap.add_argument("--n", type=int, default=60, help="requests and look-alikes placed")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
@@ -84,16 +129,18 @@ def main() -> int:
         k = 2 if args.smoke else max(1, sum(len(a) + 2 for a in answers) // size)
         share = max(1, len(answers) // k)
         docs[label] = [document(answers[j * share:(j + 1) * share], size) for j in range(k)]
-    rows, data = [], {}
-    for name, art in artifacts.items():
+    def measure(art) -> dict:
         checker = FastChecker(art)
-        thr = checker.threshold(Stage.INPUT)
 
-        def check(texts, checker=checker):
+        def check(texts):
             return checker.verdicts([CheckRequest(stage=Stage.INPUT, messages=[user(t)])
                                      for t in texts])
 
-        cell = {"threshold": thr}
+        def caught(texts) -> int:
+            return sum(v.label is Label.UNSAFE and holds(v, t, r) for v, t, r
+                       in zip(check(texts), texts, harmful, strict=True))
+
+        cell = {"threshold": checker.threshold(Stage.INPUT)}
         # a chat's next turn: the benign answer comes back as the earlier assistant turn
         cell["earlier_answer_flagged"] = sum(v.label is Label.UNSAFE for v in checker.verdicts([
             CheckRequest(stage=Stage.INPUT, messages=[user(q), assistant(a), user(FOLLOW_UP)])
@@ -102,45 +149,57 @@ def main() -> int:
             cell[f"documents_flagged_{label}"] = sum(
                 v.label is Label.UNSAFE for v in check(ds)) / len(ds)
         doc = docs[sizes[0][1]][0]
-        texts = [placed(doc, r, "middle") for r in harmful]
-        cell["caught_middle"] = sum(v.label is Label.UNSAFE and holds(v, t, r) for v, t, r
-                                    in zip(check(texts), texts, harmful, strict=True)) / n
+        cell["caught_middle"] = caught([placed(doc, r, "middle") for r in harmful]) / n
         cell["caught_bare"] = sum(v.label is Label.UNSAFE for v in check(harmful)) / n
+        # the walk-around a passage-trained classifier invites: the request glued to the last
+        # paragraph of benign prose (a line break, not a blank line), read only in windows
+        # that mix it with the prose, unless lines are read alone
+        cell["caught_glued"] = sum(
+            caught(["\n".join([scene.document] * GLUED_COPIES) + "\n" + r for r in harmful])
+            for scene in VALIDATION_SCENES) / (n * len(VALIDATION_SCENES))
         cell["lookalikes_middle"] = sum(
             v.label is Label.UNSAFE for v in check([placed(doc, r, "middle")
                                                     for r in lookalikes])) / n
         fig = art.card.get("validation", {}).get("input", {})
-        bal = fig.get("operating_points", {}).get("balanced", {}) if isinstance(fig, dict) else {}
-        cell["card"] = {k: bal.get(k) for k in ("lookalike_fpr", "harmful_request_recall")}
-        groups = fig.get("validation", {}) if isinstance(fig, dict) else {}
+        bal = fig.get("operating_points", {}).get("balanced", {})
+        cell["card"] = {k: bal.get(k) for k in ("harmful_request_recall", "lookalike_fpr")}
         for g in ("openai_moderation", "toxicchat"):
-            cell["card"][f"{g}_f1"] = (groups.get(g) or {}).get("f1")
-        data[name] = cell
-        rows.append([name, round(thr, 4), f"{cell['earlier_answer_flagged']:.2f}"]
-                    + [f"{cell[f'documents_flagged_{lab}']:.2f} of {len(docs[lab])}"
-                       for _, lab in sizes]
-                    + [f"{cell['caught_middle']:.2f}", f"{cell['caught_bare']:.2f}",
-                       f"{cell['lookalikes_middle']:.2f}"]
-                    + [cell["card"][k] for k in ("harmful_request_recall", "lookalike_fpr",
-                                                 "openai_moderation_f1", "toxicchat_f1")])
-        print(" | ".join(str(x) for x in rows[-1]), flush=True)
-    cols = (["artifact", "balanced threshold",
+            cell["card"][f"{g}_f1"] = (fig.get("validation", {}).get(g) or {}).get("f1")
+        return cell
+
+    rows, data = [], {}
+    for reading in args.readings.split(","):
+        for name, art in artifacts.items():
+            with read_as(reading):
+                cell = measure(art)
+            data.setdefault(reading, {})[name] = cell
+            rows.append([name, reading, round(cell["threshold"], 4),
+                         f"{cell['earlier_answer_flagged']:.2f}"]
+                        + [f"{cell[f'documents_flagged_{lab}']:.2f} of {len(docs[lab])}"
+                           for _, lab in sizes]
+                        + [f"{cell[k]:.2f}" for k in ("caught_middle", "caught_glued",
+                                                      "caught_bare", "lookalikes_middle")]
+                        + list(cell["card"].values()))
+            print(" | ".join(str(x) for x in rows[-1]), flush=True)
+    cols = (["artifact", "units", "balanced threshold",
              "benign chats flagged (the answer as the earlier assistant turn)"]
             + [f"benign {lab} documents flagged" for _, lab in sizes]
             + [f"harmful requests caught, middle of a {sizes[0][1]} document",
-               "... sent bare", f"look-alikes flagged, middle of a {sizes[0][1]} document",
+               "... at the end of a passage's last paragraph (no blank line)", "... sent bare",
+               f"look-alikes flagged, middle of a {sizes[0][1]} document",
                "card: harmful requests caught", "card: look-alikes flagged",
                "card: OpenAI moderation F1", "card: ToxicChat F1"])
-    best = min(data, key=lambda k: data[k][f"documents_flagged_{sizes[-1][1]}"])
-    head = (f"validation: benign {sizes[-1][1]} documents flagged "
-            f"{data['shipped'][f'documents_flagged_{sizes[-1][1]}']:.0%} by the shipped "
-            f"artifact, {data[best][f'documents_flagged_{sizes[-1][1]}']:.0%} by {best}")
+    served = data[READINGS[0]]["shipped"]
+    head = (f"validation: {served['earlier_answer_flagged']:.0%} of benign chats flagged on "
+            f"their earlier answer, {served['caught_glued']:.0%} of harmful requests written "
+            "into prose caught (shipped, as served)")
     result = Result(
         name="guard_passages", title="Benign passages in training (validation part)",
         script="bench/guard_passages.py", command=command_line(), smoke=args.smoke,
         readme=Readme(what="guard on pasted benign documents (validation)",
                       where="docs/results/guard.md", headline=head),
-        tables=[Table(id="passages", title="Documents of validation answers", columns=cols,
+        tables=[Table(id="passages", title=("Benign answers, documents and requests written "
+                                            "into prose, by artifact and reading"), columns=cols,
                       rows=rows, note=(
                           f"{len(answers)} validation answers (non-refusals to benign prompts, "
                           f"{', '.join(PASSAGE_SOURCES)}), each sent back as the assistant "
@@ -148,10 +207,11 @@ def main() -> int:
                           "cut into disjoint documents; "
                           f"{n} validation harmful requests ({', '.join(REQUEST_SOURCES)}) and "
                           f"{n} validation look-alikes (XSTest, CoCoNot) in the middle of the "
-                          "first document, a catch counted only where the flagging unit holds "
-                          "the request; balanced threshold; card figures are the artifacts' "
+                          "first document, and glued by a line break to the end of five copies "
+                          "of each validation scene's passage (lighthouses, libraries, honey), a "
+                          "catch counted only where the flagging unit holds the request; balanced threshold; card figures are the artifacts' "
                           "own validation figures"))],
-        data={"artifacts": data, "answers": len(answers)})
+        data={"readings": data, "answers": len(answers)})
     path = write_result(result, args.out)
     print(f"wrote {path}")
     return 0
