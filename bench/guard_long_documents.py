@@ -121,21 +121,25 @@ def holds(v, text: str, request: str) -> bool:
     from specguard.guard.conversation import request_units
     from specguard.types import user
 
-    para = re.search(r"paragraph (\d+)", v.explanation or "")
+    def index(kind: str) -> int | None:
+        found = re.search(rf"{kind} (\d+)", v.explanation or "")
+        return int(found.group(1)) - 1 if found else None
+
     units = [u for u in request_units(Stage.INPUT, [user(text)], None)
-             if u.window == (v.window or 0) and u.segment.paragraph == (
-                 int(para.group(1)) - 1 if para else None)
-             and not u.segment.view]
+             if u.window == (v.window or 0) and u.segment.paragraph == index("paragraph")
+             and u.segment.line == index("line") and not u.segment.view]
     return any(request[:40] in u.text or request[-40:] in u.text for u in units)
 
 
 @contextmanager
 def ends_only():
     """The checker's reading before 2026-12-08: each turn's first and last 32 windows, its first
-    and last 8 paragraphs, and no encoder budget (every unit went to the encoder it routed to)."""
+    and last 8 paragraphs, no lines read alone, and no encoder budget (every unit went to the
+    encoder it routed to)."""
     from specguard.guard import conversation, features
 
     real_windows, real_paragraphs = features._windows, conversation.paragraphs
+    real_lines = conversation.lines
 
     def windows(text, encoder):
         parts = real_windows(text, encoder)
@@ -150,11 +154,13 @@ def ends_only():
         return parts
 
     features._windows, conversation.paragraphs = windows, paragraphs
+    conversation.lines = lambda text: []
     features.clear_windows_cache()
     try:
         yield
     finally:
         features._windows, conversation.paragraphs = real_windows, real_paragraphs
+        conversation.lines = real_lines
         features.clear_windows_cache()
 
 

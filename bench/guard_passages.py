@@ -39,10 +39,12 @@ REQUEST_SOURCES = ("harmbench", "advbench", "simple_safety_tests", "jbb_artifact
                    "harmfulqa_dangerousqa", "safety_tuned_llamas")
 
 
-# How a turn is cut into units: as served (windows, and paragraphs when it has several), or
-# with each line (and sentence) of a multi-line turn read alone too (not shipped: an
-# experiment, patched in here like guard_long_documents' ends_only).
-READINGS = ("as served", "lines too")
+# How a turn is cut into units: as served (windows, and each paragraph and line of a turn
+# that has several), as before 2026-12-08 (no lines), or with each sentence read alone too
+# (an experiment). The other readings are patched in here, like guard_long_documents'
+# ends_only.
+READINGS = ("as served", "without lines (before 2026-12-08)")
+SENTENCES = "sentences too"
 SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
 
@@ -50,28 +52,24 @@ SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 def read_as(reading: str):
     from specguard.guard import conversation, features
 
-    if reading not in READINGS + ("lines and sentences too",):
-        raise SystemExit(f"unknown reading {reading!r}; known: {READINGS}")
-    real = conversation.paragraphs
+    if reading not in READINGS + (SENTENCES,):
+        raise SystemExit(f"unknown reading {reading!r}; known: {READINGS + (SENTENCES,)}")
+    real = conversation.lines
 
-    def paragraphs(text: str):
-        out = list(real(text))
-        lines = [ln.strip() for ln in text.split("\n") if ln.strip()]
-        if len(lines) >= 2:
-            out += [(1000 + j, ln) for j, ln in enumerate(lines)]
-        if reading == "lines and sentences too":
-            sentences = [t.strip() for t in SENTENCE_BREAK.split(text) if t.strip()]
-            if len(sentences) >= 2:
-                out += [(100_000 + j, t) for j, t in enumerate(sentences)]
-        return out
+    def lines(text: str):
+        if reading == READINGS[1]:
+            return []
+        sentences = [t.strip() for t in SENTENCE_BREAK.split(text) if t.strip()]
+        return real(text) + ([(100_000 + j, t) for j, t in enumerate(sentences)]
+                             if len(sentences) >= 2 else [])
 
     if reading != READINGS[0]:
-        conversation.paragraphs = paragraphs
+        conversation.lines = lines
     features.clear_windows_cache()
     try:
         yield
     finally:
-        conversation.paragraphs = real
+        conversation.lines = real
         features.clear_windows_cache()
 
 

@@ -6,7 +6,9 @@ turn, earlier assistant turns the client supplies, tool results. So the input ch
 each turn on its own (a harmful request moved into the system prompt or an earlier turn is
 still scored), each paragraph of a turn that has several on its own (a request after a benign
 passage is read as itself, not diluted by the passage's end in the last window), plus the
-recent user turns read together (a request split across turns), plus each obfuscated turn
+recent user turns read together (a request split across turns), plus each line of a turn that
+has several on its own (a request written on the last line of a paragraph of prose), plus
+each obfuscated turn
 decoded (views.py), and decides on the riskiest. The output check scores
 the exchange: each window of the draft with the end of the request it answers. Long texts are
 windows, never truncated.
@@ -39,6 +41,7 @@ class Segment:
     text: str
     view: str = ""  # "" for the text as sent; else how it was decoded (views.py)
     paragraph: int | None = None  # which paragraph of the turn (0-based), when read alone
+    line: int | None = None  # which line of the turn (0-based), when read alone
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,12 @@ def input_segments(messages: Sequence[Message]) -> list[Segment]:
     for i, m in enumerate(messages):
         if m.content and m.content.strip():
             segs.append(Segment(i, str(m.role), m.content))
-            segs.extend(Segment(i, str(m.role), text, paragraph=k)
-                        for k, text in paragraphs(m.content))
+            paras = paragraphs(m.content)
+            segs.extend(Segment(i, str(m.role), text, paragraph=k) for k, text in paras)
+            # A line read alone unless it already is a unit (the turn, or a paragraph).
+            known = {m.content.strip()} | {text for _, text in paras}
+            segs.extend(Segment(i, str(m.role), text, line=k)
+                        for k, text in lines(m.content) if text not in known)
             # An obfuscated turn is also read decoded (base64, leetspeak, spacing).
             segs.extend(Segment(i, str(m.role), text, kind) for kind, text in views(m.content))
     users = [m.content for m in messages if m.role == Role.USER and m.content.strip()]
@@ -69,6 +76,17 @@ def paragraphs(text: str) -> list[tuple[int, str]]:
     (the checker's encoder budget, not this, bounds what a check costs)."""
     parts = [(k, p.strip()) for k, p in enumerate(_PARAGRAPH_BREAK.split(text))]
     parts = [(k, p) for k, p in parts if p]
+    return parts if len(parts) >= 2 else []
+
+
+def lines(text: str) -> list[tuple[int, str]]:
+    """(index, line) for each non-empty line of `text` when it has more than one. A request
+    written on its own line at the end of a paragraph of prose (no blank line between them) is
+    otherwise read only in windows that mix it with the prose: the shipped checker caught 43%
+    of validation harmful requests placed that way, and 86% read as lines (85% sent bare;
+    docs/results/guard.md, "Benign passages")."""
+    parts = [(k, ln.strip()) for k, ln in enumerate(text.split("\n"))]
+    parts = [(k, ln) for k, ln in parts if ln]
     return parts if len(parts) >= 2 else []
 
 

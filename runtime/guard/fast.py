@@ -483,14 +483,17 @@ def _unit_key(stage: Stage, mode: bool | str, text: str) -> bytes:
 
 
 def _turn_ends(units: Sequence[Unit], k: int = END_UNITS) -> list[bool]:
-    """Which units are a turn's ends: the first and last `k` of its windows, and of its
-    paragraphs' units (decoded views are not ends)."""
+    """Which units are a turn's ends: the first and last `k` of its windows, of its
+    paragraphs' units and of its lines' units (decoded views are not ends)."""
     groups: dict[tuple[Any, ...], list[tuple[int, int, int]]] = {}
     for i, u in enumerate(units):
         seg = u.segment
         if not seg.view:
-            key = (seg.turn, seg.role, seg.paragraph is None)
-            groups.setdefault(key, []).append((seg.paragraph or 0, u.window, i))
+            kind = "paragraph" if seg.paragraph is not None else (
+                "line" if seg.line is not None else "turn")
+            key = (seg.turn, seg.role, kind)
+            order = seg.paragraph if seg.paragraph is not None else (seg.line or 0)
+            groups.setdefault(key, []).append((order, u.window, i))
     out = [False] * len(units)
     for items in groups.values():
         items.sort()
@@ -509,6 +512,8 @@ def _where(unit: Unit) -> str:
         place = f"message {seg.turn} ({seg.role})"
     if seg.paragraph is not None:
         place += f", paragraph {seg.paragraph + 1}"
+    if seg.line is not None:
+        place += f", line {seg.line + 1}"
     if seg.view:
         place += f", read as {seg.view} decoded"
     return place + (f", window {unit.window + 1}" if unit.window else "")

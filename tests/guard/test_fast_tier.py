@@ -285,6 +285,32 @@ def test_every_paragraph_of_a_turn_is_read_alone():
         (0, 0, "Be brief."), (0, 1, "Answer in French.")]
 
 
+def test_each_line_of_a_turn_is_read_alone_once():
+    from specguard.guard.conversation import input_segments, lines
+
+    assert lines("One line.") == []
+    assert lines("First.\n  \nSecond.\n") == [(0, "First."), (2, "Second.")]
+    # A line that already is a unit (the turn, or one of its paragraphs) is not read twice.
+    segs = input_segments([user("Be brief.\n\nAnswer in French.")])
+    assert not any(s.line is not None for s in segs)
+    prose = "Bees make honey.\nThey live in hives.\n\nA new paragraph."
+    segs = input_segments([user(prose)])
+    assert [(s.line, s.text) for s in segs if s.line is not None] == [
+        (0, "Bees make honey."), (1, "They live in hives.")]
+
+
+async def test_a_request_written_on_the_last_line_of_prose_is_read_as_itself(fast):
+    # No blank line between the prose and the request: only windows that mix the two read it,
+    # unless its line is a unit. Validation: 43% of harmful requests placed so were caught
+    # before lines were read alone, 86% after (docs/results/guard.md, "Benign passages").
+    from specguard.guard.placement import VALIDATION_SCENES
+
+    prose = "\n".join([VALIDATION_SCENES[0].document] * 5)
+    v = await fast.check(_req(prose + "\n" + HARMFUL))
+    assert v.label is Label.UNSAFE and "line 6" in v.explanation
+    assert (await fast.check(_req(prose))).label is Label.SAFE
+
+
 def test_training_chooses_on_a_scene_the_held_out_suites_never_use():
     # The presets are chosen on look-alikes placed among the validation scenes' turns; the
     # robustness suite places its held-out requests among the suite scene's. No text is shared,
