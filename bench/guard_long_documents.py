@@ -80,6 +80,29 @@ def placed(doc: str, request: str, where: str) -> str:
     return doc[:cut] + "\n\n" + request + doc[cut:]
 
 
+def benign_exchanges(part) -> list[tuple[str, str]]:
+    """(prompt, answer) for every answer to a benign prompt in `part` that a pasted document or
+    an earlier assistant turn could be: the passage sources' non-refusals over 300 characters."""
+    from specguard.guard.corpus import PASSAGE_SOURCES, REFUSAL_OPENINGS, output_examples
+
+    return [(e.request, e.text.strip()) for e in output_examples(parts=(part,))
+            if not e.harmful and e.source in PASSAGE_SOURCES and len(e.text) > 300
+            and not e.text.lstrip().lower().startswith(REFUSAL_OPENINGS)]
+
+
+def compared(specs: list[str]) -> dict:
+    """The artifacts named by `--compare NAME=FOLDER` options, by name."""
+    from specguard.guard.fast import load_artifact
+
+    out = {}
+    for spec in specs:
+        name, _, folder = spec.partition("=")
+        if not name or not folder:
+            raise SystemExit(f"--compare wants NAME=FOLDER, got {spec!r}")
+        out[name] = load_artifact(Path(folder))
+    return out
+
+
 def chat_table(shipped, compare: dict, exchanges: list[tuple[str, str]]):
     """Benign answers the way a chat sends them back: as the earlier assistant turn, before a
     benign follow-up (the input check reads every client-written turn), and pasted alone as a
@@ -168,13 +191,7 @@ def main() -> int:
     from specguard.data import Part
     from specguard.evals.results import Readme, Result, Table, command_line, write_result
     from specguard.guard import CheckRequest, FastChecker, Label, Stage, load_fast_checker
-    from specguard.guard.corpus import (
-        PASSAGE_SOURCES,
-        REFUSAL_OPENINGS,
-        input_examples,
-        output_examples,
-    )
-    from specguard.guard.fast import load_artifact
+    from specguard.guard.corpus import input_examples
     from specguard.types import user
 
     ap = argparse.ArgumentParser()
@@ -192,16 +209,9 @@ def main() -> int:
     lookalikes = [e.text for e in held if not e.harmful and e.source == "xstest"]
     rng.shuffle(harmful)
     rng.shuffle(lookalikes)
-    exchanges = [(e.request, e.text.strip()) for e in output_examples(parts=(Part.HELD_OUT,))
-                 if not e.harmful and e.source in PASSAGE_SOURCES and len(e.text) > 300
-                 and not e.text.lstrip().lower().startswith(REFUSAL_OPENINGS)]
+    exchanges = benign_exchanges(Part.HELD_OUT)
     rng.shuffle(exchanges)
-    compare = {}
-    for spec in args.compare:
-        name, _, folder = spec.partition("=")
-        if not name or not folder:
-            raise SystemExit(f"--compare wants NAME=FOLDER, got {spec!r}")
-        compare[name] = load_artifact(Path(folder))
+    compare = compared(args.compare)
     sizes = SIZES[:1] if args.smoke else SIZES
     shipped = load_fast_checker()
     if shipped is None:

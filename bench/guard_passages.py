@@ -31,7 +31,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from guard_long_documents import FOLLOW_UP, document, holds, placed
+from guard_long_documents import FOLLOW_UP, benign_exchanges, compared, document, holds, placed
 
 GLUED_COPIES = 5  # copies of a validation scene's passage (placement.py; 2-3 KB each)
 SIZES = ((10_000, "10 KB"), (40_000, "40 KB"))
@@ -79,11 +79,8 @@ def main() -> int:
     from specguard.guard import CheckRequest, FastChecker, Label, Stage, load_fast_checker
     from specguard.guard.corpus import (
         PASSAGE_SOURCES,
-        REFUSAL_OPENINGS,
         input_examples,
-        output_examples,
     )
-    from specguard.guard.fast import load_artifact
     from specguard.guard.placement import VALIDATION_SCENES
     from specguard.guard.train import _is_lookalike
     from specguard.types import assistant, user
@@ -102,9 +99,7 @@ def main() -> int:
     harmful = [e.text for e in val if e.harmful and e.source in REQUEST_SOURCES]
     lookalikes = [e.text for e in input_examples(parts=(Part.VALIDATION,)) if _is_lookalike(e)
                   and e.source in ("xstest", "coconot")]
-    exchanges = [(e.request, e.text.strip()) for e in output_examples(parts=(Part.VALIDATION,))
-                 if not e.harmful and e.source in PASSAGE_SOURCES and len(e.text) > 300
-                 and not e.text.lstrip().lower().startswith(REFUSAL_OPENINGS)]
+    exchanges = benign_exchanges(Part.VALIDATION)
     for pool in (harmful, lookalikes, exchanges):
         rng.shuffle(pool)
     if args.smoke:
@@ -117,11 +112,7 @@ def main() -> int:
     if shipped is None:
         raise SystemExit("no shipped fast-tier artifact")
     artifacts = {"shipped": shipped.artifact}
-    for spec in args.compare:
-        name, _, folder = spec.partition("=")
-        if not name or not folder:
-            raise SystemExit(f"--compare wants NAME=FOLDER, got {spec!r}")
-        artifacts[name] = load_artifact(Path(folder))
+    artifacts.update(compared(args.compare))
     docs = {}
     for size, label in sizes:
         k = 2 if args.smoke else max(1, sum(len(a) + 2 for a in answers) // size)
