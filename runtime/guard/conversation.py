@@ -58,8 +58,8 @@ def input_segments(messages: Sequence[Message]) -> list[Segment]:
             segs.append(Segment(i, str(m.role), m.content))
             paras = paragraphs(m.content)
             segs.extend(Segment(i, str(m.role), text, paragraph=k) for k, text in paras)
-            # A line read alone unless it already is a unit (the turn, or a paragraph).
-            known = {m.content.strip()} | {text for _, text in paras}
+            # A line read alone unless it already is one of the turn's paragraphs.
+            known = {text for _, text in paras}
             segs.extend(Segment(i, str(m.role), text, line=k)
                         for k, text in lines(m.content) if text not in known)
             # An obfuscated turn is also read decoded (base64, leetspeak, spacing).
@@ -74,9 +74,7 @@ def paragraphs(text: str) -> list[tuple[int, str]]:
     """(index, paragraph) for each paragraph of `text` (split at blank lines) when it has more
     than one. Every one: a long document's middle paragraphs are read alone like its ends
     (the checker's encoder budget, not this, bounds what a check costs)."""
-    parts = [(k, p.strip()) for k, p in enumerate(_PARAGRAPH_BREAK.split(text))]
-    parts = [(k, p) for k, p in parts if p]
-    return parts if len(parts) >= 2 else []
+    return _several(_PARAGRAPH_BREAK.split(text))
 
 
 def lines(text: str) -> list[tuple[int, str]]:
@@ -85,8 +83,13 @@ def lines(text: str) -> list[tuple[int, str]]:
     otherwise read only in windows that mix it with the prose: the shipped checker caught 43%
     of validation harmful requests placed that way, and 86% read as lines (85% sent bare;
     docs/results/guard.md, "Benign passages")."""
-    parts = [(k, ln.strip()) for k, ln in enumerate(text.split("\n"))]
-    parts = [(k, ln) for k, ln in parts if ln]
+    return _several(text.split("\n"))
+
+
+def _several(pieces: Sequence[str]) -> list[tuple[int, str]]:
+    """(index, stripped piece) for the non-empty pieces, when there are at least two."""
+    parts = [(k, p.strip()) for k, p in enumerate(pieces)]
+    parts = [(k, p) for k, p in parts if p]
     return parts if len(parts) >= 2 else []
 
 

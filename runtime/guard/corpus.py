@@ -31,9 +31,9 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterable
-from itertools import pairwise
 from dataclasses import dataclass
 from importlib import resources
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -295,11 +295,11 @@ def _benign_passages(data_root: Any, seed: int, parts: tuple[Part, ...]) -> list
     rng = random.Random(seed + 104729)
     answers: dict[Part, list[tuple[str, str]]] = {p: [] for p in parts}
     for name in PASSAGE_SOURCES:
-        subset = "preference" if name == "coconot" else None
+        records = _records(name, "preference" if name == "coconot" else None, data_root)
         for part in parts:
             if part is Part.HELD_OUT:
                 continue
-            for r in in_part(_records(name, subset, data_root), part, data_root=data_root):
+            for r in in_part(records, part, data_root=data_root):
                 answer = (r.chosen if name == "coconot" else r.answer) or ""
                 if (r.harmful or getattr(r, "label", "") == "refused" or len(answer) < 200
                         or answer.lstrip().lower().startswith(REFUSAL_OPENINGS)):

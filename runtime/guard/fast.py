@@ -489,11 +489,9 @@ def _turn_ends(units: Sequence[Unit], k: int = END_UNITS) -> list[bool]:
     for i, u in enumerate(units):
         seg = u.segment
         if not seg.view:
-            kind = "paragraph" if seg.paragraph is not None else (
-                "line" if seg.line is not None else "turn")
-            key = (seg.turn, seg.role, kind)
-            order = seg.paragraph if seg.paragraph is not None else (seg.line or 0)
-            groups.setdefault(key, []).append((order, u.window, i))
+            kind, order = (("paragraph", seg.paragraph) if seg.paragraph is not None else
+                           ("line", seg.line) if seg.line is not None else ("turn", 0))
+            groups.setdefault((seg.turn, seg.role, kind), []).append((order, u.window, i))
     out = [False] * len(units)
     for items in groups.values():
         items.sort()
